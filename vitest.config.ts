@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+/** The whole suite: model, implementation, conformance and end-to-end tests. */
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'threads',
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
