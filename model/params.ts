@@ -30,9 +30,9 @@ export const defaultParams: ModelParams = {
   volumeCount: 2,
   blocksPerVolume: 1,
   blockBytes: 512,
-  journalEntriesMax: 2,
+  journalEntriesMax: 1,
   pullBatchEntriesMax: 1,
-  writesMax: 3,
+  writesMax: 2,
   faultsMax: 2,
   fencePolicy: 'keepWriting',
 };

@@ -1,0 +1,186 @@
+/**
+ * Exhaustive bounded exploration of the statechart: a breadth-first search over the machine's own pure
+ * `transition` function, checking P1-P7 (and the regions' mirror of the context) on every reachable state
+ * and every transition. Breadth-first order makes the first violation found for a property a shortest
+ * counterexample. The statechart is a parameter, so tests can explore broken variants of it.
+ */
+import { getAdjacencyMap } from 'xstate/graph';
+import { initialTransition, transition, type AnyStateMachine, type AnyTransitionDefinition, type SnapshotFrom } from 'xstate';
+import { candidateEvents, formatEvent, type ModelEvent } from './events.ts';
+import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
+import { validateParams, type ModelParams } from './params.ts';
+import { checkState, checkTransition, type PropertyName } from './properties.ts';
+import { contextKey, type ModelContext } from './state.ts';
+import { transitionDefinitions, type TransitionDefinitionInfo } from './traceability.ts';
+
+type Snapshot = SnapshotFrom<ReplicationMachine>;
+
+/** The most states one exploration may visit unless told otherwise (a safety net, not a bound). */
+export const exploreStatesMaxDefault = 2_000_000;
+
+/** Options of one exploration. */
+export interface ExploreOptions {
+  params?: Partial<ModelParams>;
+  /** The chart to explore (default: the specification); tests pass broken variants. */
+  machine?: AnyStateMachine;
+  /** Stop after this many states and report the exploration as incomplete. */
+  statesMax?: number;
+  /** Stop at the first violation (still a shortest counterexample for its property). */
+  stopOnViolation?: boolean;
+}
+
+/** A property broken in a reachable state or transition, with a shortest event sequence that shows it. */
+export interface Counterexample {
+  property: PropertyName;
+  message: string;
+  /** Events from the initial state; the last one is the violating transition when `inTransition`. */
+  path: string[];
+  inTransition: boolean;
+}
+
+/** What one exploration found. */
+export interface ExploreResult {
+  params: ModelParams;
+  states: number;
+  transitions: number;
+  complete: boolean;
+  /** The first (shortest) counterexample of each broken property. */
+  violations: Counterexample[];
+  /** Transition definitions of the chart taken at least once, by id. */
+  taken: Set<string>;
+  /** Length of the longest shortest path (the graph's eccentricity from the initial state). */
+  depth: number;
+  ms: number;
+}
+
+interface Visit {
+  snapshot: Snapshot;
+  parent: number;
+  event: ModelEvent | null;
+  depth: number;
+}
+
+function pathTo(visits: readonly Visit[], index: number): string[] {
+  const path: string[] = [];
+  for (let at = index; at > 0; at = visits[at]!.parent) path.push(formatEvent(visits[at]!.event!));
+  return path.reverse();
+}
+
+/** Explores every state reachable within the bounds, breadth first, checking P1-P7 on each. */
+export function explore(options: ExploreOptions = {}): ExploreResult {
+  const started = performance.now();
+  const params = validateParams(options.params ?? {});
+  const machine = (options.machine ?? replicationMachine) as ReplicationMachine;
+  const statesMax = options.statesMax ?? exploreStatesMaxDefault;
+  const definitions = transitionDefinitions(machine);
+  const rootIds = new Map<AnyTransitionDefinition, string>();
+  for (const info of definitions) if (info.definition) rootIds.set(info.definition, info.id);
+
+  const [initial] = initialTransition(machine, params);
+  const visits: Visit[] = [{ snapshot: initial, parent: -1, event: null, depth: 0 }];
+  const seen = new Map<string, number>([[contextKey(initial.context), 0]]);
+  const violations = new Map<PropertyName, Counterexample>();
+  const taken = new Set<string>();
+  const report = (index: number, property: PropertyName, message: string, event?: ModelEvent): void => {
+    if (violations.has(property)) return;
+    const path = pathTo(visits, index);
+    if (event) path.push(formatEvent(event));
+    violations.set(property, { property, message, path, inTransition: event !== undefined });
+  };
+  let transitions = 0;
+  let depth = 0;
+  let complete = true;
+
+  for (const violation of checkState(initial.context, initial.value)) report(0, violation.property, violation.message);
+  for (let index = 0; index < visits.length; index++) {
+    if (options.stopOnViolation && violations.size > 0) {
+      complete = false;
+      break;
+    }
+    const { snapshot } = visits[index]!;
+    const context = snapshot.context;
+    for (const event of candidateEvents(params, context)) {
+      const enabled = machine.getTransitionData(snapshot, event);
+      if (enabled.length === 0) continue;
+      const [next] = transition(machine, snapshot, event);
+      transitions++;
+      for (const definition of enabled) {
+        const id = rootIds.get(definition);
+        if (id) taken.add(id);
+      }
+      recordRegionMoves(snapshot, next, taken);
+      for (const violation of checkTransition(context, event, next.context)) {
+        report(index, violation.property, violation.message, event);
+      }
+      const key = contextKey(next.context);
+      if (seen.has(key)) continue;
+      if (visits.length >= statesMax) {
+        complete = false;
+        continue;
+      }
+      const at = visits.length;
+      const nextDepth = visits[index]!.depth + 1;
+      depth = Math.max(depth, nextDepth);
+      seen.set(key, at);
+      visits.push({ snapshot: next, parent: index, event, depth: nextDepth });
+      for (const violation of checkState(next.context, next.value)) report(at, violation.property, violation.message);
+    }
+  }
+  return {
+    params,
+    states: visits.length,
+    transitions,
+    complete,
+    violations: [...violations.values()],
+    taken,
+    depth,
+    ms: performance.now() - started,
+  };
+}
+
+/** Marks the eventless region transitions a step took: each region that changed state moved by one. */
+function recordRegionMoves(before: Snapshot, after: Snapshot, taken: Set<string>): void {
+  const from = before.value as unknown as Record<string, string>;
+  const to = after.value as unknown as Record<string, string>;
+  for (const region of Object.keys(to)) {
+    if (from[region] !== to[region]) taken.add(`${region}.${from[region]} -> ${to[region]}`);
+  }
+}
+
+/**
+ * The same enumeration with xstate's own `getAdjacencyMap` (every candidate event tried in every state,
+ * states keyed by the same context key), for the benchmark that compares the two engines.
+ */
+export function exploreWithAdjacencyMap(options: ExploreOptions = {}): { states: number; transitions: number; ms: number } {
+  const started = performance.now();
+  const params = validateParams(options.params ?? {});
+  const machine = (options.machine ?? replicationMachine) as ReplicationMachine;
+  const map = getAdjacencyMap(machine, {
+    input: params,
+    events: (snapshot) => candidateEvents(params, snapshot.context as ModelContext),
+    serializeState: (snapshot) => contextKey(snapshot.context as ModelContext),
+    serializeEvent: (event) => formatEvent(event as ModelEvent),
+    limit: options.statesMax ?? exploreStatesMaxDefault,
+  });
+  let transitions = 0;
+  for (const [key, value] of Object.entries(map)) {
+    for (const step of Object.values(value.transitions) as { state: { context: ModelContext } }[]) {
+      if (contextKey(step.state.context) !== key) transitions++;
+    }
+  }
+  return { states: Object.keys(map).length, transitions, ms: performance.now() - started };
+}
+
+/** The transition definitions of the chart that an exploration never took (for coverage reports). */
+export function untaken(result: ExploreResult, machine: AnyStateMachine = replicationMachine): TransitionDefinitionInfo[] {
+  return transitionDefinitions(machine as ReplicationMachine).filter((info) => !result.taken.has(info.id));
+}
+
+/** Claims implemented by the transitions an exploration took. */
+export function claimsTaken(result: ExploreResult, machine: AnyStateMachine = replicationMachine): Set<number> {
+  const claims = new Set<number>();
+  for (const info of transitionDefinitions(machine as ReplicationMachine)) {
+    if (result.taken.has(info.id)) for (const claim of (info.meta as TransitionMeta | undefined)?.claims ?? []) claims.add(claim);
+  }
+  return claims;
+}

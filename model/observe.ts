@@ -1,0 +1,101 @@
+/**
+ * The observation of a model state: the abstract view the implementation must show after the same steps
+ * (DESIGN.md "Observation"). Volume digests are predicted from the write history alone: every block a site
+ * applied holds `blockBytes` copies of its data byte, every other block zeros, hashed with SHA-256 in
+ * volume order. The model never calls the implementation's code to get them.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import type { JournalRange, Observation, SiteObservation } from './observation.ts';
+import type { ModelParams } from './params.ts';
+import {
+  acceptsHostWrites,
+  imageOf,
+  journalEntries,
+  lastOf,
+  receivedOf,
+  secondaryOf,
+  type Entry,
+  type ModelContext,
+  type SyncMemberState,
+} from './state.ts';
+
+/** High water: at least 80% of the capacity (Hitachi's PFUL), in integers. */
+export function isHighWater(entries: number, entriesMax: number): boolean {
+  return entries * 5 >= entriesMax * 4;
+}
+
+const blockCache = new Map<string, Uint8Array>();
+
+function filledBlock(blockBytes: number, data: number): Uint8Array {
+  const key = `${blockBytes}:${data}`;
+  let block = blockCache.get(key);
+  if (!block) {
+    block = new Uint8Array(blockBytes).fill(data);
+    blockCache.set(key, block);
+  }
+  return block;
+}
+
+/** SHA-256 (hex) of the volumes a history produces, concatenated in volume order. */
+export function digestOf(params: ModelParams, applied: readonly Entry[]): string {
+  const hash = sha256.create();
+  for (const data of imageOf(params, applied)) hash.update(filledBlock(params.blockBytes, data));
+  return bytesToHex(hash.digest());
+}
+
+function syncMemberObservation(context: ModelContext, site: 1 | 2, member: SyncMemberState): SiteObservation {
+  const last = member.applied.length;
+  const journal: JournalRange = {
+    first: member.journalFirst,
+    last,
+    highWater: isHighWater(journalEntries(member), context.params.journalEntriesMax),
+  };
+  return {
+    mode: member.mode,
+    role: context.primary === site ? 'primary' : 'secondary',
+    lastUpdateNumber: last,
+    journal,
+    acceptsHostWrites: acceptsHostWrites(context, site),
+    fenced: member.fenced,
+    changedBlocks: member.changed.length,
+    volumeDigest: digestOf(context.params, member.applied),
+  };
+}
+
+/** The observation of a model state (see `model/README.md` for every field's meaning). */
+export function observe(context: ModelContext): Observation {
+  const remote = context.sites[3];
+  const restored = lastOf(context, 3);
+  const received = receivedOf(context);
+  return {
+    sites: {
+      1: syncMemberObservation(context, 1, context.sites[1]),
+      2: syncMemberObservation(context, 2, context.sites[2]),
+      3: {
+        mode: remote.mode,
+        role: 'remote',
+        lastUpdateNumber: restored,
+        journal: {
+          first: restored + 1,
+          last: received,
+          highWater: isHighWater(remote.pending.length, context.params.journalEntriesMax),
+        },
+        acceptsHostWrites: false,
+        fenced: false,
+        changedBlocks: 0,
+        volumeDigest: digestOf(context.params, remote.applied),
+        received,
+        restored,
+        source: context.primary,
+        lag: lastOf(context, context.primary) - restored,
+      },
+    },
+    syncPair: { state: context.syncPair, primary: context.primary },
+    asyncPair: { state: context.asyncPair, source: context.primary },
+    standbyPair: { state: context.standbyPair, from: secondaryOf(context) },
+    cutLinks: [...context.cut],
+    ackedOnOneSite: context.ackedOnOneSite,
+    judgement: context.judgement,
+  };
+}

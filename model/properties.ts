@@ -1,0 +1,183 @@
+/**
+ * The safety properties P1-P7 of DESIGN.md, as checks on one model state and on one transition. The
+ * explorer runs them on every reachable state and every transition; the conformance harness reuses the
+ * state checks on the model side of every step. Each check returns the violations it finds (never throws),
+ * so a broken variant of the chart is reported with a shortest counterexample instead of a crash.
+ */
+import type { ModelEvent } from './events.ts';
+import type { StateValue } from 'xstate';
+import { journalOf } from './semantics.ts';
+import {
+  acceptsHostWrites,
+  covers,
+  imageOf,
+  journalEntries,
+  receivedOf,
+  type Entry,
+  type ModelContext,
+} from './state.ts';
+
+/** The name of a property; `MIRROR` is the chart's own consistency (regions agree with the context). */
+export type PropertyName = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'MIRROR';
+
+/** One property broken in one state or transition. */
+export interface Violation {
+  property: PropertyName;
+  message: string;
+}
+
+/** The short statement of each property, for reports. */
+export const propertyStatements: Readonly<Record<PropertyName, string>> = {
+  P1: 'acknowledged-write durability: an in-sync pair holds the same entries with the same update numbers; under "refuse" nothing is acknowledged on one site',
+  P2: "write-order fidelity: site 3's history is a prefix of its source's",
+  P3: 'update numbers are unique and consecutive in every journal and history, and survive failover',
+  P4: 'single writer: at most one site accepts host writes',
+  P5: 'delta resync only when the source journal covers every missing entry',
+  P6: 'no lost data at failback: in step and caught up, all three images are equal',
+  P7: 'journals within capacity; a copying async pair never lost an entry site 3 needs',
+  MIRROR: "the chart's regions show the context's modes and pair states",
+};
+
+const sameEntries = (a: readonly Entry[], b: readonly Entry[]): boolean =>
+  a.length === b.length && a.every((entry, i) => {
+    const other = b[i]!;
+    return entry.u === other.u && entry.volume === other.volume && entry.block === other.block && entry.data === other.data;
+  });
+
+const isPrefix = (prefix: readonly Entry[], of: readonly Entry[]): boolean =>
+  prefix.length <= of.length && sameEntries(prefix, of.slice(0, prefix.length));
+
+const consecutiveFrom = (entries: readonly Entry[], first: number): boolean => entries.every((entry, i) => entry.u === first + i);
+
+/** Checks P1-P7 and the region mirror on one state. */
+export function checkState(context: ModelContext, value?: StateValue): Violation[] {
+  const violations: Violation[] = [];
+  const fail = (property: PropertyName, message: string): void => {
+    violations.push({ property, message });
+  };
+  const { sites, params } = context;
+  const inSync = context.syncPair === 'inSync' || context.syncPair === 'reversed';
+  const source = sites[context.primary];
+  const remote = sites[3];
+  const received = receivedOf(context);
+
+  // P1
+  if (inSync && !sameEntries(sites[1].applied, sites[2].applied)) {
+    fail('P1', `sync pair is ${context.syncPair} but sites 1 and 2 hold different entries`);
+  }
+  if (inSync && context.ackedOnOneSite !== 0) {
+    fail('P1', `sync pair is ${context.syncPair} but ${context.ackedOnOneSite} writes are acknowledged on one site`);
+  }
+
+  // P2
+  const judgedSinceFailover = context.takeover === null;
+  if (context.asyncPair !== 'fullCopy' && context.asyncPair !== 'suspendedOverflow' && judgedSinceFailover) {
+    if (!isPrefix([...remote.applied, ...remote.pending], source.applied)) {
+      fail('P2', `site 3's history (restored ${remote.applied.length}, received ${received}) is not a prefix of site ${context.primary}'s`);
+    }
+  }
+
+  // P3
+  for (const site of [1, 2, 3] as const) {
+    if (!consecutiveFrom(sites[site].applied, 1)) fail('P3', `site ${site} applied update numbers out of sequence`);
+  }
+  if (!consecutiveFrom(remote.pending, remote.applied.length + 1)) fail('P3', "site 3's journal is not consecutive after its restored number");
+  for (const site of [1, 2] as const) {
+    const member = sites[site];
+    if (member.journalFirst < 1 || member.journalFirst > member.applied.length + 1) {
+      fail('P3', `site ${site} journal starts at ${member.journalFirst}, outside 1..${member.applied.length + 1}`);
+    }
+  }
+
+  // P4
+  const writers = ([1, 2] as const).filter((site) => acceptsHostWrites(context, site));
+  if (writers.length > 1) fail('P4', `sites ${writers.join(' and ')} both accept host writes`);
+
+  // P5
+  if (context.asyncPair === 'deltaResync' && !covers(source, received)) {
+    fail('P5', `async pair awaits a delta resync but site ${context.primary}'s journal does not cover site 3's ${received}`);
+  }
+
+  // P6
+  const caughtUp = remote.up && sites[1].up && sites[2].up && remote.pending.length === 0 && remote.applied.length === source.applied.length;
+  if (inSync && context.asyncPair === 'copying' && caughtUp) {
+    const images = ([1, 2, 3] as const).map((site) => imageOf(params, sites[site].applied).join(','));
+    if (new Set(images).size !== 1) fail('P6', 'in step and caught up, but the three images differ');
+  }
+
+  // P7
+  for (const site of [1, 2] as const) {
+    const held = journalEntries(sites[site]);
+    if (held > params.journalEntriesMax) fail('P7', `site ${site} journal holds ${held} > ${params.journalEntriesMax} entries`);
+  }
+  if (remote.pending.length > params.journalEntriesMax) {
+    fail('P7', `site 3 journal holds ${remote.pending.length} > ${params.journalEntriesMax} entries`);
+  }
+  if (context.asyncPair === 'copying' && !covers(source, received)) {
+    fail('P7', `async pair copying but site ${context.primary}'s journal lost entries after site 3's ${received}`);
+  }
+
+  if (value !== undefined) violations.push(...checkMirror(context, value));
+  return violations;
+}
+
+function checkMirror(context: ModelContext, value: StateValue): Violation[] {
+  const regions = value as Record<string, unknown>;
+  const expected: Record<string, string> = {
+    site1: context.sites[1].mode,
+    site2: context.sites[2].mode,
+    site3: context.sites[3].mode,
+    syncPair: context.syncPair,
+    asyncPair: context.asyncPair,
+    standbyPair: context.standbyPair,
+  };
+  return Object.entries(expected)
+    .filter(([region, state]) => regions[region] !== state)
+    .map(([region, state]) => ({
+      property: 'MIRROR' as const,
+      message: `region ${region} shows ${JSON.stringify(regions[region])}, context says ${state}`,
+    }));
+}
+
+/** Checks the properties that speak of a step: what an accepted event may do. */
+export function checkTransition(before: ModelContext, event: ModelEvent, after: ModelContext): Violation[] {
+  const violations: Violation[] = [];
+  const fail = (property: PropertyName, message: string): void => {
+    violations.push({ property, message });
+  };
+  const inSyncBefore = before.syncPair === 'inSync' || before.syncPair === 'reversed';
+
+  if (event.type === 'HOST_WRITE' && after.writes > before.writes) {
+    const site = event.host;
+    const u = after.sites[site].applied.length;
+    if (u !== before.sites[site].applied.length + 1) fail('P3', `host write at site ${site} got update number ${u}, not last + 1`);
+    if (!inSyncBefore && site === 1 && before.params.fencePolicy === 'refuse') {
+      fail('P1', 'host 1 write acknowledged on site 1 alone under fence policy "refuse"');
+    }
+    if (!inSyncBefore && after.ackedOnOneSite !== before.ackedOnOneSite + 1) {
+      fail('P1', 'a write acknowledged on one site is not counted in the exposure');
+    }
+  }
+  if (event.type === 'FAILOVER' && after.primary === 2 && before.primary === 1) {
+    if (after.sites[2].applied.length !== before.sites[2].applied.length) fail('P3', 'failover changed site 2 update numbers');
+    if (before.sites[1].up && !before.sites[1].fenced) fail('P4', 'failover while site 1 was up and not fenced');
+  }
+  if (event.type === 'PULL_JOURNAL') {
+    const source = before.sites[before.primary];
+    const fromJournal = journalOf(source);
+    const pulled = after.sites[3].pending.slice(before.sites[3].pending.length);
+    if (pulled.length > 0 && !isPrefix(pulled, fromJournal.filter((e) => e.u > receivedOf(before)))) {
+      fail('P5', "site 3 pulled entries that were not in the source's journal");
+    }
+  }
+  if (event.type === 'DELTA_RESYNC' && after.asyncPair === 'copying') {
+    if (!covers(before.sites[before.primary], receivedOf(before))) {
+      fail('P5', "delta resync done although the source's journal did not cover site 3");
+    }
+  }
+  if (event.type === 'RESTORE_JOURNAL') {
+    const restored = after.sites[3].applied.slice(before.sites[3].applied.length);
+    if (!sameEntries(restored, before.sites[3].pending)) fail('P2', 'site 3 restored something other than its journal, in order');
+  }
+  return violations;
+}

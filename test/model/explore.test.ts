@@ -1,0 +1,154 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { assign } from 'xstate';
+import { explore, claimsTaken, untaken } from '../../model/explore.ts';
+import { replicationMachine } from '../../model/machine.ts';
+import { apply, failoverVerdict } from '../../model/semantics.ts';
+import type { ModelContext } from '../../model/state.ts';
+import type { ModelEvent } from '../../model/events.ts';
+
+/** A broken variant of an action: the real effect, then `breakIt` on the result. */
+// Typed loosely on purpose: a variant replaces the named action whatever its declared event type.
+const brokenAction = (breakIt: (before: ModelContext, after: ModelContext, event: ModelEvent) => ModelContext) =>
+  assign<ModelContext, ModelEvent, undefined, ModelEvent, never>(({ context, event }) => breakIt(context, apply(context, event), event)) as never;
+
+const small = { writesMax: 2, journalEntriesMax: 1, faultsMax: 1 };
+
+function firstViolation(machine: unknown, params: Record<string, unknown> = small) {
+  const result = explore({ machine: machine as typeof replicationMachine, params, stopOnViolation: true });
+  expect(result.violations.length, 'the checker must report the broken variant').toBeGreaterThan(0);
+  return result.violations;
+}
+
+describe('exhaustive bounded exploration', () => {
+  it('finds no violation, takes every chart transition and covers all 40 claims at small bounds', () => {
+    const result = explore({ params: small });
+    expect(result.complete).toBe(true);
+    expect(result.violations).toEqual([]);
+    expect(result.states).toBeGreaterThan(1000);
+    expect(claimsTaken(result).size).toBe(40);
+    // Two faults are needed for a few region moves; the default bounds (next test) take them all.
+    expect(untaken(result).length).toBeLessThan(10);
+  });
+
+  it('npm run explore -- --json: zero violations, 40 of 40 claims, every chart transition, within a minute', () => {
+    const output = execFileSync('npx', ['tsx', 'model/explore-cli.ts', '--json'], { encoding: 'utf8', timeout: 240_000 });
+    const summary = JSON.parse(output.trim().split('\n').at(-1)!);
+    expect(summary.violations).toEqual([]);
+    expect(summary.claims).toEqual({ covered: 40, total: 40, missing: [] });
+    expect(summary.chart.untaken).toEqual([]);
+    expect(summary.complete).toBe(true);
+    expect(summary.states).toBeGreaterThan(100_000);
+    expect(summary.transitions).toBeGreaterThan(summary.states);
+    expect(Object.keys(summary)).toEqual(expect.arrayContaining(['states', 'transitions', 'violations', 'claims', 'params', 'ms']));
+  });
+});
+
+describe('the checker catches broken variants of the chart, with a shortest counterexample', () => {
+  it('P5: a judge that allows a delta resync when the journal does not cover the gap', () => {
+    const broken = replicationMachine.provide({
+      actions: {
+        failover: brokenAction((_before, after) =>
+          after.judgement?.verdict === 'fullCopy' ? { ...after, asyncPair: 'deltaResync', judgement: { ...after.judgement, verdict: 'deltaResync' } } : after,
+        ),
+      },
+    });
+    const [violation] = firstViolation(broken);
+    expect(violation!.property).toBe('P5');
+    // Two writes overflow site 2's one-entry journal; site 1 fails; the failover judges.
+    expect(violation!.path).toEqual([
+      'HOST_WRITE host=1 volume=0 block=0 data=1',
+      'HOST_WRITE host=1 volume=0 block=0 data=2',
+      'FAIL_SITE site=1',
+      'FAILOVER force=false',
+    ]);
+  });
+
+  it('P4: a failover that leaves site 1 writable (promotes site 2 while site 1 is up and not fenced)', () => {
+    const broken = replicationMachine.provide({
+      guards: {
+        failoverNoUpdateRequired: ({ context, event }) =>
+          event.type === 'FAILOVER' && context.primary === 1 && context.sites[2].up && failoverVerdict(context) === 'noUpdateRequired',
+      },
+    });
+    const [violation] = firstViolation(broken);
+    expect(violation!.property).toBe('P4');
+    expect(violation!.path).toEqual(['FAILOVER force=false']);
+    expect(violation!.inTransition).toBe(true);
+  });
+
+  it('P3: update numbers that restart after failover', () => {
+    const broken = replicationMachine.provide({
+      actions: {
+        journalAlone: brokenAction((before, after) => {
+          if (before.primary !== 2) return after;
+          const applied = after.sites[2].applied;
+          const last = applied.at(-1)!;
+          return { ...after, sites: { ...after.sites, 2: { ...after.sites[2], applied: [...applied.slice(0, -1), { ...last, u: 1 }] } } };
+        }),
+      },
+    });
+    const violations = firstViolation(broken);
+    expect(violations.map((v) => v.property)).toContain('P3');
+    const p3 = violations.find((v) => v.property === 'P3')!;
+    expect(p3.path).toEqual(['HOST_WRITE host=1 volume=0 block=0 data=1', 'FAIL_SITE site=1', 'FAILOVER force=false', 'HOST_WRITE host=2 volume=0 block=0 data=2']);
+  });
+
+  it('P2: a restore out of order', () => {
+    const broken = replicationMachine.provide({
+      actions: {
+        restoreJournal: brokenAction((before, after) => ({
+          ...after,
+          sites: { ...after.sites, 3: { ...after.sites[3], applied: [...before.sites[3].applied, ...[...before.sites[3].pending].reverse()] } },
+        })),
+      },
+    });
+    const violations = firstViolation(broken, { ...small, journalEntriesMax: 2 });
+    const p2 = violations.find((v) => v.property === 'P2');
+    expect(p2, JSON.stringify(violations)).toBeDefined();
+    expect(p2!.path).toHaveLength(5);
+    expect(p2!.path.at(-1)).toBe('RESTORE_JOURNAL');
+  });
+
+  it('P7: a journal overflow that drops entries without suspending the async pair', () => {
+    const broken = replicationMachine.provide({
+      actions: {
+        journalAndReplicate: brokenAction((before, after) =>
+          after.asyncPair === 'suspendedOverflow' && before.asyncPair === 'copying' ? { ...after, asyncPair: 'copying' } : after,
+        ),
+      },
+    });
+    const [violation] = firstViolation(broken);
+    expect(violation!.property).toBe('P7');
+    expect(violation!.path).toEqual(['HOST_WRITE host=1 volume=0 block=0 data=1', 'HOST_WRITE host=1 volume=0 block=0 data=2']);
+  });
+
+  it('P1: a failback that loses site 2\'s last write at site 1', () => {
+    const broken = replicationMachine.provide({
+      actions: {
+        failback: brokenAction((_before, after) => ({
+          ...after,
+          sites: { ...after.sites, 1: { ...after.sites[1], applied: after.sites[1].applied.slice(0, -1) } },
+        })),
+      },
+    });
+    const violations = firstViolation(broken);
+    const p1 = violations.find((v) => v.property === 'P1');
+    expect(p1, JSON.stringify(violations)).toBeDefined();
+    expect(p1!.path.at(-1)).toBe('FAILBACK');
+  });
+
+  it('MIRROR: a region that does not follow the context', () => {
+    const broken = replicationMachine.provide({
+      guards: {
+        asyncPairIs: ({ context }, params) => {
+          const { value } = params as { value: string };
+          return value !== 'suspendedOverflow' && context.asyncPair === value;
+        },
+      },
+    });
+    const [violation] = firstViolation(broken);
+    expect(violation!.property).toBe('MIRROR');
+    expect(violation!.path).toHaveLength(2);
+  });
+});
