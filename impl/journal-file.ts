@@ -1,0 +1,564 @@
+/**
+ * The file backend of a {@link Journal}: encoded entries (see `journal.ts`) appended to segment files
+ * `journal-000001.seg`, `journal-000002.seg`, ... in one directory, rolled at `segmentBytesMax`, with
+ * synchronous positional I/O.
+ *
+ * Layout and durability:
+ * - `append` writes the entry to the current segment (in the operating system's cache); `flush` makes every
+ *   appended entry durable (fsync of the segment and, when a segment was created, of the directory). A
+ *   segment is fsynced before the next one is started, so a later segment never holds data while an earlier
+ *   one lost its tail.
+ * - `journal.meta` holds the trim point (`floor`: every update number `<= floor` is discarded, so
+ *   `first = floor + 1`; after `reset(last)`, `floor = last`) and `firstSegment`, the first segment still in
+ *   use. It is replaced atomically (write a temporary file, fsync, rename, fsync the directory) *before* any
+ *   segment it makes obsolete is deleted, so a crash in between leaves only segments the next open deletes.
+ * - `open` recovers every complete valid entry. A torn or corrupt tail (the bytes after the last valid entry,
+ *   with no valid entry after them) is truncated away and reported; a defect followed by valid data, in any
+ *   segment, or a gap in the update numbers, is a {@link CorruptJournalError}: never skipped silently.
+ *
+ * One process opens a journal directory at a time; this is the caller's responsibility.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { assert } from './invariant.ts';
+import {
+  checkBatchArgument,
+  checkUpdateNumberArgument,
+  CorruptEntryError,
+  decodeEntry,
+  encodeEntry,
+  entryBytes,
+  entryHeaderBytes,
+  entryMagic,
+  isHighWater,
+  JournalFullError,
+  JournalLimitsError,
+  NotCoveredError,
+  validateEntry,
+  validateJournalLimits,
+  type DecodeResult,
+  type Journal,
+  type JournalEntry,
+  type JournalLimits,
+} from './journal.ts';
+
+/** Default size at which a segment is closed and the next one started: 64 MiB. */
+export const segmentBytesMax = 64 * 1024 * 1024;
+
+/**
+ * Largest segment file `open` reads: 1 GiB. A segment normally stays below its `segmentBytesMax` (one
+ * entry larger than that goes alone into its own segment); a bigger file is not a segment of ours.
+ */
+export const segmentFileBytesCeiling = 2 ** 30;
+
+/** Largest `bytesMax` of a file journal: 1 TiB. */
+export const fileJournalBytesMaxCeiling = 2 ** 40;
+
+/** Name of the metadata file in a journal directory. */
+export const journalMetaName = 'journal.meta';
+
+const metaTempName = 'journal.meta.tmp';
+const metaFormat = 'threesite-journal-meta';
+const metaVersion = 1;
+const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
+
+/** Options of {@link FileJournal.open}. */
+export interface FileJournalOptions {
+  /** Size at which a segment is rolled; defaults to {@link segmentBytesMax}. Tests use small values. */
+  segmentBytesMax?: number;
+}
+
+/** What `open` found and did. */
+export interface RecoveryReport {
+  /** Entries held after recovery (update numbers after the trim point). */
+  entriesRecovered: number;
+  /** Bytes of torn or corrupt tail truncated away (0 when the journal was clean). */
+  discardedBytes: number;
+  /** Why the tail was discarded, or null when nothing was. */
+  discardedReason: 'torn' | 'corrupt' | null;
+}
+
+/** Why a journal directory cannot be opened. */
+export type CorruptJournalReason = 'corrupt' | 'torn' | 'gap' | 'metadata' | 'segmentTooLarge';
+
+/**
+ * Thrown by {@link FileJournal.open} when the journal is damaged in a way recovery must not hide: a torn or
+ * corrupt entry followed by valid data, a gap in update numbers, or bad metadata. `segment` is the file name
+ * (or the metadata file's), `offset` the byte position in it.
+ */
+export class CorruptJournalError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly segment: string,
+    readonly offset: number,
+    readonly reason: CorruptJournalReason,
+    detail: string,
+  ) {
+    super(`journal ${dir}: ${segment} at byte ${offset} (${reason}): ${detail}`);
+    this.name = 'CorruptJournalError';
+  }
+}
+
+interface Meta {
+  floor: number;
+  firstSegment: number;
+}
+
+/** One segment file in use: entries with consecutive update numbers from `firstU`, at `offsets`. */
+interface Segment {
+  index: number;
+  name: string;
+  /** Bytes of valid entries in the file (the append position). */
+  bytes: number;
+  firstU: number;
+  /** Byte position of each entry, in update-number order (trimmed entries of a partly trimmed segment included). */
+  offsets: number[];
+}
+
+function segmentName(index: number): string {
+  return `journal-${String(index).padStart(6, '0')}.seg`;
+}
+
+function segmentLast(segment: Segment): number {
+  return segment.firstU + segment.offsets.length - 1;
+}
+
+/** Byte position just past the entry with update number `u` in `segment`. */
+function segmentEnd(segment: Segment, u: number): number {
+  const next = u - segment.firstU + 1;
+  return next < segment.offsets.length ? (segment.offsets[next] as number) : segment.bytes;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readAll(fd: number, out: Uint8Array, position: number, where: string): void {
+  let done = 0;
+  while (done < out.length) {
+    const n = fs.readSync(fd, out, done, out.length - done, position + done);
+    if (n === 0) throw new CorruptEntryError(where, position + done, 'length', 'segment ends before its indexed entries');
+    done += n;
+  }
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/**
+ * True when a valid entry with an update number above `lastGood` starts after the defect at `at`: the
+ * defect is then in the middle of the journal, not its tail. When the defective entry's header is sound its
+ * extent is known and the search starts after it; otherwise every later byte position is tried.
+ */
+function validEntryFollows(bytes: Uint8Array, at: number, defect: Exclude<DecodeResult, { kind: 'ok' }>, lastGood: number): boolean {
+  if (defect.kind === 'torn') return false;
+  const start = defect.headerSound ? at + defect.bytes : at + 1;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let q = start; q + entryHeaderBytes <= bytes.length; q += 1) {
+    if (view.getUint32(q, true) !== entryMagic) continue;
+    const candidate = decodeEntry(bytes, q);
+    if (candidate.kind === 'ok' && candidate.entry.updateNumber > lastGood) return true;
+  }
+  return false;
+}
+
+/** A journal stored in segment files in one directory. See the file comment for layout and recovery. */
+export class FileJournal implements Journal {
+  readonly limits: JournalLimits;
+  /** The directory holding the segments and the metadata. */
+  readonly dir: string;
+  /** The size at which this journal rolls segments. */
+  readonly segmentBytesMax: number;
+  #segments: Segment[];
+  #floor: number;
+  #last: number;
+  #entries: number;
+  #bytes: number;
+  #nextSegment: number;
+  /** Write descriptor of the last segment, or null when there is none. */
+  #writeFd: number | null = null;
+  #writeDirty = false;
+  #dirDirty = false;
+  #readCache: { index: number; fd: number } | null = null;
+  #open = true;
+  /** Set when a write failed: the journal's files may disagree with its memory, so only close is allowed. */
+  #failure: unknown = null;
+
+  private constructor(
+    dir: string,
+    limits: JournalLimits,
+    options: { segmentBytesMax: number; segments: Segment[]; floor: number; last: number; entries: number; bytes: number; nextSegment: number },
+  ) {
+    this.dir = dir;
+    this.limits = limits;
+    this.segmentBytesMax = options.segmentBytesMax;
+    this.#segments = options.segments;
+    this.#floor = options.floor;
+    this.#last = options.last;
+    this.#entries = options.entries;
+    this.#bytes = options.bytes;
+    this.#nextSegment = options.nextSegment;
+    const current = this.#segments.at(-1);
+    if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
+  }
+
+  /**
+   * Opens (creating if missing) the journal in `dir` and recovers it. Throws {@link JournalLimitsError} for
+   * invalid limits or when the recovered entries exceed them, and {@link CorruptJournalError} for damage
+   * recovery must not hide (see the file comment).
+   */
+  static open(dir: string, limits: JournalLimits, options: FileJournalOptions = {}): { journal: FileJournal; recovery: RecoveryReport } {
+    const checkedLimits = validateJournalLimits(limits, fileJournalBytesMaxCeiling);
+    const rollBytes = options.segmentBytesMax ?? segmentBytesMax;
+    assert(
+      Number.isSafeInteger(rollBytes) && rollBytes >= 1 && rollBytes <= segmentFileBytesCeiling,
+      'segmentBytesMax within its ceiling',
+      () => `segmentBytesMax=${rollBytes}`,
+    );
+    fs.mkdirSync(dir, { recursive: true });
+    const names = fs.readdirSync(dir);
+    if (names.includes(metaTempName)) fs.unlinkSync(path.join(dir, metaTempName));
+    const indexes = names
+      .map((name) => segmentNamePattern.exec(name)?.[1])
+      .filter((digits): digits is string => digits !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    let meta = FileJournal.#readMeta(dir);
+    if (meta === null) {
+      if (indexes.length > 0) {
+        throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `missing while ${indexes.length} segments exist`);
+      }
+      meta = { floor: 0, firstSegment: 1 };
+      FileJournal.#writeMeta(dir, meta);
+    }
+    const { firstSegment, floor } = meta;
+    for (const index of indexes) {
+      if (index < firstSegment) fs.unlinkSync(path.join(dir, segmentName(index)));
+    }
+    const live = indexes.filter((index) => index >= firstSegment);
+    const sizes = live.map((index) => fs.statSync(path.join(dir, segmentName(index))).size);
+
+    const segments: Segment[] = [];
+    let expected: number | null = null;
+    let entries = 0;
+    let bytes = 0;
+    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null };
+    for (let k = 0; k < live.length; k += 1) {
+      const index = live[k] as number;
+      const name = segmentName(index);
+      const file = path.join(dir, name);
+      const size = sizes[k] as number;
+      if (size > segmentFileBytesCeiling) {
+        throw new CorruptJournalError(dir, name, 0, 'segmentTooLarge', `${size} bytes > ${segmentFileBytesCeiling}`);
+      }
+      const buffer = size === 0 ? new Uint8Array(0) : fs.readFileSync(file);
+      const segment: Segment = { index, name, bytes: 0, firstU: 0, offsets: [] };
+      let at = 0;
+      while (at < buffer.length) {
+        const result = decodeEntry(buffer, at, name);
+        if (result.kind === 'ok') {
+          const u = result.entry.updateNumber;
+          if (expected === null ? u > floor + 1 : u !== expected) {
+            const wanted = expected === null ? `at most ${floor + 1} (after the trim point)` : String(expected);
+            throw new CorruptJournalError(dir, name, at, 'gap', `entry u=${u} where ${wanted} was expected`);
+          }
+          expected = u + 1;
+          if (segment.offsets.length === 0) segment.firstU = u;
+          segment.offsets.push(at);
+          if (u > floor) {
+            entries += 1;
+            bytes += result.bytes;
+          }
+          at += result.bytes;
+          continue;
+        }
+        const laterData = sizes.slice(k + 1).some((later) => later > 0);
+        const lastGood = expected === null ? 0 : expected - 1;
+        if (laterData || validEntryFollows(buffer, at, result, lastGood)) {
+          const why = result.kind === 'corrupt' ? result.error.message : `entry ends past byte ${at + result.neededBytes}`;
+          throw new CorruptJournalError(dir, name, at, result.kind, `followed by valid data: ${why}`);
+        }
+        recovery.discardedBytes = buffer.length - at;
+        recovery.discardedReason = result.kind;
+        const fd = fs.openSync(file, fs.constants.O_RDWR);
+        try {
+          fs.ftruncateSync(fd, at);
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+        break;
+      }
+      segment.bytes = at;
+      if (segment.offsets.length === 0 || segmentLast(segment) <= floor) {
+        // Empty, or wholly trimmed (a crash came between the metadata and the delete): nothing to keep.
+        fs.unlinkSync(file);
+      } else {
+        segments.push(segment);
+      }
+    }
+    fsyncDir(dir);
+    const last = expected === null ? floor : Math.max(floor, expected - 1);
+    recovery.entriesRecovered = entries;
+    if (entries > checkedLimits.entriesMax) {
+      throw new JournalLimitsError(checkedLimits, 'entriesMax', checkedLimits.entriesMax, `recovered ${entries} entries`);
+    }
+    if (bytes > checkedLimits.bytesMax) {
+      throw new JournalLimitsError(checkedLimits, 'bytesMax', checkedLimits.bytesMax, `recovered ${bytes} bytes`);
+    }
+    const nextSegment = Math.max(firstSegment, (indexes.at(-1) ?? 0) + 1);
+    const journal = new FileJournal(dir, checkedLimits, { segmentBytesMax: rollBytes, segments, floor, last, entries, bytes, nextSegment });
+    return { journal, recovery };
+  }
+
+  get first(): number {
+    return this.#floor + 1;
+  }
+
+  get last(): number {
+    return this.#last;
+  }
+
+  get entries(): number {
+    return this.#entries;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get highWater(): boolean {
+    return isHighWater(this.#entries, this.#bytes, this.limits);
+  }
+
+  fits(entry: JournalEntry): boolean {
+    return this.#entries + 1 <= this.limits.entriesMax && this.#bytes + entryBytes(entry) <= this.limits.bytesMax;
+  }
+
+  append(entry: JournalEntry): void {
+    this.#checkUsable('append');
+    const last = this.#last;
+    assert(entry.updateNumber === last + 1, 'P3 journal append is last+1', () => `append u=${entry.updateNumber} after last=${last}`);
+    validateEntry(entry);
+    if (!this.fits(entry)) {
+      throw new JournalFullError(this.limits, this.#entries, this.#bytes, entryBytes(entry), entry.updateNumber);
+    }
+    const encoded = encodeEntry(entry);
+    try {
+      let segment = this.#segments.at(-1);
+      if (segment === undefined || segment.bytes + encoded.length > this.segmentBytesMax) segment = this.#roll();
+      writeAll(this.#writeFd as number, encoded, segment.bytes);
+      if (segment.offsets.length === 0) segment.firstU = entry.updateNumber;
+      segment.offsets.push(segment.bytes);
+      segment.bytes += encoded.length;
+      this.#writeDirty = true;
+    } catch (error) {
+      this.#failure = error;
+      throw error;
+    }
+    this.#last = entry.updateNumber;
+    this.#entries += 1;
+    this.#bytes += encoded.length;
+    assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
+    assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+  }
+
+  readAfter(updateNumber: number, entriesMax: number): JournalEntry[] {
+    this.#checkUsable('readAfter');
+    checkUpdateNumberArgument(updateNumber, 'readAfter');
+    checkBatchArgument(entriesMax);
+    if (updateNumber >= this.#last || entriesMax === 0) return [];
+    if (updateNumber + 1 < this.first) throw new NotCoveredError(updateNumber, this.first, this.#last);
+    const from = updateNumber + 1;
+    const to = Math.min(this.#last, updateNumber + entriesMax);
+    const out: JournalEntry[] = [];
+    for (const segment of this.#segments) {
+      const segmentFirst = Math.max(from, segment.firstU);
+      const segmentTo = Math.min(to, segmentLast(segment));
+      if (segmentFirst > segmentTo) continue;
+      const start = segment.offsets[segmentFirst - segment.firstU] as number;
+      const buffer = new Uint8Array(segmentEnd(segment, segmentTo) - start);
+      readAll(this.#readFd(segment), buffer, start, segment.name);
+      let at = 0;
+      for (let u = segmentFirst; u <= segmentTo; u += 1) {
+        const result = decodeEntry(buffer, at, segment.name);
+        if (result.kind === 'corrupt') {
+          throw new CorruptEntryError(segment.name, start + at, result.error.why, result.error.message);
+        }
+        if (result.kind === 'torn') throw new CorruptEntryError(segment.name, start + at, 'length', 'entry longer than its index says');
+        if (result.entry.updateNumber !== u) {
+          throw new CorruptEntryError(segment.name, start + at, 'sequence', `holds u=${result.entry.updateNumber} where u=${u} is indexed`);
+        }
+        out.push(result.entry);
+        at += result.bytes;
+      }
+    }
+    assert(out.length === to - updateNumber, 'journal segments hold every entry in [first..last]', () => `read ${out.length} of ${to - updateNumber}`);
+    return out;
+  }
+
+  covers(updateNumber: number): boolean {
+    return updateNumber <= this.#last && this.first <= updateNumber + 1;
+  }
+
+  trimThrough(updateNumber: number): number {
+    this.#checkUsable('trimThrough');
+    checkUpdateNumberArgument(updateNumber, 'trimThrough');
+    const newFloor = Math.min(updateNumber, this.#last);
+    const count = newFloor - this.#floor;
+    if (count <= 0) return 0;
+    let removedBytes = 0;
+    let obsolete = 0;
+    for (const segment of this.#segments) {
+      if (segment.firstU > newFloor) break;
+      const lo = Math.max(this.#floor + 1, segment.firstU);
+      const hi = Math.min(newFloor, segmentLast(segment));
+      assert(lo <= hi, 'journal segments hold live entries only', () => `${segment.name} ends at u=${segmentLast(segment)}`);
+      removedBytes += segmentEnd(segment, hi) - (segment.offsets[lo - segment.firstU] as number);
+      if (segmentLast(segment) <= newFloor) obsolete += 1;
+    }
+    const firstSegment = obsolete < this.#segments.length ? (this.#segments[obsolete] as Segment).index : this.#nextSegment;
+    FileJournal.#writeMeta(this.dir, { floor: newFloor, firstSegment });
+    this.#deleteSegments(obsolete);
+    this.#floor = newFloor;
+    this.#entries -= count;
+    this.#bytes -= removedBytes;
+    assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
+    assert(this.#bytes >= 0, 'journal byte count is non-negative', () => `${this.#bytes}`);
+    return count;
+  }
+
+  reset(last: number): void {
+    this.#checkUsable('reset');
+    checkUpdateNumberArgument(last, 'reset');
+    FileJournal.#writeMeta(this.dir, { floor: last, firstSegment: this.#nextSegment });
+    this.#deleteSegments(this.#segments.length);
+    this.#floor = last;
+    this.#last = last;
+    this.#entries = 0;
+    this.#bytes = 0;
+  }
+
+  flush(): void {
+    this.#checkUsable('flush');
+    if (this.#writeDirty && this.#writeFd !== null) fs.fsyncSync(this.#writeFd);
+    this.#writeDirty = false;
+    if (this.#dirDirty) fsyncDir(this.dir);
+    this.#dirDirty = false;
+  }
+
+  /** Flushes (unless a write failed) and releases the files. */
+  close(): void {
+    assert(this.#open, 'journal is open', 'close after close');
+    if (this.#failure === null) this.flush();
+    this.#open = false;
+    if (this.#writeFd !== null) fs.closeSync(this.#writeFd);
+    this.#writeFd = null;
+    this.#closeReadCache();
+  }
+
+  /** Starts the next segment, after making the current one durable. */
+  #roll(): Segment {
+    if (this.#writeFd !== null) {
+      if (this.#writeDirty) fs.fsyncSync(this.#writeFd);
+      this.#writeDirty = false;
+      fs.closeSync(this.#writeFd);
+      this.#writeFd = null;
+    }
+    const index = this.#nextSegment;
+    this.#nextSegment += 1;
+    const name = segmentName(index);
+    const flags = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL;
+    this.#writeFd = fs.openSync(path.join(this.dir, name), flags, 0o644);
+    this.#dirDirty = true;
+    const segment: Segment = { index, name, bytes: 0, firstU: 0, offsets: [] };
+    this.#segments.push(segment);
+    return segment;
+  }
+
+  #readFd(segment: Segment): number {
+    if (segment === this.#segments.at(-1) && this.#writeFd !== null) return this.#writeFd;
+    if (this.#readCache?.index === segment.index) return this.#readCache.fd;
+    this.#closeReadCache();
+    const fd = fs.openSync(path.join(this.dir, segment.name), 'r');
+    this.#readCache = { index: segment.index, fd };
+    return fd;
+  }
+
+  #closeReadCache(): void {
+    if (this.#readCache !== null) fs.closeSync(this.#readCache.fd);
+    this.#readCache = null;
+  }
+
+  /** Removes segments from the front; when the last one goes, the next append starts a new one. */
+  #deleteSegments(count: number): void {
+    const deleted = this.#segments.splice(0, count);
+    if (this.#segments.length === 0 && this.#writeFd !== null) {
+      fs.closeSync(this.#writeFd);
+      this.#writeFd = null;
+      this.#writeDirty = false;
+    }
+    for (const segment of deleted) {
+      if (this.#readCache?.index === segment.index) this.#closeReadCache();
+      fs.unlinkSync(path.join(this.dir, segment.name));
+    }
+  }
+
+  #checkUsable(operation: string): void {
+    assert(this.#open, 'journal is open', () => `${operation} after close`);
+    assert(this.#failure === null, 'journal has not failed a write', () => `${operation} after a failed write: ${String(this.#failure)}`);
+  }
+
+  static #readMeta(dir: string): Meta | null {
+    const file = path.join(dir, journalMetaName);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', 'not JSON');
+    }
+    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown };
+    const valid =
+      meta !== null &&
+      typeof meta === 'object' &&
+      meta.format === metaFormat &&
+      meta.version === metaVersion &&
+      typeof meta.floor === 'number' &&
+      Number.isSafeInteger(meta.floor) &&
+      meta.floor >= 0 &&
+      typeof meta.firstSegment === 'number' &&
+      Number.isSafeInteger(meta.firstSegment) &&
+      meta.firstSegment >= 1;
+    if (!valid) throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `unexpected content ${text.slice(0, 200)}`);
+    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number };
+  }
+
+  static #writeMeta(dir: string, meta: Meta): void {
+    const temp = path.join(dir, metaTempName);
+    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment });
+    const fd = fs.openSync(temp, 'w', 0o644);
+    try {
+      writeAll(fd, Buffer.from(text, 'utf8'), 0);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, path.join(dir, journalMetaName));
+    fsyncDir(dir);
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * The file journal: the shared journal contract (with close and reopen inside the property, and small
+ * segments so that rolling and whole-segment trims happen), persistence of the trim point and reset base,
+ * and crash safety: every torn or corrupt tail is recovered, every defect in the middle is refused.
+ */
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CorruptJournalError, FileJournal, journalMetaName, type RecoveryReport } from '../../impl/journal-file.ts';
+import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/journal.ts';
+import { journalContract, makeEntry, plain } from './journal-contract.ts';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-journal-'));
+let dirs = 0;
+function freshDir(): string {
+  dirs += 1;
+  return path.join(root, `journal-${dirs}`);
+}
+
+afterAll(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+const roomy: JournalLimits = { entriesMax: 1000, bytesMax: 10_000_000 };
+
+function segments(dir: string): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.seg'))
+    .sort();
+}
+
+function open(dir: string, limits: JournalLimits = roomy, segmentBytesMax?: number): { journal: FileJournal; recovery: RecoveryReport } {
+  return FileJournal.open(dir, limits, segmentBytesMax === undefined ? {} : { segmentBytesMax });
+}
+
+function openError(dir: string, limits: JournalLimits = roomy): unknown {
+  try {
+    open(dir, limits).journal.close();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+describe('FileJournal', () => {
+  journalContract({
+    create: (limits, last) => {
+      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200 });
+      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null });
+      if (last !== undefined) journal.reset(last);
+      return journal;
+    },
+    reopen: (journal: Journal) => {
+      const file = journal as FileJournal;
+      file.close();
+      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax });
+      expect(again.recovery.discardedReason).toBeNull();
+      expect(again.recovery.entriesRecovered).toBe(again.journal.entries);
+      return again.journal;
+    },
+  });
+
+  it('rolls segments at segmentBytesMax and trims by deleting whole segments', () => {
+    const dir = freshDir();
+    const size = entryBytes(makeEntry(1, 64));
+    const { journal } = open(dir, roomy, 3 * size);
+    for (let u = 1; u <= 10; u += 1) journal.append(makeEntry(u, 64));
+    expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg', 'journal-000003.seg', 'journal-000004.seg']);
+    expect(fs.statSync(path.join(dir, 'journal-000001.seg')).size).toBe(3 * size);
+    expect(journal.trimThrough(7)).toBe(7);
+    expect(segments(dir)).toEqual(['journal-000003.seg', 'journal-000004.seg']);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, journalMetaName), 'utf8'))).toMatchObject({ floor: 7, firstSegment: 3 });
+    expect(plain(journal.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
+    journal.close();
+    const { journal: again, recovery } = open(dir, roomy, 3 * size);
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null });
+    expect([again.first, again.last, again.entries, again.bytes]).toEqual([8, 10, 3, 3 * size]);
+    expect(plain(again.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
+    again.append(makeEntry(11, 64));
+    expect(segments(dir)).toEqual(['journal-000003.seg', 'journal-000004.seg']);
+    again.append(makeEntry(12, 64));
+    expect(segments(dir).at(-1)).toBe('journal-000004.seg');
+    again.append(makeEntry(13, 64));
+    expect(segments(dir).at(-1)).toBe('journal-000005.seg');
+    again.close();
+  });
+
+  it('puts an entry larger than segmentBytesMax alone in its own segment', () => {
+    const dir = freshDir();
+    const { journal } = open(dir, roomy, 100);
+    journal.append(makeEntry(1, 10));
+    journal.append(makeEntry(2, 500));
+    journal.append(makeEntry(3, 10));
+    expect(segments(dir)).toHaveLength(3);
+    journal.close();
+    const { journal: again } = open(dir, roomy, 100);
+    expect(plain(again.readAfter(0, 5))).toEqual(plain([makeEntry(1, 10), makeEntry(2, 500), makeEntry(3, 10)]));
+    again.close();
+  });
+
+  it('keeps the reset base and a trim beyond last across reopen, with no segment left', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 4; u += 1) journal.append(makeEntry(u));
+    journal.reset(50);
+    expect(segments(dir)).toEqual([]);
+    journal.close();
+    const { journal: again } = open(dir);
+    expect([again.first, again.last, again.entries]).toEqual([51, 50, 0]);
+    again.append(makeEntry(51));
+    again.append(makeEntry(52));
+    expect(again.trimThrough(80)).toBe(2);
+    expect(segments(dir)).toEqual([]);
+    again.close();
+    const { journal: third } = open(dir);
+    expect([third.first, third.last, third.entries]).toEqual([53, 52, 0]);
+    third.append(makeEntry(53));
+    expect(segments(dir)).toEqual(['journal-000003.seg']);
+    third.close();
+  });
+
+  it('recovers a partly trimmed segment from its trim point', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 6; u += 1) journal.append(makeEntry(u, 30));
+    journal.trimThrough(4);
+    journal.close();
+    const { journal: again, recovery } = open(dir);
+    expect(recovery.entriesRecovered).toBe(2);
+    expect([again.first, again.last, again.bytes]).toEqual([5, 6, 2 * entryBytes(makeEntry(5, 30))]);
+    again.close();
+  });
+
+  it('finishes an interrupted trim or reset: segments below firstSegment and a temporary metadata file are removed', () => {
+    const dir = freshDir();
+    const size = entryBytes(makeEntry(1, 20));
+    const { journal } = open(dir, roomy, 2 * size);
+    for (let u = 1; u <= 6; u += 1) journal.append(makeEntry(u, 20));
+    const first = fs.readFileSync(path.join(dir, 'journal-000001.seg'));
+    journal.trimThrough(4);
+    journal.close();
+    fs.writeFileSync(path.join(dir, 'journal-000001.seg'), first);
+    fs.writeFileSync(path.join(dir, 'journal.meta.tmp'), '{"half');
+    const { journal: again } = open(dir, roomy, 2 * size);
+    expect(segments(dir)).toEqual(['journal-000003.seg']);
+    expect(fs.existsSync(path.join(dir, 'journal.meta.tmp'))).toBe(false);
+    expect([again.first, again.last]).toEqual([5, 6]);
+    again.close();
+  });
+
+  it('removes a trailing empty segment (a crash right after a roll)', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u));
+    journal.close();
+    fs.writeFileSync(path.join(dir, 'journal-000002.seg'), new Uint8Array(0));
+    const { journal: again, recovery } = open(dir);
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null });
+    expect(segments(dir)).toEqual(['journal-000001.seg']);
+    again.append(makeEntry(4));
+    again.close();
+  });
+
+  it('refuses to reopen with limits the recovered entries exceed', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 5; u += 1) journal.append(makeEntry(u));
+    journal.close();
+    expect(openError(dir, { entriesMax: 4, bytesMax: 10_000 })).toBeInstanceOf(JournalLimitsError);
+    expect(openError(dir, { entriesMax: 5, bytesMax: 5 * entryBytes(makeEntry(1)) - 1 })).toBeInstanceOf(JournalLimitsError);
+    expect(openError(dir, { entriesMax: 5, bytesMax: 5 * entryBytes(makeEntry(1)) })).toBeUndefined();
+  });
+
+  it('refuses missing or damaged metadata', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    journal.append(makeEntry(1));
+    journal.close();
+    const meta = path.join(dir, journalMetaName);
+    const saved = fs.readFileSync(meta);
+    fs.writeFileSync(meta, '{"format":"threesite-journal-meta","version":1,"floor":-1,"firstSegment":1}');
+    expect(openError(dir)).toMatchObject({ reason: 'metadata', segment: journalMetaName });
+    fs.writeFileSync(meta, 'not json');
+    expect(openError(dir)).toMatchObject({ reason: 'metadata' });
+    fs.unlinkSync(meta);
+    expect(openError(dir)).toBeInstanceOf(CorruptJournalError);
+    fs.writeFileSync(meta, saved);
+    expect(openError(dir)).toBeUndefined();
+  });
+
+  it('refuses a gap in update numbers: a missing middle or first segment', () => {
+    const size = entryBytes(makeEntry(1, 20));
+    const build = (): string => {
+      const dir = freshDir();
+      const { journal } = open(dir, roomy, 2 * size);
+      for (let u = 1; u <= 6; u += 1) journal.append(makeEntry(u, 20));
+      journal.close();
+      return dir;
+    };
+    const middle = build();
+    fs.unlinkSync(path.join(middle, 'journal-000002.seg'));
+    expect(openError(middle)).toMatchObject({ reason: 'gap', segment: 'journal-000003.seg', offset: 0 });
+    const head = build();
+    fs.unlinkSync(path.join(head, 'journal-000001.seg'));
+    expect(openError(head)).toMatchObject({ reason: 'gap', segment: 'journal-000002.seg' });
+  });
+
+  it('verifies entries read from disk: a byte changed under an open journal is CorruptEntryError', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u, 50));
+    journal.flush();
+    const file = path.join(dir, 'journal-000001.seg');
+    const bytes = fs.readFileSync(file);
+    bytes[entryBytes(makeEntry(1, 50)) + 40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(0, 1))).toEqual(plain([makeEntry(1, 50)]));
+    expect(() => journal.readAfter(0, 3)).toThrow(CorruptEntryError);
+    expect(() => journal.readAfter(1, 1)).toThrow(CorruptEntryError);
+    expect(plain(journal.readAfter(2, 1))).toEqual(plain([makeEntry(3, 50)]));
+    journal.close();
+  });
+
+  describe('crash safety', () => {
+    const dataBytes = 200;
+    const count = 5;
+    const size = entryBytes(makeEntry(1, dataBytes));
+    const lastStart = (count - 1) * size;
+
+    /** A closed journal of `count` entries in one segment; returns its directory and segment bytes. */
+    function build(entryData = dataBytes, segmentBytesMax?: number): { dir: string; file: string; bytes: Buffer } {
+      const dir = freshDir();
+      const { journal } = open(dir, roomy, segmentBytesMax);
+      for (let u = 1; u <= count; u += 1) journal.append(makeEntry(u, entryData));
+      journal.close();
+      const names = segments(dir);
+      const file = path.join(dir, names.at(-1)!);
+      return { dir, file, bytes: fs.readFileSync(file) };
+    }
+
+    function expectRecovered(dir: string, entries: number, report: RecoveryReport, entryData = dataBytes): void {
+      const { journal, recovery } = open(dir);
+      expect(recovery).toEqual(report);
+      expect([journal.first, journal.last, journal.entries]).toEqual([1, entries, entries]);
+      const expected = [...Array(entries).keys()].map((k) => makeEntry(k + 1, entryData));
+      expect(plain(journal.readAfter(0, count))).toEqual(plain(expected));
+      journal.close();
+    }
+
+    it('recovers exactly the complete entries when the last entry is torn at every byte offset', () => {
+      const { dir, file, bytes } = build();
+      expect(bytes.length).toBe(count * size);
+      for (let cut = lastStart; cut < bytes.length; cut += 1) {
+        fs.writeFileSync(file, bytes.subarray(0, cut));
+        const discarded = cut - lastStart;
+        expectRecovered(dir, count - 1, {
+          entriesRecovered: count - 1,
+          discardedBytes: discarded,
+          discardedReason: discarded === 0 ? null : 'torn',
+        });
+        expect(fs.statSync(file).size).toBe(lastStart);
+      }
+      fs.writeFileSync(file, bytes);
+      const { journal } = open(dir);
+      expect(journal.last).toBe(count);
+      journal.close();
+    });
+
+    it('appends after a recovered torn tail, over the truncated bytes', () => {
+      const { dir, file, bytes } = build();
+      fs.writeFileSync(file, bytes.subarray(0, lastStart + 17));
+      const { journal } = open(dir);
+      journal.append(makeEntry(count, dataBytes));
+      journal.append(makeEntry(count + 1, dataBytes));
+      journal.close();
+      const { journal: again, recovery } = open(dir);
+      expect(recovery.discardedReason).toBeNull();
+      expect(again.last).toBe(count + 1);
+      expect(plain(again.readAfter(count - 1, 2))).toEqual(plain([makeEntry(count, dataBytes), makeEntry(count + 1, dataBytes)]));
+      again.close();
+    });
+
+    it('discards the last entry as corrupt when any one of its bytes is flipped', () => {
+      const { dir, file, bytes } = build();
+      for (let at = lastStart; at < bytes.length; at += 1) {
+        const damaged = Buffer.from(bytes);
+        damaged[at]! ^= 0x5a;
+        fs.writeFileSync(file, damaged);
+        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt' });
+      }
+    });
+
+    it('handles the last entry alone in the last segment: a torn or corrupt one is discarded with its segment', () => {
+      const { dir, file, bytes } = build(dataBytes, 4 * size);
+      expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg']);
+      expect(bytes.length).toBe(size);
+      fs.writeFileSync(file, bytes.subarray(0, 10));
+      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn' });
+      expect(segments(dir)).toEqual(['journal-000001.seg']);
+    });
+
+    it('property: a 4 KiB last entry torn or flipped anywhere (sampled) recovers the entries before it', () => {
+      const big = 4096;
+      const bigSize = entryBytes(makeEntry(1, big));
+      const { dir, file, bytes } = build(big);
+      const start = (count - 1) * bigSize;
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: bigSize - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (at, mask, tear) => {
+          if (tear) {
+            fs.writeFileSync(file, bytes.subarray(0, start + at));
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn' }, big);
+          } else {
+            const damaged = Buffer.from(bytes);
+            damaged[start + at]! ^= mask;
+            fs.writeFileSync(file, damaged);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt' }, big);
+          }
+        }),
+        { numRuns: 200 },
+      );
+    });
+
+    it('refuses a flipped byte in a middle entry, header or data, with segment and offset', () => {
+      const { dir, file, bytes } = build();
+      const middle = 2 * size;
+      for (const at of [middle, middle + 5, middle + 30, middle + 36, middle + 150, middle + size - 1]) {
+        const damaged = Buffer.from(bytes);
+        damaged[at]! ^= 0x01;
+        fs.writeFileSync(file, damaged);
+        const error = openError(dir);
+        expect(error, `flip at ${at}`).toBeInstanceOf(CorruptJournalError);
+        expect(error).toMatchObject({ reason: 'corrupt', segment: 'journal-000001.seg', offset: middle });
+      }
+      fs.writeFileSync(file, bytes);
+      expect(openError(dir)).toBeUndefined();
+    });
+
+    it('refuses a defect in a segment that is not the last: corrupt or torn', () => {
+      const { dir, bytes } = build(dataBytes, 2 * size);
+      expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg', 'journal-000003.seg']);
+      expect(bytes.length).toBe(size);
+      const second = path.join(dir, 'journal-000002.seg');
+      const saved = fs.readFileSync(second);
+      const damaged = Buffer.from(saved);
+      damaged[size + 100]! ^= 0x80;
+      fs.writeFileSync(second, damaged);
+      expect(openError(dir)).toMatchObject({ reason: 'corrupt', segment: 'journal-000002.seg', offset: size });
+      fs.writeFileSync(second, saved.subarray(0, size + 50));
+      expect(openError(dir)).toMatchObject({ reason: 'torn', segment: 'journal-000002.seg', offset: size });
+      fs.writeFileSync(second, saved);
+      expect(openError(dir)).toBeUndefined();
+    });
+
+    it('refuses garbage followed by a valid entry in the last segment', () => {
+      const { dir, file, bytes } = build();
+      const damaged = Buffer.concat([bytes.subarray(0, 2 * size), Buffer.alloc(7, 0xee), bytes.subarray(2 * size)]);
+      fs.writeFileSync(file, damaged);
+      expect(openError(dir)).toMatchObject({ reason: 'corrupt', offset: 2 * size });
+    });
+  });
+});
