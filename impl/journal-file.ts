@@ -156,7 +156,9 @@ function writeAll(fd: number, data: Uint8Array, position: number): void {
 /**
  * True when a valid entry with an update number above `lastGood` starts after the defect at `at`: the
  * defect is then in the middle of the journal, not its tail. When the defective entry's header is sound its
- * extent is known and the search starts after it; otherwise every later byte position is tried.
+ * extent is known and the search starts after it; otherwise every later byte position is tried. This errs on
+ * the side of refusing: host data that happens to embed a valid encoded entry with a higher update number
+ * makes a damaged tail look like middle damage, and the operator decides instead of recovery.
  */
 function validEntryFollows(bytes: Uint8Array, at: number, defect: Exclude<DecodeResult, { kind: 'ok' }>, lastGood: number): boolean {
   if (defect.kind === 'torn') return false;
@@ -380,10 +382,11 @@ export class FileJournal implements Journal {
     const from = updateNumber + 1;
     const to = Math.min(this.#last, updateNumber + entriesMax);
     const out: JournalEntry[] = [];
-    for (const segment of this.#segments) {
+    for (let k = this.#segmentHolding(from); k < this.#segments.length; k += 1) {
+      const segment = this.#segments[k] as Segment;
+      if (segment.firstU > to) break;
       const segmentFirst = Math.max(from, segment.firstU);
       const segmentTo = Math.min(to, segmentLast(segment));
-      if (segmentFirst > segmentTo) continue;
       const start = segment.offsets[segmentFirst - segment.firstU] as number;
       const buffer = new Uint8Array(segmentEnd(segment, segmentTo) - start);
       readAll(this.#readFd(segment), buffer, start, segment.name);
@@ -482,6 +485,18 @@ export class FileJournal implements Journal {
     const segment: Segment = { index, name, bytes: 0, firstU: 0, offsets: [] };
     this.#segments.push(segment);
     return segment;
+  }
+
+  /** Index in `#segments` of the segment holding update number `u` (binary search; segments are few but may be thousands). */
+  #segmentHolding(u: number): number {
+    let lo = 0;
+    let hi = this.#segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.#segments[mid] as Segment).firstU <= u) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   #readFd(segment: Segment): number {
