@@ -6,13 +6,13 @@
  * incomplete exploration or uncovered claim.
  */
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { claimCount } from './claims.ts';
 import { exploreStatesMaxDefault, exploreWithAdjacencyMap } from './explore.ts';
 import type { WorkerSummary } from './explore-worker.ts';
 import { replicationMachine } from './machine.ts';
 import { defaultParams, validateParams, type FencePolicy, type ModelParams } from './params.ts';
 import { transitionDefinitions } from './traceability.ts';
+import { runTypeScriptWorker } from './ts-worker.ts';
 
 const usage = `usage: npm run explore -- [options]
   --volumes N        volumes per site (default ${defaultParams.volumeCount})
@@ -38,17 +38,7 @@ function integer(name: string, raw: string | undefined): number | undefined {
 }
 
 function runWorker(params: ModelParams, statesMax: number): Promise<WorkerSummary> {
-  return new Promise((resolve, reject) => {
-    // The worker runs TypeScript too: a small bootstrap registers tsx's loader, then imports the worker.
-    const entry = new URL('./explore-worker.ts', import.meta.url).href;
-    const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(entry)}); });`;
-    const worker = new Worker(bootstrap, { eval: true, workerData: { params, statesMax } });
-    worker.once('message', resolve);
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`exploration worker exited with ${code}`));
-    });
-  });
+  return runTypeScriptWorker<WorkerSummary>(new URL('./explore-worker.ts', import.meta.url), { params, statesMax });
 }
 
 async function main(): Promise<number> {

@@ -14,6 +14,7 @@ export interface WorkerSummary {
   complete: boolean;
   violations: ReturnType<typeof explore>['violations'];
   taken: string[];
+  guardOutcomes: string[];
   depth: number;
   ms: number;
 }
@@ -21,6 +22,6 @@ export interface WorkerSummary {
 if (parentPort) {
   const { params, statesMax } = workerData as { params: ModelParams; statesMax: number };
   const result = explore({ params, statesMax });
-  const summary: WorkerSummary = { ...result, taken: [...result.taken] };
+  const summary: WorkerSummary = { ...result, taken: [...result.taken], guardOutcomes: [...result.guardOutcomes] };
   parentPort.postMessage(summary);
 }

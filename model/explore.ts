@@ -27,6 +27,27 @@ export interface ExploreOptions {
   statesMax?: number;
   /** Stop at the first violation (still a shortest counterexample for its property). */
   stopOnViolation?: boolean;
+  /** Keep the explored graph (for path generation): parents, events and the root variant of every edge. */
+  keepGraph?: boolean;
+}
+
+/** The explored graph: a breadth-first tree plus every edge, with the root transition variant it took. */
+export interface ExploredGraph {
+  /** Parent state index of each state (-1 for the initial state). */
+  parents: Int32Array;
+  /** The event that first reached each state (null for the initial state). */
+  events: (ModelEvent | null)[];
+  /** The state value of each state: region name to region state. */
+  values: Record<string, string>[];
+  /** Every edge: from-state index, event, root variant id, to-state index. */
+  edges: { from: number; event: ModelEvent; variant: string; to: number }[];
+}
+
+/** The shortest event sequence from the initial state to state `index` of a kept graph. */
+export function pathInGraph(graph: ExploredGraph, index: number): ModelEvent[] {
+  const path: ModelEvent[] = [];
+  for (let at = index; at > 0; at = graph.parents[at]!) path.push(graph.events[at]!);
+  return path.reverse();
 }
 
 /** A property broken in a reachable state or transition, with a shortest event sequence that shows it. */
@@ -48,9 +69,13 @@ export interface ExploreResult {
   violations: Counterexample[];
   /** Transition definitions of the chart taken at least once, by id. */
   taken: Set<string>;
+  /** Outcomes of the root transitions' guards seen, as `EVENT#i=true` / `EVENT#i=false`. */
+  guardOutcomes: Set<string>;
   /** Length of the longest shortest path (the graph's eccentricity from the initial state). */
   depth: number;
   ms: number;
+  /** The graph, when `keepGraph` was asked for. */
+  graph?: ExploredGraph;
 }
 
 interface Visit {
@@ -81,6 +106,14 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   const seen = new Map<string, number>([[contextKey(initial.context), 0]]);
   const violations = new Map<PropertyName, Counterexample>();
   const taken = new Set<string>();
+  const guardOutcomes = new Set<string>();
+  const variantsByEvent = new Map<string, string[]>();
+  for (const info of definitions) {
+    if (!info.definition) continue;
+    const list = variantsByEvent.get(info.event) ?? [];
+    list.push(info.id);
+    variantsByEvent.set(info.event, list);
+  }
   const report = (index: number, property: PropertyName, message: string, event?: ModelEvent): void => {
     if (violations.has(property)) return;
     const path = pathTo(visits, index);
@@ -90,6 +123,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   let transitions = 0;
   let depth = 0;
   let complete = true;
+  const edges: ExploredGraph['edges'] = [];
 
   for (const violation of checkState(initial.context, initial.value)) report(0, violation.property, violation.message);
   for (let index = 0; index < visits.length; index++) {
@@ -101,19 +135,33 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     const context = snapshot.context;
     for (const event of candidateEvents(params, context)) {
       const enabled = machine.getTransitionData(snapshot, event);
+      const chosen = enabled.map((definition) => rootIds.get(definition)).find((id) => id !== undefined);
+      for (const variant of variantsByEvent.get(event.type) ?? []) {
+        if (variant === chosen) {
+          guardOutcomes.add(`${variant}=true`);
+          break;
+        }
+        guardOutcomes.add(`${variant}=false`);
+      }
       if (enabled.length === 0) continue;
       const [next] = transition(machine, snapshot, event);
       transitions++;
+      let variant = '';
       for (const definition of enabled) {
         const id = rootIds.get(definition);
-        if (id) taken.add(id);
+        if (id) {
+          taken.add(id);
+          variant = id;
+        }
       }
       recordRegionMoves(snapshot, next, taken);
       for (const violation of checkTransition(context, event, next.context)) {
         report(index, violation.property, violation.message, event);
       }
       const key = contextKey(next.context);
-      if (seen.has(key)) continue;
+      const known = seen.get(key);
+      if (options.keepGraph) edges.push({ from: index, event, variant, to: known ?? visits.length });
+      if (known !== undefined) continue;
       if (visits.length >= statesMax) {
         complete = false;
         continue;
@@ -126,6 +174,14 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       for (const violation of checkState(next.context, next.value)) report(at, violation.property, violation.message);
     }
   }
+  const graph: ExploredGraph | undefined = options.keepGraph
+    ? {
+        parents: Int32Array.from(visits, (visit) => visit.parent),
+        events: visits.map((visit) => visit.event),
+        values: visits.map((visit) => visit.snapshot.value as unknown as Record<string, string>),
+        edges: edges.filter((edge) => edge.to < visits.length),
+      }
+    : undefined;
   return {
     params,
     states: visits.length,
@@ -133,8 +189,10 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     complete,
     violations: [...violations.values()],
     taken,
+    guardOutcomes,
     depth,
     ms: performance.now() - started,
+    ...(graph ? { graph } : {}),
   };
 }
 
