@@ -1,0 +1,155 @@
+/**
+ * The lockstep loop: model and implementation take the same event; the harness checks that both accept it
+ * (or both refuse it, for the same reason) and that their observations agree field by field, after every
+ * step. The model side runs the statechart's own pure `transition` function.
+ */
+import { initialTransition, transition, type SnapshotFrom } from 'xstate';
+import { formatEvent, type ModelEvent } from '../model/events.ts';
+import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
+import type { Observation } from '../model/observation.ts';
+import { observe } from '../model/observe.ts';
+import type { ModelParams } from '../model/params.ts';
+import { check, failoverRefusedByJudge } from '../model/semantics.ts';
+import type { SystemUnderTest, StepOutcome } from './sut.ts';
+import { CoverageTracker } from './coverage.ts';
+import { diffObservations, formatDifference, type FieldDifference } from './observation-diff.ts';
+import { abstractKey } from './paths.ts';
+
+type Snapshot = SnapshotFrom<ReplicationMachine>;
+
+/** What the model expects of one event: accepted, or refused with a code. */
+export type ExpectedOutcome = { accepted: true } | { accepted: false; code: string; reason: string };
+
+/** The model's verdict on an event in a state, in the implementation's terms. */
+export function expectedOutcome(snapshot: Snapshot, event: ModelEvent): ExpectedOutcome {
+  const refusal = check(snapshot.context, event);
+  if (refusal) return { accepted: false, code: refusal.code, reason: refusal.reason };
+  if (failoverRefusedByJudge(snapshot.context, event)) {
+    return { accepted: false, code: 'RemoteAhead', reason: 'site 3 holds updates site 2 lacks (judge, claim 18)' };
+  }
+  return { accepted: true };
+}
+
+/** A step where the implementation did not do what the model says. */
+export interface Divergence {
+  /** Index (0-based) of the event that diverged. */
+  step: number;
+  event: string;
+  /** The path's events up to and including the diverging one. */
+  path: string[];
+  kind: 'outcome' | 'observation' | 'crash';
+  expected: Observation | ExpectedOutcome;
+  actual: Observation | StepOutcome | { error: string };
+  differences: FieldDifference[];
+  /** One line per difference, readable in a terminal. */
+  summary: string;
+}
+
+/** The result of driving one path. */
+export interface PathRun {
+  steps: number;
+  divergence: Divergence | null;
+  /** The observations the model expected after each step (for fixtures and reports). */
+  expected: Observation[];
+}
+
+/** Drives model and implementation side by side, one event at a time. */
+export class Lockstep {
+  private snapshot: Snapshot;
+  private readonly events: string[] = [];
+  readonly expected: Observation[] = [];
+
+  constructor(
+    readonly params: ModelParams,
+    readonly sut: SystemUnderTest,
+    private readonly coverage: CoverageTracker | null = null,
+  ) {
+    [this.snapshot] = initialTransition(replicationMachine, params);
+    coverage?.startPath(this.snapshot);
+  }
+
+  /** The model's current snapshot. */
+  get model(): Snapshot {
+    return this.snapshot;
+  }
+
+  /** Compares the initial observations; returns a divergence or null. */
+  start(): Divergence | null {
+    return this.compare(-1, null);
+  }
+
+  /** Takes one event on both sides; returns a divergence or null. */
+  step(event: ModelEvent): Divergence | null {
+    const index = this.events.length;
+    this.events.push(formatEvent(event));
+    const expected = expectedOutcome(this.snapshot, event);
+    let actual: StepOutcome;
+    try {
+      actual = this.sut.apply(event);
+    } catch (error) {
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      return this.divergence(index, 'crash', expected, { error: text }, [], `crash: ${text}`);
+    }
+    if (expected.accepted !== actual.accepted || (!expected.accepted && !actual.accepted && expected.code !== actual.code)) {
+      const summary = expected.accepted
+        ? `model accepts, implementation refused with ${(actual as { code: string }).code}: ${(actual as { message: string }).message}`
+        : actual.accepted
+          ? `model refuses (${expected.code}: ${expected.reason}), implementation accepted`
+          : `model refuses with ${expected.code} (${expected.reason}), implementation with ${actual.code}: ${actual.message}`;
+      return this.divergence(index, 'outcome', expected, actual, [], summary);
+    }
+    const before = this.snapshot;
+    [this.snapshot] = transition(replicationMachine, this.snapshot, event);
+    this.coverage?.recordStep(before, event, this.snapshot, abstractKey(before), abstractKey(this.snapshot));
+    return this.compare(index, event);
+  }
+
+  private compare(index: number, event: ModelEvent | null): Divergence | null {
+    const expected = observe(this.snapshot.context);
+    this.expected.push(expected);
+    let actual: Observation;
+    try {
+      actual = this.sut.observe();
+    } catch (error) {
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      return this.divergence(index, 'crash', expected, { error: text }, [], `observe() crashed: ${text}`);
+    }
+    const differences = diffObservations(expected, actual);
+    if (differences.length === 0) return null;
+    const label = event ? formatEvent(event) : 'initial state';
+    return this.divergence(index, 'observation', expected, actual, differences, `after ${label}:\n  ${differences.map(formatDifference).join('\n  ')}`);
+  }
+
+  private divergence(
+    step: number,
+    kind: Divergence['kind'],
+    expected: Divergence['expected'],
+    actual: Divergence['actual'],
+    differences: FieldDifference[],
+    summary: string,
+  ): Divergence {
+    return { step, event: this.events[step] ?? '(initial)', path: [...this.events], kind, expected, actual, differences, summary };
+  }
+}
+
+/** Drives one whole path; stops at the first divergence. */
+export function runPath(
+  params: ModelParams,
+  events: readonly ModelEvent[],
+  makeSut: (params: ModelParams) => SystemUnderTest,
+  coverage: CoverageTracker | null = null,
+): PathRun {
+  const sut = makeSut(params);
+  try {
+    const lockstep = new Lockstep(params, sut, coverage);
+    const initial = lockstep.start();
+    if (initial) return { steps: 0, divergence: initial, expected: lockstep.expected };
+    for (const [i, event] of events.entries()) {
+      const divergence = lockstep.step(event);
+      if (divergence) return { steps: i + 1, divergence, expected: lockstep.expected };
+    }
+    return { steps: events.length, divergence: null, expected: lockstep.expected };
+  } finally {
+    sut.close();
+  }
+}
