@@ -1,0 +1,580 @@
+/**
+ * Every message between sites, as one discriminated union on `kind`, with its wire encoding and its
+ * validation. In process the transport carries the objects themselves (no encoding on the hot path); a
+ * network transport carries {@link encodeMessage}'s bytes, and whatever arrives from outside goes through
+ * {@link decodeMessage} (which calls {@link validateMessage}) before a site sees it.
+ *
+ * Wire format, all little-endian:
+ *
+ * | offset | bytes | field |
+ * | --- | --- | --- |
+ * | 0 | 4 | magic `0x314D5354` ("TSM1") |
+ * | 4 | 4 | header length `h` in bytes |
+ * | 8 | h | header: the message as UTF-8 JSON, each byte array replaced by `{"$bytes":[offset,length]}` |
+ * | 8+h | rest | payload: the byte arrays, back to back, in header order |
+ *
+ * The payload must be covered exactly by the header's byte arrays, in order, without gap or overlap (a
+ * data length mismatch is malformed), and the whole message is at most {@link messageBytesMax} bytes.
+ */
+
+import { MalformedMessageError } from './errors.ts';
+import { entryDataBytesMax } from './journal.ts';
+
+/** Largest encoded message: 16 MiB (a batch of entries or blocks is cut to fit; one entry is at most 4 MiB). */
+export const messageBytesMax = 16 * 1024 * 1024;
+
+/** Largest header of an encoded message: 1 MiB of JSON. */
+export const messageHeaderBytesMax = 1024 * 1024;
+
+/** Bytes of entry or block data one batch message carries at most, leaving room for its header. */
+export const batchBytesMax = 8 * 1024 * 1024;
+
+/** Entries or blocks one message carries at most. */
+export const batchItemsMax = 4096;
+
+/** Volumes one message can name (a changed-block record per volume): the group's volume count ceiling. */
+export const messageVolumesMax = 1024;
+
+/** Bytes of one changed-block bitmap: enough for 2^30 bytes of volume in 512-byte blocks. */
+export const bitmapBytesMax = 2 ** 18;
+
+const messageMagic = 0x314d5354;
+const prefixBytes = 8;
+
+/** A site on the wire. */
+export type WireSite = 1 | 2 | 3;
+
+/**
+ * A journal entry on the wire: a write of `data` at byte `offset` of `volume`, with its update number.
+ * @see claims 4, 6, 10, 11 (the update information carries the update number)
+ */
+export interface WireEntry {
+  updateNumber: number;
+  volume: number;
+  offset: number;
+  data: Uint8Array;
+}
+
+/** A whole block on the wire (full copy and resync). */
+export interface WireBlock {
+  volume: number;
+  offset: number;
+  data: Uint8Array;
+}
+
+/** Why site 3 asks to be judged: at a failover, a failback, or when it is reachable again (rule R2). */
+export type JudgePurpose = 'failover' | 'failback' | 'reattach';
+
+/** The judge's verdicts (claims 18, 19, 20, 28). */
+export type Verdict = 'noUpdateRequired' | 'deltaResync' | 'fullCopy' | 'remoteAhead';
+
+/** What a block copy is for: site 3's full copy, or a sync member's resync. */
+export type CopyPurpose = 'fullCopy' | 'resync';
+
+/**
+ * The synchronous write, primary to secondary: the host's data with the update number the primary gave it
+ * and the primary's known site-3 progress (progress forwarding: the secondary trims by it).
+ * @see claims 3, 4, 5, 6, 33, 34, 35
+ */
+export interface SyncWriteMessage {
+  kind: 'syncWrite';
+  updateNumber: number;
+  volume: number;
+  offset: number;
+  data: Uint8Array;
+  /** Site 3's restored update number as the primary knows it. */
+  restoredKnown: number;
+}
+
+/**
+ * The secondary's answer to a sync write: it journaled and wrote `updateNumber`.
+ * @see claims 3, 5, 34
+ */
+export interface SyncWriteAckMessage {
+  kind: 'syncWriteAck';
+  updateNumber: number;
+}
+
+/**
+ * Site 3's journal pull: the entries after `received`, at most `entriesMax` of them in at most `bytesMax`
+ * bytes (the room in its journal: back-pressure). `restored` tells the source what it may trim.
+ * @see claims 8, 9, 22, 23, 24, 36, 37
+ */
+export interface PullRequestMessage {
+  kind: 'pullRequest';
+  received: number;
+  restored: number;
+  entriesMax: number;
+  bytesMax: number;
+}
+
+/**
+ * The source's answer to a pull: consecutive entries from `received + 1` (possibly none).
+ * @see claims 8, 11, 38, 39
+ */
+export interface PullEntriesMessage {
+  kind: 'pullEntries';
+  entries: WireEntry[];
+}
+
+/**
+ * Site 3 sends its latest received update number to a (new) source, which judges.
+ * @see claim 18
+ */
+export interface JudgeRequestMessage {
+  kind: 'judgeRequest';
+  purpose: JudgePurpose;
+  received: number;
+}
+
+/**
+ * The source's verdict on site 3's number.
+ * @see claims 18, 19, 20, 28
+ */
+export interface VerdictMessage {
+  kind: 'verdict';
+  purpose: JudgePurpose;
+  verdict: Verdict;
+  remoteReceived: number;
+  sourceLast: number;
+}
+
+/**
+ * Site 3 asks the source for every entry after `received` (delta resync), in batches that fit its journal.
+ * @see claims 19, 20
+ */
+export interface DeltaResyncRequestMessage {
+  kind: 'deltaResyncRequest';
+  received: number;
+  entriesMax: number;
+  bytesMax: number;
+}
+
+/**
+ * A batch of the delta resync's entries, consecutive from site 3's received + 1; `final` on the last, whose
+ * last entry is `sourceLast`.
+ * @see claims 19, 20
+ */
+export interface DeltaResyncEntriesMessage {
+  kind: 'deltaResyncEntries';
+  entries: WireEntry[];
+  sourceLast: number;
+  final: boolean;
+}
+
+/** Site 3 restored a delta resync batch through `restored`; the source sends the next one or, after the final, trims. */
+export interface DeltaResyncAckMessage {
+  kind: 'deltaResyncAck';
+  restored: number;
+  final: boolean;
+}
+
+/**
+ * The source's journal no longer holds the entry after `received` (P5): a full copy is needed.
+ * @see claims 19, 20 (a delta resync only when the journal covers)
+ */
+export interface DeltaResyncRefusedMessage {
+  kind: 'deltaResyncRefused';
+  received: number;
+  journalFirst: number;
+  sourceLast: number;
+}
+
+/** Site 3 asks the source for a full copy of its volumes. */
+export interface FullCopyRequestMessage {
+  kind: 'fullCopyRequest';
+}
+
+/**
+ * A returning sync secondary asks the primary for a resync, sending its own changed-block record (one bitmap
+ * per volume, bit `b` of byte `b >> 3` for block `b`).
+ * @see claims 29, 30, 31
+ */
+export interface ResyncRequestMessage {
+  kind: 'resyncRequest';
+  changed: Uint8Array[];
+}
+
+/**
+ * A batch of whole blocks of a full copy or a resync. The `final` batch carries the sender's last update
+ * number and known site-3 progress, which the receiver takes over.
+ */
+export interface CopyBlocksMessage {
+  kind: 'copyBlocks';
+  purpose: CopyPurpose;
+  blocks: WireBlock[];
+  final: boolean;
+  sourceLast: number;
+  restoredKnown: number;
+}
+
+/** The receiver wrote a batch of blocks; the sender sends the next one or, after the final, completes. */
+export interface CopyAckMessage {
+  kind: 'copyAck';
+  purpose: CopyPurpose;
+  final: boolean;
+}
+
+/** Every message between sites. */
+export type Message =
+  | SyncWriteMessage
+  | SyncWriteAckMessage
+  | PullRequestMessage
+  | PullEntriesMessage
+  | JudgeRequestMessage
+  | VerdictMessage
+  | DeltaResyncRequestMessage
+  | DeltaResyncEntriesMessage
+  | DeltaResyncAckMessage
+  | DeltaResyncRefusedMessage
+  | FullCopyRequestMessage
+  | ResyncRequestMessage
+  | CopyBlocksMessage
+  | CopyAckMessage;
+
+/** The message kinds. */
+export type MessageKind = Message['kind'];
+
+/** Every message kind, for validation and tests. */
+export const messageKinds: readonly MessageKind[] = [
+  'syncWrite',
+  'syncWriteAck',
+  'pullRequest',
+  'pullEntries',
+  'judgeRequest',
+  'verdict',
+  'deltaResyncRequest',
+  'deltaResyncEntries',
+  'deltaResyncAck',
+  'deltaResyncRefused',
+  'fullCopyRequest',
+  'resyncRequest',
+  'copyBlocks',
+  'copyAck',
+];
+
+const judgePurposes: readonly string[] = ['failover', 'failback', 'reattach'];
+const verdicts: readonly string[] = ['noUpdateRequired', 'deltaResync', 'fullCopy', 'remoteAhead'];
+const copyPurposes: readonly string[] = ['fullCopy', 'resync'];
+
+// ---------------------------------------------------------------------------------------------------------
+// Validation
+
+type Fields = Record<string, unknown>;
+
+function fail(field: string, reason: string): never {
+  throw new MalformedMessageError(field, reason);
+}
+
+function isRecord(value: unknown): value is Fields {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+/** The exact set of fields a message of a kind has: anything else is malformed. */
+const fieldsOf: Record<MessageKind, readonly string[]> = {
+  syncWrite: ['updateNumber', 'volume', 'offset', 'data', 'restoredKnown'],
+  syncWriteAck: ['updateNumber'],
+  pullRequest: ['received', 'restored', 'entriesMax', 'bytesMax'],
+  pullEntries: ['entries'],
+  judgeRequest: ['purpose', 'received'],
+  verdict: ['purpose', 'verdict', 'remoteReceived', 'sourceLast'],
+  deltaResyncRequest: ['received', 'entriesMax', 'bytesMax'],
+  deltaResyncEntries: ['entries', 'sourceLast', 'final'],
+  deltaResyncAck: ['restored', 'final'],
+  deltaResyncRefused: ['received', 'journalFirst', 'sourceLast'],
+  fullCopyRequest: [],
+  resyncRequest: ['changed'],
+  copyBlocks: ['purpose', 'blocks', 'final', 'sourceLast', 'restoredKnown'],
+  copyAck: ['purpose', 'final'],
+};
+
+function exactFields(value: Fields, kind: MessageKind, path: string): void {
+  const expected = fieldsOf[kind];
+  for (const key of Object.keys(value)) {
+    if (key !== 'kind' && !expected.includes(key)) fail(`${path}.${key}`, 'unknown field');
+  }
+  for (const key of expected) {
+    if (!(key in value)) fail(`${path}.${key}`, 'missing');
+  }
+}
+
+function count(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number') fail(field, `must be a number, is ${typeof value}`);
+  if (!Number.isSafeInteger(value)) fail(field, `must be an integer, is ${value}`);
+  if (value < 0) fail(field, `must be >= 0, is ${value}`);
+  if (value > max) fail(field, `must be <= ${max}, is ${value}`);
+  return value;
+}
+
+function positive(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
+  const n = count(value, field, max);
+  if (n < 1) fail(field, 'must be >= 1');
+  return n;
+}
+
+function bool(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') fail(field, `must be a boolean, is ${typeof value}`);
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly string[], field: string): T {
+  if (typeof value !== 'string' || !allowed.includes(value)) fail(field, `must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function bytes(value: unknown, field: string, maxBytes: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) fail(field, 'must be a byte array');
+  if (value.length > maxBytes) fail(field, `${value.length} bytes exceed ${maxBytes}`);
+  return value;
+}
+
+function list(value: unknown, field: string, max: number): unknown[] {
+  if (!Array.isArray(value)) fail(field, 'must be an array');
+  if (value.length > max) fail(field, `${value.length} items exceed ${max}`);
+  return value;
+}
+
+function entries(value: unknown, field: string): WireEntry[] {
+  const items = list(value, field, batchItemsMax);
+  let total = 0;
+  let previous = -1;
+  const out: WireEntry[] = [];
+  for (const [i, item] of items.entries()) {
+    const path = `${field}[${i}]`;
+    if (!isRecord(item)) fail(path, 'must be an object');
+    for (const key of Object.keys(item)) {
+      if (!['updateNumber', 'volume', 'offset', 'data'].includes(key)) fail(`${path}.${key}`, 'unknown field');
+    }
+    const updateNumber = positive(item.updateNumber, `${path}.updateNumber`);
+    if (previous >= 0 && updateNumber !== previous + 1) fail(`${path}.updateNumber`, `must follow ${previous} without a gap`);
+    previous = updateNumber;
+    const data = bytes(item.data, `${path}.data`, entryDataBytesMax);
+    total += data.length;
+    if (total > batchBytesMax) fail(path, `batch data exceeds ${batchBytesMax} bytes`);
+    out.push({
+      updateNumber,
+      volume: count(item.volume, `${path}.volume`, messageVolumesMax - 1),
+      offset: count(item.offset, `${path}.offset`),
+      data,
+    });
+  }
+  return out;
+}
+
+function blocks(value: unknown, field: string): WireBlock[] {
+  const items = list(value, field, batchItemsMax);
+  let total = 0;
+  const out: WireBlock[] = [];
+  for (const [i, item] of items.entries()) {
+    const path = `${field}[${i}]`;
+    if (!isRecord(item)) fail(path, 'must be an object');
+    for (const key of Object.keys(item)) {
+      if (!['volume', 'offset', 'data'].includes(key)) fail(`${path}.${key}`, 'unknown field');
+    }
+    const data = bytes(item.data, `${path}.data`, entryDataBytesMax);
+    if (data.length === 0) fail(`${path}.data`, 'a block is never empty');
+    total += data.length;
+    if (total > batchBytesMax) fail(path, `batch data exceeds ${batchBytesMax} bytes`);
+    out.push({ volume: count(item.volume, `${path}.volume`, messageVolumesMax - 1), offset: count(item.offset, `${path}.offset`), data });
+  }
+  return out;
+}
+
+/**
+ * Checks that `value` is a well-formed {@link Message} and returns it (a fresh object: what the caller
+ * passed is not trusted later). Rejects wrong types, negative or non-integer numbers, unknown or missing
+ * fields, oversize batches and byte arrays, gaps in a batch's update numbers and unknown kinds with
+ * {@link MalformedMessageError}. It checks the form only; whether a site takes the message in its state is
+ * the site's decision.
+ */
+export function validateMessage(value: unknown): Message {
+  if (!isRecord(value)) fail('message', 'must be an object');
+  const kind = oneOf<MessageKind>(value.kind, messageKinds, 'kind');
+  exactFields(value, kind, kind);
+  const v = value;
+  switch (kind) {
+    case 'syncWrite':
+      return {
+        kind,
+        updateNumber: positive(v.updateNumber, 'syncWrite.updateNumber'),
+        volume: count(v.volume, 'syncWrite.volume', messageVolumesMax - 1),
+        offset: count(v.offset, 'syncWrite.offset'),
+        data: bytes(v.data, 'syncWrite.data', entryDataBytesMax),
+        restoredKnown: count(v.restoredKnown, 'syncWrite.restoredKnown'),
+      };
+    case 'syncWriteAck':
+      return { kind, updateNumber: positive(v.updateNumber, 'syncWriteAck.updateNumber') };
+    case 'pullRequest': {
+      const received = count(v.received, 'pullRequest.received');
+      const restored = count(v.restored, 'pullRequest.restored');
+      if (restored > received) fail('pullRequest.restored', `restored ${restored} > received ${received} (P2)`);
+      return {
+        kind,
+        received,
+        restored,
+        entriesMax: count(v.entriesMax, 'pullRequest.entriesMax', batchItemsMax),
+        bytesMax: count(v.bytesMax, 'pullRequest.bytesMax'),
+      };
+    }
+    case 'pullEntries':
+      return { kind, entries: entries(v.entries, 'pullEntries.entries') };
+    case 'judgeRequest':
+      return { kind, purpose: oneOf(v.purpose, judgePurposes, 'judgeRequest.purpose'), received: count(v.received, 'judgeRequest.received') };
+    case 'verdict':
+      return {
+        kind,
+        purpose: oneOf(v.purpose, judgePurposes, 'verdict.purpose'),
+        verdict: oneOf(v.verdict, verdicts, 'verdict.verdict'),
+        remoteReceived: count(v.remoteReceived, 'verdict.remoteReceived'),
+        sourceLast: count(v.sourceLast, 'verdict.sourceLast'),
+      };
+    case 'deltaResyncRequest':
+      return {
+        kind,
+        received: count(v.received, 'deltaResyncRequest.received'),
+        entriesMax: positive(v.entriesMax, 'deltaResyncRequest.entriesMax', batchItemsMax),
+        bytesMax: positive(v.bytesMax, 'deltaResyncRequest.bytesMax'),
+      };
+    case 'deltaResyncEntries': {
+      const list = entries(v.entries, 'deltaResyncEntries.entries');
+      const sourceLast = count(v.sourceLast, 'deltaResyncEntries.sourceLast');
+      const final = bool(v.final, 'deltaResyncEntries.final');
+      const lastEntry = list[list.length - 1];
+      if (lastEntry !== undefined && lastEntry.updateNumber > sourceLast) {
+        fail('deltaResyncEntries.entries', `entry ${lastEntry.updateNumber} beyond sourceLast ${sourceLast}`);
+      }
+      if (final && lastEntry !== undefined && lastEntry.updateNumber !== sourceLast) {
+        fail('deltaResyncEntries.final', `final batch ends at ${lastEntry.updateNumber}, not sourceLast ${sourceLast}`);
+      }
+      return { kind, entries: list, sourceLast, final };
+    }
+    case 'deltaResyncAck':
+      return { kind, restored: count(v.restored, 'deltaResyncAck.restored'), final: bool(v.final, 'deltaResyncAck.final') };
+    case 'deltaResyncRefused':
+      return {
+        kind,
+        received: count(v.received, 'deltaResyncRefused.received'),
+        journalFirst: positive(v.journalFirst, 'deltaResyncRefused.journalFirst'),
+        sourceLast: count(v.sourceLast, 'deltaResyncRefused.sourceLast'),
+      };
+    case 'fullCopyRequest':
+      return { kind };
+    case 'resyncRequest': {
+      const items = list(v.changed, 'resyncRequest.changed', messageVolumesMax);
+      return { kind, changed: items.map((item, i) => bytes(item, `resyncRequest.changed[${i}]`, bitmapBytesMax)) };
+    }
+    case 'copyBlocks':
+      return {
+        kind,
+        purpose: oneOf(v.purpose, copyPurposes, 'copyBlocks.purpose'),
+        blocks: blocks(v.blocks, 'copyBlocks.blocks'),
+        final: bool(v.final, 'copyBlocks.final'),
+        sourceLast: count(v.sourceLast, 'copyBlocks.sourceLast'),
+        restoredKnown: count(v.restoredKnown, 'copyBlocks.restoredKnown'),
+      };
+    case 'copyAck':
+      return { kind, purpose: oneOf(v.purpose, copyPurposes, 'copyAck.purpose'), final: bool(v.final, 'copyAck.final') };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Wire encoding
+
+/**
+ * Encodes a message for a network transport (see the file header). Throws {@link MalformedMessageError}
+ * when the message is not valid or its encoding exceeds {@link messageBytesMax}.
+ */
+export function encodeMessage(message: Message): Uint8Array {
+  validateMessage(message);
+  const chunks: Uint8Array[] = [];
+  let payloadBytes = 0;
+  const header = JSON.stringify(message, (_key, value: unknown) => {
+    if (value instanceof Uint8Array) {
+      const ref = { $bytes: [payloadBytes, value.length] };
+      chunks.push(value);
+      payloadBytes += value.length;
+      return ref;
+    }
+    return value;
+  });
+  const headerBytes = new TextEncoder().encode(header);
+  if (headerBytes.length > messageHeaderBytesMax) fail('header', `${headerBytes.length} bytes exceed ${messageHeaderBytesMax}`);
+  const total = prefixBytes + headerBytes.length + payloadBytes;
+  if (total > messageBytesMax) fail('message', `${total} bytes exceed messageBytesMax ${messageBytesMax}`);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, messageMagic, true);
+  view.setUint32(4, headerBytes.length, true);
+  out.set(headerBytes, prefixBytes);
+  let at = prefixBytes + headerBytes.length;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Decodes and validates bytes from outside. Every defect (short, oversize, bad magic, bad header length,
+ * invalid UTF-8 or JSON, a byte reference outside the payload, a payload not covered exactly, any field
+ * {@link validateMessage} rejects) is a {@link MalformedMessageError}; nothing else is thrown. Byte arrays
+ * of the result are views into `input`.
+ */
+export function decodeMessage(input: Uint8Array): Message {
+  if (!(input instanceof Uint8Array)) fail('message', 'must be bytes');
+  if (input.length > messageBytesMax) fail('message', `${input.length} bytes exceed messageBytesMax ${messageBytesMax}`);
+  if (input.length < prefixBytes) fail('message', `${input.length} bytes is shorter than the ${prefixBytes}-byte prefix`);
+  const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  const magic = view.getUint32(0, true);
+  if (magic !== messageMagic) fail('magic', `0x${magic.toString(16)} is not 0x${messageMagic.toString(16)}`);
+  const headerLength = view.getUint32(4, true);
+  if (headerLength > messageHeaderBytesMax || prefixBytes + headerLength > input.length) {
+    fail('header', `header length ${headerLength} does not fit in ${input.length} bytes`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(input.subarray(prefixBytes, prefixBytes + headerLength));
+  } catch {
+    fail('header', 'not valid UTF-8');
+  }
+  const payload = input.subarray(prefixBytes + headerLength);
+  let covered = 0;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text, function revive(this: unknown, _key: string, value: unknown) {
+      if (isRecord(value) && '$bytes' in value) {
+        const ref = value.$bytes;
+        if (Object.keys(value).length !== 1 || !Array.isArray(ref) || ref.length !== 2) fail('$bytes', 'must be [offset, length]');
+        const offset = count(ref[0], '$bytes.offset');
+        const length = count(ref[1], '$bytes.length');
+        if (offset !== covered) fail('$bytes.offset', `byte arrays must follow each other: expected offset ${covered}, got ${offset}`);
+        if (offset + length > payload.length) fail('$bytes.length', `data length mismatch: ${offset}+${length} > payload ${payload.length}`);
+        covered = offset + length;
+        return payload.subarray(offset, offset + length);
+      }
+      return value;
+    });
+  } catch (error) {
+    if (error instanceof MalformedMessageError) throw error;
+    fail('header', 'not valid JSON');
+  }
+  if (covered !== payload.length) fail('payload', `data length mismatch: ${payload.length} payload bytes, ${covered} referenced`);
+  return validateMessage(parsed);
+}
+
+/** The data bytes a message carries (entries', blocks', a sync write's): what a batch limit counts. */
+export function messageDataBytes(message: Message): number {
+  switch (message.kind) {
+    case 'syncWrite':
+      return message.data.length;
+    case 'pullEntries':
+    case 'deltaResyncEntries':
+      return message.entries.reduce((sum, entry) => sum + entry.data.length, 0);
+    case 'copyBlocks':
+      return message.blocks.reduce((sum, block) => sum + block.data.length, 0);
+    case 'resyncRequest':
+      return message.changed.reduce((sum, bitmap) => sum + bitmap.length, 0);
+    default:
+      return 0;
+  }
+}

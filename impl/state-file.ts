@@ -1,0 +1,66 @@
+/**
+ * A small state file written atomically: the durable mode, role and counters of a site, or the pair states
+ * of the cluster. A write goes to a temporary file, is fsynced, renamed over the old one and the directory
+ * fsynced, so a crash leaves either the old content or the new one, never a mix.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Largest state file: 64 MiB (changed-block bitmaps of large volumes are the bulk). */
+export const stateFileBytesMax = 64 * 1024 * 1024;
+
+/** A state file that cannot be read back: `reason` says why. */
+export class StateFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly reason: 'tooLarge' | 'notJson' | 'wrongFormat',
+    detail: string,
+  ) {
+    super(`state file ${file}: ${detail}`);
+    this.name = 'StateFileError';
+  }
+}
+
+/** Writes `value` as JSON to `file` atomically (temporary file, fsync, rename, fsync of the directory). */
+export function writeStateFile(file: string, format: string, value: unknown): void {
+  const text = JSON.stringify({ format, value });
+  const temporary = `${file}.tmp`;
+  const fd = fs.openSync(temporary, 'w', 0o644);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temporary, file);
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+}
+
+/** Reads a state file written by {@link writeStateFile}; null when it does not exist. Throws {@link StateFileError}. */
+export function readStateFile(file: string, format: string): unknown {
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  if (size > stateFileBytesMax) throw new StateFileError(file, 'tooLarge', `${size} bytes > ${stateFileBytesMax}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    throw new StateFileError(file, 'notJson', 'not valid JSON');
+  }
+  const record = parsed as { format?: unknown; value?: unknown } | null;
+  if (typeof record !== 'object' || record === null || record.format !== format || !('value' in record)) {
+    throw new StateFileError(file, 'wrongFormat', `not a ${format} file`);
+  }
+  return record.value;
+}

@@ -1,0 +1,938 @@
+/**
+ * One storage system (a site): its volumes (one consistency group: claims 12, 13, 14), its journal, its
+ * update-number counter, its role, mode, fence, changed-block record and known site-3 progress.
+ *
+ * Pure core, I/O at the edges (etcd-io/raft's shape): every handler takes a command of its controller (the
+ * cluster, `cluster.ts`) or a message from another site, changes the site's own state, and returns what to
+ * send and what to tell the controller ({@link SiteOutput}); the transport carries the messages. A handler
+ * checks everything before it changes anything: a message it does not take is refused with a typed error
+ * (`errors.ts`) and the site is left as it was.
+ *
+ * Sites 1 and 2 (the sync members) and site 3 (the remote) share this class; which handlers apply depends on
+ * the site's role. The write path, in the order this site does it (model/README.md "Host write"):
+ * the primary gives the write the next update number, journals it and writes its volume, sends it to the
+ * secondary with its known site-3 progress; the secondary trims by that progress, journals and writes it,
+ * answers; the primary then acknowledges the host. (The primary journals before sending so that a write it
+ * holds and the secondary may lack is always in its own journal and, if the pair breaks, in its
+ * changed-block record; see `setSyncPair`.)
+ */
+
+import type { SiteMode, SiteRole, SyncPairState } from '../model/observation.ts';
+import { BlockCursor, type CopySession } from './block-copy.ts';
+import { ChangedBlocks } from './changed-blocks.ts';
+import {
+  MalformedMessageError,
+  NotWritableError,
+  OutOfOrderError,
+  SiteFailedError,
+  UnexpectedMessageError,
+  type NotWritableReason,
+  type RefusalError,
+} from './errors.ts';
+import { assert } from './invariant.ts';
+import { entryBytes, type Journal, type JournalEntry } from './journal.ts';
+import { judge } from './judge.ts';
+import {
+  batchBytesMax,
+  batchItemsMax,
+  decodeMessage,
+  type CopyAckMessage,
+  type CopyBlocksMessage,
+  type DeltaResyncAckMessage,
+  type DeltaResyncEntriesMessage,
+  type DeltaResyncRequestMessage,
+  type JudgePurpose,
+  type JudgeRequestMessage,
+  type Message,
+  type PullEntriesMessage,
+  type PullRequestMessage,
+  type ResyncRequestMessage,
+  type SyncWriteAckMessage,
+  type SyncWriteMessage,
+  type Verdict,
+  type VerdictMessage,
+  type WireBlock,
+  type WireEntry,
+} from './messages.ts';
+import type { Envelope, LinkSite } from './transport.ts';
+import { digestVolumes, type Volume } from './volume.ts';
+
+/** A site. */
+export type SiteId = 1 | 2 | 3;
+
+/** A message on the transport between sites. */
+export type SiteEnvelope = Envelope<Message>;
+
+/** Largest number of host writes a primary holds in flight (sent to the secondary, not yet answered). */
+export const inFlightWritesMaxDefault = 256;
+
+/**
+ * What a site tells its controller, besides the messages it sends: outcomes the controller acts on
+ * (acknowledge a host, suspend a pair after an overflow, record a judgement, finish a command).
+ */
+export type SiteNote =
+  | { kind: 'hostWriteAcked'; writeId: number; updateNumber: number; alone: boolean }
+  | { kind: 'hostWriteFailed'; writeId: number; error: RefusalError }
+  | { kind: 'journalOverflow'; site: SiteId; updateNumber: number }
+  | { kind: 'judged'; purpose: JudgePurpose; verdict: Verdict; remoteReceived: number; sourceLast: number }
+  | { kind: 'deltaResyncDone'; sourceLast: number }
+  | { kind: 'deltaResyncRefused'; received: number; journalFirst: number }
+  | { kind: 'fullCopyDone'; sourceLast: number }
+  | { kind: 'resyncDone'; sourceLast: number };
+
+/** What a handler returns: the messages to send and the notes for the controller. */
+export interface SiteOutput {
+  readonly send: readonly SiteEnvelope[];
+  readonly notes: readonly SiteNote[];
+}
+
+const noEnvelopes: readonly SiteEnvelope[] = Object.freeze([]);
+const noNotes: readonly SiteNote[] = Object.freeze([]);
+
+/** The output of a handler that sends nothing and notes nothing. */
+export const nothing: SiteOutput = Object.freeze({ send: noEnvelopes, notes: noNotes });
+
+/** The fixed configuration of a site. */
+export interface SiteConfig {
+  id: SiteId;
+  volumeCount: number;
+  volumeBytes: number;
+  blockBytes: number;
+  fencePolicy: 'refuse' | 'keepWriting';
+  /** Host writes a primary holds in flight at most. */
+  inFlightWritesMax: number;
+  /** Make the journal and volumes durable (flush) before a write is answered or acknowledged. */
+  flushEachWrite: boolean;
+}
+
+/**
+ * The durable state of a site besides its volumes and journal (which hold the update numbers: a sync
+ * member's last update number is its journal's `last`; site 3's received and restored numbers are its
+ * journal's `last` and `first - 1`).
+ */
+export interface SiteDurableState {
+  role: SiteRole;
+  mode: SiteMode;
+  up: boolean;
+  fenced: boolean;
+  /** Site 3's restored number as this site knows it (the trimming bound); never decreases except at resync. */
+  knownRestored: number;
+  /** Site 2's last update number at a failover, until site 3 is judged against it. */
+  takeover: number | null;
+  /** Host writes this site acknowledged while its sync pair was not in sync (the P1 exposure). */
+  ackedAlone: number;
+  /** The sync pair's state as the controller told this sync member. */
+  syncPair: SyncPairState;
+  /** Site 3's source (site 3 only; the sync primary). */
+  source: 1 | 2;
+  /** The changed-block record, one bitmap per volume (sync members). */
+  changed: Uint8Array[];
+}
+
+/** A host write sent to the secondary and not yet answered. */
+interface InFlightWrite {
+  readonly writeId: number;
+  readonly updateNumber: number;
+  readonly volume: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** A delta resync under way at its source. */
+interface DeltaSession {
+  /** Next update number to send. */
+  next: number;
+  readonly sourceLast: number;
+  readonly entriesMax: number;
+  readonly bytesMax: number;
+}
+
+/** What site 3 waits for after it asked its source for something. */
+type RemoteWaiting = 'none' | 'deltaResync' | 'fullCopy';
+
+function output(send: readonly SiteEnvelope[], notes: readonly SiteNote[] = noNotes): SiteOutput {
+  return { send, notes };
+}
+
+/**
+ * One storage system.
+ * @see claims 1, 12, 13, 14 (the three storage systems, their data volumes and journals)
+ */
+export class StorageSystem {
+  readonly id: SiteId;
+  readonly config: Readonly<SiteConfig>;
+  readonly volumes: readonly Volume[];
+  readonly journal: Journal;
+  readonly changed: ChangedBlocks;
+  readonly #state: Omit<SiteDurableState, 'changed'>;
+  readonly #blocksPerVolume: number;
+  #inFlight: InFlightWrite[] = [];
+  #copy: CopySession | null = null;
+  #delta: DeltaSession | null = null;
+  #waiting: RemoteWaiting = 'none';
+  #resyncRequested = false;
+  #lastVerdict: VerdictMessage | null = null;
+  #dirty = false;
+  readonly #save: ((state: SiteDurableState) => void) | null;
+
+  /**
+   * A site over its volumes and journal. `saved` is the durable state read back at reopen (null: a new
+   * site); `save` persists the durable state (null: in memory).
+   */
+  constructor(
+    config: SiteConfig,
+    volumes: readonly Volume[],
+    journal: Journal,
+    saved: SiteDurableState | null,
+    save: ((state: SiteDurableState) => void) | null,
+  ) {
+    assert(volumes.length === config.volumeCount, 'a site has its group of volumes', () => `${volumes.length} volumes`);
+    this.id = config.id;
+    this.config = Object.freeze({ ...config });
+    this.volumes = volumes;
+    this.journal = journal;
+    this.#blocksPerVolume = config.volumeBytes / config.blockBytes;
+    this.changed = new ChangedBlocks(config.volumeCount, this.#blocksPerVolume);
+    this.#save = save;
+    const role: SiteRole = config.id === 1 ? 'primary' : config.id === 2 ? 'secondary' : 'remote';
+    this.#state = saved
+      ? { ...saved }
+      : { role, mode: 'normal', up: true, fenced: false, knownRestored: 0, takeover: null, ackedAlone: 0, syncPair: 'inSync', source: 1 };
+    if (saved) this.changed.loadBitmaps(saved.changed);
+    if (config.id === 3) {
+      // Site 3's journal holds exactly what it received and has not restored (model/README.md "Journals").
+      assert(journal.first >= 1, 'P2 restoredUpTo <= receivedUpTo', () => `journal [${journal.first}..${journal.last}]`);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // What the site shows
+
+  get up(): boolean {
+    return this.#state.up;
+  }
+  get role(): SiteRole {
+    return this.#state.role;
+  }
+  get mode(): SiteMode {
+    return this.#state.mode;
+  }
+  get fenced(): boolean {
+    return this.#state.fenced;
+  }
+  get knownRestored(): number {
+    return this.#state.knownRestored;
+  }
+  get takeover(): number | null {
+    return this.#state.takeover;
+  }
+  get ackedAlone(): number {
+    return this.#state.ackedAlone;
+  }
+  get syncPair(): SyncPairState {
+    return this.#state.syncPair;
+  }
+  get source(): 1 | 2 {
+    return this.#state.source;
+  }
+  /** A sync member's last update number (P3: its journal's last). */
+  get last(): number {
+    return this.journal.last;
+  }
+  /** Site 3: the last update number pulled into its journal. */
+  get received(): number {
+    return this.journal.last;
+  }
+  /** Site 3: the last update number restored into its volumes. */
+  get restored(): number {
+    return this.journal.first - 1;
+  }
+  /** Host writes sent to the secondary and not yet answered. */
+  get inFlightWrites(): number {
+    return this.#inFlight.length;
+  }
+  /** The last verdict site 3 received (its record of the last judgement about it). */
+  get lastVerdict(): VerdictMessage | null {
+    return this.#lastVerdict;
+  }
+  /** Whether a block copy, delta resync or resync is under way at this site. */
+  get busy(): boolean {
+    return this.#copy !== null || this.#delta !== null || this.#waiting !== 'none' || this.#resyncRequested;
+  }
+
+  /** SHA-256 (hex) of the site's volumes in volume order (the observation's `volumeDigest`). */
+  digest(): string {
+    return digestVolumes(this.volumes);
+  }
+
+  /** Reads bytes of a volume (the operator's and the host's view). */
+  read(volume: number, offset: number, length: number): Uint8Array {
+    return this.#volume(volume).read(offset, length);
+  }
+
+  /** The durable state, for the state file. */
+  durableState(): SiteDurableState {
+    return { ...this.#state, changed: this.changed.toBitmaps() };
+  }
+
+  /** Persists the durable state if it changed since the last call (a no-op in memory). */
+  saveIfDirty(): void {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    if (this.#save !== null) this.#save(this.durableState());
+  }
+
+  /** Makes the journal and volumes durable. */
+  flush(): void {
+    this.journal.flush();
+    for (const volume of this.volumes) volume.flush();
+  }
+
+  /** Saves, flushes and releases the volumes and the journal. */
+  close(): void {
+    this.#dirty = true;
+    this.saveIfDirty();
+    this.flush();
+    this.journal.close();
+    for (const volume of this.volumes) volume.close();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Commands of the controller
+
+  /**
+   * Why this site does not accept a write from `host` now, or null when it does (model/README.md
+   * "acceptsHostWrites"): up, primary, not fenced, and not refusing by fence policy (site 1 as primary with
+   * its pair suspended or resyncing, under policy `refuse`).
+   * @see claims 3, 29; P1, P4
+   */
+  writeRefusal(): NotWritableReason | null {
+    if (!this.#state.up) return 'failed';
+    if (this.#state.role !== 'primary') return 'notPrimary';
+    if (this.#state.fenced) return 'fenced';
+    if (this.id === 1 && this.config.fencePolicy === 'refuse' && !this.#pairInSync()) return 'fencePolicy';
+    if (this.#inFlight.length >= this.config.inFlightWritesMax) return 'inFlightWritesMax';
+    return null;
+  }
+
+  /**
+   * A host write at the primary, already checked by the controller (range, {@link writeRefusal}). The
+   * write gets `last + 1` (P3, claims 4, 10, 27), is journaled (overflow: the journal restarts, P7) and
+   * written; with the pair in sync it goes to the secondary and is acknowledged on its answer, otherwise it
+   * is acknowledged now, on this site alone, and recorded in the changed-block record (P1).
+   * @see claims 2, 3, 4, 10, 12, 15, 17, 21, 25, 27, 32, 33
+   */
+  hostWrite(writeId: number, volume: number, offset: number, data: Uint8Array): SiteOutput {
+    assert(this.writeRefusal() === null, 'P4 only the writable primary takes host writes', () => `site ${this.id}: ${this.writeRefusal()}`);
+    const message: SyncWriteMessage = {
+      kind: 'syncWrite',
+      updateNumber: this.journal.last + 1,
+      volume,
+      offset,
+      data,
+      restoredKnown: this.#state.knownRestored,
+    };
+    const overflowed = this.#journalAndWrite(message);
+    if (this.#pairInSync()) {
+      this.#inFlight.push({ writeId, updateNumber: message.updateNumber, volume, offset, length: data.length });
+      const send = [{ from: this.id, to: this.#peer(), message } satisfies SiteEnvelope];
+      return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
+    }
+    this.#markChanged(volume, offset, data.length);
+    this.#state.ackedAlone += 1;
+    this.#dirty = true;
+    const acked: SiteNote = { kind: 'hostWriteAcked', writeId, updateNumber: message.updateNumber, alone: true };
+    return output(noEnvelopes, overflowed ? [this.#overflowNote(message.updateNumber), acked] : [acked]);
+  }
+
+  /** The site stops: in-flight writes fail (their blocks go to the changed-block record), copies end. */
+  fail(): SiteOutput {
+    assert(this.#state.up, 'only an up site fails', () => `site ${this.id}`);
+    const notes: SiteNote[] = [];
+    for (const write of this.#inFlight) {
+      // The primary holds the write; the secondary may not: the resync must copy these blocks.
+      this.#markChanged(write.volume, write.offset, write.length);
+      notes.push({ kind: 'hostWriteFailed', writeId: write.writeId, error: new SiteFailedError(this.id, 'host write') });
+    }
+    this.#inFlight = [];
+    this.#endSessions();
+    this.#state.up = false;
+    this.#dirty = true;
+    return output(noEnvelopes, notes);
+  }
+
+  /** The site is up again with what its volumes and journal held. */
+  recover(): void {
+    assert(!this.#state.up, 'only a failed site recovers', () => `site ${this.id}`);
+    this.#state.up = true;
+    this.#dirty = true;
+  }
+
+  /** Sets the role (failover, failback). */
+  setRole(role: SiteRole): void {
+    assert(this.id !== 3 || role === 'remote', 'site 3 is the remote', () => role);
+    assert(this.id === 3 || role !== 'remote', 'sync members are primary or secondary', () => role);
+    if (this.#state.role !== role) {
+      this.#state.role = role;
+      this.#dirty = true;
+    }
+  }
+
+  /** Sets the mode the controller derived (model/README.md "Modes"). */
+  setMode(mode: SiteMode): void {
+    if (this.#state.mode !== mode) {
+      this.#state.mode = mode;
+      this.#dirty = true;
+    }
+  }
+
+  /** Site 3: sets its source (the sync primary). */
+  setSource(source: 1 | 2): void {
+    if (this.#state.source !== source) {
+      this.#state.source = source;
+      this.#dirty = true;
+    }
+  }
+
+  /** Sets or clears the takeover point (model/README.md "Covering and judging"). */
+  setTakeover(takeover: number | null): void {
+    if (this.#state.takeover !== takeover) {
+      this.#state.takeover = takeover;
+      this.#dirty = true;
+    }
+  }
+
+  /** Fences the site: it accepts no host write from now on (one-way until a resync makes it a follower). */
+  fence(): void {
+    this.#state.fenced = true;
+    this.#dirty = true;
+  }
+
+  /**
+   * Sets this sync member's view of the sync pair (rule R1). When the pair stops being in sync with writes
+   * in flight, each is decided now: under fence policy `refuse` at site 1 it fails (not acknowledged), else
+   * it is acknowledged on this site alone; either way its blocks go to the changed-block record, because the
+   * secondary may not hold them.
+   * @see P1
+   */
+  setSyncPair(state: SyncPairState): SiteOutput {
+    if (this.#state.syncPair === state) return nothing;
+    this.#state.syncPair = state;
+    this.#dirty = true;
+    if (this.#pairInSync() || this.#inFlight.length === 0) return nothing;
+    const notes: SiteNote[] = [];
+    const refuse = this.id === 1 && this.config.fencePolicy === 'refuse';
+    for (const write of this.#inFlight) {
+      this.#markChanged(write.volume, write.offset, write.length);
+      if (refuse) {
+        notes.push({ kind: 'hostWriteFailed', writeId: write.writeId, error: new NotWritableError(1, 1, 'fencePolicy') });
+      } else {
+        this.#state.ackedAlone += 1;
+        notes.push({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: write.updateNumber, alone: true });
+      }
+    }
+    this.#inFlight = [];
+    return output(noEnvelopes, notes);
+  }
+
+  /** Site 3: asks its source for the entries after its received number, as many as fit its journal. */
+  requestPull(batchEntriesMax: number): SiteOutput {
+    this.#mustBe(3, 'requestPull');
+    const room = this.journal.limits.entriesMax - this.journal.entries;
+    const message: PullRequestMessage = {
+      kind: 'pullRequest',
+      received: this.received,
+      restored: this.restored,
+      entriesMax: Math.max(0, Math.min(batchEntriesMax, room, batchItemsMax)),
+      bytesMax: this.journal.limits.bytesMax - this.journal.bytes,
+    };
+    return output([{ from: 3, to: this.#state.source, message }]);
+  }
+
+  /**
+   * Site 3: restores every journal entry into its volumes in update-number order, then empties its journal.
+   * Returns how many it restored.
+   * @see claims 8, 14, 40; P2
+   */
+  restore(): number {
+    this.#mustBe(3, 'restore');
+    const received = this.received;
+    let restored = this.restored;
+    while (restored < received) {
+      const batch = this.journal.readAfter(restored, batchItemsMax);
+      assert(batch.length > 0, 'P2 restores in order without gaps', () => `nothing after ${restored} below ${received}`);
+      for (const entry of batch) {
+        assert(entry.updateNumber === restored + 1, 'P2 restores in order without gaps', () => `u=${entry.updateNumber} after ${restored}`);
+        this.#volume(entry.volume).write(entry.offset, entry.data);
+        restored = entry.updateNumber;
+      }
+    }
+    if (this.config.flushEachWrite) for (const volume of this.volumes) volume.flush();
+    const count = this.journal.trimThrough(received);
+    assert(this.restored === this.received, 'P2 restoredUpTo <= receivedUpTo', () => `restored ${this.restored} received ${this.received}`);
+    return count;
+  }
+
+  /** Site 3: sends its received number to `to`, which judges (claim 18). */
+  requestJudge(to: 1 | 2, purpose: JudgePurpose): SiteOutput {
+    this.#mustBe(3, 'requestJudge');
+    const message: JudgeRequestMessage = { kind: 'judgeRequest', purpose, received: this.received };
+    return output([{ from: 3, to, message }]);
+  }
+
+  /** Site 3: asks its source for a delta resync (claims 19, 20). */
+  requestDeltaResync(batchEntriesMax: number): SiteOutput {
+    this.#mustBe(3, 'requestDeltaResync');
+    const message: DeltaResyncRequestMessage = {
+      kind: 'deltaResyncRequest',
+      received: this.received,
+      entriesMax: Math.max(1, Math.min(batchEntriesMax, this.journal.limits.entriesMax, batchItemsMax)),
+      bytesMax: this.journal.limits.bytesMax,
+    };
+    this.#waiting = 'deltaResync';
+    return output([{ from: 3, to: this.#state.source, message }]);
+  }
+
+  /** Site 3: asks its source for a full copy of its volumes. */
+  requestFullCopy(): SiteOutput {
+    this.#mustBe(3, 'requestFullCopy');
+    this.#waiting = 'fullCopy';
+    return output([{ from: 3, to: this.#state.source, message: { kind: 'fullCopyRequest' } }]);
+  }
+
+  /** The returning sync secondary asks the primary for a resync, with its own changed-block record (claims 29-31). */
+  requestResync(): SiteOutput {
+    assert(this.id !== 3 && this.#state.role === 'secondary', 'only the sync secondary resyncs', () => `site ${this.id} ${this.#state.role}`);
+    this.#resyncRequested = true;
+    const message: ResyncRequestMessage = { kind: 'resyncRequest', changed: this.changed.toBitmaps() };
+    return output([{ from: this.id, to: this.#peer(), message }]);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Messages
+
+  /** Decodes bytes from outside and handles the message; any defect is a {@link MalformedMessageError}. */
+  receive(from: SiteId, bytes: Uint8Array): SiteOutput {
+    return this.handle({ from, to: this.id, message: decodeMessage(bytes) });
+  }
+
+  /**
+   * Handles one message. Throws a typed error (and changes nothing) for a message this site does not take
+   * now: {@link UnexpectedMessageError}, {@link OutOfOrderError}, {@link MalformedMessageError}.
+   */
+  handle(envelope: SiteEnvelope): SiteOutput {
+    const { from, message } = envelope;
+    assert(envelope.to === this.id, 'a site handles its own messages', () => `site ${this.id} got a message for ${envelope.to}`);
+    if (!this.#state.up) throw new UnexpectedMessageError(message.kind, from, this.id, 'the site is failed');
+    switch (message.kind) {
+      case 'syncWrite':
+        return this.#onSyncWrite(from, message);
+      case 'syncWriteAck':
+        return this.#onSyncWriteAck(from, message);
+      case 'pullRequest':
+        return this.#onPullRequest(from, message);
+      case 'pullEntries':
+        return this.#onPullEntries(from, message);
+      case 'judgeRequest':
+        return this.#onJudgeRequest(from, message);
+      case 'verdict':
+        return this.#onVerdict(from, message);
+      case 'deltaResyncRequest':
+        return this.#onDeltaResyncRequest(from, message);
+      case 'deltaResyncEntries':
+        return this.#onDeltaResyncEntries(from, message);
+      case 'deltaResyncAck':
+        return this.#onDeltaResyncAck(from, message);
+      case 'deltaResyncRefused':
+        return this.#onDeltaResyncRefused(from, message.kind, message.received, message.journalFirst);
+      case 'fullCopyRequest':
+        return this.#onFullCopyRequest(from);
+      case 'resyncRequest':
+        return this.#onResyncRequest(from, message);
+      case 'copyBlocks':
+        return this.#onCopyBlocks(from, message);
+      case 'copyAck':
+        return this.#onCopyAck(from, message);
+    }
+  }
+
+  /** The secondary journals and writes the primary's write with the primary's update number (claims 5, 6, 34, 35). */
+  #onSyncWrite(from: SiteId, message: SyncWriteMessage): SiteOutput {
+    if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'secondary' || !this.#pairInSync()) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}, sync pair ${this.#state.syncPair}`);
+    }
+    this.#checkTarget('syncWrite', message.volume, message.offset, message.data.length);
+    const expected = this.journal.last + 1;
+    if (message.updateNumber !== expected) throw new OutOfOrderError(message.kind, expected, message.updateNumber);
+    if (message.restoredKnown > this.#state.knownRestored) {
+      this.#state.knownRestored = message.restoredKnown;
+      this.#dirty = true;
+    }
+    this.journal.trimThrough(this.#state.knownRestored);
+    const overflowed = this.#journalAndWrite(message);
+    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: message.updateNumber };
+    const send = [{ from: this.id, to: from, message: ack } satisfies SiteEnvelope];
+    return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
+  }
+
+  /** The primary acknowledges the host once the secondary answered (claim 3). */
+  #onSyncWriteAck(from: SiteId, message: SyncWriteAckMessage): SiteOutput {
+    if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'primary') {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}`);
+    }
+    const head = this.#inFlight[0];
+    if (head === undefined || head.updateNumber !== message.updateNumber) {
+      throw new OutOfOrderError(message.kind, head?.updateNumber ?? 0, message.updateNumber);
+    }
+    this.#inFlight.shift();
+    return output(noEnvelopes, [{ kind: 'hostWriteAcked', writeId: head.writeId, updateNumber: head.updateNumber, alone: false }]);
+  }
+
+  /**
+   * The source answers a pull: it learns site 3's restored number and trims, then sends the entries after
+   * site 3's received number, as many as the request allows and only those the secondary acknowledged.
+   * @see claims 8, 9, 22, 23, 24, 36, 37, 38
+   */
+  #onPullRequest(from: SiteId, message: PullRequestMessage): SiteOutput {
+    if (this.id === 3 || from !== 3 || this.#state.role !== 'primary') {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}: only the source serves pulls`);
+    }
+    this.#learnRestored(message.restored);
+    const committed = this.journal.last - this.#inFlight.length;
+    const count = Math.min(message.entriesMax, committed - message.received);
+    const send: WireEntry[] = [];
+    if (count > 0) {
+      assert(this.journal.covers(message.received), 'P5 a pull reads only entries its journal holds', () =>
+        `journal [${this.journal.first}..${this.journal.last}] after ${message.received}`,
+      );
+      let bytes = 0;
+      for (const entry of this.journal.readAfter(message.received, count)) {
+        bytes += entryBytes(entry);
+        if (bytes > message.bytesMax || (send.length > 0 && bytes > batchBytesMax)) break;
+        send.push(entry);
+      }
+    }
+    const answer: PullEntriesMessage = { kind: 'pullEntries', entries: send };
+    return output([{ from: this.id, to: 3, message: answer }]);
+  }
+
+  /** Site 3 appends pulled entries to its journal: consecutive after its received number, all fitting (P7). */
+  #onPullEntries(from: SiteId, message: PullEntriesMessage): SiteOutput {
+    if (this.id !== 3 || from !== this.#state.source) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `site 3 pulls from site ${this.#state.source}`);
+    }
+    this.#checkEntries(message.kind, message.entries, true);
+    for (const entry of message.entries) this.journal.append(entry);
+    if (this.config.flushEachWrite && message.entries.length > 0) this.journal.flush();
+    assert(this.restored <= this.received, 'P2 restoredUpTo <= receivedUpTo', () => `${this.restored} > ${this.received}`);
+    return nothing;
+  }
+
+  /** The (new) source judges site 3's received number with its journal (claims 18, 19, 20, 28). */
+  #onJudgeRequest(from: SiteId, message: JudgeRequestMessage): SiteOutput {
+    if (this.id === 3 || from !== 3) throw new UnexpectedMessageError(message.kind, from, this.id, 'only site 3 is judged');
+    const sourceLast = this.journal.last;
+    const takeover = message.purpose === 'failover' ? sourceLast : this.#state.takeover;
+    const verdict = judge({ received: message.received, sourceLast, journalFirst: this.journal.first, takeover });
+    const answer: VerdictMessage = { kind: 'verdict', purpose: message.purpose, verdict, remoteReceived: message.received, sourceLast };
+    return output(
+      [{ from: this.id, to: 3, message: answer }],
+      [{ kind: 'judged', purpose: message.purpose, verdict, remoteReceived: message.received, sourceLast }],
+    );
+  }
+
+  #onVerdict(from: SiteId, message: VerdictMessage): SiteOutput {
+    if (this.id !== 3 || from === 3) throw new UnexpectedMessageError(message.kind, from, this.id, 'only site 3 is judged');
+    this.#lastVerdict = message;
+    return nothing;
+  }
+
+  /**
+   * The source starts a delta resync when its journal covers site 3's received number (P5), or refuses it
+   * (a full copy is needed).
+   * @see claims 19, 20
+   */
+  #onDeltaResyncRequest(from: SiteId, message: DeltaResyncRequestMessage): SiteOutput {
+    if (this.id === 3 || from !== 3 || this.#state.role !== 'primary') {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}: only the source resyncs site 3`);
+    }
+    if (this.#inFlight.length > 0 || !this.journal.covers(message.received)) {
+      return output([
+        {
+          from: this.id,
+          to: 3,
+          message: { kind: 'deltaResyncRefused', received: message.received, journalFirst: this.journal.first, sourceLast: this.journal.last },
+        },
+      ]);
+    }
+    this.#delta = { next: message.received + 1, sourceLast: this.journal.last, entriesMax: message.entriesMax, bytesMax: message.bytesMax };
+    return output([this.#deltaBatch()]);
+  }
+
+  #deltaBatch(): SiteEnvelope {
+    const session = this.#delta;
+    assert(session !== null, 'a delta batch belongs to a delta resync', 'no session');
+    assert(this.journal.covers(session.next - 1), 'P5 delta resync only when the source journal covers', () =>
+      `journal [${this.journal.first}..${this.journal.last}] after ${session.next - 1}`,
+    );
+    const entries: WireEntry[] = [];
+    let bytes = 0;
+    const count = Math.min(session.entriesMax, session.sourceLast - session.next + 1);
+    for (const entry of count > 0 ? this.journal.readAfter(session.next - 1, count) : []) {
+      bytes += entryBytes(entry);
+      if (entries.length > 0 && (bytes > session.bytesMax || bytes > batchBytesMax)) break;
+      entries.push(entry);
+    }
+    session.next += entries.length;
+    const message: DeltaResyncEntriesMessage = {
+      kind: 'deltaResyncEntries',
+      entries,
+      sourceLast: session.sourceLast,
+      final: session.next > session.sourceLast,
+    };
+    return { from: this.id, to: 3, message };
+  }
+
+  /** Site 3 restores what it holds, then each delta batch, so that its journal never overflows. */
+  #onDeltaResyncEntries(from: SiteId, message: DeltaResyncEntriesMessage): SiteOutput {
+    if (this.id !== 3 || from !== this.#state.source || this.#waiting !== 'deltaResync') {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `waiting for ${this.#waiting}`);
+    }
+    this.#checkEntries(message.kind, message.entries, false);
+    if (this.journal.entries > 0) this.restore();
+    for (const entry of message.entries) this.journal.append(entry);
+    this.restore();
+    if (message.final) {
+      assert(this.received === message.sourceLast, 'P2 a delta resync ends at the source last', () => `${this.received} != ${message.sourceLast}`);
+      this.#waiting = 'none';
+    }
+    const ack: DeltaResyncAckMessage = { kind: 'deltaResyncAck', restored: this.restored, final: message.final };
+    return output([{ from: 3, to: from, message: ack }]);
+  }
+
+  /** The source sends the next delta batch or, after the final, learns site 3's progress and trims. */
+  #onDeltaResyncAck(from: SiteId, message: DeltaResyncAckMessage): SiteOutput {
+    const session = this.#delta;
+    if (this.id === 3 || from !== 3 || session === null) throw new UnexpectedMessageError(message.kind, from, this.id, 'no delta resync under way');
+    if (message.restored !== session.next - 1) throw new OutOfOrderError(message.kind, session.next - 1, message.restored);
+    if (!message.final) return output([this.#deltaBatch()]);
+    this.#delta = null;
+    this.#learnRestored(session.sourceLast);
+    return output(noEnvelopes, [{ kind: 'deltaResyncDone', sourceLast: session.sourceLast }]);
+  }
+
+  #onDeltaResyncRefused(from: SiteId, kind: string, received: number, journalFirst: number): SiteOutput {
+    if (this.id !== 3 || from !== this.#state.source || this.#waiting !== 'deltaResync') {
+      throw new UnexpectedMessageError(kind, from, this.id, `waiting for ${this.#waiting}`);
+    }
+    this.#waiting = 'none';
+    return output(noEnvelopes, [{ kind: 'deltaResyncRefused', received, journalFirst }]);
+  }
+
+  /** The source starts a full copy of its volumes to site 3. */
+  #onFullCopyRequest(from: SiteId): SiteOutput {
+    if (this.id === 3 || from !== 3 || this.#state.role !== 'primary' || this.#copy !== null) {
+      throw new UnexpectedMessageError('fullCopyRequest', from, this.id, `role ${this.#state.role}, copy ${this.#copy?.purpose ?? 'none'}`);
+    }
+    const blocksPerVolume = this.#blocksPerVolume;
+    this.#copy = {
+      purpose: 'fullCopy',
+      to: 3,
+      cursor: new BlockCursor(this.config.volumeCount, blocksPerVolume, null),
+      sourceLast: this.journal.last,
+      restoredKnown: this.#state.knownRestored,
+    };
+    return output([this.#copyBatch()]);
+  }
+
+  /** The primary starts a resync of its secondary: the union of both changed-block records (claims 29-31). */
+  #onResyncRequest(from: SiteId, message: ResyncRequestMessage): SiteOutput {
+    if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'primary' || this.#copy !== null) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}, copy ${this.#copy?.purpose ?? 'none'}`);
+    }
+    const bitmapBytes = Math.ceil(this.#blocksPerVolume / 8);
+    if (message.changed.length !== this.config.volumeCount) {
+      throw new MalformedMessageError('resyncRequest.changed', `${message.changed.length} bitmaps for ${this.config.volumeCount} volumes`);
+    }
+    for (const [i, bitmap] of message.changed.entries()) {
+      if (bitmap.length !== bitmapBytes) throw new MalformedMessageError(`resyncRequest.changed[${i}]`, `${bitmap.length} bytes, not ${bitmapBytes}`);
+    }
+    const union = new ChangedBlocks(this.config.volumeCount, this.#blocksPerVolume);
+    union.addBitmaps(this.changed.toBitmaps());
+    union.addBitmaps(message.changed);
+    this.#copy = {
+      purpose: 'resync',
+      to: from,
+      cursor: new BlockCursor(this.config.volumeCount, this.#blocksPerVolume, union),
+      sourceLast: this.journal.last,
+      restoredKnown: this.#state.knownRestored,
+    };
+    return output([this.#copyBatch()]);
+  }
+
+  #copyBatch(): SiteEnvelope {
+    const session = this.#copy;
+    assert(session !== null, 'a copy batch belongs to a copy', 'no session');
+    const blockBytes = this.config.blockBytes;
+    const perBatch = Math.max(1, Math.min(batchItemsMax, Math.floor(batchBytesMax / blockBytes)));
+    const blocks: WireBlock[] = session.cursor.take(perBatch).map(([volume, block]) => ({
+      volume,
+      offset: block * blockBytes,
+      data: this.#volume(volume).read(block * blockBytes, blockBytes),
+    }));
+    const message: CopyBlocksMessage = {
+      kind: 'copyBlocks',
+      purpose: session.purpose,
+      blocks,
+      final: session.cursor.done,
+      sourceLast: session.sourceLast,
+      restoredKnown: session.restoredKnown,
+    };
+    return { from: this.id, to: session.to, message };
+  }
+
+  /** The receiver of a copy writes the blocks; with the final batch it takes over the sender's numbers. */
+  #onCopyBlocks(from: SiteId, message: CopyBlocksMessage): SiteOutput {
+    const expecting =
+      message.purpose === 'fullCopy'
+        ? this.id === 3 && from === this.#state.source && this.#waiting === 'fullCopy'
+        : this.id !== 3 && from === this.#peer() && this.#resyncRequested;
+    if (!expecting) throw new UnexpectedMessageError(message.kind, from, this.id, `no ${message.purpose} under way`);
+    const blockBytes = this.config.blockBytes;
+    for (const [i, block] of message.blocks.entries()) {
+      this.#checkTarget(`copyBlocks.blocks[${i}]`, block.volume, block.offset, block.data.length);
+      if (block.offset % blockBytes !== 0 || block.data.length !== blockBytes) {
+        throw new MalformedMessageError(`copyBlocks.blocks[${i}]`, `not one whole block of ${blockBytes} bytes`);
+      }
+    }
+    for (const block of message.blocks) this.#volume(block.volume).write(block.offset, block.data);
+    if (message.final) {
+      for (const volume of this.volumes) volume.flush();
+      // The receiver now holds the sender's image: it takes over its last update number with an empty journal.
+      this.journal.reset(message.sourceLast);
+      this.journal.flush();
+      if (message.purpose === 'fullCopy') {
+        this.#waiting = 'none';
+      } else {
+        this.#resyncRequested = false;
+        this.#state.knownRestored = message.restoredKnown;
+        this.changed.clear();
+        this.#state.ackedAlone = 0;
+        this.#state.fenced = false;
+        this.#dirty = true;
+      }
+    }
+    const ack: CopyAckMessage = { kind: 'copyAck', purpose: message.purpose, final: message.final };
+    return output([{ from: this.id, to: from, message: ack }]);
+  }
+
+  /** The sender of a copy sends the next batch or, after the final, completes. */
+  #onCopyAck(from: SiteId, message: CopyAckMessage): SiteOutput {
+    const session = this.#copy;
+    if (session === null || session.purpose !== message.purpose || from !== session.to) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `no ${message.purpose} to site ${from} under way`);
+    }
+    if (message.final !== session.cursor.done) throw new OutOfOrderError(message.kind, session.cursor.done ? 1 : 0, message.final ? 1 : 0);
+    if (!message.final) return output([this.#copyBatch()]);
+    this.#copy = null;
+    if (session.purpose === 'fullCopy') {
+      this.#learnRestored(session.sourceLast);
+      this.setTakeover(null);
+      return output(noEnvelopes, [{ kind: 'fullCopyDone', sourceLast: session.sourceLast }]);
+    }
+    this.changed.clear();
+    this.#state.ackedAlone = 0;
+    this.#dirty = true;
+    return output(noEnvelopes, [{ kind: 'resyncDone', sourceLast: session.sourceLast }]);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Internals
+
+  #pairInSync(): boolean {
+    const pair = this.#state.syncPair;
+    return pair === 'inSync' || pair === 'reversed';
+  }
+
+  #peer(): 1 | 2 {
+    return this.id === 1 ? 2 : 1;
+  }
+
+  #mustBe(id: SiteId, operation: string): void {
+    assert(this.id === id, `${operation} runs at site ${id}`, () => `called at site ${this.id}`);
+  }
+
+  #volume(volume: number): Volume {
+    const found = this.volumes[volume];
+    assert(found !== undefined, 'volumes are named by their index in the group', () => `volume ${volume} of ${this.volumes.length}`);
+    return found;
+  }
+
+  /** Journals an entry at a sync member (overflow rule, P7) and writes it; returns whether the journal overflowed. */
+  #journalAndWrite(entry: JournalEntry): boolean {
+    const journal = this.journal;
+    const overflowed = !journal.fits(entry);
+    if (overflowed) {
+      // Overflow (P7): the journal restarts at this entry; the loss is reported, never silent.
+      journal.reset(entry.updateNumber - 1);
+      assert(journal.fits(entry), 'P7 journal within capacity', () => `entry u=${entry.updateNumber} larger than an empty journal`);
+    }
+    journal.append(entry);
+    this.#volume(entry.volume).write(entry.offset, entry.data);
+    if (this.config.flushEachWrite) {
+      journal.flush();
+      this.#volume(entry.volume).flush();
+    }
+    return overflowed;
+  }
+
+  #overflowNote(updateNumber: number): SiteNote {
+    return { kind: 'journalOverflow', site: this.id, updateNumber };
+  }
+
+  #markChanged(volume: number, offset: number, length: number): void {
+    if (length === 0) return;
+    const { first, count } = this.#volume(volume).blocksOf(offset, length);
+    if (this.changed.mark(volume, first, count) > 0) this.#dirty = true;
+  }
+
+  /** A sync member learns site 3's restored number (it never decreases) and trims its journal through it. */
+  #learnRestored(restored: number): void {
+    if (restored > this.#state.knownRestored) {
+      this.#state.knownRestored = restored;
+      this.#dirty = true;
+    }
+    this.journal.trimThrough(this.#state.knownRestored);
+  }
+
+  #checkTarget(field: string, volume: number, offset: number, length: number): void {
+    if (volume >= this.config.volumeCount) throw new MalformedMessageError(`${field}.volume`, `no volume ${volume} in a group of ${this.config.volumeCount}`);
+    if (offset + length > this.config.volumeBytes) {
+      throw new MalformedMessageError(`${field}.offset`, `${offset}+${length} is past the volume's ${this.config.volumeBytes} bytes`);
+    }
+  }
+
+  /** Checks that entries continue site 3's journal without a gap and fit in it, before any is appended. */
+  #checkEntries(kind: string, entries: readonly WireEntry[], mustFit: boolean): void {
+    const first = entries[0];
+    if (first === undefined) return;
+    if (first.updateNumber !== this.received + 1) throw new OutOfOrderError(kind, this.received + 1, first.updateNumber);
+    let bytes = mustFit ? this.journal.bytes : 0;
+    let count = mustFit ? this.journal.entries : 0;
+    for (const [i, entry] of entries.entries()) {
+      this.#checkTarget(`${kind}.entries[${i}]`, entry.volume, entry.offset, entry.data.length);
+      bytes += entryBytes(entry);
+      count += 1;
+    }
+    if (count > this.journal.limits.entriesMax || bytes > this.journal.limits.bytesMax) {
+      throw new UnexpectedMessageError(kind, this.#state.source, this.id, `${entries.length} entries do not fit the journal (P7)`);
+    }
+  }
+
+  #endSessions(): void {
+    this.#copy = null;
+    this.#delta = null;
+    this.#waiting = 'none';
+    this.#resyncRequested = false;
+  }
+}
