@@ -19,7 +19,7 @@
  *   pull | restore | tick N
  *   fail siteS | recover siteS | cut A-B | heal A-B | fence siteS
  *   failover [--force] | resync siteS | delta-resync | full-copy | failback
- *   hold A->B | release A->B | drop A->B | deliver A->B | run | queued
+ *   hold A->B | release A->B | drop A->B | dup A->B | reverse A->B | deliver A->B | run | queued
  *   observe | images | check | rejections | reopen
  */
 
@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cluster, type ClusterConfig, type HostWriteHandle } from '../../impl/cluster.ts';
 import { RefusalError } from '../../impl/errors.ts';
-import { digestVolumes, MemoryVolume } from '../../impl/volume.ts';
+import { digestVolumes, MemoryVolume, OutOfRangeError } from '../../impl/volume.ts';
 import type { Observation, SiteObservation } from '../../model/observation.ts';
 
 const dataDir = path.join(import.meta.dirname, 'testdata');
@@ -103,7 +103,7 @@ class Interpreter {
   config: ClusterConfig | null = null;
   /** Acknowledged writes by update number, of the lineage the primary holds. */
   readonly lineage = new Map<number, Applied>();
-  readonly handles: HostWriteHandle[] = [];
+  readonly handles: { handle: HostWriteHandle; write: Applied; recorded: boolean }[] = [];
 
   constructor(private readonly storage: 'memory' | 'file') {}
 
@@ -113,6 +113,7 @@ class Interpreter {
   }
 
   run(command: string): string {
+    this.recordAcknowledged();
     const [name, ...args] = command.split(/\s+/) as [string, ...string[]];
     const handler = handlers[name];
     if (handler === undefined) throw new Error(`unknown command "${name}"`);
@@ -120,6 +121,7 @@ class Interpreter {
       return handler(this, args);
     } catch (error) {
       if (error instanceof RefusalError) return `refused ${error.code}: ${error.message}`;
+      if (error instanceof OutOfRangeError) return `refused OutOfRange: ${error.message}`;
       throw error;
     }
   }
@@ -139,6 +141,15 @@ class Interpreter {
       fencePolicy: (options.fence ?? 'keepWriting') as ClusterConfig['fencePolicy'],
       storage: this.storage === 'memory' ? { kind: 'memory' } : { kind: 'file', dir: fs.mkdtempSync(path.join(tempRoot, 'cluster-')) },
     };
+  }
+
+  /** Submitted writes acknowledged since the last command join the lineage. */
+  recordAcknowledged(): void {
+    for (const entry of this.handles) {
+      if (entry.recorded || entry.handle.state !== 'acknowledged') continue;
+      this.lineage.set(entry.handle.updateNumber as number, entry.write);
+      entry.recorded = true;
+    }
   }
 
   /** The image the primary's lineage has after updates 1..k (P2's reference), as a digest. */
@@ -276,7 +287,8 @@ const handlers: Record<string, Handler> = {
         numbers.push(updateNumber);
       } catch (error) {
         if (!(error instanceof RefusalError)) throw error;
-        return `${numbers.length ? `ok u=${numbers[0]}..${numbers[numbers.length - 1]}, then ` : ''}refused ${error.code}: ${error.message}`;
+        const done = numbers.length ? `ok u=${numbers[0]}..${numbers[numbers.length - 1]}, then ` : '';
+        return `${done}refused ${error.code}: ${error.message}`;
       }
     }
     return `ok u=${numbers[0]}..${numbers[numbers.length - 1]}`;
@@ -284,15 +296,16 @@ const handlers: Record<string, Handler> = {
 
   submit(it, args) {
     const [h, v, offset, length, b] = [host(args[0]), volume(args[1]), int(args[2]), int(args[3]), byte(args[4])];
-    const handle = it.c.submitHostWrite(h, v, offset, new Uint8Array(length).fill(b));
-    it.handles.push(handle);
+    const data = new Uint8Array(length).fill(b);
+    const handle = it.c.submitHostWrite(h, v, offset, data);
+    it.handles.push({ handle, write: { volume: v, offset, data }, recorded: false });
     return `write #${it.handles.length} ${handle.state}`;
   },
 
   handles(it) {
     if (it.handles.length === 0) return 'none';
     return it.handles
-      .map((handle, i) => {
+      .map(({ handle }, i) => {
         const detail =
           handle.state === 'acknowledged'
             ? ` u=${handle.updateNumber}${handle.alone ? ' (on one site)' : ''}`
@@ -399,6 +412,17 @@ const handlers: Record<string, Handler> = {
   drop(it, args) {
     const dropped = it.c.transport.drop(...direction(args[0]));
     return dropped === null ? 'nothing queued' : `dropped ${dropped.message.kind}`;
+  },
+
+  dup(it, args) {
+    return it.c.transport.duplicate(...direction(args[0])) ? 'duplicated' : 'nothing queued';
+  },
+
+  reverse(it, args) {
+    const [from, to] = direction(args[0]);
+    const count = it.c.transport.pending(from, to);
+    it.c.transport.reorder(from, to, Array.from({ length: count }, (_, i) => count - 1 - i));
+    return `reversed ${count}`;
   },
 
   deliver(it, args) {
