@@ -1,0 +1,324 @@
+/**
+ * Messages between sites: the wire encoding round-trips every message; arbitrary bytes and arbitrary JSON
+ * are refused with MalformedMessageError and never crash a site nor change its observation; every
+ * malformed field is refused by name; a well-formed message out of order or out of context is refused with
+ * a typed error and changes nothing.
+ */
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Cluster, type ClusterConfig } from '../../impl/cluster.ts';
+import { MalformedMessageError, OutOfOrderError, RefusalError, UnexpectedMessageError } from '../../impl/errors.ts';
+import {
+  batchItemsMax,
+  decodeMessage,
+  encodeMessage,
+  messageBytesMax,
+  messageKinds,
+  validateMessage,
+  type Message,
+} from '../../impl/messages.ts';
+
+const config: ClusterConfig = {
+  volumeCount: 2,
+  volumeBytes: 4 * 4096,
+  blockBytes: 4096,
+  journal: { entriesMax: 8, bytesMax: 8 * 8192 },
+  pullBatchEntriesMax: 4,
+  pullIntervalTicks: 1,
+  restoreIntervalTicks: 1,
+  fencePolicy: 'keepWriting',
+  storage: { kind: 'memory' },
+};
+
+/** A cluster with some history: writes on both sync members, a pull, so every site has state to lose. */
+function busyCluster(): Cluster {
+  const cluster = Cluster.create(config);
+  cluster.hostWrite(1, 0, 0, new Uint8Array(4096).fill(1));
+  cluster.hostWrite(1, 1, 4096, new Uint8Array(4096).fill(2));
+  cluster.pullJournal();
+  cluster.hostWrite(1, 0, 8192, new Uint8Array(4096).fill(3));
+  return cluster;
+}
+
+const u = fc.integer({ min: 1, max: 2 ** 40 });
+const n = fc.nat({ max: 2 ** 40 });
+const bytes = fc.uint8Array({ maxLength: 64 });
+const entry = fc.record({ updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes });
+const entries = fc
+  .tuple(u, fc.array(fc.record({ volume: fc.nat({ max: 3 }), offset: n, data: bytes }), { maxLength: 5 }))
+  .map(([first, list]) => list.map((item, i) => ({ updateNumber: first + i, ...item })));
+const block = fc.record({ volume: fc.nat({ max: 3 }), offset: n, data: fc.uint8Array({ minLength: 1, maxLength: 64 }) });
+const purpose = fc.constantFrom('failover', 'failback', 'reattach' as const);
+
+/** Every kind of message, well formed. */
+const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
+  fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
+  fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
+  fc
+    .record({ kind: fc.constant('pullRequest' as const), received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
+    .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
+  fc.record({ kind: fc.constant('pullEntries' as const), entries }),
+  fc.record({ kind: fc.constant('judgeRequest' as const), purpose, received: n }),
+  fc.record({
+    kind: fc.constant('verdict' as const),
+    purpose,
+    verdict: fc.constantFrom('noUpdateRequired', 'deltaResync', 'fullCopy', 'remoteAhead' as const),
+    remoteReceived: n,
+    sourceLast: n,
+  }),
+  fc.record({ kind: fc.constant('deltaResyncRequest' as const), received: n, entriesMax: fc.integer({ min: 1, max: batchItemsMax }), bytesMax: u }),
+  fc
+    .record({ kind: fc.constant('deltaResyncEntries' as const), entries, final: fc.boolean(), extra: fc.nat({ max: 10 }) })
+    .map(({ extra, ...m }) => {
+      const last = m.entries[m.entries.length - 1]?.updateNumber ?? extra;
+      return { ...m, sourceLast: m.final ? last : last + extra };
+    }),
+  fc.record({ kind: fc.constant('deltaResyncAck' as const), restored: n, final: fc.boolean() }),
+  fc.record({ kind: fc.constant('deltaResyncRefused' as const), received: n, journalFirst: u, sourceLast: n }),
+  fc.record({ kind: fc.constant('fullCopyRequest' as const) }),
+  fc.record({ kind: fc.constant('resyncRequest' as const), changed: fc.array(bytes, { maxLength: 4 }) }),
+  fc.record({
+    kind: fc.constant('copyBlocks' as const),
+    purpose: fc.constantFrom('fullCopy', 'resync' as const),
+    blocks: fc.array(block, { maxLength: 4 }),
+    final: fc.boolean(),
+    sourceLast: n,
+    restoredKnown: n,
+  }),
+  fc.record({ kind: fc.constant('copyAck' as const), purpose: fc.constantFrom('fullCopy', 'resync' as const), final: fc.boolean() }),
+);
+
+/** Byte arrays compared by content (decoded arrays are views into the input). */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { bytes: [...value] };
+  if (Array.isArray(value)) return value.map(plain);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  return value;
+}
+
+/** Wraps any header text into the wire format, with an optional payload. */
+function frame(header: string, payload = new Uint8Array()): Uint8Array {
+  const text = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + text.length + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 0x314d5354, true);
+  view.setUint32(4, text.length, true);
+  out.set(text, 8);
+  out.set(payload, 8 + text.length);
+  return out;
+}
+
+describe('message encoding', () => {
+  it('round-trips every well-formed message', () => {
+    fc.assert(
+      fc.property(messageArbitrary, (message) => {
+        expect(plain(decodeMessage(encodeMessage(message)))).toEqual(plain(message));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('covers every message kind', () => {
+    const seen = new Set<string>();
+    fc.assert(fc.property(messageArbitrary, (message) => void seen.add(message.kind)), { numRuns: 2000 });
+    expect([...seen].sort()).toEqual([...messageKinds].sort());
+  });
+
+  it('refuses arbitrary bytes with MalformedMessageError only', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (input) => {
+        expect(() => decodeMessage(input)).toThrow(MalformedMessageError);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('refuses arbitrary JSON headers with MalformedMessageError only', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.uint8Array({ maxLength: 16 }), (value, payload) => {
+        expect(() => decodeMessage(frame(JSON.stringify(value) ?? 'null', payload))).toThrow(MalformedMessageError);
+        expect(() => validateMessage(value)).toThrow(MalformedMessageError);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('refuses a damaged encoding: truncated, extended, bad magic, bad header length, byte references that lie', () => {
+    const good = encodeMessage({ kind: 'syncWrite', updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array([1, 2, 3]), restoredKnown: 0 });
+    const cases: [string, Uint8Array][] = [
+      ['truncated payload', good.subarray(0, good.length - 1)],
+      ['extra payload', new Uint8Array([...good, 9])],
+      ['bad magic', new Uint8Array([0, ...good.subarray(1)])],
+      ['short prefix', good.subarray(0, 5)],
+      ['header length past the end', (() => {
+        const copy = good.slice();
+        new DataView(copy.buffer).setUint32(4, 1 << 20, true);
+        return copy;
+      })()],
+      ['invalid UTF-8', frame('\u0000').map((b, i) => (i === 8 ? 0xff : b))],
+      ['not JSON', frame('{"kind":')],
+      ['reference with a gap', frame('{"kind":"syncWrite","updateNumber":1,"volume":0,"offset":0,"data":{"$bytes":[1,2]},"restoredKnown":0}', new Uint8Array(3))],
+      ['reference past the payload', frame('{"kind":"syncWrite","updateNumber":1,"volume":0,"offset":0,"data":{"$bytes":[0,9]},"restoredKnown":0}', new Uint8Array(3))],
+      ['reference with extra keys', frame('{"kind":"syncWrite","updateNumber":1,"volume":0,"offset":0,"data":{"$bytes":[0,3],"x":1},"restoredKnown":0}', new Uint8Array(3))],
+      ['reference not a pair', frame('{"kind":"syncWrite","updateNumber":1,"volume":0,"offset":0,"data":{"$bytes":[0]},"restoredKnown":0}', new Uint8Array(3))],
+    ];
+    for (const [name, input] of cases) expect(() => decodeMessage(input), name).toThrow(MalformedMessageError);
+  });
+
+  it('refuses an oversize message before reading it', () => {
+    expect(() => decodeMessage(new Uint8Array(messageBytesMax + 1))).toThrow(/exceed messageBytesMax/);
+    const huge: Message = {
+      kind: 'pullEntries',
+      entries: Array.from({ length: 5 }, (_, i) => ({ updateNumber: i + 1, volume: 0, offset: 0, data: new Uint8Array(4 * 1024 * 1024) })),
+    };
+    expect(() => encodeMessage(huge)).toThrow(MalformedMessageError);
+  });
+});
+
+describe('message validation, field by field', () => {
+  const samples: Message[] = [
+    { kind: 'syncWrite', updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
+    { kind: 'syncWriteAck', updateNumber: 3 },
+    { kind: 'pullRequest', received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
+    { kind: 'pullEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }] },
+    { kind: 'judgeRequest', purpose: 'failover', received: 4 },
+    { kind: 'verdict', purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
+    { kind: 'deltaResyncRequest', received: 4, entriesMax: 2, bytesMax: 1000 },
+    { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], sourceLast: 5, final: true },
+    { kind: 'deltaResyncAck', restored: 5, final: false },
+    { kind: 'deltaResyncRefused', received: 1, journalFirst: 4, sourceLast: 6 },
+    { kind: 'fullCopyRequest' },
+    { kind: 'resyncRequest', changed: [new Uint8Array(1)] },
+    { kind: 'copyBlocks', purpose: 'resync', blocks: [{ volume: 0, offset: 0, data: new Uint8Array(8) }], final: true, sourceLast: 3, restoredKnown: 1 },
+    { kind: 'copyAck', purpose: 'fullCopy', final: true },
+  ];
+
+  it('accepts every sample', () => {
+    for (const sample of samples) expect(plain(validateMessage(sample))).toEqual(plain(sample));
+  });
+
+  it('refuses each field of each kind when missing, of the wrong type, negative or fractional, and unknown fields', () => {
+    const bad: unknown[] = [undefined, -1, 1.5, 'x', null, true, {}, [], Number.MAX_SAFE_INTEGER + 2];
+    for (const sample of samples) {
+      expect(() => validateMessage({ ...sample, surplus: 1 }), `${sample.kind} surplus`).toThrow(/surplus: unknown field/);
+      for (const field of Object.keys(sample).filter((key) => key !== 'kind')) {
+        const original = (sample as unknown as Record<string, unknown>)[field];
+        for (const value of bad) {
+          // Skip the values that are valid for this field: an empty list, a boolean for a boolean.
+          if (Array.isArray(original) && Array.isArray(value)) continue;
+          if (typeof original === 'boolean' && typeof value === 'boolean') continue;
+          const mutated: Record<string, unknown> = { ...sample, [field]: value };
+          if (value === undefined) delete mutated[field];
+          let error: unknown = null;
+          try {
+            validateMessage(mutated);
+          } catch (caught) {
+            error = caught;
+          }
+          if (error === null) {
+            expect.fail(`${sample.kind}.${field} = ${JSON.stringify(value)} was accepted`);
+          }
+          expect(error, `${sample.kind}.${field}`).toBeInstanceOf(MalformedMessageError);
+          expect((error as MalformedMessageError).field, `${sample.kind}.${field}`).toContain(field);
+        }
+      }
+    }
+  });
+
+  it('refuses an unknown kind, a non-object, a gap in a batch, restored beyond received, a final batch short of sourceLast', () => {
+    expect(() => validateMessage({ kind: 'launchMissiles' })).toThrow(/kind/);
+    expect(() => validateMessage('syncWrite')).toThrow(MalformedMessageError);
+    const gap = { kind: 'pullEntries', entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })) };
+    expect(() => validateMessage(gap)).toThrow(/without a gap/);
+    expect(() => validateMessage({ kind: 'pullRequest', received: 1, restored: 2, entriesMax: 1, bytesMax: 1 })).toThrow(/P2/);
+    const short = { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(1) }], sourceLast: 6, final: true };
+    expect(() => validateMessage(short)).toThrow(/final/);
+    expect(() => validateMessage({ kind: 'pullEntries', entries: Array.from({ length: batchItemsMax + 1 }, () => ({})) })).toThrow(/exceed/);
+  });
+});
+
+describe('a site receiving untrusted input', () => {
+  it('never crashes and never changes its observation on arbitrary bytes', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    fc.assert(
+      fc.property(fc.constantFrom(1, 2, 3 as const), fc.constantFrom(1, 2, 3 as const), fc.uint8Array({ maxLength: 200 }), (from, to, input) => {
+        fc.pre(from !== to);
+        expect(() => cluster.deliverBytes(from, to, input)).toThrow(RefusalError);
+        expect(cluster.observe()).toEqual(before);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never crashes and never changes its observation on arbitrary JSON', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    fc.assert(
+      fc.property(fc.constantFrom(1, 2, 3 as const), fc.jsonValue(), (to, value) => {
+        const from = to === 1 ? 2 : 1;
+        expect(() => cluster.deliverBytes(from, to, frame(JSON.stringify(value) ?? 'null'))).toThrow(RefusalError);
+        expect(cluster.observe()).toEqual(before);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses well-formed messages that are out of context, changing nothing', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    const wire = (message: Message): Uint8Array => encodeMessage(message);
+    const cases: [string, 1 | 2 | 3, 1 | 2 | 3, Message][] = [
+      ['any well-formed message to its sender', 3, 3, { kind: 'fullCopyRequest' }],
+      ['sync write from site 3', 3, 2, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['sync write to the primary', 2, 1, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['acknowledgement of nothing in flight', 2, 1, { kind: 'syncWriteAck', updateNumber: 3 }],
+      ['pull served by the secondary', 3, 2, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull entries from the secondary', 2, 3, { kind: 'pullEntries', entries: [] }],
+      ['copy blocks with no copy under way', 1, 3, { kind: 'copyBlocks', purpose: 'fullCopy', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
+      ['resync blocks with no resync under way', 1, 2, { kind: 'copyBlocks', purpose: 'resync', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
+      ['copy acknowledgement with no copy', 3, 1, { kind: 'copyAck', purpose: 'fullCopy', final: true }],
+      ['delta entries not asked for', 1, 3, { kind: 'deltaResyncEntries', entries: [], sourceLast: 3, final: true }],
+      ['delta acknowledgement with no delta resync', 3, 1, { kind: 'deltaResyncAck', restored: 3, final: true }],
+      ['resync request from the primary', 1, 2, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['judge request from a sync member', 1, 2, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
+      ['verdict to a sync member', 3, 1, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+    ];
+    for (const [name, from, to, message] of cases) {
+      if (from === to) {
+        expect(() => cluster.site(to).handle({ from, to, message }), name).toThrow(UnexpectedMessageError);
+        continue;
+      }
+      expect(() => cluster.deliverBytes(from, to, wire(message)), name).toThrow(RefusalError);
+      expect(cluster.observe(), name).toEqual(before);
+    }
+  });
+
+  it('refuses a sync write whose update number is not last+1, or outside the volumes, changing nothing', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    const write = (updateNumber: number, volume = 0, offset = 0): Uint8Array =>
+      encodeMessage({ kind: 'syncWrite', updateNumber, volume, offset, data: new Uint8Array(4096).fill(7), restoredKnown: 0 });
+    expect(() => cluster.deliverBytes(1, 2, write(3))).toThrow(OutOfOrderError);
+    expect(() => cluster.deliverBytes(1, 2, write(5))).toThrow(OutOfOrderError);
+    expect(() => cluster.deliverBytes(1, 2, write(4, 2))).toThrow(/no volume 2/);
+    expect(() => cluster.deliverBytes(1, 2, write(4, 0, 16384))).toThrow(/past the volume/);
+    expect(cluster.observe()).toEqual(before);
+  });
+
+  it('refuses pulled entries that do not continue site 3 journal, or do not fit it, changing nothing', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    expect(before.sites[3].received).toBe(2);
+    const entriesFrom = (first: number, count: number): Uint8Array =>
+      encodeMessage({
+        kind: 'pullEntries',
+        entries: Array.from({ length: count }, (_, i) => ({ updateNumber: first + i, volume: 0, offset: 0, data: new Uint8Array(4096) })),
+      });
+    expect(() => cluster.deliverBytes(1, 3, entriesFrom(2, 1))).toThrow(OutOfOrderError);
+    expect(() => cluster.deliverBytes(1, 3, entriesFrom(4, 1))).toThrow(OutOfOrderError);
+    expect(() => cluster.deliverBytes(1, 3, entriesFrom(3, 7))).toThrow(/do not fit/);
+    expect(cluster.observe()).toEqual(before);
+  });
+});
