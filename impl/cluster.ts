@@ -249,11 +249,10 @@ export class Cluster {
    */
   hostWrite(host: HostId, volume: number, offset: number, data: Uint8Array): { updateNumber: number } {
     const handle = this.submitHostWrite(host, volume, offset, data);
-    if (handle.state === 'pending') {
-      this.transport.deliverAll();
-      this.#settle();
-      this.#save();
-    }
+    if (handle.state === 'pending') this.transport.deliverAll();
+    // Only an overflow (or a write decided by a broken pair) changes what R1 and R2 look at.
+    if (this.#dirty) this.#settle();
+    this.#save();
     if (handle.state === 'failed') throw handle.error as RefusalError;
     if (handle.state === 'pending') {
       throw new NotAcknowledgedError('hostWrite', `write ${handle.id} is journaled at site ${host} and waits for the secondary's answer`);
@@ -721,8 +720,9 @@ export class Cluster {
   }
 
   #emit(out: SiteOutput): void {
-    for (const envelope of out.send) this.transport.send(envelope);
-    for (const note of out.notes) this.#onNote(note);
+    const { send, notes } = out;
+    for (let i = 0; i < send.length; i += 1) this.transport.send(send[i] as Envelope<Message>);
+    for (let i = 0; i < notes.length; i += 1) this.#onNote(notes[i] as SiteNote);
   }
 
   #onNote(note: SiteNote): void {

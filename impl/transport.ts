@@ -58,6 +58,11 @@ const directions: readonly [LinkSite, LinkSite][] = [
   [3, 2],
 ];
 
+function linkBit(a: LinkSite, b: LinkSite): number {
+  assert(a !== b, 'a link joins two different sites', () => `${a}-${b}`);
+  return 1 << (a + b - 3);
+}
+
 function directionIndex(from: LinkSite, to: LinkSite): number {
   assert(from !== to, 'a link joins two different sites', () => `${from}->${to}`);
   // 1->2:0 2->1:1 1->3:2 3->1:3 2->3:4 3->2:5
@@ -116,7 +121,8 @@ export class Transport<M> {
   readonly #queues: Queue<Queued<M>>[] = directions.map(() => new Queue<Queued<M>>());
   readonly #held: boolean[] = directions.map(() => false);
   readonly #delayTicks: number[] = directions.map(() => 0);
-  readonly #cut = new Set<string>();
+  /** Cut links as bits: 1-2 is bit 0, 1-3 bit 1, 2-3 bit 2 (checked on every send: no string keys). */
+  #cutMask = 0;
   #receiver: ((envelope: Envelope<M>) => void) | null = null;
   #seq = 0;
   #now = 0;
@@ -146,7 +152,7 @@ export class Transport<M> {
   /** Queues a message; a message sent on a cut link is lost. */
   send(envelope: Envelope<M>): void {
     const index = directionIndex(envelope.from, envelope.to);
-    if (this.#cut.has(linkName(envelope.from, envelope.to))) {
+    if ((this.#cutMask & linkBit(envelope.from, envelope.to)) !== 0) {
       this.#dropped += 1;
       return;
     }
@@ -262,7 +268,7 @@ export class Transport<M> {
 
   /** Cuts a link: both directions lose what they hold and everything sent until {@link restore}. */
   cut(a: LinkSite, b: LinkSite): void {
-    this.#cut.add(linkName(a, b));
+    this.#cutMask |= linkBit(a, b);
     for (const [from, to] of [
       [a, b],
       [b, a],
@@ -275,17 +281,17 @@ export class Transport<M> {
 
   /** Restores a cut link. */
   restore(a: LinkSite, b: LinkSite): void {
-    this.#cut.delete(linkName(a, b));
+    this.#cutMask &= ~linkBit(a, b);
   }
 
   /** Whether a link is cut. */
   isCut(a: LinkSite, b: LinkSite): boolean {
-    return this.#cut.has(linkName(a, b));
+    return (this.#cutMask & linkBit(a, b)) !== 0;
   }
 
   /** The cut links, `"a-b"` with `a < b`, sorted. */
   cutLinks(): string[] {
-    return [...this.#cut].sort();
+    return (['1-2', '1-3', '2-3'] as const).filter((_, bit) => (this.#cutMask >> bit) & 1);
   }
 
   /** Loses every message queued to or from a site (it failed: what it had not yet received is gone). */

@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: host write throughput at site 1 in normal mode (synchronous copy to site 2, both
+ * journals, in memory, 4 KiB writes; site 3 pulls and restores every `pullEveryWrites` writes, so journals
+ * are trimmed and never fill), beside its floor measured in the same run: the same bytes copied the same
+ * number of times with plain `Buffer.copy` (one copy into each journal and each volume of the three sites).
+ * Then a soak: many writes with the resident set size sampled at intervals, to show memory stays flat
+ * (bounded by the volumes and the journal limits). Writes `reports/bench.json`.
+ *
+ * A script, not a test: figures depend on the machine. Limits are named here; no timers drive the system.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+
+/** Bytes of one host write. */
+const writeBytes = 4096;
+/** Volumes of the consistency group, and their size: the working set the writes cycle through. */
+const volumeCount = 4;
+const volumeBytes = 16 * 1024 * 1024;
+/** Each journal's capacity (entries and bytes). */
+const journalEntriesMax = 8192;
+const journalBytesMax = journalEntriesMax * (writeBytes + 64);
+/** Site 3 pulls and restores after this many writes (the pull batch is the same), so journals never fill. */
+const pullEveryWrites = 512;
+/** Writes of the warm-up and of each timed round; rounds alternate system and floor. */
+const warmupWrites = 50_000;
+const roundWrites = 200_000;
+const rounds = 5;
+/** The soak: writes in total (or until `soakSecondsMax`), sampling RSS every `soakSampleWrites`. */
+const soakWrites = 1_000_000;
+const soakSecondsMax = 40;
+const soakSampleWrites = 50_000;
+/** Copies of each write's bytes on the write path: site 1, 2, 3 journals and volumes. */
+const copiesPerWrite = 6;
+
+const config: ClusterConfig = {
+  volumeCount,
+  volumeBytes,
+  blockBytes: writeBytes,
+  journal: { entriesMax: journalEntriesMax, bytesMax: journalBytesMax },
+  pullBatchEntriesMax: pullEveryWrites,
+  pullIntervalTicks: 1,
+  restoreIntervalTicks: 1,
+  fencePolicy: 'keepWriting',
+  storage: { kind: 'memory' },
+};
+
+const blocksPerVolume = volumeBytes / writeBytes;
+const payloads = Array.from({ length: 16 }, (_, i) => new Uint8Array(writeBytes).fill(i + 1));
+
+/** Runs `count` host writes cycling over every block of every volume; pulls and restores on schedule. */
+function systemWrites(cluster: Cluster, start: number, count: number): void {
+  for (let i = start; i < start + count; i += 1) {
+    const block = i % (volumeCount * blocksPerVolume);
+    cluster.hostWrite(1, block % volumeCount, Math.floor(block / volumeCount) * writeBytes, payloads[i & 15] as Uint8Array);
+    if ((i + 1) % pullEveryWrites === 0) {
+      cluster.pullJournal();
+      cluster.restoreJournal();
+    }
+  }
+}
+
+/** The floor: the same bytes copied `copiesPerWrite` times with Buffer.copy into preallocated memory of the same size. */
+function floorWrites(targets: Buffer[], start: number, count: number): void {
+  const span = volumeCount * volumeBytes;
+  for (let i = start; i < start + count; i += 1) {
+    const source = Buffer.from((payloads[i & 15] as Uint8Array).buffer);
+    const at = (i * writeBytes) % span;
+    for (const target of targets) source.copy(target, at);
+  }
+}
+
+function rate(count: number, ms: number): number {
+  return Math.round((count / ms) * 1000);
+}
+
+function rssMiB(): number {
+  return Math.round((process.memoryUsage().rss / (1024 * 1024)) * 10) / 10;
+}
+
+function main(): void {
+  const cluster = Cluster.create(config);
+  const targets = Array.from({ length: copiesPerWrite }, () => Buffer.alloc(volumeCount * volumeBytes));
+  let written = 0;
+  systemWrites(cluster, written, warmupWrites);
+  written += warmupWrites;
+  floorWrites(targets, 0, warmupWrites);
+
+  const systemRates: number[] = [];
+  const floorRates: number[] = [];
+  for (let round = 0; round < rounds; round += 1) {
+    let t0 = performance.now();
+    systemWrites(cluster, written, roundWrites);
+    systemRates.push(rate(roundWrites, performance.now() - t0));
+    written += roundWrites;
+    t0 = performance.now();
+    floorWrites(targets, round * roundWrites, roundWrites);
+    floorRates.push(rate(roundWrites, performance.now() - t0));
+  }
+  const best = (list: number[]): number => Math.max(...list);
+  const system = best(systemRates);
+  const floor = best(floorRates);
+  const o = cluster.observe();
+  const consistent = o.sites[1].volumeDigest === o.sites[2].volumeDigest && o.syncPair.state === 'inSync';
+
+  // The soak: RSS sampled every soakSampleWrites writes; it must stay flat once volumes are fully written.
+  const samples: { writes: number; rssMiB: number }[] = [{ writes: 0, rssMiB: rssMiB() }];
+  const soakStart = performance.now();
+  let soaked = 0;
+  while (soaked < soakWrites && performance.now() - soakStart < soakSecondsMax * 1000) {
+    systemWrites(cluster, written, soakSampleWrites);
+    written += soakSampleWrites;
+    soaked += soakSampleWrites;
+    samples.push({ writes: soaked, rssMiB: rssMiB() });
+  }
+  const soakSeconds = (performance.now() - soakStart) / 1000;
+  const settled = samples.slice(Math.floor(samples.length / 2)).map((s) => s.rssMiB);
+  const drift = Math.max(...settled) - Math.min(...settled);
+  const end = cluster.observe();
+  const peakRssMiB = Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+  const boundMiB = Math.round(((3 * volumeCount * volumeBytes + 3 * journalBytesMax + copiesPerWrite * volumeCount * volumeBytes) / (1024 * 1024)) * 10) / 10;
+
+  const lines = [
+    `host write throughput, ${writeBytes}-byte writes, memory backend, sync to site 2, pull+restore every ${pullEveryWrites} writes`,
+    '',
+    '| path | writes/s (best round) | rounds |',
+    '| --- | ---: | --- |',
+    `| cluster.hostWrite | ${system.toLocaleString('en')} | ${systemRates.join(', ')} |`,
+    `| floor: ${copiesPerWrite} x Buffer.copy | ${floor.toLocaleString('en')} | ${floorRates.join(', ')} |`,
+    `| ratio | ${(system / floor).toFixed(3)} | aim >= 0.3 |`,
+    '',
+    `sync pair ${o.syncPair.state}, sites 1 and 2 equal: ${consistent}; site 3 lag ${end.sites[3].lag}`,
+    `peak RSS ${peakRssMiB} MiB (bound: volumes + journals + floor buffers = ${boundMiB} MiB)`,
+    `soak: ${soaked.toLocaleString('en')} writes in ${soakSeconds.toFixed(1)} s (${rate(soaked, soakSeconds * 1000).toLocaleString('en')}/s), ` +
+      `RSS second half ${Math.min(...settled)}..${Math.max(...settled)} MiB (drift ${drift.toFixed(1)} MiB)`,
+    `RSS samples (writes: MiB): ${samples.map((s) => `${s.writes}:${s.rssMiB}`).join(' ')}`,
+  ];
+  console.log(lines.join('\n'));
+
+  const report = {
+    writeBytes,
+    volumeCount,
+    volumeBytes,
+    journal: config.journal,
+    pullEveryWrites,
+    copiesPerWrite,
+    rounds: { system: systemRates, floor: floorRates },
+    writesPerSecond: { system, floor },
+    ratio: Math.round((system / floor) * 1000) / 1000,
+    consistent,
+    peakRssMiB,
+    memoryBoundMiB: boundMiB,
+    soak: { writes: soaked, seconds: Math.round(soakSeconds * 10) / 10, samples, driftMiB: Math.round(drift * 10) / 10 },
+    node: process.version,
+  };
+  fs.mkdirSync('reports', { recursive: true });
+  fs.writeFileSync(path.join('reports', 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
+  cluster.close();
+}
+
+main();
