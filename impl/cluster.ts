@@ -50,6 +50,7 @@ import { linkName, Transport, type Envelope } from './transport.ts';
 import { checkRange, MemoryVolume, OutOfRangeError, type Volume } from './volume.ts';
 import { FileVolume } from './volume-file.ts';
 
+/** The configuration of a cluster (see `cluster-config.ts`). */
 export type { ClusterConfig } from './cluster-config.ts';
 
 /** Refused deliveries the cluster keeps for inspection (the oldest are forgotten). */
@@ -143,7 +144,7 @@ export class Cluster {
   readonly config: Readonly<Required<ClusterConfig>>;
   /** The deterministic transport; its controls (hold, drop, reorder, ...) are for interleaving tests. */
   readonly transport: Transport<Message>;
-  readonly #sites: readonly [StorageSystem, StorageSystem, StorageSystem];
+  readonly #sites: [StorageSystem, StorageSystem, StorageSystem];
   readonly #hostWriteBytesMax: number;
   #primary: SyncSiteId;
   #syncPair: SyncPairState;
@@ -208,33 +209,35 @@ export class Cluster {
   }
 
   static #makeSites(config: Readonly<Required<ClusterConfig>>, reopen: boolean): [StorageSystem, StorageSystem, StorageSystem] {
-    const make = (id: SiteId): StorageSystem => {
-      const siteConfig = {
-        id,
-        volumeCount: config.volumeCount,
-        volumeBytes: config.volumeBytes,
-        blockBytes: config.blockBytes,
-        fencePolicy: config.fencePolicy,
-        inFlightWritesMax: config.inFlightWritesMax,
-        flushEachWrite: config.storage.kind === 'file',
-      };
-      if (config.storage.kind === 'memory') {
-        const volumes = Array.from({ length: config.volumeCount }, () => new MemoryVolume(config.volumeBytes, config.blockBytes));
-        return new StorageSystem(siteConfig, volumes, new MemoryJournal(config.journal), null, null);
-      }
-      const dir = path.join(config.storage.dir, `site-${id}`);
-      fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
-      const stateFile = path.join(dir, 'state.json');
-      const saved = reopen ? decodeSiteState(readStateFile(stateFile, siteStateFormat)) : null;
-      if (reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
-      const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
-        FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
-      );
-      const journal: Journal = FileJournal.open(path.join(dir, 'journal'), config.journal).journal;
-      const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
-      return new StorageSystem(siteConfig, volumes, journal, saved, save);
+    return [Cluster.#makeSite(config, 1, reopen), Cluster.#makeSite(config, 2, reopen), Cluster.#makeSite(config, 3, reopen)];
+  }
+
+  /** A site over new storage, or reopened from its directory (file storage). */
+  static #makeSite(config: Readonly<Required<ClusterConfig>>, id: SiteId, reopen: boolean): StorageSystem {
+    const siteConfig = {
+      id,
+      volumeCount: config.volumeCount,
+      volumeBytes: config.volumeBytes,
+      blockBytes: config.blockBytes,
+      fencePolicy: config.fencePolicy,
+      inFlightWritesMax: config.inFlightWritesMax,
+      flushEachWrite: config.storage.kind === 'file',
     };
-    return [make(1), make(2), make(3)];
+    if (config.storage.kind === 'memory') {
+      const volumes = Array.from({ length: config.volumeCount }, () => new MemoryVolume(config.volumeBytes, config.blockBytes));
+      return new StorageSystem(siteConfig, volumes, new MemoryJournal(config.journal), null, null);
+    }
+    const dir = path.join(config.storage.dir, `site-${id}`);
+    fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
+    const stateFile = path.join(dir, 'state.json');
+    const saved = reopen ? decodeSiteState(readStateFile(stateFile, siteStateFormat)) : null;
+    if (reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
+    const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
+      FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
+    );
+    const journal: Journal = FileJournal.open(path.join(dir, 'journal'), config.journal).journal;
+    const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
+    return new StorageSystem(siteConfig, volumes, journal, saved, save);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -374,11 +377,19 @@ export class Cluster {
     this.#end();
   }
 
-  /** RECOVER_SITE: the site is up with what its volumes and journal held; then R1, R2. {@link SiteUpError} if up. */
+  /**
+   * RECOVER_SITE: the site is up with what its volumes and journal held; then R1, R2. {@link SiteUpError} if
+   * up. With file storage the site restarts from its directory: volumes and journal reopened (a torn journal
+   * tail is cut), its state file read back.
+   */
   recoverSite(site: SiteId): void {
     this.#begin();
     if (!isSite(site)) throw new InvalidArgumentError('recoverSite', 'site', site);
     if (this.#site(site).up) throw new SiteUpError(site, 'recoverSite');
+    if (this.config.storage.kind === 'file') {
+      this.#site(site).close();
+      this.#sites[site - 1] = Cluster.#makeSite(this.config, site, true);
+    }
     this.#site(site).recover();
     this.#end();
   }
