@@ -32,7 +32,7 @@ export const pathLimits = {
 
 /** A generated path: where it comes from, a readable name, and its events. */
 export interface GeneratedPath {
-  strategy: 'state' | 'simple' | 'transition' | 'pair';
+  strategy: 'state' | 'simple' | 'transition' | 'pair' | 'guard' | 'edge';
   /** What the path reaches or takes (an abstract state, a transition id, a pair of ids). */
   target: string;
   events: ModelEvent[];
@@ -100,6 +100,37 @@ export function abstractGraphEdges(params: ModelParams): Set<string> {
 }
 
 /**
+ * One path per edge of the abstract graph: a shortest path to the edge's source (breadth first over the
+ * abstract graph) and the edge's event. Together they cover every graph edge.
+ */
+export function edgePaths(params: ModelParams): GeneratedPath[] {
+  const adjacency = getAdjacencyMap(replicationMachine, traversalOptions(params) as never) as unknown as Record<
+    string,
+    { transitions: Record<string, { event: ModelEvent; state: Snapshot }> }
+  >;
+  const initial = Object.keys(adjacency)[0]!;
+  const pathTo = new Map<string, ModelEvent[]>([[initial, []]]);
+  const queue = [initial];
+  for (let i = 0; i < queue.length; i++) {
+    const from = queue[i]!;
+    for (const step of Object.values(adjacency[from]?.transitions ?? {})) {
+      const to = abstractKey(step.state);
+      if (!pathTo.has(to) && adjacency[to]) {
+        pathTo.set(to, [...pathTo.get(from)!, step.event]);
+        queue.push(to);
+      }
+    }
+  }
+  const out: GeneratedPath[] = [];
+  for (const from of queue) {
+    for (const step of Object.values(adjacency[from]!.transitions)) {
+      out.push({ strategy: 'edge', target: `${from} --${formatEvent(step.event)}--> ${abstractKey(step.state)}`, events: [...pathTo.get(from)!, step.event] });
+    }
+  }
+  return out;
+}
+
+/**
  * Simple paths (no abstract state twice) of exactly `depth` events, or shorter where they end, over the
  * abstract graph of `getAdjacencyMap`; at most `pathLimits.simplePathsMax`, in depth-first order.
  */
@@ -152,6 +183,8 @@ export interface CoveragePlan {
   guardOutcomes: string[];
   transitionPaths: GeneratedPath[];
   pairPaths: GeneratedPath[];
+  /** A shortest path to each guard outcome (its last event may be one the model refuses). */
+  guardPaths: GeneratedPath[];
 }
 
 /** Region moves an edge makes, as transition ids (`asyncPair.copying -> suspendedOverflow`). */
@@ -200,5 +233,10 @@ export function coveragePlan(params: ModelParams): CoveragePlan {
     guardOutcomes: [...result.guardOutcomes],
     transitionPaths: [...transitionPaths.values()],
     pairPaths: [...pairPaths.values()],
+    guardPaths: [...graph.guardWitnesses].map(([outcome, { from, event }]) => ({
+      strategy: 'guard' as const,
+      target: outcome,
+      events: [...pathInGraph(graph, from), event],
+    })),
   };
 }

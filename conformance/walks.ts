@@ -40,7 +40,8 @@ export interface Choice {
 export function walkArbitrary(steps: number): fc.Arbitrary<Choice[]> {
   if (steps < 1 || steps > walkLimits.walkStepsMax) throw new RangeError(`walk length ${steps} outside 1..${walkLimits.walkStepsMax}`);
   const choice = fc.record({ pick: fc.nat({ max: 1_000 }), kind: fc.integer({ min: 0, max: 9 }), data: fc.integer({ min: 1, max: 255 }) });
-  return fc.array(choice, { minLength: 1, maxLength: steps });
+  // size 'max': lengths spread up to `steps` (fast-check's default size keeps arrays near 10 items).
+  return fc.array(choice, { minLength: 1, maxLength: steps, size: 'max' });
 }
 
 /** Every event worth trying, unbounded by the exploration's write and fault counters. */

@@ -41,6 +41,8 @@ export interface ExploredGraph {
   values: Record<string, string>[];
   /** Every edge: from-state index, event, root variant id, to-state index. */
   edges: { from: number; event: ModelEvent; variant: string; to: number }[];
+  /** For each guard outcome, the first state where it occurs and the event that produces it. */
+  guardWitnesses: Map<string, { from: number; event: ModelEvent }>;
 }
 
 /** The shortest event sequence from the initial state to state `index` of a kept graph. */
@@ -107,6 +109,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   const violations = new Map<PropertyName, Counterexample>();
   const taken = new Set<string>();
   const guardOutcomes = new Set<string>();
+  const guardWitnesses = new Map<string, { from: number; event: ModelEvent }>();
   const variantsByEvent = new Map<string, string[]>();
   for (const info of definitions) {
     if (!info.definition) continue;
@@ -137,11 +140,12 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       const enabled = machine.getTransitionData(snapshot, event);
       const chosen = enabled.map((definition) => rootIds.get(definition)).find((id) => id !== undefined);
       for (const variant of variantsByEvent.get(event.type) ?? []) {
-        if (variant === chosen) {
-          guardOutcomes.add(`${variant}=true`);
-          break;
+        const outcome = `${variant}=${variant === chosen}`;
+        if (!guardOutcomes.has(outcome)) {
+          guardOutcomes.add(outcome);
+          if (options.keepGraph) guardWitnesses.set(outcome, { from: index, event });
         }
-        guardOutcomes.add(`${variant}=false`);
+        if (variant === chosen) break;
       }
       if (enabled.length === 0) continue;
       const [next] = transition(machine, snapshot, event);
@@ -180,6 +184,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
         events: visits.map((visit) => visit.event),
         values: visits.map((visit) => visit.snapshot.value as unknown as Record<string, string>),
         edges: edges.filter((edge) => edge.to < visits.length),
+        guardWitnesses,
       }
     : undefined;
   return {
