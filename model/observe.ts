@@ -37,11 +37,22 @@ function filledBlock(blockBytes: number, data: number): Uint8Array {
   return block;
 }
 
+// Histories are immutable and shared between states until they change, so a digest is computed once per
+// history (and per block geometry) and looked up after that.
+const digestCache = new WeakMap<readonly Entry[], Map<string, string>>();
+
 /** SHA-256 (hex) of the volumes a history produces, concatenated in volume order. */
 export function digestOf(params: ModelParams, applied: readonly Entry[]): string {
+  const geometry = `${params.volumeCount}x${params.blocksPerVolume}x${params.blockBytes}`;
+  let byGeometry = digestCache.get(applied);
+  const cached = byGeometry?.get(geometry);
+  if (cached !== undefined) return cached;
   const hash = sha256.create();
   for (const data of imageOf(params, applied)) hash.update(filledBlock(params.blockBytes, data));
-  return bytesToHex(hash.digest());
+  const digest = bytesToHex(hash.digest());
+  if (!byGeometry) digestCache.set(applied, (byGeometry = new Map()));
+  byGeometry.set(geometry, digest);
+  return digest;
 }
 
 function syncMemberObservation(context: ModelContext, site: 1 | 2, member: SyncMemberState): SiteObservation {
