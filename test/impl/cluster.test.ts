@@ -16,6 +16,7 @@ import {
   InvalidArgumentError,
   LinkStateError,
   NoSuchVolumeError,
+  NotAcknowledgedError,
   NotAllowedError,
   NotWritableError,
   RefusalError,
@@ -346,6 +347,32 @@ describe('operator commands: accepted and refused', () => {
     expect(cluster.hostWrite(1, 0, 0, block(6)).updateNumber).toBe(3);
   });
 });
+
+describe('answers that do not come', () => {
+  it('a host write whose answer is held is not acknowledged; it is when the answer is delivered', () => {
+    const cluster = Cluster.create(config());
+    cluster.transport.hold(2, 1);
+    refusedOrPending(() => cluster.hostWrite(1, 0, 0, block(1)));
+    expect(cluster.pendingWrites).toBe(1);
+    expect(cluster.observe().sites[2].lastUpdateNumber).toBe(1);
+    cluster.transport.release(2, 1);
+    cluster.runUntilIdle();
+    expect(cluster.pendingWrites).toBe(0);
+  });
+
+  it('a failover whose judge request is held changes nothing', () => {
+    const cluster = Cluster.create(config());
+    cluster.failSite(1);
+    cluster.transport.hold(3, 2);
+    const before = cluster.observe();
+    expect(() => cluster.failover({ force: false })).toThrow(NotAcknowledgedError);
+    expect(cluster.observe()).toEqual(before);
+  });
+});
+
+function refusedOrPending(run: () => unknown): void {
+  expect(run).toThrow(NotAcknowledgedError);
+}
 
 describe('advanceClock', () => {
   it('pulls every pullIntervalTicks and restores every restoreIntervalTicks, skipping what is not allowed', () => {
