@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Installs (as root) or names the system packages tests need, so no test is silently skipped.
+    globalSetup: ['test/setup/system-packages.ts'],
     pool: 'threads',
     testTimeout: 120_000,
     hookTimeout: 120_000,
