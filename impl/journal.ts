@@ -129,6 +129,16 @@ function getU64(view: DataView, at: number): number {
 export function encodeEntry(entry: JournalEntry): Uint8Array {
   validateEntry(entry);
   const out = new Uint8Array(entryHeaderBytes + entry.data.length);
+  encodeEntryInto(entry, out);
+  return out;
+}
+
+/**
+ * Encodes a valid entry into `out`, which must be exactly `entryBytes(entry)` long (the caller validated
+ * the entry). Lets a journal place entries in memory it manages (see {@link EntrySlab}).
+ */
+export function encodeEntryInto(entry: JournalEntry, out: Uint8Array): void {
+  assert(out.length === entryHeaderBytes + entry.data.length, 'encoded entry fills its buffer', () => `${out.length} bytes for ${entry.data.length} of data`);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(0, entryMagic, true);
   view.setUint32(fieldLength, entry.data.length, true);
@@ -139,7 +149,39 @@ export function encodeEntry(entry: JournalEntry): Uint8Array {
   const checksum = crc32c(entry.data, crc32c(out.subarray(0, fieldChecksum)));
   view.setUint32(fieldChecksum, checksum, true);
   view.setUint32(fieldHeaderChecksum, crc32c(out.subarray(0, fieldHeaderChecksum)), true);
-  return out;
+}
+
+/** Bytes of one slab a memory journal carves its encoded entries from. */
+export const entrySlabBytes = 4 * 1024 * 1024;
+
+/**
+ * Hands out buffers for encoded entries from large slabs, so that a journal does not allocate one
+ * `ArrayBuffer` per entry (the host write path's largest cost when it did). Entries are trimmed in the
+ * order they were appended, so the live ones span at most the journal's bytes plus two slabs: memory stays
+ * bounded by the journal's byte capacity.
+ */
+export class EntrySlab {
+  #slab = new Uint8Array(0);
+  #used = 0;
+
+  /** A fresh buffer of `bytes` bytes (a slab of its own when larger than a slab). */
+  take(bytes: number): Uint8Array {
+    if (this.#slab.length - this.#used < bytes) {
+      // Not zero-filled: every byte handed out is overwritten by `encodeEntryInto` (which asserts it fills
+      // its buffer exactly), and zeroing a slab cost as much as one more copy of the data.
+      this.#slab = Buffer.allocUnsafe(Math.max(entrySlabBytes, bytes));
+      this.#used = 0;
+    }
+    const out = this.#slab.subarray(this.#used, this.#used + bytes);
+    this.#used += bytes;
+    return out;
+  }
+
+  /** Forgets the current slab (after a reset: its entries are gone). */
+  release(): void {
+    this.#slab = new Uint8Array(0);
+    this.#used = 0;
+  }
 }
 
 /** Why an encoded entry is corrupt. */
@@ -349,6 +391,7 @@ export class MemoryJournal implements Journal {
   #floor: number;
   #bytes = 0;
   #open = true;
+  readonly #slab = new EntrySlab();
 
   /** Creates an empty journal whose `last` is `last`; throws {@link JournalLimitsError} for invalid limits. */
   constructor(limits: JournalLimits, last = 0) {
@@ -389,7 +432,8 @@ export class MemoryJournal implements Journal {
     if (!this.fits(entry)) {
       throw new JournalFullError(this.limits, this.entries, this.#bytes, entryBytes(entry), entry.updateNumber);
     }
-    const encoded = encodeEntry(entry);
+    const encoded = this.#slab.take(entryHeaderBytes + entry.data.length);
+    encodeEntryInto(entry, encoded);
     this.#slots.push(encoded);
     this.#bytes += encoded.length;
     assert(this.entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.entries} entries`);
@@ -457,6 +501,7 @@ export class MemoryJournal implements Journal {
     this.#head = 0;
     this.#bytes = 0;
     this.#floor = last;
+    this.#slab.release();
   }
 
   flush(): void {
