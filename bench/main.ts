@@ -4,7 +4,9 @@
  * are trimmed and never fill), beside its floor measured in the same run: the same bytes copied the same
  * number of times with plain `Buffer.copy` (one copy into each journal and each volume of the three sites).
  * Then a soak: many writes with the resident set size sampled at intervals, to show memory stays flat
- * (bounded by the volumes and the journal limits). Writes `reports/bench.json`.
+ * (bounded by the volumes and the journal limits). Last, the conformance harness: lockstep steps per second
+ * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Writes
+ * `reports/bench.json`.
  *
  * A script, not a test: figures depend on the machine. Limits are named here; no timers drive the system.
  */
@@ -13,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+import { benchHarness } from './harness.ts';
 
 /** Bytes of one host write. */
 const writeBytes = 4096;
@@ -185,6 +188,26 @@ function main(): void {
     soak: { writes: soaked, seconds: Math.round(soakSeconds * 10) / 10, samples, driftMiB: Math.round(drift * 10) / 10 },
     node: process.version,
   };
+
+  // The conformance harness, beside the model alone, in the same run.
+  const harness = benchHarness();
+  console.log(
+    [
+      '',
+      `conformance harness (bounds: ${harness.params.volumeCount} volumes, ${harness.params.writesMax} writes, ${harness.params.faultsMax} fault, journal ${harness.params.journalEntriesMax})`,
+      '',
+      '| measure | figure |',
+      '| --- | ---: |',
+      `| model alone, xstate getAdjacencyMap: us per transition | ${harness.model.microsecondsPerTransition} |`,
+      `| model alone, our explorer (P1-P7 checked): us per transition | ${harness.explorer.microsecondsPerTransition} |`,
+      `| lockstep model + implementation: steps/s | ${harness.lockstep.stepsPerSecond.toLocaleString('en')} |`,
+      `| lockstep: us per step | ${harness.lockstep.microsecondsPerStep} |`,
+      `| lockstep / getAdjacencyMap transition | ${harness.lockstepToModelRatio} (aim <= 3) |`,
+      `| lockstep / explorer transition | ${harness.lockstepToExplorerRatio} |`,
+      `| time to full transition coverage (${harness.coverage.reachable} transitions, planning included) | ${(harness.coverage.msToFullTransitionCoverage / 1000).toFixed(1)} s |`,
+    ].join('\n'),
+  );
+  Object.assign(report, { harness });
   fs.mkdirSync('reports', { recursive: true });
   fs.writeFileSync(path.join('reports', 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
 }

@@ -1,0 +1,92 @@
+/**
+ * The adapter: the one place that maps each model event to the in-process implementation's API call.
+ */
+import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+import type { ModelEvent } from '../model/events.ts';
+import type { Observation } from '../model/observation.ts';
+import type { ModelParams } from '../model/params.ts';
+import { isRefusal, refusalCodeOf, type StepOutcome, type SystemUnderTest } from './sut.ts';
+
+/** The implementation's configuration that matches a bounded model: same volumes, blocks and journals. */
+export function clusterConfigFor(params: ModelParams): ClusterConfig {
+  return {
+    volumeCount: params.volumeCount,
+    volumeBytes: params.blocksPerVolume * params.blockBytes,
+    blockBytes: params.blockBytes,
+    // Entries bind first: the byte limit leaves room for a full journal of whole-block entries.
+    journal: { entriesMax: params.journalEntriesMax, bytesMax: params.journalEntriesMax * (params.blockBytes + 4096) },
+    pullBatchEntriesMax: params.pullBatchEntriesMax,
+    pullIntervalTicks: 1,
+    restoreIntervalTicks: 1,
+    fencePolicy: params.fencePolicy,
+    storage: { kind: 'memory' },
+  };
+}
+
+/** Calls the cluster method that implements a model event. */
+export function applyToCluster(cluster: Cluster, event: ModelEvent, blockBytes: number): void {
+  switch (event.type) {
+    case 'HOST_WRITE':
+      cluster.hostWrite(event.host, event.volume, event.block * blockBytes, new Uint8Array(blockBytes).fill(event.data));
+      return;
+    case 'PULL_JOURNAL':
+      return cluster.pullJournal();
+    case 'RESTORE_JOURNAL':
+      return cluster.restoreJournal();
+    case 'FAIL_SITE':
+      return cluster.failSite(event.site);
+    case 'RECOVER_SITE':
+      return cluster.recoverSite(event.site);
+    case 'CUT_LINK': {
+      const [a, b] = event.link.split('-').map(Number) as [1 | 2 | 3, 1 | 2 | 3];
+      return cluster.cutLink(a, b);
+    }
+    case 'RESTORE_LINK': {
+      const [a, b] = event.link.split('-').map(Number) as [1 | 2 | 3, 1 | 2 | 3];
+      return cluster.restoreLink(a, b);
+    }
+    case 'FENCE_SITE':
+      return cluster.fenceSite(event.site);
+    case 'FAILOVER':
+      return cluster.failover({ force: event.force });
+    case 'RESYNC_SITE':
+      return cluster.resyncSite(event.site);
+    case 'DELTA_RESYNC':
+      return cluster.deltaResync();
+    case 'FULL_COPY':
+      return cluster.fullCopy();
+    case 'FAILBACK':
+      return cluster.failback();
+  }
+}
+
+/** The in-process implementation as a system under test. */
+export class ClusterSut implements SystemUnderTest {
+  constructor(
+    readonly cluster: Cluster,
+    private readonly blockBytes: number,
+  ) {}
+
+  /** A fresh in-memory cluster configured like the bounded model. */
+  static create(params: ModelParams): ClusterSut {
+    return new ClusterSut(Cluster.create(clusterConfigFor(params)), params.blockBytes);
+  }
+
+  apply(event: ModelEvent): StepOutcome {
+    try {
+      applyToCluster(this.cluster, event, this.blockBytes);
+      return { accepted: true };
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      return refusalCodeOf(error);
+    }
+  }
+
+  observe(): Observation {
+    return this.cluster.observe();
+  }
+
+  close(): void {
+    this.cluster.close?.();
+  }
+}
