@@ -131,6 +131,10 @@ its volumes and their SHA-256 digest, exactly as <code>observe()</code> of <code
 <div><div id="sim-sites"></div><div id="sim-events"></div></div>
 <div class="side">
 <div><h4>Steps taken</h4><div id="sim-log"></div></div>
+<div id="sim-stories"><h4>Stories to step through</h4>${input.simulatorData.traces
+    .filter((trace) => trace.kind === 'story')
+    .map((trace) => `<button type="button" class="story" data-load-trace="${e(trace.key)}" title="${e(trace.summary)}">&#9654; ${e(trace.title.replace(/^story: /, ''))}</button>`)
+    .join('')}</div>
 <div id="sim-trace"><h4>Load a trace</h4>
 <div class="trace-row"><select id="trace-select" aria-label="trace"></select><button type="button" id="trace-load">load</button></div>
 <div class="trace-row"><button type="button" id="trace-next">step &#9654;</button><button type="button" id="trace-run">run to the divergence</button></div>

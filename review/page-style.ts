@@ -80,9 +80,10 @@ details.refused ul { margin: 4px 0; padding-left: 18px; max-height: 12em; overfl
 #trace-steps li.done { color: var(--muted); } #trace-steps li.next { font-weight: 700; background: var(--warnbg); }
 #trace-steps li.diverged { color: var(--bad); } #trace-steps li.diverged::after { content: "  \\2190 diverged here"; font-weight: 700; }
 #trace-steps .summary { white-space: pre-wrap; font-size: 12px; }
+button.story { display: block; width: 100%; text-align: left; margin: 0 0 5px; font-size: 12.5px; background: #f3f8fd; border-color: #9dbbd8; }
 #trace-paste { width: 100%; height: 5em; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 11.5px; }
 .trace-row { display: flex; gap: 6px; flex-wrap: wrap; align-items: center; margin: 4px 0; }
-.trace-row select { max-width: 100%; flex: 1; font: inherit; }
+.trace-row select { min-width: 0; flex: 1; font: inherit; }
 /* Diagrams */
 .chart-bar { display: flex; gap: 12px; align-items: center; margin: 14px 0 6px; flex-wrap: wrap; }
 .chart-bar h3 { margin: 0; font-size: 16px; }

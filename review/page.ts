@@ -19,6 +19,7 @@ import { reviewPageHtml } from './page-html.ts';
 import { propertyEvidence } from './property-evidence.ts';
 import { graphvizVersion, inlineSvg } from './render.ts';
 import { simulatorParams, type SimulatorTrace } from './simulator/defaults.ts';
+import { stories } from './simulator/stories.ts';
 
 /** Options of {@link writeReviewPage}; every one has a default. */
 export interface ReviewPageOptions {
@@ -77,7 +78,7 @@ export async function writeReviewPage(options: ReviewPageOptions = {}): Promise<
   log('gathering the evidence...');
   const runs = exploration?.runs ?? [];
   const explored = new Set(runs.flatMap((run) => run.taken));
-  const traces: SimulatorTrace[] = [];
+  const traces: SimulatorTrace[] = [...stories];
   for (const [i, divergence] of (report?.divergences ?? []).entries()) {
     const { fencePolicies: _policies, ...params } = report!.params as Partial<ModelParams> & { fencePolicies?: unknown };
     traces.push({

@@ -51,6 +51,7 @@ function renderTrace(): void {
   const panel = byId('trace-steps');
   byId<HTMLButtonElement>('trace-next').disabled = !player || player.position >= player.trace.events.length;
   byId<HTMLButtonElement>('trace-run').disabled = byId<HTMLButtonElement>('trace-next').disabled;
+  byId('trace-run').textContent = player && player.trace.step !== null ? 'run to the divergence' : 'run to the end';
   if (!player) {
     panel.innerHTML = '';
     return;

@@ -48,10 +48,10 @@ export function siteCard(context: ModelContext, site: 1 | 2 | 3): string {
   const entries = site === 3 ? context.sites[3].pending : journalOf(context.sites[site]);
   const applied = context.sites[site].applied;
   const held = seen.journal.last - seen.journal.first + 1;
-  const range = held <= 0 ? `empty, next u${seen.journal.first}` : `u${seen.journal.first}..u${seen.journal.last}`;
+  const range = held <= 0 ? 'empty' : `u${seen.journal.first}..u${seen.journal.last}`;
   const facts: [string, string, string][] = [
     ['last', 'last update number', String(seen.lastUpdateNumber)],
-    ['journal-range', 'journal', `${range} (${Math.max(held, 0)} of ${context.params.journalEntriesMax})${seen.journal.highWater ? ' <b class="warn">high water</b>' : ''}`],
+    ['journal-range', 'journal', `${range} (${Math.max(held, 0)}/${context.params.journalEntriesMax})${seen.journal.highWater ? ' <b class="warn">high water</b>' : ''}`],
     ['accepts', 'accepts host writes', seen.acceptsHostWrites ? 'yes' : 'no'],
   ];
   if (site === 3) {

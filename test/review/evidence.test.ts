@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatEvent, type ModelEvent } from '../../model/events.ts';
+import { formatEvent, parseEvent, type ModelEvent } from '../../model/events.ts';
 import { replicationMachine } from '../../model/machine.ts';
 import { chartOf } from '../../review/chart.ts';
 import { claimEvidence, replayDivergences } from '../../review/claim-evidence.ts';
@@ -12,6 +12,8 @@ import { readExploreSummary } from '../../review/exploration.ts';
 import { propertyEvidence } from '../../review/property-evidence.ts';
 import { EventRefusedError, SimulatorSession } from '../../review/simulator/session.ts';
 import { simulatorParams } from '../../review/simulator/defaults.ts';
+import { stories } from '../../review/simulator/stories.ts';
+import { observe } from '../../model/observe.ts';
 import { hasBinary, MissingSystemPackageError, systemPackages } from '../setup/system-packages.ts';
 
 const chart = chartOf(replicationMachine);
@@ -49,6 +51,31 @@ describe('the simulator session', () => {
     expect(session.back()).toBe(true);
     expect(session.back()).toBe(false);
     expect(session.context.sites[1].up).toBe(true);
+  });
+});
+
+describe('the stories of the simulator', () => {
+  const run = (key: string, upTo?: number) => {
+    const story = stories.find((candidate) => candidate.key === `story-${key}`)!;
+    const session = new SimulatorSession({ ...story.params, fencePolicy: story.fencePolicy });
+    for (const text of story.events.slice(0, upTo)) session.send(parseEvent(text));
+    return observe(session.context);
+  };
+
+  it('each replays on the model without a refusal and ends where its summary says', () => {
+    expect(stories.map((story) => story.key)).toEqual(['story-failover-delta-resync', 'story-reversed-copy', 'story-failback', 'story-overflow-full-copy', 'story-remote-ahead']);
+    expect(run('failover-delta-resync', 7).judgement?.verdict).toBe('deltaResync');
+    expect(run('failover-delta-resync')).toMatchObject({ asyncPair: { state: 'copying', source: 2 }, sites: { 3: { restored: 3 } } });
+    const reversed = run('reversed-copy');
+    expect(reversed.syncPair).toEqual({ state: 'reversed', primary: 2 });
+    expect([reversed.sites[1].mode, reversed.sites[2].mode]).toEqual(['syncReversed', 'syncReversed']);
+    const failback = run('failback');
+    expect(failback.syncPair).toEqual({ state: 'inSync', primary: 1 });
+    expect(new Set([failback.sites[1].volumeDigest, failback.sites[2].volumeDigest, failback.sites[3].volumeDigest]).size).toBe(1);
+    expect(run('overflow-full-copy', 5)).toMatchObject({ asyncPair: { state: 'suspendedOverflow' }, standbyPair: { state: 'holdError' } });
+    expect(run('overflow-full-copy').asyncPair.state).toBe('copying');
+    expect(run('remote-ahead', 5)).toMatchObject({ judgement: { verdict: 'remoteAhead', forced: false }, syncPair: { primary: 1 } });
+    expect(run('remote-ahead', 6)).toMatchObject({ asyncPair: { state: 'fullCopy' }, syncPair: { primary: 2 } });
   });
 });
 

@@ -212,6 +212,12 @@ describe('the spec review page, with a conformance report holding a divergence',
     // Back one step: the trace position follows.
     await page.click('#sim-back');
     expect(await page.locator('#trace-steps li.done').count()).toBe(6);
+    // A story runs to its end: after failback and delta resync, all three sites hold the same image (P6).
+    await page.click('button[data-load-trace="story-failback"]');
+    await page.click('#trace-run');
+    const digests = await page.locator('#sim-sites [data-site]').evaluateAll((cards) => cards.map((card) => card.getAttribute('data-digest')));
+    expect(new Set(digests).size).toBe(1);
+    expect(await page.getAttribute('#sim-sites .pairs', 'data-sync-pair')).toBe('inSync');
     expect(errors).toEqual([]);
     await page.close();
   });
