@@ -16,6 +16,9 @@ import type { TransitionCauses } from './causes.ts';
 /** How many causes a region move lists on its label in the whole chart before it says "+N more". */
 export const causeLinesMax = 3;
 
+/** Margin inside a region's box, in points: wide enough that Graphviz keeps most edge labels inside it. */
+export const regionMarginPoints = 30;
+
 /** Options of a DOT rendering. */
 export interface DotOptions {
   /** Root events that cause each region move (from `causes.ts`); without them moves are labelled `always`. */
@@ -95,6 +98,8 @@ function regionLines(chart: Chart, region: ChartRegion, options: DotOptions, det
       id: `region-${region.key}`,
       tooltip: `parallel region ${region.key}`,
       style: 'dashed,rounded,filled',
+      // Room around the states: Graphviz places the labels of upward edges beside the cluster's nodes.
+      margin: String(regionMarginPoints),
       fillcolor: regionColour[region.key] ?? '#f4f4f4',
       color: '#6b7785',
       fontsize: '14',
