@@ -2,9 +2,11 @@
  * `npm run explore`: the bounded model checker's command line. Explores every reachable state of the
  * statechart within the bounds, once per fence policy (in parallel worker threads), checks P1-P7 on every
  * state and transition, and reports states, transitions, violations with shortest counterexamples, chart
- * and claim coverage. `--json` prints one JSON object on the last line. Exit status 1 on any violation,
+ * and claim coverage; writes the summary to `reports/explore.json`. `--json` prints one JSON object on the
+ * last line. Exit status 1 on any violation,
  * incomplete exploration or uncovered claim.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { claimCount } from './claims.ts';
 import { exploreStatesMaxDefault, exploreWithAdjacencyMap } from './explore.ts';
@@ -151,6 +153,9 @@ async function main(): Promise<number> {
       for (const step of violation.path) console.log(`    ${step}`);
     }
   }
+  // The review page (`npm run review`) shows this summary beside its own figures.
+  mkdirSync('reports', { recursive: true });
+  writeFileSync('reports/explore.json', `${JSON.stringify(summary, null, 2)}\n`);
   if (values.json) console.log(JSON.stringify(summary));
   return violations.length === 0 && summary.complete && missing.length === 0 ? 0 : 1;
 }
