@@ -107,7 +107,7 @@ function printSummary(report: ConformanceReport): void {
     console.log('\nfault catalogue');
     const nameWidth = Math.max(...report.faults.list.map((fault) => fault.name.length));
     for (const fault of report.faults.list) {
-      console.log(`  ${fault.caught ? 'caught ' : 'MISSED '} ${fault.name.padEnd(nameWidth)}  ${fault.strategy ?? '-'}${fault.counterexampleLength !== null ? `, ${fault.counterexampleLength} events` : ''}`);
+      console.log(`  ${fault.caught ? 'caught ' : 'MISSED '} ${fault.name.padEnd(nameWidth)}  ${fault.strategy ?? '-'}${fault.counterexampleLength !== null ? `, ${fault.counterexampleLength} event${fault.counterexampleLength === 1 ? '' : 's'}` : ''}`);
     }
   }
   for (const divergence of report.divergences) {
