@@ -54,7 +54,9 @@ export interface ReportedDivergence {
   seed: number | null;
   /** fast-check replay path for walks, else null. */
   replayPath: string | null;
+  /** Formatted events (`formatEvent`), the whole path up to the failing step. */
   path: string[];
+  /** 0-based index of the diverging event in `path`. */
   step: number;
   summary: string;
   expected: unknown;

@@ -5,6 +5,7 @@
  * `null` with the problem named (the page says so).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import type { ReportedDivergence } from '../conformance/run.ts';
 
 /** Covered out of total, as the conformance coverage reports each dimension. */
 export interface CoverageFigure {
@@ -14,21 +15,8 @@ export interface CoverageFigure {
   unreachable: ({ item: string; reason: string } | string)[];
 }
 
-/** One divergence between the model and the implementation. */
-export interface ReportedDivergence {
-  fencePolicy: 'refuse' | 'keepWriting';
-  strategy: string;
-  target: string;
-  seed: number | null;
-  replayPath: string | null;
-  /** Formatted events (`formatEvent`), the whole path up to the failing step. */
-  path: string[];
-  /** 0-based index of the diverging event in `path`. */
-  step: number;
-  summary: string;
-  expected: unknown;
-  actual: unknown;
-}
+/** One divergence between the model and the implementation, as conformance/run.ts writes it. */
+export type { ReportedDivergence };
 
 /** One generated path's outcome. */
 export interface PathOutcome {
