@@ -2,6 +2,7 @@
  * The adapter: the one place that maps each model event to the in-process implementation's API call.
  */
 import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+import { TracedCluster, type TraceSink } from '../impl/trace.ts';
 import type { ModelEvent } from '../model/events.ts';
 import type { Observation } from '../model/observation.ts';
 import type { ModelParams } from '../model/params.ts';
@@ -23,8 +24,26 @@ export function clusterConfigFor(params: ModelParams): ClusterConfig {
   };
 }
 
+/** The cluster operations the model's events map to: the cluster's own, or the same through a trace. */
+export type ClusterCommands = Pick<
+  Cluster,
+  | 'hostWrite'
+  | 'pullJournal'
+  | 'restoreJournal'
+  | 'failSite'
+  | 'recoverSite'
+  | 'cutLink'
+  | 'restoreLink'
+  | 'fenceSite'
+  | 'failover'
+  | 'resyncSite'
+  | 'deltaResync'
+  | 'fullCopy'
+  | 'failback'
+>;
+
 /** Calls the cluster method that implements a model event. */
-export function applyToCluster(cluster: Cluster, event: ModelEvent, blockBytes: number): void {
+export function applyToCluster(cluster: ClusterCommands, event: ModelEvent, blockBytes: number): void {
   switch (event.type) {
     case 'HOST_WRITE':
       cluster.hostWrite(event.host, event.volume, event.block * blockBytes, new Uint8Array(blockBytes).fill(event.data));
@@ -62,19 +81,25 @@ export function applyToCluster(cluster: Cluster, event: ModelEvent, blockBytes: 
 
 /** The in-process implementation as a system under test. */
 export class ClusterSut implements SystemUnderTest {
+  readonly #commands: ClusterCommands;
+
+  /** `trace`: write the implementation's trace (impl/trace.ts) of every step to this sink. */
   constructor(
     readonly cluster: Cluster,
     private readonly blockBytes: number,
-  ) {}
+    trace: TraceSink | null = null,
+  ) {
+    this.#commands = trace === null ? cluster : new TracedCluster(cluster, trace);
+  }
 
   /** A fresh in-memory cluster configured like the bounded model. */
-  static create(params: ModelParams): ClusterSut {
-    return new ClusterSut(Cluster.create(clusterConfigFor(params)), params.blockBytes);
+  static create(params: ModelParams, trace: TraceSink | null = null): ClusterSut {
+    return new ClusterSut(Cluster.create(clusterConfigFor(params)), params.blockBytes, trace);
   }
 
   apply(event: ModelEvent): StepOutcome {
     try {
-      applyToCluster(this.cluster, event, this.blockBytes);
+      applyToCluster(this.#commands, event, this.blockBytes);
       return { accepted: true };
     } catch (error) {
       if (!isRefusal(error)) throw error;

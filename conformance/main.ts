@@ -69,6 +69,8 @@ const usage = `usage: npm start -- [options]
   --no-faults         skip the fault catalogue
   --replay SEED:PATH  replay one shrunk random walk (as printed by a failure) and exit
   --replay-fixture F  replay one saved fixture and exit
+  --validate-trace F  check an implementation's ndjson trace against the model, step by step, and exit
+                      (repeat for one log per site: they are merged by time; conformance/TRACE.md)
   --help`;
 
 function fail(message: string): never {
@@ -168,6 +170,7 @@ async function main(): Promise<number> {
         gate: { type: 'string' },
         replay: { type: 'string' },
         'replay-fixture': { type: 'string' },
+        'validate-trace': { type: 'string', multiple: true },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -209,6 +212,18 @@ async function main(): Promise<number> {
     }
     console.log(`replayed walk, ${result.failure.events.length} events:\n  ${result.failure.events.join('\n  ')}\n${result.failure.divergence.summary}`);
     return 1;
+  }
+  if (values['validate-trace']) {
+    const { validateTrace, formatValidation, TraceFormatError } = await import('./trace-validate.ts');
+    try {
+      const validation = await validateTrace(values['validate-trace']);
+      console.log(formatValidation(validation));
+      return validation.violation ? 1 : 0;
+    } catch (error) {
+      if (!(error instanceof TraceFormatError)) throw error;
+      console.error(`unusable trace: ${error.message}`);
+      return 2;
+    }
   }
   if (values['replay-fixture']) {
     const { readFixture } = await import('./fixtures.ts');
