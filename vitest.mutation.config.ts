@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The tests StrykerJS runs against each mutant of impl/ (`npm run mutation`): the implementation's own tests
+ * and the conformance harness's generated paths, which drive the real cluster in lockstep with the model.
+ * Fast ones only (a few seconds in all); no browser, review or exploration tests.
+ */
+export default defineConfig({
+  test: {
+    include: ['test/impl/**/*.test.ts', 'test/conformance/generated-paths.test.ts'],
+    pool: 'threads',
+    testTimeout: 60_000,
+  },
+});
