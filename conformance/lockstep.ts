@@ -37,7 +37,8 @@ export interface Divergence {
   event: string;
   /** The path's events up to and including the diverging one. */
   path: string[];
-  kind: 'outcome' | 'observation' | 'crash';
+  /** `chart`: the statechart takes a transition where the model's semantics refuse the event, or none where they accept it. */
+  kind: 'outcome' | 'observation' | 'crash' | 'chart';
   expected: Observation | ExpectedOutcome;
   actual: Observation | StepOutcome | { error: string };
   differences: FieldDifference[];
@@ -59,12 +60,14 @@ export class Lockstep {
   private readonly events: string[] = [];
   readonly expected: Observation[] = [];
 
+  /** `machine`: the chart that is the expectation (default the specification; model-mutant tests pass mutants). */
   constructor(
     readonly params: ModelParams,
     readonly sut: SystemUnderTest,
     private readonly coverage: CoverageTracker | null = null,
+    private readonly machine: ReplicationMachine = replicationMachine,
   ) {
-    [this.snapshot] = initialTransition(replicationMachine, params);
+    [this.snapshot] = initialTransition(machine, params);
     coverage?.startPath(this.snapshot);
   }
 
@@ -98,8 +101,18 @@ export class Lockstep {
           : `model refuses with ${expected.code} (${expected.reason}), implementation with ${actual.code}: ${actual.message}`;
       return this.divergence(index, 'outcome', expected, actual, [], summary);
     }
+    // The chart must agree with its own semantics: an accepted event takes a root transition, a refused one
+    // none (a promotion the judge refuses takes the variant that records the judgement).
+    const chartTakes = this.machine.getTransitionData(this.snapshot, event).length > 0;
+    const chartShould = expected.accepted || expected.code === 'RemoteAhead';
+    if (chartTakes !== chartShould) {
+      const summary = chartShould
+        ? `the model accepts ${formatEvent(event)} but no transition of the chart is enabled for it`
+        : `the model refuses ${formatEvent(event)} (${(expected as { code: string }).code}) but the chart takes a transition for it`;
+      return this.divergence(index, 'chart', expected, actual, [], summary);
+    }
     const before = this.snapshot;
-    [this.snapshot] = transition(replicationMachine, this.snapshot, event);
+    [this.snapshot] = transition(this.machine, this.snapshot, event);
     this.coverage?.recordStep(before, event, this.snapshot, abstractKey(before), abstractKey(this.snapshot));
     return this.compare(index, event);
   }
@@ -138,10 +151,11 @@ export function runPath(
   events: readonly ModelEvent[],
   makeSut: (params: ModelParams) => SystemUnderTest,
   coverage: CoverageTracker | null = null,
+  machine: ReplicationMachine = replicationMachine,
 ): PathRun {
   const sut = makeSut(params);
   try {
-    const lockstep = new Lockstep(params, sut, coverage);
+    const lockstep = new Lockstep(params, sut, coverage, machine);
     const initial = lockstep.start();
     if (initial) return { steps: 0, divergence: initial, expected: lockstep.expected };
     for (const [i, event] of events.entries()) {

@@ -9,7 +9,7 @@ import { initialTransition, transition, type AnyStateMachine, type AnyTransition
 import { candidateEvents, formatEvent, type ModelEvent } from './events.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
-import { checkState, checkTransition, type PropertyName } from './properties.ts';
+import { checkChartStructure, checkState, checkTransition, type PropertyName } from './properties.ts';
 import { contextKey, type ModelContext } from './state.ts';
 import { transitionDefinitions, type TransitionDefinitionInfo } from './traceability.ts';
 
@@ -128,6 +128,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   let complete = true;
   const edges: ExploredGraph['edges'] = [];
 
+  for (const violation of checkChartStructure(machine)) report(0, violation.property, violation.message);
   for (const violation of checkState(initial.context, initial.value)) report(0, violation.property, violation.message);
   for (let index = 0; index < visits.length; index++) {
     if (options.stopOnViolation && violations.size > 0) {

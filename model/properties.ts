@@ -5,7 +5,7 @@
  * so a broken variant of the chart is reported with a shortest counterexample instead of a crash.
  */
 import type { ModelEvent } from './events.ts';
-import type { StateValue } from 'xstate';
+import type { AnyStateMachine, AnyStateNode, StateValue } from 'xstate';
 import { journalOf } from './semantics.ts';
 import {
   acceptsHostWrites,
@@ -178,6 +178,32 @@ export function checkTransition(before: ModelContext, event: ModelEvent, after: 
   if (event.type === 'RESTORE_JOURNAL') {
     const restored = after.sites[3].applied.slice(before.sites[3].applied.length);
     if (!sameEntries(restored, before.sites[3].pending)) fail('P2', 'site 3 restored something other than its journal, in order');
+  }
+  return violations;
+}
+
+/**
+ * MIRROR, checked on the chart's structure: in every region, each eventless transition is guarded by "the
+ * context shows value V" and must lead to the state named V, in one step. A transition that leads elsewhere
+ * can still end in the right state through a second hop (the regions would look right after every event),
+ * but the chart would then draw and cite a transition no run takes; this check rejects such a chart.
+ */
+export function checkChartStructure(machine: AnyStateMachine): Violation[] {
+  const violations: Violation[] = [];
+  for (const region of Object.values(machine.root.states) as AnyStateNode[]) {
+    for (const state of Object.values(region.states) as AnyStateNode[]) {
+      for (const definition of state.always ?? []) {
+        const guard = definition.guard as { params?: { value?: unknown } } | undefined;
+        const value = guard?.params?.value;
+        const target = definition.target?.[0]?.key;
+        if (value !== target) {
+          violations.push({
+            property: 'MIRROR',
+            message: `region ${region.key}: the transition ${state.key} -> ${String(target)} is guarded by "${String(value)}" (it must lead to the state its guard names)`,
+          });
+        }
+      }
+    }
   }
   return violations;
 }
