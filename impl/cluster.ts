@@ -40,15 +40,13 @@ import {
   ConfigError,
 } from './errors.ts';
 import { assert } from './invariant.ts';
-import { MemoryJournal, type Journal } from './journal.ts';
-import { FileJournal } from './journal-file.ts';
 import { journalCovers } from './judge.ts';
 import type { JudgePurpose, Message, Verdict } from './messages.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
-import { StorageSystem, type SiteDurableState, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
+import { openSite, type SiteStorage } from './site-open.ts';
+import { StorageSystem, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
 import { linkName, Transport, type Envelope } from './transport.ts';
-import { checkRange, MemoryVolume, OutOfRangeError, type Volume } from './volume.ts';
-import { FileVolume } from './volume-file.ts';
+import { checkRange, OutOfRangeError } from './volume.ts';
 
 /** The configuration of a cluster (see `cluster-config.ts`). */
 export type { ClusterConfig } from './cluster-config.ts';
@@ -57,7 +55,6 @@ export type { ClusterConfig } from './cluster-config.ts';
 export const rejectionsKeptMax = 1024;
 
 const clusterStateFormat = 'threesite-cluster-state-v1';
-const siteStateFormat = 'threesite-site-state-v1';
 
 /** A message a site refused on delivery, with the typed error it gave. */
 export interface Rejection {
@@ -223,21 +220,9 @@ export class Cluster {
       inFlightWritesMax: config.inFlightWritesMax,
       flushEachWrite: config.storage.kind === 'file',
     };
-    if (config.storage.kind === 'memory') {
-      const volumes = Array.from({ length: config.volumeCount }, () => new MemoryVolume(config.volumeBytes, config.blockBytes));
-      return new StorageSystem(siteConfig, volumes, new MemoryJournal(config.journal), null, null);
-    }
-    const dir = path.join(config.storage.dir, `site-${id}`);
-    fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
-    const stateFile = path.join(dir, 'state.json');
-    const saved = reopen ? decodeSiteState(readStateFile(stateFile, siteStateFormat)) : null;
-    if (reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
-    const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
-      FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
-    );
-    const journal: Journal = FileJournal.open(path.join(dir, 'journal'), config.journal).journal;
-    const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
-    return new StorageSystem(siteConfig, volumes, journal, saved, save);
+    const storage: SiteStorage =
+      config.storage.kind === 'memory' ? { kind: 'memory' } : { kind: 'file', dir: path.join(config.storage.dir, `site-${id}`), reopen };
+    return openSite(siteConfig, config.journal, storage);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -865,15 +850,4 @@ export class Cluster {
     };
     writeStateFile(path.join(this.config.storage.dir, 'cluster.json'), clusterStateFormat, state);
   }
-}
-
-/** The site state file's JSON form: bitmaps in base64. */
-function encodeSiteState(state: SiteDurableState): unknown {
-  return { ...state, changed: state.changed.map((bitmap) => Buffer.from(bitmap).toString('base64')) };
-}
-
-function decodeSiteState(value: unknown): SiteDurableState | null {
-  if (value === null) return null;
-  const record = value as Omit<SiteDurableState, 'changed'> & { changed: string[] };
-  return { ...record, changed: record.changed.map((text) => new Uint8Array(Buffer.from(text, 'base64'))) };
 }

@@ -1,0 +1,60 @@
+/**
+ * Opening one storage system over its storage: new volumes and journal in memory, or a site directory with
+ * a file per volume, a segmented journal and a state file (created, or reopened after a stop or a crash:
+ * the journal's torn tail is cut, the state file read back). The in-process cluster and the site process
+ * (`site-serve.ts`) open their sites here, so a site directory means the same thing to both.
+ *
+ * Layout of a site directory: `volume-N.img` (one per volume), `journal/` (FileJournal segments),
+ * `state.json` (the site's durable state, {@link SiteDurableState}).
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from './errors.ts';
+import { MemoryJournal, type Journal, type JournalLimits } from './journal.ts';
+import { FileJournal } from './journal-file.ts';
+import { readStateFile, writeStateFile } from './state-file.ts';
+import { StorageSystem, type SiteConfig, type SiteDurableState } from './storage-system.ts';
+import { MemoryVolume, type Volume } from './volume.ts';
+import { FileVolume } from './volume-file.ts';
+
+/** The format tag of a site's state file. */
+export const siteStateFormat = 'threesite-site-state-v1';
+
+/** Where a site keeps its data: in memory, or in a directory of its own. */
+export type SiteStorage = { kind: 'memory' } | { kind: 'file'; dir: string; reopen: boolean };
+
+/** A storage system over new memory, or over a site directory (created, or reopened when `reopen`). */
+export function openSite(config: SiteConfig, journalLimits: JournalLimits, storage: SiteStorage): StorageSystem {
+  if (storage.kind === 'memory') {
+    const volumes = Array.from({ length: config.volumeCount }, () => new MemoryVolume(config.volumeBytes, config.blockBytes));
+    return new StorageSystem(config, volumes, new MemoryJournal(journalLimits), null, null);
+  }
+  const dir = storage.dir;
+  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
+  const stateFile = path.join(dir, 'state.json');
+  const saved = storage.reopen ? decodeSiteState(readStateFile(stateFile, siteStateFormat)) : null;
+  if (storage.reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
+  const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
+    FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
+  );
+  const journal: Journal = FileJournal.open(path.join(dir, 'journal'), journalLimits).journal;
+  const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
+  return new StorageSystem(config, volumes, journal, saved, save);
+}
+
+/** Whether a directory already holds a site (its state file). */
+export function siteExists(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'state.json'));
+}
+
+/** The site state file's JSON form: bitmaps in base64. */
+function encodeSiteState(state: SiteDurableState): unknown {
+  return { ...state, changed: state.changed.map((bitmap) => Buffer.from(bitmap).toString('base64')) };
+}
+
+function decodeSiteState(value: unknown): SiteDurableState | null {
+  if (value === null) return null;
+  const record = value as Omit<SiteDurableState, 'changed'> & { changed: string[] };
+  return { ...record, changed: record.changed.map((text) => new Uint8Array(Buffer.from(text, 'base64'))) };
+}
