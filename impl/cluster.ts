@@ -40,8 +40,8 @@ import {
   ConfigError,
 } from './errors.ts';
 import { assert } from './invariant.ts';
-import { journalCovers } from './judge.ts';
-import type { JudgePurpose, Message, Verdict } from './messages.ts';
+import { asyncPairAfter, journalCovers } from './judge.ts';
+import type { JudgePurpose, Message } from './messages.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
 import { openSite, type SiteStorage } from './site-open.ts';
 import { StorageSystem, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
@@ -123,10 +123,6 @@ interface ClusterDurableState {
   judgement: Judgement | null;
   cutLinks: string[];
   now: number;
-}
-
-function verdictToAsyncPair(verdict: Verdict): AsyncPairState {
-  return verdict === 'noUpdateRequired' ? 'copying' : verdict === 'deltaResync' ? 'deltaResync' : 'fullCopy';
 }
 
 function isSite(value: unknown): value is SiteId {
@@ -456,7 +452,7 @@ export class Cluster {
       two.setTakeover(two.last);
     } else {
       const forced = judged.verdict === 'remoteAhead';
-      this.#asyncPair = forced ? 'fullCopy' : verdictToAsyncPair(judged.verdict);
+      this.#asyncPair = forced ? 'fullCopy' : asyncPairAfter(judged.verdict);
       this.#judgement = { verdict: judged.verdict, remoteReceived: judged.remoteReceived, sourceLast: judged.sourceLast, forced };
       two.setTakeover(null);
     }
@@ -543,7 +539,7 @@ export class Cluster {
     this.#site(2).setRole('secondary');
     this.#site(3).setSource(1);
     this.#setSyncPair('inSync');
-    this.#asyncPair = verdictToAsyncPair(judged.verdict);
+    this.#asyncPair = asyncPairAfter(judged.verdict);
     this.#judgement = { verdict: judged.verdict, remoteReceived: judged.remoteReceived, sourceLast: judged.sourceLast, forced: false };
     this.#dirty = true;
     this.#end();

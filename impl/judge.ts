@@ -4,6 +4,7 @@
  * A pure function: the sites call it with the numbers they hold.
  */
 
+import type { AsyncPairState } from '../model/observation.ts';
 import type { Verdict } from './messages.ts';
 
 /** What the source knows when it judges. */
@@ -43,4 +44,13 @@ export function judge(input: JudgeInput): Verdict {
   if (received === sourceLast) return 'noUpdateRequired';
   if (journalCovers(journalFirst, sourceLast, received)) return 'deltaResync';
   return 'fullCopy';
+}
+
+/**
+ * The async pair's state after site 3 is attached to a source with a verdict: copying when no update is
+ * required, delta resync or full copy as judged; a forced failover over `remoteAhead` needs a full copy.
+ * @see claims 19, 20, 28
+ */
+export function asyncPairAfter(verdict: Verdict): AsyncPairState {
+  return verdict === 'noUpdateRequired' ? 'copying' : verdict === 'deltaResync' ? 'deltaResync' : 'fullCopy';
 }

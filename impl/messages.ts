@@ -180,6 +180,18 @@ export interface DeltaResyncRefusedMessage {
   sourceLast: number;
 }
 
+/**
+ * The source cannot serve a pull: its journal no longer holds the entry after `received` (it overflowed,
+ * P7), so the async pair is suspended by overflow and a full copy is needed. In one process the controller
+ * never sends such a pull; between processes site 3 learns of the overflow this way.
+ * @see P5, P7
+ */
+export interface PullRefusedMessage {
+  kind: 'pullRefused';
+  received: number;
+  journalFirst: number;
+}
+
 /** Site 3 asks the source for a full copy of its volumes. */
 export interface FullCopyRequestMessage {
   kind: 'fullCopyRequest';
@@ -227,6 +239,7 @@ export type Message =
   | DeltaResyncEntriesMessage
   | DeltaResyncAckMessage
   | DeltaResyncRefusedMessage
+  | PullRefusedMessage
   | FullCopyRequestMessage
   | ResyncRequestMessage
   | CopyBlocksMessage
@@ -247,6 +260,7 @@ export const messageKinds: readonly MessageKind[] = [
   'deltaResyncEntries',
   'deltaResyncAck',
   'deltaResyncRefused',
+  'pullRefused',
   'fullCopyRequest',
   'resyncRequest',
   'copyBlocks',
@@ -282,6 +296,7 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
   deltaResyncEntries: ['entries', 'sourceLast', 'final'],
   deltaResyncAck: ['restored', 'final'],
   deltaResyncRefused: ['received', 'journalFirst', 'sourceLast'],
+  pullRefused: ['received', 'journalFirst'],
   fullCopyRequest: [],
   resyncRequest: ['changed'],
   copyBlocks: ['purpose', 'blocks', 'final', 'sourceLast', 'restoredKnown'],
@@ -450,6 +465,8 @@ export function validateMessage(value: unknown): Message {
     }
     case 'deltaResyncAck':
       return { kind, restored: count(v.restored, 'deltaResyncAck.restored'), final: bool(v.final, 'deltaResyncAck.final') };
+    case 'pullRefused':
+      return { kind, received: count(v.received, 'pullRefused.received'), journalFirst: positive(v.journalFirst, 'pullRefused.journalFirst') };
     case 'deltaResyncRefused':
       return {
         kind,
@@ -488,7 +505,15 @@ export function encodeMessage(message: Message): Uint8Array {
   validateMessage(message);
   const chunks: Uint8Array[] = [];
   let payloadBytes = 0;
-  const header = JSON.stringify(message, (_key, value: unknown) => {
+  // The holder's own value, not `value`: JSON.stringify has already called a Buffer's toJSON on `value`.
+  const header = JSON.stringify(message, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const own = this[key];
+    if (own instanceof Uint8Array) {
+      const ref = { $bytes: [payloadBytes, own.length] };
+      chunks.push(own);
+      payloadBytes += own.length;
+      return ref;
+    }
     if (value instanceof Uint8Array) {
       const ref = { $bytes: [payloadBytes, value.length] };
       chunks.push(value);

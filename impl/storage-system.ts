@@ -38,6 +38,7 @@ import {
   decodeMessage,
   type CopyAckMessage,
   type CopyBlocksMessage,
+  type CopyPurpose,
   type DeltaResyncAckMessage,
   type DeltaResyncEntriesMessage,
   type DeltaResyncRequestMessage,
@@ -45,6 +46,7 @@ import {
   type JudgeRequestMessage,
   type Message,
   type PullEntriesMessage,
+  type PullRefusedMessage,
   type PullRequestMessage,
   type ResyncRequestMessage,
   type SyncWriteAckMessage,
@@ -77,6 +79,7 @@ export type SiteNote =
   | { kind: 'judged'; purpose: JudgePurpose; verdict: Verdict; remoteReceived: number; sourceLast: number }
   | { kind: 'deltaResyncDone'; sourceLast: number }
   | { kind: 'deltaResyncRefused'; received: number; journalFirst: number }
+  | { kind: 'pullRefused'; received: number; journalFirst: number }
   | { kind: 'fullCopyDone'; sourceLast: number }
   | { kind: 'resyncDone'; sourceLast: number };
 
@@ -258,6 +261,33 @@ export class StorageSystem {
   /** Whether a block copy, delta resync or resync is under way at this site. */
   get busy(): boolean {
     return this.#copy !== null || this.#delta !== null || this.#waiting !== 'none' || this.#resyncRequested;
+  }
+
+  /** What the block copy this site is sending is for (a resync of its secondary, a full copy), or null. */
+  get copySending(): CopyPurpose | null {
+    return this.#copy?.purpose ?? null;
+  }
+
+  /**
+   * After a crash of a sync member's process (`fail` never ran, so its in-flight writes were not recorded):
+   * every block of every entry still in its journal goes to the changed-block record. The writes it sent
+   * and never had answered are at the journal's tail, so the resync copies them back from the peer; the
+   * rest are copied once more, which costs bytes and loses nothing. Returns the blocks marked.
+   * @see claims 29, 30, 31 (the resync of the returning site)
+   */
+  markJournalChanged(): number {
+    assert(this.id !== 3, 'only sync members keep a changed-block record', () => `site ${this.id}`);
+    const before = this.changed.count;
+    let after = this.journal.first - 1;
+    while (after < this.journal.last) {
+      const batch = this.journal.readAfter(after, batchItemsMax);
+      assert(batch.length > 0, 'a journal reads every entry it holds', () => `nothing after ${after} below ${this.journal.last}`);
+      for (const entry of batch) {
+        this.#markChanged(entry.volume, entry.offset, entry.data.length);
+        after = entry.updateNumber;
+      }
+    }
+    return this.changed.count - before;
   }
 
   /** SHA-256 (hex) of the site's volumes in volume order (the observation's `volumeDigest`). */
@@ -545,6 +575,8 @@ export class StorageSystem {
         return this.#onDeltaResyncAck(from, message);
       case 'deltaResyncRefused':
         return this.#onDeltaResyncRefused(from, message.kind, message.received, message.journalFirst);
+      case 'pullRefused':
+        return this.#onPullRefused(from, message.received, message.journalFirst);
       case 'fullCopyRequest':
         return this.#onFullCopyRequest(from);
       case 'resyncRequest':
@@ -596,6 +628,11 @@ export class StorageSystem {
   #onPullRequest(from: SiteId, message: PullRequestMessage): SiteOutput {
     if (this.id === 3 || from !== 3 || this.#state.role !== 'primary') {
       throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}: only the source serves pulls`);
+    }
+    if (!this.journal.covers(message.received) && message.received < this.journal.last) {
+      // The journal overflowed past site 3 (P7): refuse rather than serve a gap (P5).
+      const refused: PullRefusedMessage = { kind: 'pullRefused', received: message.received, journalFirst: this.journal.first };
+      return output([{ from: this.id, to: 3, message: refused }]);
     }
     this.#learnRestored(message.restored);
     const committed = this.journal.last - this.#inFlight.length;
@@ -727,6 +764,13 @@ export class StorageSystem {
     }
     this.#waiting = 'none';
     return output(noEnvelopes, [{ kind: 'deltaResyncRefused', received, journalFirst }]);
+  }
+
+  /** Site 3 learns its source's journal no longer covers it: the async pair needs a full copy (P5, P7). */
+  #onPullRefused(from: SiteId, received: number, journalFirst: number): SiteOutput {
+    if (this.id !== 3 || from !== this.#state.source) throw new UnexpectedMessageError('pullRefused', from, this.id, `site 3 pulls from site ${this.#state.source}`);
+    if (received !== this.received) throw new OutOfOrderError('pullRefused', this.received, received);
+    return output(noEnvelopes, [{ kind: 'pullRefused', received, journalFirst }]);
   }
 
   /** The source starts a full copy of its volumes to site 3. */

@@ -76,6 +76,7 @@ const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     }),
   fc.record({ kind: fc.constant('deltaResyncAck' as const), restored: n, final: fc.boolean() }),
   fc.record({ kind: fc.constant('deltaResyncRefused' as const), received: n, journalFirst: u, sourceLast: n }),
+  fc.record({ kind: fc.constant('pullRefused' as const), received: n, journalFirst: u }),
   fc.record({ kind: fc.constant('fullCopyRequest' as const) }),
   fc.record({ kind: fc.constant('resyncRequest' as const), changed: fc.array(bytes, { maxLength: 4 }) }),
   fc.record({
@@ -188,6 +189,7 @@ describe('message validation, field by field', () => {
     { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], sourceLast: 5, final: true },
     { kind: 'deltaResyncAck', restored: 5, final: false },
     { kind: 'deltaResyncRefused', received: 1, journalFirst: 4, sourceLast: 6 },
+    { kind: 'pullRefused', received: 1, journalFirst: 4 },
     { kind: 'fullCopyRequest' },
     { kind: 'resyncRequest', changed: [new Uint8Array(1)] },
     { kind: 'copyBlocks', purpose: 'resync', blocks: [{ volume: 0, offset: 0, data: new Uint8Array(8) }], final: true, sourceLast: 3, restoredKnown: 1 },

@@ -1,0 +1,213 @@
+/**
+ * The operator of a deployment of site processes: the commands that need more than one site (status,
+ * failover, failback, recovery, resync), composed of the single-site steps each site carries out and checks
+ * itself (`site-node.ts`), reached through a {@link SiteClient} per site (the control port,
+ * `site-control.ts`, or a node in the same process in tests). It plays the part the in-process cluster's
+ * controller plays (`cluster.ts`), with the same refusals in the same order; the difference is that a site
+ * it cannot reach is taken as failed, as a storage administrator takes an array that does not answer.
+ *
+ * The order of the steps keeps P4 (at most one site accepts host writes) at every moment: a failover
+ * requires site 1 failed or fenced before site 2 becomes primary; a failback demotes site 2 (refused while
+ * host 2 has writes in flight) before site 1 is promoted.
+ */
+
+import type { AsyncPairState, Judgement, SiteId, StandbyPairState, SyncPairState, SyncSiteId } from '../model/observation.ts';
+import { NotAllowedError, RefusalError, RemoteAheadError, SiteFailedError } from './errors.ts';
+import { asyncPairAfter, journalCovers } from './judge.ts';
+import type { JudgePurpose } from './messages.ts';
+import type { JudgedVerdict, SiteStatus } from './site-node.ts';
+
+/** One site as the operator reaches it. Every method rejects with the site's typed refusal. */
+export interface SiteClient {
+  status(digest: boolean): Promise<SiteStatus>;
+  fail(): Promise<void>;
+  recover(primary: SyncSiteId): Promise<void>;
+  fence(): Promise<void>;
+  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): Promise<void>;
+  judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict>;
+  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): Promise<void>;
+  recordJudgement(judgement: Judgement): Promise<void>;
+  deltaResync(): Promise<'copying' | 'fullCopy'>;
+  fullCopy(): Promise<void>;
+  resync(): Promise<void>;
+}
+
+/** A site the operator could not reach: to the operator it is failed. */
+export class SiteUnreachableError extends Error {
+  constructor(
+    readonly site: SiteId,
+    readonly reason: string,
+  ) {
+    super(`site ${site} is unreachable: ${reason}`);
+    this.name = 'SiteUnreachableError';
+  }
+}
+
+/** What `threesite status` shows: each site's report (null: unreachable) and the pairs derived from them. */
+export interface DeploymentStatus {
+  sites: { 1: SiteStatus | null; 2: SiteStatus | null; 3: SiteStatus | null };
+  /** Why an unreachable site could not be reached. */
+  unreachable: Partial<Record<SiteId, string>>;
+  /** The sync member that is primary (the one whose role says so; site 2 when both are unreachable after a failover). */
+  primary: SyncSiteId;
+  syncPair: SyncPairState;
+  asyncPair: AsyncPairState | null;
+  standbyPair: StandbyPairState;
+  judgement: Judgement | null;
+  /** Site 3's lag: the primary's last update number minus site 3's restored number (null if either is unknown). */
+  lag: number | null;
+  /** Writes acknowledged on one sync member alone (P1 exposure). */
+  ackedOnOneSite: number;
+}
+
+/** Which site is primary: the reachable sync member that says it is; else the other one's view. */
+function primaryOf(one: SiteStatus | null, two: SiteStatus | null): SyncSiteId {
+  if (two?.role === 'primary') return 2;
+  if (one?.role === 'primary') return 1;
+  if (two?.role === 'secondary') return 1;
+  if (one?.role === 'secondary') return 2;
+  return 1;
+}
+
+/** The deployment's operator. */
+export class Operator {
+  constructor(readonly clients: { 1: SiteClient; 2: SiteClient; 3: SiteClient }) {}
+
+  /** Every site's report and the derived pairs (`digest`: each site hashes its volumes). */
+  async status(digest = false): Promise<DeploymentStatus> {
+    const unreachable: Partial<Record<SiteId, string>> = {};
+    const read = async (site: SiteId): Promise<SiteStatus | null> => {
+      try {
+        return await this.clients[site].status(digest);
+      } catch (error) {
+        if (!(error instanceof SiteUnreachableError)) throw error;
+        unreachable[site] = error.reason;
+        return null;
+      }
+    };
+    const [one, two, three] = await Promise.all([read(1), read(2), read(3)]);
+    const primary = primaryOf(one, two);
+    const primaryStatus = primary === 1 ? one : two;
+    const secondaryStatus = primary === 1 ? two : one;
+    const syncPair: SyncPairState = primaryStatus?.up ? (primaryStatus.syncPair as SyncPairState) : 'suspended';
+    const inSync = syncPair === 'inSync' || syncPair === 'reversed';
+    const received = three?.remote?.received ?? null;
+    let standbyPair: StandbyPairState = 'none';
+    if (inSync && secondaryStatus !== null && received !== null) {
+      const journal = secondaryStatus.journal;
+      standbyPair = journalCovers(journal.first, journal.last, received) ? 'hold' : 'holdError';
+    }
+    const restored = three?.remote?.restored ?? null;
+    return {
+      sites: { 1: one, 2: two, 3: three },
+      unreachable,
+      primary,
+      syncPair,
+      asyncPair: three?.remote?.asyncPair ?? null,
+      standbyPair,
+      judgement: three?.remote?.judgement ?? null,
+      lag: primaryStatus !== null && restored !== null ? primaryStatus.lastUpdateNumber - restored : null,
+      ackedOnOneSite: (one?.ackedAlone ?? 0) + (two?.ackedAlone ?? 0),
+    };
+  }
+
+  /** FAIL_SITE: the site stops serving (its process stays, its storage survives). */
+  async fail(site: SiteId): Promise<void> {
+    await this.clients[site].fail();
+  }
+
+  /** RECOVER_SITE: the site is up again, told which sync member is primary now. */
+  async recover(site: SiteId): Promise<void> {
+    const status = await this.status();
+    await this.clients[site].recover(status.primary);
+  }
+
+  /** FENCE_SITE: site 1 accepts no more host writes (P4). */
+  async fence(site: SiteId): Promise<void> {
+    if (site !== 1) throw new NotAllowedError('fenceSite', 'only site 1 can be fenced');
+    await this.clients[1].fence();
+  }
+
+  /**
+   * FAILOVER: host 2 takes over at site 2 (claims 16-21, 25-29). Refused unless site 2 is up, secondary and
+   * normal, site 1 is failed (or unreachable) or fenced with no writes in flight (P4), and site 3, when up, is
+   * reachable from site 2. Site 3 sends site 2 its received number and site 2 judges (claim 18); a
+   * `remoteAhead` verdict refuses the failover with {@link RemoteAheadError} unless `force`.
+   */
+  async failover(force: boolean): Promise<Judgement | null> {
+    const status = await this.status();
+    const [one, two, three] = [status.sites[1], status.sites[2], status.sites[3]];
+    if (two === null || !two.up) throw new SiteFailedError(2, 'failover');
+    if (status.primary !== 1) throw new NotAllowedError('failover', 'site 2 is already the primary');
+    if (two.mode !== 'normal') throw new NotAllowedError('failover', `site 2 is ${two.mode}, not normal`);
+    if (one !== null && one.up && !one.fenced) throw new NotAllowedError('failover', 'site 1 is neither failed nor fenced (P4)');
+    if (one !== null && one.up && one.inFlightWrites > 0) throw new NotAllowedError('failover', 'site 1 has host writes in flight');
+    const threeUp = three !== null && three.up;
+    if (threeUp && !three.connected.includes(2)) throw new NotAllowedError('failover', 'site 3 is up but unreachable from site 2');
+    let judgement: Judgement | null = null;
+    if (threeUp) {
+      const judged = await this.clients[3].judge(2, 'failover');
+      if (judged.verdict === 'remoteAhead' && !force) {
+        await this.clients[3].recordJudgement({ ...judged, forced: false });
+        throw new RemoteAheadError(judged.remoteReceived, judged.sourceLast);
+      }
+      judgement = { ...judged, forced: judged.verdict === 'remoteAhead' };
+    }
+    // Site 2 first: site 1 is failed or fenced, so no moment has two writers (P4).
+    await this.clients[2].setRole('primary', 'suspended', !threeUp);
+    if (one !== null && one.up) await this.clients[1].setRole('secondary', 'suspended', false);
+    if (threeUp && judgement !== null) {
+      await this.clients[3].attach(2, asyncPairAfter(judgement.verdict), judgement);
+    }
+    return judgement;
+  }
+
+  /** DELTA_RESYNC at site 3 (claims 19, 20); resolves with the async pair's new state. */
+  async deltaResync(): Promise<'copying' | 'fullCopy'> {
+    return this.clients[3].deltaResync();
+  }
+
+  /** FULL_COPY from the source to site 3. */
+  async fullCopy(): Promise<void> {
+    await this.clients[3].fullCopy();
+  }
+
+  /** RESYNC_SITE: the returning sync secondary is resynced from the primary (claims 29-31). */
+  async resync(site: SyncSiteId): Promise<void> {
+    const status = await this.status();
+    if (site === status.primary) throw new NotAllowedError('resyncSite', `site ${site} is not the sync secondary`);
+    await this.clients[site].resync();
+  }
+
+  /**
+   * FAILBACK: the planned return to site 1 as primary with no data loss. Refused unless every site is up,
+   * the sync pair reversed, the async pair copying and every link up; site 2 is demoted first (refused while
+   * host 2 has writes in flight: quiesce first), site 3 is judged by site 1 (whose journal holds site 2's
+   * update numbers, claim 31), then site 1 is primary and the pair in sync.
+   */
+  async failback(): Promise<Judgement> {
+    const status = await this.status();
+    for (const site of [1, 2, 3] as const) {
+      const report = status.sites[site];
+      if (report === null || !report.up) throw new SiteFailedError(site, 'failback');
+    }
+    const [one, two, three] = [status.sites[1], status.sites[2], status.sites[3]] as [SiteStatus, SiteStatus, SiteStatus];
+    if (status.syncPair !== 'reversed') throw new NotAllowedError('failback', `sync pair is ${status.syncPair}, not reversed`);
+    if (one.connected.length < 2 || two.connected.length < 2 || three.connected.length < 2) throw new NotAllowedError('failback', 'every link must be up');
+    if (status.asyncPair !== 'copying') throw new NotAllowedError('failback', `async pair is ${status.asyncPair}`);
+    await this.clients[2].setRole('secondary', 'reversed', false);
+    let judged: JudgedVerdict;
+    try {
+      judged = await this.clients[3].judge(1, 'failback');
+    } catch (error) {
+      if (!(error instanceof RefusalError)) throw error;
+      await this.clients[2].setRole('primary', 'reversed', false);
+      throw error;
+    }
+    await this.clients[1].setRole('primary', 'inSync', false);
+    await this.clients[2].setRole('secondary', 'inSync', false);
+    const judgement: Judgement = { ...judged, forced: false };
+    await this.clients[3].attach(1, asyncPairAfter(judged.verdict), judgement);
+    return judgement;
+  }
+}

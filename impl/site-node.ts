@@ -1,0 +1,804 @@
+/**
+ * One storage system as its own process sees it: the site (`storage-system.ts`) plus the part of the
+ * controller that a site can carry out alone, from what it observes itself. In one process the cluster
+ * (`cluster.ts`) is the controller for all three sites; between processes no one sees everything, so:
+ *
+ * - **Local rules.** A sync member applies rule R1 itself: when its link to the peer goes down (the peer
+ *   process died, the link was cut, a sync write was not answered within `syncWriteTimeoutMs`, or a host
+ *   write finds no link) the sync pair is suspended and the writes in flight are decided by fence policy;
+ *   when the link is back the pair is resyncing. Site 3 applies R2: the async pair is suspended while its
+ *   source is unreachable, and when the source is back site 3 asks to be judged (purpose `reattach`). Site 3
+ *   pulls and restores on the timers its process gives it (claim 9). A source whose journal no longer covers
+ *   site 3 refuses the pull and site 3's async pair is suspended by overflow (P7).
+ * - **Operator steps.** What needs more than one site (failover, failback, recovery after a failure) is done
+ *   by the operator (`operator.ts`), one step at a time on each site through its control port
+ *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
+ *   be judged, run a delta resync, a full copy or a resync. Each step checks its own preconditions here and
+ *   is refused with a typed error (changing nothing) when they do not hold.
+ * - **Two refinements of the atomic steps** (model/README.md records where the implementation refines them):
+ *   host writes that arrive while the primary is sending a resync to its secondary wait until it is done,
+ *   so no write lands between the resync's copy of a block and the pair going back in sync; and a site
+ *   process restarted after a crash comes back *failed* (it accepts nothing) until the operator recovers it,
+ *   with every block of its journal in its changed-block record, because its last writes may never have
+ *   reached its peer.
+ *
+ * No clock or timer lives here: the process calls {@link SiteNode.onTick} with the time, and
+ * {@link SiteNode.onPullTimer} / {@link SiteNode.onRestoreTimer} at the intervals of its configuration.
+ * Messages arrive as bytes and are decoded and validated before the site sees them; a peer that sends a
+ * malformed message is disconnected with the reason logged, and nothing changes. A well-formed message the
+ * site refuses in its state (a pull that reaches a site that is no longer the source, an answer that comes
+ * after its question was given up) is logged, counted and dropped: the two sites disagree for a moment
+ * about the state, which the operator's next step or the answer timeout settles.
+ */
+
+import type { AsyncPairState, Judgement, SiteMode, SyncPairState, SyncSiteId } from '../model/observation.ts';
+import {
+  InvalidArgumentError,
+  MalformedMessageError,
+  NoSuchVolumeError,
+  NotAcknowledgedError,
+  NotAllowedError,
+  NotWritableError,
+  RefusalError,
+  SiteFailedError,
+  SiteUpError,
+} from './errors.ts';
+import { assert } from './invariant.ts';
+import { decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
+import type { SiteEnvelope, SiteId, SiteNote, SiteOutput, StorageSystem } from './storage-system.ts';
+import { checkRange, OutOfRangeError } from './volume.ts';
+
+/** Host writes a node holds waiting (for a resync to end, or for room among the writes in flight) at most. */
+export const queuedHostWritesMax = 1024;
+
+/** How a node reaches its peers: the process's network (`transport-tcp.ts`), or a test's. */
+export interface NodeLinks {
+  /** Sends one encoded message; false when the peer is not connected (the message is lost, as on a cut link). */
+  send(peer: SiteId, payload: Uint8Array): boolean;
+  isConnected(peer: SiteId): boolean;
+  /** Closes the connection to a peer now, logging why (the peer reconnects later). */
+  disconnect(peer: SiteId, reason: string): void;
+  /**
+   * Takes the site off the network (false: every connection closed, none accepted or dialled) or back on.
+   * A failed site keeps no connection, so to its peers "connected" means "up and reachable".
+   */
+  setOnline(online: boolean): void;
+}
+
+/** The parts of the deployment's configuration a node needs. */
+export interface NodeConfig {
+  /** Entries site 3 asks for in one pull at most. */
+  pullBatchEntriesMax: number;
+  /** Largest host write (one journal entry). */
+  hostWriteBytesMax: number;
+  /**
+   * A peer's answer due for longer than this many milliseconds is taken as lost: an unanswered sync write
+   * takes the link to the secondary down (rule R1); an unanswered pull is given up (the next one asks
+   * again); an operator step that waits for a peer fails with {@link NotAcknowledgedError}.
+   */
+  answerTimeoutMs: number;
+}
+
+/** Site 3's part of the controller's state: the async pair and the last judgement (its state file). */
+export interface RemoteDurableState {
+  asyncPair: AsyncPairState;
+  judgement: Judgement | null;
+}
+
+/** What a site reports on its control port (`threesite status`). */
+export interface SiteStatus {
+  site: SiteId;
+  up: boolean;
+  role: 'primary' | 'secondary' | 'remote';
+  mode: SiteMode;
+  fenced: boolean;
+  /** This sync member's view of the sync pair; site 3: null. */
+  syncPair: SyncPairState | null;
+  lastUpdateNumber: number;
+  journal: { first: number; last: number; entries: number; bytes: number; entriesMax: number; bytesMax: number; highWater: boolean };
+  acceptsHostWrites: boolean;
+  changedBlocks: number;
+  ackedAlone: number;
+  inFlightWrites: number;
+  queuedWrites: number;
+  takeover: number | null;
+  knownRestored: number;
+  /** Peers this site is connected to now. */
+  connected: SiteId[];
+  /** Site 3 only: received and restored update numbers, source, async pair and last judgement. */
+  remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
+  /** SHA-256 of the volumes, when asked for (it reads every byte). */
+  volumeDigest: string | null;
+}
+
+/** The result of a host write: its update number, and whether it is on this site alone (P1 exposure). */
+export interface HostWriteResult {
+  updateNumber: number;
+  alone: boolean;
+}
+
+interface PendingWrite {
+  resolve(result: HostWriteResult): void;
+  reject(error: RefusalError): void;
+  sentAtMs: number;
+}
+
+interface QueuedWrite {
+  volume: number;
+  offset: number;
+  data: Uint8Array;
+  resolve(result: HostWriteResult): void;
+  reject(error: RefusalError): void;
+}
+
+/** An operator step at site 3 (or the secondary) that ends with a message from a peer. */
+type Waiter =
+  | { kind: 'judge'; purpose: JudgePurpose; resolve(verdict: JudgedVerdict): void; reject(error: RefusalError): void }
+  | { kind: 'deltaResync'; resolve(outcome: 'copying' | 'fullCopy'): void; reject(error: RefusalError): void }
+  | { kind: 'fullCopy'; resolve(): void; reject(error: RefusalError): void }
+  | { kind: 'resync'; resolve(): void; reject(error: RefusalError): void };
+
+/** The judge's answer as site 3 received it. */
+export interface JudgedVerdict {
+  verdict: Verdict;
+  remoteReceived: number;
+  sourceLast: number;
+}
+
+/**
+ * A storage system and its local controller, driven by network events, timers and operator steps.
+ * @see claims 1-40 as carried out by one site; model/README.md for each step's semantics
+ */
+export class SiteNode {
+  readonly site: StorageSystem;
+  readonly config: Readonly<NodeConfig>;
+  readonly #links: NodeLinks;
+  readonly #log: (line: string) => void;
+  readonly #remote: RemoteDurableState;
+  readonly #saveRemote: ((state: RemoteDurableState) => void) | null;
+  readonly #pending = new Map<number, PendingWrite>();
+  readonly #queued: QueuedWrite[] = [];
+  #nextWriteId = 1;
+  #nowMs = 0;
+  #pullOutstanding = false;
+  #pullSentAtMs = 0;
+  #waiter: Waiter | null = null;
+  #waiterSinceMs = 0;
+  /** Messages refused from peers, by kind (the peer was disconnected each time). */
+  readonly refused = new Map<string, number>();
+
+  constructor(
+    site: StorageSystem,
+    config: NodeConfig,
+    links: NodeLinks,
+    log: (line: string) => void,
+    remote: { saved: RemoteDurableState | null; save: ((state: RemoteDurableState) => void) | null } = { saved: null, save: null },
+  ) {
+    this.site = site;
+    this.config = Object.freeze({ ...config });
+    this.#links = links;
+    this.#log = log;
+    this.#remote = remote.saved ? { ...remote.saved } : { asyncPair: 'copying', judgement: null };
+    this.#saveRemote = remote.save;
+  }
+
+  get id(): SiteId {
+    return this.site.id;
+  }
+
+  /** Site 3's async pair as it holds it. */
+  get asyncPair(): AsyncPairState {
+    return this.#remote.asyncPair;
+  }
+
+  /**
+   * The site's process was restarted after it stopped without `fail` (killed): it comes back failed, and a
+   * sync member records every block of its journal as changed (see the file comment). The operator's
+   * {@link recover} brings it back.
+   */
+  restartedAfterStop(): void {
+    if (!this.site.up) return;
+    if (this.id !== 3) {
+      const marked = this.site.markJournalChanged();
+      this.#log(`restart: ${marked} blocks of the journal [${this.site.journal.first}..${this.site.journal.last}] recorded as changed`);
+    }
+    this.#links.setOnline(false);
+    this.#emit(this.site.fail());
+    if (this.id !== 3) this.#emit(this.site.setSyncPair('suspended'));
+    this.site.saveIfDirty();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Host I/O
+
+  /**
+   * A host write at this site (its NBD export). Refused at once with {@link NoSuchVolumeError},
+   * {@link OutOfRangeError} or {@link NotWritableError}; otherwise resolved when it is acknowledged: after the
+   * secondary's answer with the pair in sync (claim 3), at once on this site alone when it is suspended and
+   * the fence policy keeps writing (P1 exposure, recorded in the changed-block record).
+   * @see claims 2-6, 10, 15, 17, 21, 25, 27, 32-35
+   */
+  hostWrite(volume: number, offset: number, data: Uint8Array): Promise<HostWriteResult> {
+    this.#checkRange(volume, offset, data.length);
+    if (data.length > this.config.hostWriteBytesMax) throw new OutOfRangeError(offset, data.length, this.site.config.volumeBytes, 'tooLarge');
+    this.#requireWritable();
+    return new Promise((resolve, reject) => {
+      if (this.#queued.length > 0 || this.#mustQueue()) {
+        if (this.#queued.length >= queuedHostWritesMax) {
+          reject(new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, 'inFlightWritesMax'));
+          return;
+        }
+        this.#queued.push({ volume, offset, data, resolve, reject });
+        return;
+      }
+      this.#submit(volume, offset, data, resolve, reject);
+    });
+  }
+
+  /** A host read (any site's export reads; a failed site refuses with {@link SiteFailedError}). */
+  hostRead(volume: number, offset: number, length: number): Uint8Array {
+    this.#checkRange(volume, offset, length);
+    if (!this.site.up) throw new SiteFailedError(this.id, 'hostRead');
+    return this.site.read(volume, offset, length);
+  }
+
+  /** Makes the journal and volumes durable (NBD flush and FUA). */
+  flush(): void {
+    if (!this.site.up) throw new SiteFailedError(this.id, 'flush');
+    this.site.flush();
+  }
+
+  /** Whether a host write would be taken now (the NBD export's read-only flag). */
+  acceptsHostWrites(): boolean {
+    const reason = this.site.writeRefusal();
+    return reason === null || reason === 'inFlightWritesMax';
+  }
+
+  #requireWritable(): void {
+    if (this.id === 3) throw new NotWritableError(2, 2, 'notPrimary');
+    const reason = this.site.writeRefusal();
+    if (reason !== null && reason !== 'inFlightWritesMax') throw new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, reason);
+  }
+
+  /** A write waits while the primary sends a resync, or while its writes in flight are at their limit. */
+  #mustQueue(): boolean {
+    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax';
+  }
+
+  #submit(volume: number, offset: number, data: Uint8Array, resolve: (r: HostWriteResult) => void, reject: (e: RefusalError) => void): void {
+    // A write that finds no link to the secondary suspends the pair first (R1): it is then decided by policy.
+    if (this.#pairInSync() && !this.#links.isConnected(this.#peer())) this.#suspendSyncPair('no link to the secondary at a host write');
+    const reason = this.site.writeRefusal();
+    if (reason !== null) {
+      reject(new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, reason));
+      return;
+    }
+    const writeId = this.#nextWriteId;
+    this.#nextWriteId += 1;
+    this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs });
+    this.#emit(this.site.hostWrite(writeId, volume, offset, data));
+    this.site.saveIfDirty();
+  }
+
+  #drainQueue(): void {
+    while (this.#queued.length > 0 && !this.#mustQueue()) {
+      const write = this.#queued.shift() as QueuedWrite;
+      try {
+        this.#requireWritable();
+        this.#submit(write.volume, write.offset, write.data, write.resolve, write.reject);
+      } catch (error) {
+        if (!(error instanceof RefusalError)) throw error;
+        write.reject(error);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Network and timers
+
+  /** A peer connected (rules R1 and R2). */
+  onPeerUp(peer: SiteId): void {
+    this.#log(`peer ${peer} up`);
+    this.#applyRules();
+  }
+
+  /** A peer's connection closed: what was sent and not answered is lost (rules R1 and R2). */
+  onPeerDown(peer: SiteId, reason: string): void {
+    this.#log(`peer ${peer} down: ${reason}`);
+    if (this.id === 3 && peer === this.site.source) {
+      this.#pullOutstanding = false;
+      this.#failWaiter(new NotAcknowledgedError('remote', `the link to site ${peer} went down (${reason})`));
+    }
+    if (this.id !== 3 && peer === this.#peer()) {
+      if (this.#waiter?.kind === 'resync') this.#failWaiter(new NotAcknowledgedError('resyncSite', `the link to site ${peer} went down`));
+      this.#suspendSyncPair(`link to site ${peer} down (${reason})`);
+    }
+    this.#applyRules();
+  }
+
+  /**
+   * A frame from a peer: decoded and validated, then handled. A malformed message, or one the site refuses
+   * in its state, disconnects the peer with the reason logged; the site is left as it was.
+   */
+  onFrame(peer: SiteId, payload: Uint8Array): void {
+    let message: Message;
+    try {
+      message = decodeMessage(payload);
+    } catch (error) {
+      if (!(error instanceof MalformedMessageError)) throw error;
+      this.#refuse(peer, 'malformed', error);
+      return;
+    }
+    let out: SiteOutput;
+    try {
+      out = this.site.handle({ from: peer, to: this.id, message });
+    } catch (error) {
+      if (!(error instanceof RefusalError)) throw error;
+      this.#refuse(peer, message.kind, error);
+      return;
+    }
+    this.#emit(out);
+    this.#afterMessage(peer, message);
+    this.#applyRules();
+    this.site.saveIfDirty();
+  }
+
+  /** The time, from the process: answers due for longer than `answerTimeoutMs` are taken as lost. */
+  onTick(nowMs: number): void {
+    this.#nowMs = nowMs;
+    const timeout = this.config.answerTimeoutMs;
+    if (this.#waiter !== null && nowMs - this.#waiterSinceMs > timeout) {
+      this.#failWaiter(new NotAcknowledgedError(this.#waiter.kind, `no answer within ${timeout} ms`));
+      this.#applyRules();
+    }
+    if (this.id === 3) {
+      if (this.#pullOutstanding && nowMs - this.#pullSentAtMs > timeout) this.#pullOutstanding = false;
+      return;
+    }
+    if (this.#pending.size === 0) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const pending of this.#pending.values()) oldest = Math.min(oldest, pending.sentAtMs);
+    if (this.site.inFlightWrites > 0 && nowMs - oldest > timeout) {
+      this.#links.disconnect(this.#peer(), `a sync write was not answered within ${timeout} ms`);
+      this.onPeerDown(this.#peer(), 'sync write timeout');
+    }
+  }
+
+  /** Site 3 pulls from its source at the configured interval (claim 9), one pull outstanding at most. */
+  onPullTimer(): void {
+    if (this.id !== 3 || !this.site.up || this.#pullOutstanding || this.#waiter !== null) return;
+    if (this.#remote.asyncPair !== 'copying' || !this.#links.isConnected(this.site.source)) return;
+    const out = this.site.requestPull(this.config.pullBatchEntriesMax);
+    if (this.#sendAll(out)) {
+      this.#pullOutstanding = true;
+      this.#pullSentAtMs = this.#nowMs;
+    }
+  }
+
+  /** Site 3 restores its journal into its volumes in update-number order (claims 8, 14, 40; P2). */
+  onRestoreTimer(): void {
+    if (this.id !== 3 || !this.site.up || this.site.journal.entries === 0 || this.#waiter !== null) return;
+    if (this.#remote.asyncPair === 'fullCopy' || this.#remote.asyncPair === 'suspendedOverflow') return;
+    this.site.restore();
+    this.site.saveIfDirty();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Operator steps (site-control.ts carries them; operator.ts composes them)
+
+  /** FAIL_SITE at this site: it stops serving (its volumes and journal stay); in-flight writes fail. */
+  fail(): void {
+    if (!this.site.up) throw new SiteFailedError(this.id, 'failSite');
+    this.#links.setOnline(false);
+    this.#emit(this.site.fail());
+    if (this.id !== 3) this.#emit(this.site.setSyncPair('suspended'));
+    for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
+    this.#pullOutstanding = false;
+    this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
+    this.#applyRules();
+    this.site.saveIfDirty();
+  }
+
+  /**
+   * RECOVER_SITE at this site: up again with what its storage held, told which sync member is primary now
+   * (it may have changed while this site was down): a sync member takes its role from it, site 3 its source.
+   */
+  recover(primary: SyncSiteId): void {
+    if (primary !== 1 && primary !== 2) throw new InvalidArgumentError('recoverSite', 'primary', primary);
+    if (this.site.up) throw new SiteUpError(this.id, 'recoverSite');
+    this.site.recover();
+    this.#links.setOnline(true);
+    if (this.id === 3) {
+      if (this.site.source !== primary) {
+        this.site.setSource(primary);
+        this.#setAsyncPair('suspended');
+      }
+      if (this.#remote.asyncPair === 'copying' || this.#remote.asyncPair === 'deltaResync') this.#setAsyncPair('suspended');
+    } else {
+      this.site.setRole(primary === this.id ? 'primary' : 'secondary');
+    }
+    this.#applyRules();
+    this.site.saveIfDirty();
+  }
+
+  /** FENCE_SITE: site 1 accepts no host write from now on (P4, one-way until a resync). */
+  fence(): void {
+    if (this.id !== 1) throw new NotAllowedError('fenceSite', 'only site 1 can be fenced');
+    if (!this.site.up) throw new SiteFailedError(1, 'fenceSite');
+    if (this.site.role !== 'primary') throw new NotAllowedError('fenceSite', 'site 1 is not the primary');
+    if (this.site.fenced) throw new NotAllowedError('fenceSite', 'site 1 is already fenced');
+    this.site.fence();
+    for (const write of this.#queued.splice(0)) write.reject(new NotWritableError(1, 1, 'fenced'));
+    this.site.saveIfDirty();
+  }
+
+  /**
+   * Failover and failback steps at a sync member: take the role `role`, with the sync pair in `syncPair`.
+   * Demoting a primary is refused while it has host writes in flight or waiting (quiesce first).
+   * `takeover`: record the last update number as the takeover point (failover with site 3 unreachable).
+   * @see claims 16, 17, 25, 26, 27, 29
+   */
+  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): void {
+    if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
+    if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+    if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
+      throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
+    }
+    this.site.setRole(role);
+    this.#emit(this.site.setSyncPair(syncPair));
+    if (takeover) this.site.setTakeover(this.site.last);
+    this.site.setMode(this.#syncMemberMode());
+    this.site.saveIfDirty();
+  }
+
+  /** Site 3 asks `to` to judge its received number (claim 18) and returns the verdict. */
+  judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict> {
+    this.#requireRemoteIdle('judge');
+    if (!this.#links.isConnected(to)) throw new NotAllowedError('judge', `site ${to} is unreachable from site 3`);
+    return new Promise((resolve, reject) => {
+      this.#waiter = { kind: 'judge', purpose, resolve, reject };
+      this.#waiterSinceMs = this.#nowMs;
+      this.#sendOrFail(this.site.requestJudge(to, purpose), 'judge');
+    });
+  }
+
+  /** Site 3 takes a new source and async pair state, with the judgement that decided it. */
+  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): void {
+    if (this.id !== 3) throw new NotAllowedError('attach', 'only site 3 has a source');
+    if (!this.site.up) throw new SiteFailedError(3, 'attach');
+    this.site.setSource(source);
+    this.#remote.judgement = judgement;
+    this.#pullOutstanding = false;
+    this.#setAsyncPair(asyncPair);
+    this.#applyRules();
+    this.site.saveIfDirty();
+  }
+
+  /** Records a judgement at site 3 without acting on it (a refused, unforced failover: RemoteAhead). */
+  recordJudgement(judgement: Judgement): void {
+    if (this.id !== 3) throw new NotAllowedError('recordJudgement', 'only site 3 records judgements');
+    this.#remote.judgement = judgement;
+    this.#saveRemoteState();
+  }
+
+  /**
+   * DELTA_RESYNC: site 3 reads every missing entry from its source's journal and restores them (claims 19,
+   * 20); resolves `copying`, or `fullCopy` when the source's journal no longer covers it (P5).
+   */
+  deltaResync(): Promise<'copying' | 'fullCopy'> {
+    this.#requireRemoteIdle('deltaResync');
+    if (this.#remote.asyncPair !== 'deltaResync') throw new NotAllowedError('deltaResync', `async pair is ${this.#remote.asyncPair}`);
+    if (!this.#links.isConnected(this.site.source)) throw new NotAllowedError('deltaResync', 'source unreachable from site 3');
+    return new Promise((resolve, reject) => {
+      this.#waiter = { kind: 'deltaResync', resolve, reject };
+      this.#waiterSinceMs = this.#nowMs;
+      this.#sendOrFail(this.site.requestDeltaResync(this.config.pullBatchEntriesMax), 'deltaResync');
+    });
+  }
+
+  /** FULL_COPY: site 3's volumes become its source's; its journal empty at the source's last. */
+  fullCopy(): Promise<void> {
+    this.#requireRemoteIdle('fullCopy');
+    if (this.#remote.asyncPair !== 'fullCopy' && this.#remote.asyncPair !== 'suspendedOverflow') {
+      throw new NotAllowedError('fullCopy', `async pair is ${this.#remote.asyncPair}`);
+    }
+    if (!this.#links.isConnected(this.site.source)) throw new NotAllowedError('fullCopy', 'source unreachable from site 3');
+    return new Promise((resolve, reject) => {
+      this.#waiter = { kind: 'fullCopy', resolve, reject };
+      this.#waiterSinceMs = this.#nowMs;
+      this.#sendOrFail(this.site.requestFullCopy(), 'fullCopy');
+    });
+  }
+
+  /**
+   * RESYNC_SITE at the returning sync secondary: every block in either changed-block record is copied from
+   * the primary, then the pair is in sync again (reversed when site 2 is primary).
+   * @see claims 29, 30, 31
+   */
+  resync(): Promise<void> {
+    if (this.id === 3) throw new NotAllowedError('resyncSite', 'site 3 is not a sync member');
+    if (!this.site.up) throw new SiteFailedError(this.id, 'resyncSite');
+    if (this.site.role !== 'secondary') throw new NotAllowedError('resyncSite', `site ${this.id} is not the sync secondary`);
+    if (this.site.mode !== 'resyncing') throw new NotAllowedError('resyncSite', `site ${this.id} is ${this.site.mode}, not resyncing`);
+    if (this.#waiter !== null) throw new NotAllowedError('resyncSite', `a ${this.#waiter.kind} is under way`);
+    if (!this.#links.isConnected(this.#peer())) throw new NotAllowedError('resyncSite', 'sites 1 and 2 cannot reach each other');
+    return new Promise((resolve, reject) => {
+      this.#waiter = { kind: 'resync', resolve, reject };
+      this.#waiterSinceMs = this.#nowMs;
+      this.#sendOrFail(this.site.requestResync(), 'resyncSite');
+    });
+  }
+
+  /** What this site reports (`threesite status`); `digest` reads every byte of its volumes. */
+  status(digest: boolean): SiteStatus {
+    const site = this.site;
+    const journal = site.journal;
+    const connected = ([1, 2, 3] as const).filter((peer) => peer !== this.id && this.#links.isConnected(peer));
+    return {
+      site: this.id,
+      up: site.up,
+      role: site.role,
+      mode: site.mode,
+      fenced: site.fenced,
+      syncPair: this.id === 3 ? null : site.syncPair,
+      lastUpdateNumber: this.id === 3 ? site.restored : site.last,
+      journal: {
+        first: journal.first,
+        last: journal.last,
+        entries: journal.entries,
+        bytes: journal.bytes,
+        entriesMax: journal.limits.entriesMax,
+        bytesMax: journal.limits.bytesMax,
+        highWater: journal.highWater,
+      },
+      acceptsHostWrites: this.id !== 3 && this.acceptsHostWrites(),
+      changedBlocks: site.changed.count,
+      ackedAlone: site.ackedAlone,
+      inFlightWrites: site.inFlightWrites,
+      queuedWrites: this.#queued.length,
+      takeover: site.takeover,
+      knownRestored: site.knownRestored,
+      connected,
+      remote:
+        this.id === 3
+          ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
+          : null,
+      volumeDigest: digest ? site.digest() : null,
+    };
+  }
+
+  /** Saves, flushes and releases the site's storage; pending writes fail. */
+  close(): void {
+    for (const pending of this.#pending.values()) pending.reject(new SiteFailedError(this.id, 'host write'));
+    this.#pending.clear();
+    for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
+    this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
+    this.site.close();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Internals
+
+  #peer(): SyncSiteId {
+    return this.id === 1 ? 2 : 1;
+  }
+
+  #pairInSync(): boolean {
+    return this.site.syncPair === 'inSync' || this.site.syncPair === 'reversed';
+  }
+
+  #checkRange(volume: number, offset: number, length: number): void {
+    if (!Number.isInteger(volume) || volume < 0 || volume >= this.site.config.volumeCount) throw new NoSuchVolumeError(volume, this.site.config.volumeCount);
+    checkRange(offset, length, this.site.config.volumeBytes);
+  }
+
+  #requireRemoteIdle(operation: string): void {
+    if (this.id !== 3) throw new NotAllowedError(operation, 'only site 3 does this');
+    if (!this.site.up) throw new SiteFailedError(3, operation);
+    if (this.#waiter !== null) throw new NotAllowedError(operation, `a ${this.#waiter.kind} is under way`);
+  }
+
+  #refuse(peer: SiteId, kind: string, error: RefusalError): void {
+    this.refused.set(kind, (this.refused.get(kind) ?? 0) + 1);
+    if (!(error instanceof MalformedMessageError)) {
+      this.#log(`dropped ${kind} from site ${peer}: ${error.message}`);
+      return;
+    }
+    this.#links.disconnect(peer, `malformed message from site ${peer}: ${error.message}`);
+    this.onPeerDown(peer, 'it sent a malformed message');
+  }
+
+  /** Sends a step's messages; if one cannot be sent, the waiter fails (the step did not happen). */
+  #sendOrFail(out: SiteOutput, operation: string): void {
+    if (!this.#sendAll(out)) this.#failWaiter(new NotAcknowledgedError(operation, 'the peer is not connected'));
+  }
+
+  #sendAll(out: SiteOutput): boolean {
+    let all = true;
+    for (const envelope of out.send) all = this.#send(envelope) && all;
+    for (const note of out.notes) this.#onNote(note);
+    return all;
+  }
+
+  #send(envelope: SiteEnvelope): boolean {
+    assert(envelope.from === this.id, 'a node sends its own site messages', () => `from ${envelope.from}`);
+    return this.#links.send(envelope.to, encodeMessage(envelope.message));
+  }
+
+  #emit(out: SiteOutput): void {
+    for (const envelope of out.send) {
+      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && envelope.message.kind === 'syncWrite') {
+        // The secondary is unreachable: R1 decides this write and any other in flight.
+        this.#suspendSyncPair('a sync write found no link');
+      }
+    }
+    for (const note of out.notes) this.#onNote(note);
+  }
+
+  #onNote(note: SiteNote): void {
+    switch (note.kind) {
+      case 'hostWriteAcked': {
+        const pending = this.#pending.get(note.writeId);
+        assert(pending !== undefined, 'P1 every acknowledgement answers a submitted write', () => `write ${note.writeId}`);
+        this.#pending.delete(note.writeId);
+        pending.resolve({ updateNumber: note.updateNumber, alone: note.alone });
+        return;
+      }
+      case 'hostWriteFailed': {
+        const pending = this.#pending.get(note.writeId);
+        assert(pending !== undefined, 'every failure answers a submitted write', () => `write ${note.writeId}`);
+        this.#pending.delete(note.writeId);
+        pending.reject(note.error);
+        return;
+      }
+      case 'journalOverflow':
+        this.#log(`journal overflow at u=${note.updateNumber}: site 3 needs a full copy when it next pulls (P7)`);
+        return;
+      case 'judged':
+        // The source judged site 3: a reattach judgement clears the takeover point it used.
+        if (note.purpose === 'reattach') this.site.setTakeover(null);
+        return;
+      case 'resyncDone':
+        // The primary sent the whole resync: the pair is in sync again, atomically before any waiting write.
+        this.#emit(this.site.setSyncPair(this.id === 1 ? 'inSync' : 'reversed'));
+        this.site.setMode(this.#syncMemberMode());
+        return;
+      case 'pullRefused':
+        this.#pullOutstanding = false;
+        this.#setAsyncPair('suspendedOverflow');
+        return;
+      case 'deltaResyncRefused':
+        this.#setAsyncPair('fullCopy');
+        this.#resolveWaiter('deltaResync', 'fullCopy');
+        return;
+      case 'deltaResyncDone':
+      case 'fullCopyDone':
+        return;
+    }
+  }
+
+  /** What a handled message completes at this node. */
+  #afterMessage(peer: SiteId, message: Message): void {
+    switch (message.kind) {
+      case 'pullEntries':
+        this.#pullOutstanding = false;
+        return;
+      case 'verdict': {
+        const waiter = this.#waiter;
+        const judged: JudgedVerdict = { verdict: message.verdict, remoteReceived: message.remoteReceived, sourceLast: message.sourceLast };
+        if (message.purpose === 'reattach') {
+          // R2: site 3 is reattached; it copies on, or needs a full copy.
+          const state = message.verdict === 'noUpdateRequired' || message.verdict === 'deltaResync' ? 'copying' : 'fullCopy';
+          this.#remote.judgement = { ...judged, forced: false };
+          this.#setAsyncPair(state);
+        }
+        if (waiter?.kind === 'judge' && waiter.purpose === message.purpose) {
+          this.#waiter = null;
+          waiter.resolve(judged);
+        }
+        return;
+      }
+      case 'deltaResyncEntries':
+        if (message.final) {
+          this.#setAsyncPair('copying');
+          this.#resolveWaiter('deltaResync', 'copying');
+        }
+        return;
+      case 'copyBlocks':
+        if (!message.final) return;
+        if (message.purpose === 'fullCopy') {
+          this.#setAsyncPair('copying');
+          this.#resolveWaiter('fullCopy', undefined);
+        } else {
+          // The secondary holds the primary's image: the pair is in sync again from here on.
+          this.#emit(this.site.setSyncPair(peer === 1 ? 'inSync' : 'reversed'));
+          this.site.setMode(this.#syncMemberMode());
+          this.#resolveWaiter('resync', undefined);
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  #resolveWaiter(kind: Waiter['kind'], value: unknown): void {
+    const waiter = this.#waiter;
+    if (waiter === null || waiter.kind !== kind) return;
+    this.#waiter = null;
+    (waiter.resolve as (value: unknown) => void)(value);
+  }
+
+  #failWaiter(error: RefusalError): void {
+    const waiter = this.#waiter;
+    if (waiter === null) return;
+    this.#waiter = null;
+    waiter.reject(error);
+  }
+
+  #suspendSyncPair(why: string): void {
+    const state = this.site.syncPair;
+    if (state === 'suspended') return;
+    this.#log(`sync pair suspended (${why})`);
+    this.#emit(this.site.setSyncPair('suspended'));
+    this.site.setMode(this.#syncMemberMode());
+  }
+
+  #setAsyncPair(state: AsyncPairState): void {
+    if (this.#remote.asyncPair === state) return;
+    this.#log(`async pair ${this.#remote.asyncPair} -> ${state}`);
+    this.#remote.asyncPair = state;
+    this.#saveRemoteState();
+  }
+
+  #saveRemoteState(): void {
+    if (this.#saveRemote !== null) this.#saveRemote({ ...this.#remote });
+  }
+
+  /** Rules R1 and R2 as far as this site sees them, and the derived modes. */
+  #applyRules(): void {
+    if (this.id === 3) {
+      const three = this.site;
+      if (three.up) {
+        const attached = this.#links.isConnected(three.source);
+        const pair = this.#remote.asyncPair;
+        if ((pair === 'copying' || pair === 'deltaResync') && !attached && this.#waiter === null) this.#setAsyncPair('suspended');
+        else if (pair === 'suspended' && attached && this.#waiter === null) {
+          // R2: reattached, site 3 asks to be judged; the verdict sets the pair (#afterMessage).
+          this.#waiter = { kind: 'judge', purpose: 'reattach', resolve: () => undefined, reject: () => undefined };
+          this.#waiterSinceMs = this.#nowMs;
+          this.#sendOrFail(three.requestJudge(three.source, 'reattach'), 'judge');
+        }
+      }
+      const pair = this.#remote.asyncPair;
+      three.setMode(!three.up ? 'failed' : pair === 'deltaResync' || pair === 'fullCopy' ? 'resyncing' : 'normal');
+      return;
+    }
+    const member = this.site;
+    if (member.up) {
+      const linked = this.#links.isConnected(this.#peer());
+      const state = member.syncPair;
+      if ((state === 'inSync' || state === 'reversed' || state === 'resyncing') && !linked) this.#suspendSyncPair('no link to the peer');
+      else if (state === 'suspended' && linked) this.#emit(member.setSyncPair('resyncing'));
+    }
+    member.setMode(this.#syncMemberMode());
+    this.#drainQueue();
+  }
+
+  /** The mode of this sync member (model/README.md "Modes"), as the cluster derives it. */
+  #syncMemberMode(): SiteMode {
+    const member = this.site;
+    if (!member.up) return 'failed';
+    const pair = member.syncPair;
+    if (member.role === 'primary') return pair === 'reversed' ? 'syncReversed' : 'normal';
+    switch (pair) {
+      case 'inSync':
+        return 'normal';
+      case 'reversed':
+        return 'syncReversed';
+      case 'resyncing':
+        return 'resyncing';
+      case 'suspended':
+        return member.mode === 'failed' || member.mode === 'resyncing' ? 'resyncing' : 'normal';
+    }
+  }
+}

@@ -1,0 +1,348 @@
+/**
+ * Site nodes (impl/site-node.ts) and the operator (impl/operator.ts) without processes: three nodes over an
+ * in-memory network that delivers frames in order and reports connections going up and down as a real one
+ * does, driven through the operator's control-port client. The patent's story end to end (site 1 crashes,
+ * failover with delta resync, host 2 writes, site 1 returns, resync, reversed writes, failback), with volume
+ * bytes compared; then each local rule and each refusal on its own.
+ */
+import { describe, expect, it } from 'vitest';
+import type { SiteId } from '../../impl/storage-system.ts';
+import { NotWritableError, RefusalError } from '../../impl/errors.ts';
+import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/operator.ts';
+import { localClient } from '../../impl/site-control.ts';
+import { SiteNode, type NodeLinks } from '../../impl/site-node.ts';
+import { openSite } from '../../impl/site-open.ts';
+import { encodeMessage } from '../../impl/messages.ts';
+
+const blockBytes = 512;
+const volumeCount = 2;
+const volumeBytes = 8 * blockBytes;
+
+/** Three nodes' links: a frame queue per direction, connections that follow who is online and what is cut. */
+class MemoryNetwork {
+  readonly nodes = new Map<SiteId, SiteNode>();
+  readonly online = new Map<SiteId, boolean>([
+    [1, true],
+    [2, true],
+    [3, true],
+  ]);
+  readonly cut = new Set<string>();
+  readonly queue: { from: SiteId; to: SiteId; payload: Uint8Array }[] = [];
+  readonly log: string[] = [];
+  #pumping = false;
+
+  connected(a: SiteId, b: SiteId): boolean {
+    return a !== b && this.online.get(a) === true && this.online.get(b) === true && !this.cut.has(key(a, b)) && this.nodes.has(a) && this.nodes.has(b);
+  }
+
+  links(self: SiteId): NodeLinks {
+    return {
+      send: (peer, payload) => {
+        if (!this.connected(self, peer)) return false;
+        this.queue.push({ from: self, to: peer, payload });
+        this.#schedule();
+        return true;
+      },
+      isConnected: (peer) => this.connected(self, peer),
+      disconnect: (peer, reason) => {
+        this.log.push(`site ${self} disconnects ${peer}: ${reason}`);
+        this.change(() => this.cut.add(key(self, peer)));
+        // A disconnected peer reconnects at once (a real dialer retries).
+        this.change(() => this.cut.delete(key(self, peer)));
+      },
+      setOnline: (online) => this.change(() => this.online.set(self, online)),
+    };
+  }
+
+  /** Applies a change and tells each node about the connections it made or broke. */
+  change(action: () => void): void {
+    const pairs: [SiteId, SiteId][] = [
+      [1, 2],
+      [1, 3],
+      [2, 3],
+    ];
+    const before = pairs.map(([a, b]) => this.connected(a, b));
+    action();
+    pairs.forEach(([a, b], i) => {
+      const now = this.connected(a, b);
+      if (now === before[i]) return;
+      // Frames on a broken connection are lost.
+      if (!now) for (let j = this.queue.length - 1; j >= 0; j -= 1) if (key(this.queue[j]!.from, this.queue[j]!.to) === key(a, b)) this.queue.splice(j, 1);
+      for (const [self, peer] of [
+        [a, b],
+        [b, a],
+      ] as [SiteId, SiteId][]) {
+        const node = this.nodes.get(self);
+        if (node === undefined) continue;
+        if (now) node.onPeerUp(peer);
+        else node.onPeerDown(peer, 'connection closed');
+      }
+    });
+  }
+
+  #schedule(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    queueMicrotask(() => {
+      this.#pumping = false;
+      this.deliverAll();
+    });
+  }
+
+  deliverAll(): void {
+    while (this.queue.length > 0) {
+      const frame = this.queue.shift()!;
+      if (!this.connected(frame.from, frame.to)) continue;
+      this.nodes.get(frame.to)!.onFrame(frame.from, frame.payload);
+    }
+  }
+}
+
+function key(a: SiteId, b: SiteId): string {
+  return a < b ? `${a}-${b}` : `${b}-${a}`;
+}
+
+interface Deployment {
+  net: MemoryNetwork;
+  nodes: Record<SiteId, SiteNode>;
+  operator: Operator;
+  crashed: Set<SiteId>;
+  /** Site 3's timers: pull, then restore, until nothing is left to do. */
+  catchUp(): Promise<void>;
+}
+
+function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64): Deployment {
+  const net = new MemoryNetwork();
+  const nodes = {} as Record<SiteId, SiteNode>;
+  for (const id of [1, 2, 3] as const) {
+    const site = openSite(
+      { id, volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax: 16, flushEachWrite: false },
+      { entriesMax: journalEntriesMax, bytesMax: journalEntriesMax * (blockBytes + 128) },
+      { kind: 'memory' },
+    );
+    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`));
+    net.nodes.set(id, nodes[id]);
+  }
+  const crashed = new Set<SiteId>();
+  const client = (id: SiteId): SiteClient => {
+    const local = localClient(() => nodes[id]);
+    return new Proxy(local, {
+      get: (target, prop: keyof SiteClient) => (...args: never[]) => {
+        if (crashed.has(id)) return Promise.reject(new SiteUnreachableError(id, 'connection refused'));
+        return (target[prop] as (...a: never[]) => Promise<unknown>)(...args);
+      },
+    });
+  };
+  const operator = new Operator({ 1: client(1), 2: client(2), 3: client(3) });
+  const catchUp = async (): Promise<void> => {
+    for (let i = 0; i < 64; i += 1) {
+      nodes[3].onPullTimer();
+      await settle();
+      nodes[3].onRestoreTimer();
+      const status = await operator.status();
+      if (status.lag === 0) return;
+    }
+  };
+  return { net, nodes, operator, crashed, catchUp };
+}
+
+/** Lets queued frames and the promises they resolve run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+function block(fill: number): Uint8Array {
+  return new Uint8Array(blockBytes).fill(fill);
+}
+
+/** A crash of a site's process: its peers see the connections close; it does nothing more. */
+function crash(d: Deployment, id: SiteId): void {
+  d.crashed.add(id);
+  d.net.change(() => d.net.online.set(id, false));
+}
+
+/** The process restarts over the same storage: it comes back failed until the operator recovers it. */
+function restart(d: Deployment, id: SiteId): void {
+  d.crashed.delete(id);
+  d.net.online.set(id, true);
+  d.nodes[id].restartedAfterStop();
+}
+
+describe('site nodes and the operator: the story end to end', () => {
+  it('crash of site 1, failover with delta resync, host 2 writes, resync of site 1, reversed writes, failback; P1 and P6 on the bytes', async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    // Normal writes: acknowledged once site 2 journaled them, with the same update number (claims 2-6).
+    for (let i = 0; i < 6; i += 1) {
+      const { updateNumber, alone } = await nodes[1].hostWrite(i % 2, (i % 8) * blockBytes, block(i + 1));
+      expect(updateNumber).toBe(i + 1);
+      expect(alone).toBe(false);
+    }
+    expect(nodes[2].site.last).toBe(6);
+    expect(nodes[2].site.read(1, 1 * blockBytes, blockBytes)).toEqual(block(2));
+    // Site 3 pulls 4 and restores them; it lags by 2 when site 1 dies.
+    nodes[3].onPullTimer();
+    await settle();
+    nodes[3].onRestoreTimer();
+    expect(nodes[3].site.restored).toBe(4);
+
+    crash(d, 1);
+    expect(nodes[2].site.syncPair).toBe('suspended');
+    expect(nodes[3].asyncPair).toBe('suspended');
+    const judgement = await operator.failover(false);
+    expect(judgement).toEqual({ verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6, forced: false });
+    expect(await operator.deltaResync()).toBe('copying');
+    expect(nodes[3].site.restored).toBe(6);
+    expect(nodes[3].site.digest()).toBe(nodes[2].site.digest());
+
+    // Host 2 writes at site 2, continuing the update numbers (claim 27), on site 2 alone.
+    const w7 = await nodes[2].hostWrite(0, 0, block(70));
+    expect(w7).toEqual({ updateNumber: 7, alone: true });
+
+    // Site 1's process restarts: failed until recovered; then resync and reversed sync (claims 29-35).
+    restart(d, 1);
+    expect(nodes[1].site.up).toBe(false);
+    expect(() => nodes[1].hostWrite(0, 0, block(1))).toThrow(NotWritableError);
+    await operator.recover(1);
+    expect(nodes[1].site.role).toBe('secondary');
+    expect(nodes[1].site.mode).toBe('resyncing');
+    await operator.resync(1);
+    expect(nodes[1].site.syncPair).toBe('reversed');
+    expect(nodes[2].site.syncPair).toBe('reversed');
+    expect(nodes[1].site.digest()).toBe(nodes[2].site.digest());
+    const w8 = await nodes[2].hostWrite(1, 3 * blockBytes, block(80));
+    expect(w8).toEqual({ updateNumber: 8, alone: false });
+    expect(nodes[1].site.journal.last).toBe(8); // site 1 journals with site 2's update number (claims 33-35)
+
+    await d.catchUp();
+    const back = await operator.failback();
+    expect(back.verdict).toBe('noUpdateRequired');
+    expect((await operator.status()).primary).toBe(1);
+    const w9 = await nodes[1].hostWrite(0, 5 * blockBytes, block(90));
+    expect(w9).toEqual({ updateNumber: 9, alone: false });
+    await d.catchUp();
+    const digests = [1, 2, 3].map((id) => nodes[id as SiteId].site.digest());
+    expect(new Set(digests).size).toBe(1);
+    const status = await operator.status();
+    expect(status.syncPair).toBe('inSync');
+    expect(status.asyncPair).toBe('copying');
+    expect(status.standbyPair).toBe('hold');
+    expect(status.lag).toBe(0);
+  });
+});
+
+describe('site nodes: local rules', () => {
+  it('R1 under fence policy refuse: writes in flight fail when the link goes down, later ones are refused', async () => {
+    const d = deploy('refuse');
+    const inFlight = d.nodes[1].hostWrite(0, 0, block(1));
+    d.net.change(() => d.net.cut.add('1-2'));
+    await expect(inFlight).rejects.toBeInstanceOf(NotWritableError);
+    expect(() => d.nodes[1].hostWrite(0, 0, block(2))).toThrow(NotWritableError);
+    expect(d.nodes[1].site.changed.count).toBe(1);
+  });
+
+  it('R1 under keepWriting: a write with no link is acknowledged alone and recorded; the pair resyncs when the link is back', async () => {
+    const d = deploy('keepWriting');
+    d.net.change(() => d.net.cut.add('1-2'));
+    expect(await d.nodes[1].hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: true });
+    expect((await d.operator.status()).ackedOnOneSite).toBe(1);
+    d.net.change(() => d.net.cut.delete('1-2'));
+    expect(d.nodes[2].site.mode).toBe('resyncing');
+    await d.operator.resync(2);
+    expect(d.nodes[2].site.digest()).toBe(d.nodes[1].site.digest());
+    expect(await d.nodes[1].hostWrite(0, blockBytes, block(2))).toEqual({ updateNumber: 2, alone: false });
+  });
+
+  it('an unanswered sync write takes the link down after the answer timeout', async () => {
+    const d = deploy('keepWriting');
+    d.net.nodes.delete(2); // site 2 stops answering without closing its connection... (its frames go nowhere)
+    d.net.nodes.set(2, d.nodes[2]);
+    const original = d.nodes[2].onFrame.bind(d.nodes[2]);
+    d.nodes[2].onFrame = () => undefined;
+    const write = d.nodes[1].hostWrite(0, 0, block(1));
+    d.nodes[1].onTick(0);
+    d.nodes[1].onTick(1001);
+    expect(await write).toEqual({ updateNumber: 1, alone: true });
+    expect(d.net.log.some((line) => line.includes('not answered within 1000 ms'))).toBe(true);
+    d.nodes[2].onFrame = original;
+  });
+
+  it('R2: site 3 is suspended while its source is unreachable and judged when it is back', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    d.net.change(() => d.net.cut.add('1-3'));
+    expect(d.nodes[3].asyncPair).toBe('suspended');
+    d.net.change(() => d.net.cut.delete('1-3'));
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    expect((await d.operator.status()).judgement).toEqual({ verdict: 'deltaResync', remoteReceived: 0, sourceLast: 1, forced: false });
+  });
+
+  it('journal overflow at the source: the pull is refused, site 3 is suspended by overflow, a full copy restores it (P7)', async () => {
+    const d = deploy('keepWriting', 4);
+    for (let i = 0; i < 6; i += 1) await d.nodes[1].hostWrite(0, (i % 8) * blockBytes, block(i + 1));
+    d.nodes[3].onPullTimer();
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('suspendedOverflow');
+    expect((await d.operator.status()).standbyPair).toBe('holdError');
+    await d.operator.fullCopy();
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    expect(d.nodes[3].site.digest()).toBe(d.nodes[1].site.digest());
+    expect(d.nodes[3].site.restored).toBe(6);
+  });
+
+  it('a malformed frame disconnects the peer and changes nothing', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    const before = JSON.stringify(d.nodes[2].status(true));
+    d.nodes[2].onFrame(3, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    expect(d.net.log.some((line) => line.includes('malformed message from site 3'))).toBe(true);
+    expect(JSON.stringify(d.nodes[2].status(true))).toBe(before);
+    // From the sync peer, the disconnect suspends the pair (R1); the data stay as they were.
+    const digest = d.nodes[2].site.digest();
+    d.nodes[2].onFrame(1, new Uint8Array(12));
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    expect(d.nodes[2].site.digest()).toBe(digest);
+    expect(d.nodes[2].site.last).toBe(1);
+    // A well-formed message the site does not take now is dropped, not acted on.
+    const after = JSON.stringify(d.nodes[2].status(true));
+    d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', updateNumber: 9 }));
+    expect(d.nodes[2].refused.get('syncWriteAck')).toBe(1);
+    expect(JSON.stringify(d.nodes[2].status(true))).toBe(after);
+  });
+});
+
+describe('the operator: refusals', () => {
+  it('failover is refused while site 1 is up and not fenced (P4), allowed once it is fenced', async () => {
+    const d = deploy();
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await d.operator.fence(1);
+    expect(() => d.nodes[1].hostWrite(0, 0, block(1))).toThrow(NotWritableError);
+    await d.operator.failover(false);
+    expect((await d.operator.status()).primary).toBe(2);
+    expect(d.nodes[1].site.role).toBe('secondary');
+  });
+
+  it('failover is refused when site 3 holds updates site 2 lacks, unless forced (then a full copy)', async () => {
+    const d = deploy('keepWriting');
+    d.net.change(() => d.net.cut.add('1-2'));
+    await d.nodes[1].hostWrite(0, 0, block(1)); // on site 1 alone
+    await d.catchUp(); // site 3 pulls it from site 1
+    crash(d, 1);
+    d.net.change(() => d.net.cut.delete('1-2'));
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ code: 'RemoteAhead' });
+    expect((await d.operator.status()).judgement).toMatchObject({ verdict: 'remoteAhead', forced: false });
+    const judgement = await d.operator.failover(true);
+    expect(judgement).toMatchObject({ verdict: 'remoteAhead', forced: true });
+    expect(d.nodes[3].asyncPair).toBe('fullCopy');
+    await d.operator.fullCopy();
+    expect(d.nodes[3].site.digest()).toBe(d.nodes[2].site.digest());
+  });
+
+  it('failback is refused unless the pair is reversed, and a refused step is a typed refusal', async () => {
+    const d = deploy();
+    const error = await d.operator.failback().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RefusalError);
+    expect(error).toMatchObject({ code: 'NotAllowed' });
+  });
+});
