@@ -1,8 +1,8 @@
 /**
- * Vitest global setup: the system packages some tests need (a browser for the review page; later disk-image
- * tools and an NBD server). A test suite that silently skips what it cannot run proves nothing, so a missing
- * binary is installed with apt-get when the suite runs as root, and otherwise the run fails with the package
- * to install named. Add an entry to {@link systemPackages} for every binary a test needs.
+ * Vitest global setup: the system packages some tests need (a browser for the review page; qemu, libnbd,
+ * nbdkit and fio as clients of the NBD server). A test suite that silently skips what it cannot run proves
+ * nothing, so a missing binary is installed with apt-get when the suite runs as root, and otherwise the run
+ * fails with the package to install named. Add an entry to {@link systemPackages} for every binary a test needs.
  */
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
@@ -20,6 +20,12 @@ export interface SystemPackage {
 /** Every system binary the test suite needs. */
 export const systemPackages: readonly SystemPackage[] = [
   { binary: '/usr/bin/chromium', package: 'chromium', neededBy: 'test/review/page.test.ts (the review page in a headless browser)' },
+  { binary: '/usr/bin/qemu-io', package: 'qemu-utils', neededBy: "test/impl/nbd-server.test.ts (qemu's NBD client reads and writes the exports)" },
+  { binary: '/usr/bin/qemu-img', package: 'qemu-utils', neededBy: 'test/impl/nbd-server.test.ts (qemu-img compare of two exports)' },
+  { binary: '/usr/bin/nbdinfo', package: 'libnbd-bin', neededBy: 'test/impl/nbd-server.test.ts (libnbd lists the exports and their block sizes)' },
+  { binary: '/usr/bin/nbdcopy', package: 'libnbd-bin', neededBy: 'test/impl/nbd-server.test.ts (libnbd copies an export to a file and back)' },
+  { binary: '/usr/bin/nbdkit', package: 'nbdkit', neededBy: 'test/impl/nbd-server.test.ts (a pattern source for nbdcopy into a read-only export)' },
+  { binary: '/usr/bin/fio', package: 'fio', neededBy: "test/impl/nbd-server.test.ts (fio's nbd engine: pipelined random writes, verified)" },
 ];
 
 /** How long apt-get may wait for the dpkg lock (another install may be running), in seconds. */
