@@ -23,6 +23,8 @@ export interface SiteClient {
   fail(): Promise<void>;
   recover(primary: SyncSiteId): Promise<void>;
   fence(): Promise<void>;
+  cutLink(peer: SiteId): Promise<void>;
+  restoreLink(peer: SiteId): Promise<void>;
   setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): Promise<void>;
   judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict>;
   attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): Promise<void>;
@@ -120,6 +122,27 @@ export class Operator {
   async recover(site: SiteId): Promise<void> {
     const status = await this.status();
     await this.clients[site].recover(status.primary);
+  }
+
+  /**
+   * CUT_LINK / RESTORE_LINK between sites `a` and `b`, at both ends (an end that cannot be reached is
+   * skipped: its connection goes down with the other end's). Refused with the first end's typed error.
+   */
+  async setLinkCut(a: SiteId, b: SiteId, cut: boolean): Promise<void> {
+    if (a === b) throw new NotAllowedError(cut ? 'cutLink' : 'restoreLink', 'a link joins two different sites');
+    let reached = 0;
+    for (const [self, peer] of [
+      [a, b],
+      [b, a],
+    ] as [SiteId, SiteId][]) {
+      try {
+        await (cut ? this.clients[self].cutLink(peer) : this.clients[self].restoreLink(peer));
+        reached += 1;
+      } catch (error) {
+        if (!(error instanceof SiteUnreachableError)) throw error;
+      }
+    }
+    if (reached === 0) throw new SiteUnreachableError(a, `neither end of link ${Math.min(a, b)}-${Math.max(a, b)} answers`);
   }
 
   /** FENCE_SITE: site 1 accepts no more host writes (P4). */

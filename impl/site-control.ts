@@ -59,6 +59,7 @@ function field<T>(args: Args, name: string, ok: (value: unknown) => boolean): T 
 }
 
 const isSync = (value: unknown): boolean => value === 1 || value === 2;
+const isSite = (value: unknown): boolean => value === 1 || value === 2 || value === 3;
 const isBool = (value: unknown): boolean => typeof value === 'boolean';
 const inList = (list: readonly string[]) => (value: unknown) => typeof value === 'string' && list.includes(value);
 const isCount = (value: unknown): boolean => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
@@ -86,6 +87,10 @@ export async function dispatchControl(node: SiteNode, op: string, args: Args): P
       return node.recover(field<SyncSiteId>(args, 'primary', isSync));
     case 'fence':
       return node.fence();
+    case 'cutLink':
+      return node.cutLink(field<SiteId>(args, 'peer', isSite));
+    case 'restoreLink':
+      return node.restoreLink(field<SiteId>(args, 'peer', isSite));
     case 'setRole':
       return node.setRole(
         field<'primary' | 'secondary'>(args, 'role', inList(['primary', 'secondary'])),
@@ -124,6 +129,8 @@ function clientOver(call: (op: string, args?: Args) => Promise<never>): SiteClie
     fail: () => call('fail'),
     recover: (primary) => call('recover', { primary }),
     fence: () => call('fence'),
+    cutLink: (peer) => call('cutLink', { peer }),
+    restoreLink: (peer) => call('restoreLink', { peer }),
     setRole: (role, syncPair, takeover) => call('setRole', { role, syncPair, takeover }),
     judge: (to, purpose) => call('judge', { to, purpose }),
     attach: (source, asyncPair, judgement) => call('attach', { source, asyncPair, judgement }),

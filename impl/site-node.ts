@@ -34,6 +34,7 @@
 import type { AsyncPairState, Judgement, SiteMode, SyncPairState, SyncSiteId } from '../model/observation.ts';
 import {
   InvalidArgumentError,
+  LinkStateError,
   MalformedMessageError,
   NoSuchVolumeError,
   NotAcknowledgedError,
@@ -63,6 +64,8 @@ export interface NodeLinks {
    * A failed site keeps no connection, so to its peers "connected" means "up and reachable".
    */
   setOnline(online: boolean): void;
+  /** Cuts the link to a peer (closed, neither dialled nor accepted) or restores it; a cut outlives `setOnline`. */
+  setCut(peer: SiteId, cut: boolean): void;
 }
 
 /** The parts of the deployment's configuration a node needs. */
@@ -105,6 +108,8 @@ export interface SiteStatus {
   knownRestored: number;
   /** Peers this site is connected to now. */
   connected: SiteId[];
+  /** Peers whose link the operator cut at this site. */
+  cut: SiteId[];
   /** Site 3 only: received and restored update numbers, source, async pair and last judgement. */
   remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
   /** SHA-256 of the volumes, when asked for (it reads every byte). */
@@ -164,6 +169,7 @@ export class SiteNode {
   #pullSentAtMs = 0;
   #waiter: Waiter | null = null;
   #waiterSinceMs = 0;
+  readonly #cut = new Set<SiteId>();
   /** Messages refused from peers, by kind (the peer was disconnected each time). */
   readonly refused = new Map<string, number>();
 
@@ -308,6 +314,7 @@ export class SiteNode {
     if (this.id === 3 && peer === this.site.source) {
       this.#pullOutstanding = false;
       this.#failWaiter(new NotAcknowledgedError('remote', `the link to site ${peer} went down (${reason})`));
+      if (this.#remote.asyncPair === 'copying' || this.#remote.asyncPair === 'deltaResync') this.#setAsyncPair('suspended');
     }
     if (this.id !== 3 && peer === this.#peer()) {
       if (this.#waiter?.kind === 'resync') this.#failWaiter(new NotAcknowledgedError('resyncSite', `the link to site ${peer} went down`));
@@ -419,6 +426,27 @@ export class SiteNode {
     }
     this.#applyRules();
     this.site.saveIfDirty();
+  }
+
+  /**
+   * CUT_LINK at this end: the link to `peer` loses everything until restored (the peer's end is cut by the
+   * operator too); the rules then act as for any link that goes down. {@link LinkStateError} if already cut.
+   */
+  cutLink(peer: SiteId): void {
+    if (peer === this.id || ![1, 2, 3].includes(peer)) throw new InvalidArgumentError('cutLink', 'peer', peer);
+    const link = this.id < peer ? `${this.id}-${peer}` : `${peer}-${this.id}`;
+    if (this.#cut.has(peer)) throw new LinkStateError(link, true, 'cutLink');
+    this.#cut.add(peer);
+    this.#links.setCut(peer, true);
+  }
+
+  /** RESTORE_LINK at this end. {@link LinkStateError} if not cut. */
+  restoreLink(peer: SiteId): void {
+    if (peer === this.id || ![1, 2, 3].includes(peer)) throw new InvalidArgumentError('restoreLink', 'peer', peer);
+    const link = this.id < peer ? `${this.id}-${peer}` : `${peer}-${this.id}`;
+    if (!this.#cut.has(peer)) throw new LinkStateError(link, false, 'restoreLink');
+    this.#cut.delete(peer);
+    this.#links.setCut(peer, false);
   }
 
   /** FENCE_SITE: site 1 accepts no host write from now on (P4, one-way until a resync). */
@@ -559,6 +587,7 @@ export class SiteNode {
       takeover: site.takeover,
       knownRestored: site.knownRestored,
       connected,
+      cut: [...this.#cut].sort(),
       remote:
         this.id === 3
           ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
@@ -759,10 +788,9 @@ export class SiteNode {
     if (this.id === 3) {
       const three = this.site;
       if (three.up) {
-        const attached = this.#links.isConnected(three.source);
-        const pair = this.#remote.asyncPair;
-        if ((pair === 'copying' || pair === 'deltaResync') && !attached && this.#waiter === null) this.#setAsyncPair('suspended');
-        else if (pair === 'suspended' && attached && this.#waiter === null) {
+        // Suspension happens where a link is seen to go down (onPeerDown): a link not yet made at start
+        // suspends nothing.
+        if (this.#remote.asyncPair === 'suspended' && this.#links.isConnected(three.source) && this.#waiter === null) {
           // R2: reattached, site 3 asks to be judged; the verdict sets the pair (#afterMessage).
           this.#waiter = { kind: 'judge', purpose: 'reattach', resolve: () => undefined, reject: () => undefined };
           this.#waiterSinceMs = this.#nowMs;
@@ -775,10 +803,8 @@ export class SiteNode {
     }
     const member = this.site;
     if (member.up) {
-      const linked = this.#links.isConnected(this.#peer());
-      const state = member.syncPair;
-      if ((state === 'inSync' || state === 'reversed' || state === 'resyncing') && !linked) this.#suspendSyncPair('no link to the peer');
-      else if (state === 'suspended' && linked) this.#emit(member.setSyncPair('resyncing'));
+      // As at site 3, suspension happens where the link is seen to go down or a write finds none.
+      if (member.syncPair === 'suspended' && this.#links.isConnected(this.#peer())) this.#emit(member.setSyncPair('resyncing'));
     }
     member.setMode(this.#syncMemberMode());
     this.#drainQueue();

@@ -51,6 +51,7 @@ class MemoryNetwork {
         this.change(() => this.cut.delete(key(self, peer)));
       },
       setOnline: (online) => this.change(() => this.online.set(self, online)),
+      setCut: (peer, cut) => this.change(() => (cut ? this.cut.add(key(self, peer)) : this.cut.delete(key(self, peer)))),
     };
   }
 

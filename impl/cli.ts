@@ -1,0 +1,217 @@
+/**
+ * `threesite`: the command of a deployment of site processes.
+ *
+ *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json
+ *     threesite serve --site N --config FILE                                             run one site
+ *     threesite status [--json] [--digest] --config FILE                                 every site's state
+ *     threesite fail|recover --site N --config FILE
+ *     threesite cut-link|restore-link --link A-B --config FILE                          a link between two sites
+ *     threesite fence --config FILE                                                      site 1 takes no more writes
+ *     threesite failover [--force] --config FILE                                         host 2 takes over at site 2
+ *     threesite delta-resync|full-copy --config FILE                                     site 3 catches up
+ *     threesite resync --site N --config FILE                                            the returning member resyncs
+ *     threesite failback --config FILE                                                   back to site 1 as primary
+ *
+ * Exit status: 0 done, 1 refused by the system (the refusal's code and message on stderr), 2 bad usage or
+ * configuration, 3 a site needed for the command is unreachable.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { SiteId, SyncSiteId } from '../model/observation.ts';
+import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
+import { ConfigError, RefusalError } from './errors.ts';
+import { Operator, SiteUnreachableError, type DeploymentStatus } from './operator.ts';
+import { tcpClient } from './site-control.ts';
+import { serveSite } from './site-serve.ts';
+
+const usage = `usage: threesite COMMAND [options]
+  init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]
+  serve --site N --config FILE
+  status [--json] [--digest] --config FILE
+  fail --site N | recover --site N | fence | failover [--force] | delta-resync | full-copy
+  cut-link --link A-B | restore-link --link A-B
+  resync --site N | failback                          (each with --config FILE)`;
+
+class UsageError extends Error {}
+
+function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
+  const site = Number(raw);
+  if (!allowed.includes(site)) throw new UsageError(`--site must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+  return site as SiteId;
+}
+
+function operatorFor(config: DeploymentConfig): Operator {
+  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort);
+  return new Operator({ 1: client(1), 2: client(2), 3: client(3) });
+}
+
+/** The status as a person reads it: one line per site, then the pairs. */
+export function formatStatus(status: DeploymentStatus): string {
+  const lines: string[] = [];
+  for (const id of [1, 2, 3] as const) {
+    const s = status.sites[id];
+    if (s === null) {
+      lines.push(`site ${id}  unreachable (${status.unreachable[id] ?? 'no answer'})`);
+      continue;
+    }
+    const journal = `journal [${s.journal.first}..${s.journal.last}] ${s.journal.entries}/${s.journal.entriesMax} entries${s.journal.highWater ? ' HIGH-WATER' : ''}`;
+    const head = `site ${id}  ${s.up ? 'up    ' : 'FAILED'} ${s.role.padEnd(9)} ${s.mode.padEnd(12)} u=${s.lastUpdateNumber}  ${journal}`;
+    const tail =
+      s.remote !== null
+        ? `  received ${s.remote.received} restored ${s.remote.restored} source ${s.remote.source}`
+        : `  ${s.acceptsHostWrites ? 'accepts writes' : 'no writes'}${s.fenced ? ', fenced' : ''}, changed blocks ${s.changedBlocks}, sync pair ${s.syncPair}`;
+    lines.push(head + tail + (s.volumeDigest ? `  sha256 ${s.volumeDigest.slice(0, 16)}` : ''));
+  }
+  lines.push(`sync pair ${status.syncPair} (primary site ${status.primary}), async pair ${status.asyncPair ?? 'unknown'}, standby pair ${status.standbyPair}, lag ${status.lag ?? 'unknown'}`);
+  if (status.ackedOnOneSite > 0) lines.push(`writes acknowledged on one site only: ${status.ackedOnOneSite}`);
+  if (status.judgement !== null) {
+    const j = status.judgement;
+    lines.push(`last judgement: ${j.verdict} (site 3 held ${j.remoteReceived}, source at ${j.sourceLast})${j.forced ? ', forced' : ''}`);
+  }
+  return lines.join('\n');
+}
+
+async function run(argv: string[]): Promise<number> {
+  if (argv[0] === '--help' || argv[0] === '-h') argv = ['help', ...argv.slice(1)];
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string' },
+      site: { type: 'string' },
+      link: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      digest: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      dir: { type: 'string' },
+      'base-port': { type: 'string', default: '7100' },
+      'volume-bytes': { type: 'string' },
+      volumes: { type: 'string' },
+      'fence-policy': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (command === undefined || values.help || command === 'help') {
+    console.log(usage);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'init') {
+    if (values.dir === undefined) throw new UsageError('init needs --dir DIR');
+    const basePort = Number(values['base-port']);
+    if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65535 - 9) throw new UsageError(`--base-port must be in [1024, 65526], got ${values['base-port']}`);
+    const policy = values['fence-policy'];
+    if (policy !== undefined && policy !== 'refuse' && policy !== 'keepWriting') throw new UsageError(`--fence-policy is refuse or keepWriting, got ${policy}`);
+    const dir = path.resolve(values.dir);
+    fs.mkdirSync(dir, { recursive: true });
+    const config = localDeploymentConfig({
+      cluster: path.basename(dir),
+      dir,
+      basePort,
+      ...(values['volume-bytes'] ? { volumeBytes: Number(values['volume-bytes']) } : {}),
+      ...(values.volumes ? { volumeCount: Number(values.volumes) } : {}),
+      ...(policy ? { fencePolicy: policy } : {}),
+    });
+    const file = path.join(dir, 'cluster.json');
+    validateDeploymentConfig(config, dir);
+    fs.writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+    console.log(file);
+    return 0;
+  }
+  if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
+  const config = loadDeploymentConfig(values.config);
+  if (command === 'serve') {
+    const id = siteOf(values.site, [1, 2, 3]);
+    const log = (line: string): void => {
+      process.stderr.write(`${new Date().toISOString()} site ${id} ${line}\n`);
+    };
+    const running = await serveSite(config, id, log);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string): void => {
+        log(`${signal}: closing`);
+        running.close().then(resolve, (error: unknown) => {
+          log(`close failed: ${(error as Error).message}`);
+          resolve();
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  }
+  const operator = operatorFor(config);
+  switch (command) {
+    case 'status': {
+      const status = await operator.status(values.digest);
+      console.log(values.json ? JSON.stringify(status) : formatStatus(status));
+      return 0;
+    }
+    case 'fail':
+      await operator.fail(siteOf(values.site, [1, 2, 3]));
+      break;
+    case 'recover':
+      await operator.recover(siteOf(values.site, [1, 2, 3]));
+      break;
+    case 'cut-link':
+    case 'restore-link': {
+      const link = values.link ?? '';
+      const match = /^([123])-([123])$/.exec(link);
+      if (match === null || match[1] === match[2]) throw new UsageError(`${command} needs --link A-B (sites 1, 2, 3), got ${JSON.stringify(link)}`);
+      await operator.setLinkCut(Number(match[1]) as SiteId, Number(match[2]) as SiteId, command === 'cut-link');
+      break;
+    }
+    case 'fence':
+      await operator.fence(values.site === undefined ? 1 : siteOf(values.site, [1, 2, 3]));
+      break;
+    case 'failover': {
+      const judgement = await operator.failover(values.force);
+      console.log(judgement === null ? 'failed over; site 3 was unreachable: it is judged when it returns' : `failed over; judge: ${judgement.verdict} (site 3 held ${judgement.remoteReceived}, site 2 at ${judgement.sourceLast})${judgement.forced ? ', forced' : ''}`);
+      break;
+    }
+    case 'delta-resync':
+      console.log(`async pair ${await operator.deltaResync()}`);
+      break;
+    case 'full-copy':
+      await operator.fullCopy();
+      break;
+    case 'resync':
+      await operator.resync(siteOf(values.site, [1, 2]) as SyncSiteId);
+      break;
+    case 'failback': {
+      const judgement = await operator.failback();
+      console.log(`failed back; judge: ${judgement.verdict} (site 3 held ${judgement.remoteReceived}, site 1 at ${judgement.sourceLast})`);
+      break;
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+  if (!values.json) console.log(formatStatus(await operator.status()));
+  return 0;
+}
+
+/** Runs the command; resolves with its exit status. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`threesite: ${error.message}\n${usage}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      console.error(`threesite: configuration: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof SiteUnreachableError) {
+      console.error(`threesite: ${error.message}`);
+      return 3;
+    }
+    if (error instanceof RefusalError) {
+      console.error(`threesite: refused (${error.code}): ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}

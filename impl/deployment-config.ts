@@ -1,0 +1,187 @@
+/**
+ * The configuration of a deployment of three site processes (`threesite serve --site N --config FILE`):
+ * the consistency group every site holds (volumes, journal capacity, limits), the timing of site 3's pulls
+ * and of answers, and for each site where it listens (peer port, NBD port, control port) and where it keeps
+ * its data. One file for the three processes and the operator, so they cannot disagree; relative paths are
+ * read from the file's own directory. Checked field by field: a bad value is a {@link ConfigError} naming it.
+ *
+ * ```json
+ * { "cluster": "demo", "volumeCount": 2, "volumeBytes": 67108864, "blockBytes": 4096,
+ *   "journal": { "entriesMax": 65536, "bytesMax": 268435456 }, "pullBatchEntriesMax": 256,
+ *   "pullIntervalMs": 20, "restoreIntervalMs": 20, "answerTimeoutMs": 2000, "fencePolicy": "keepWriting",
+ *   "sites": { "1": { "host": "127.0.0.1", "peerPort": 7101, "nbdPort": 10809, "controlPort": 7201, "dir": "site-1" },
+ *              "2": { ... }, "3": { ... } } }
+ * ```
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { hostWriteBytesMax, validateClusterConfig } from './cluster-config.ts';
+import { ConfigError } from './errors.ts';
+import type { JournalLimits } from './journal.ts';
+import type { SiteId } from './storage-system.ts';
+
+/** Largest configuration file: 1 MiB. */
+export const deploymentConfigBytesMax = 1 << 20;
+
+/** Shortest and longest pull and restore intervals, in milliseconds. */
+export const intervalMsMin = 1;
+export const intervalMsMax = 3_600_000;
+
+/** Shortest and longest answer timeout, in milliseconds. */
+export const answerTimeoutMsMin = 10;
+export const answerTimeoutMsMax = 600_000;
+
+/** Where one site process listens and keeps its data. */
+export interface SiteEndpoint {
+  /** The address its ports listen on and its peers dial (loopback in tests). */
+  host: string;
+  peerPort: number;
+  nbdPort: number;
+  controlPort: number;
+  /** Its data directory (volumes, journal, state files), absolute once loaded. */
+  dir: string;
+}
+
+/** A deployment's configuration, validated. */
+export interface DeploymentConfig {
+  cluster: string;
+  volumeCount: number;
+  volumeBytes: number;
+  blockBytes: number;
+  journal: JournalLimits;
+  pullBatchEntriesMax: number;
+  pullIntervalMs: number;
+  restoreIntervalMs: number;
+  answerTimeoutMs: number;
+  fencePolicy: 'refuse' | 'keepWriting';
+  inFlightWritesMax: number;
+  /** fsync the journal and the volume at every write (default false: NBD FLUSH and FUA make writes durable). */
+  flushEachWrite: boolean;
+  sites: Record<SiteId, SiteEndpoint>;
+}
+
+function integer(field: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(field, value, `must be an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+function endpoint(site: SiteId, value: unknown, base: string): SiteEndpoint {
+  if (typeof value !== 'object' || value === null) throw new ConfigError(`sites.${site}`, value, 'must be an object');
+  const v = value as Record<string, unknown>;
+  if (typeof v.host !== 'string' || v.host.length === 0) throw new ConfigError(`sites.${site}.host`, v.host, 'must be a host name or address');
+  if (typeof v.dir !== 'string' || v.dir.length === 0) throw new ConfigError(`sites.${site}.dir`, v.dir, 'must be a directory path');
+  return {
+    host: v.host,
+    peerPort: integer(`sites.${site}.peerPort`, v.peerPort, 1, 65535),
+    nbdPort: integer(`sites.${site}.nbdPort`, v.nbdPort, 1, 65535),
+    controlPort: integer(`sites.${site}.controlPort`, v.controlPort, 1, 65535),
+    dir: path.resolve(base, v.dir),
+  };
+}
+
+/** Checks a configuration object; `base` is the directory relative paths are read from. */
+export function validateDeploymentConfig(value: unknown, base: string): DeploymentConfig {
+  if (typeof value !== 'object' || value === null) throw new ConfigError('config', value, 'must be an object');
+  const v = value as Record<string, unknown>;
+  if (typeof v.cluster !== 'string' || v.cluster.length === 0 || v.cluster.length > 256) throw new ConfigError('cluster', v.cluster, 'must be a name of 1 to 256 characters');
+  const fencePolicy = v.fencePolicy ?? 'keepWriting';
+  // The group's volumes, journal and limits are checked as the in-process cluster checks them.
+  const group = validateClusterConfig({
+    volumeCount: v.volumeCount as number,
+    volumeBytes: v.volumeBytes as number,
+    blockBytes: v.blockBytes as number,
+    journal: v.journal as JournalLimits,
+    pullBatchEntriesMax: v.pullBatchEntriesMax as number,
+    pullIntervalTicks: 1,
+    restoreIntervalTicks: 1,
+    fencePolicy: fencePolicy as 'refuse' | 'keepWriting',
+    storage: { kind: 'file', dir: base },
+    ...(v.inFlightWritesMax === undefined ? {} : { inFlightWritesMax: v.inFlightWritesMax as number }),
+  });
+  if (typeof v.sites !== 'object' || v.sites === null) throw new ConfigError('sites', v.sites, 'must name sites 1, 2 and 3');
+  const sites = v.sites as Record<string, unknown>;
+  const flushEachWrite = v.flushEachWrite ?? false;
+  if (typeof flushEachWrite !== 'boolean') throw new ConfigError('flushEachWrite', flushEachWrite, 'must be a boolean');
+  const config: DeploymentConfig = {
+    cluster: v.cluster,
+    volumeCount: group.volumeCount,
+    volumeBytes: group.volumeBytes,
+    blockBytes: group.blockBytes,
+    journal: group.journal,
+    pullBatchEntriesMax: group.pullBatchEntriesMax,
+    pullIntervalMs: integer('pullIntervalMs', v.pullIntervalMs, intervalMsMin, intervalMsMax),
+    restoreIntervalMs: integer('restoreIntervalMs', v.restoreIntervalMs, intervalMsMin, intervalMsMax),
+    answerTimeoutMs: integer('answerTimeoutMs', v.answerTimeoutMs ?? 2000, answerTimeoutMsMin, answerTimeoutMsMax),
+    fencePolicy: group.fencePolicy,
+    inFlightWritesMax: group.inFlightWritesMax,
+    flushEachWrite,
+    sites: { 1: endpoint(1, sites['1'], base), 2: endpoint(2, sites['2'], base), 3: endpoint(3, sites['3'], base) },
+  };
+  const ports = new Set<string>();
+  for (const id of [1, 2, 3] as const) {
+    const site = config.sites[id];
+    for (const port of [site.peerPort, site.nbdPort, site.controlPort]) {
+      const key = `${site.host}:${port}`;
+      if (ports.has(key)) throw new ConfigError(`sites.${id}`, key, 'a port is used twice');
+      ports.add(key);
+    }
+  }
+  return config;
+}
+
+/** Reads and checks a configuration file. */
+export function loadDeploymentConfig(file: string): DeploymentConfig {
+  let text: string;
+  try {
+    const size = fs.statSync(file).size;
+    if (size > deploymentConfigBytesMax) throw new ConfigError('config', file, `is ${size} bytes, at most ${deploymentConfigBytesMax}`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError('config', file, `cannot be read: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError('config', file, `is not JSON: ${(error as Error).message}`);
+  }
+  return validateDeploymentConfig(value, path.dirname(path.resolve(file)));
+}
+
+/** The largest host write a deployment takes (one journal entry). */
+export function deploymentHostWriteBytesMax(config: DeploymentConfig): number {
+  return hostWriteBytesMax(config);
+}
+
+/**
+ * A configuration for three sites on one machine: ports from `basePort` (peer, NBD, control for site 1,
+ * then site 2, then site 3), data under `dir`. What `threesite init` writes and the tests use.
+ */
+export function localDeploymentConfig(options: { cluster: string; dir: string; basePort: number; volumeCount?: number; volumeBytes?: number; fencePolicy?: 'refuse' | 'keepWriting' }): Record<string, unknown> {
+  const site = (id: SiteId): Record<string, unknown> => ({
+    host: '127.0.0.1',
+    peerPort: options.basePort + (id - 1) * 3,
+    nbdPort: options.basePort + (id - 1) * 3 + 1,
+    controlPort: options.basePort + (id - 1) * 3 + 2,
+    dir: path.join(options.dir, `site-${id}`),
+  });
+  return {
+    cluster: options.cluster,
+    volumeCount: options.volumeCount ?? 2,
+    volumeBytes: options.volumeBytes ?? 64 * 1024 * 1024,
+    blockBytes: 4096,
+    journal: { entriesMax: 65_536, bytesMax: 512 * 1024 * 1024 },
+    pullBatchEntriesMax: 512,
+    pullIntervalMs: 10,
+    restoreIntervalMs: 10,
+    answerTimeoutMs: 2000,
+    fencePolicy: options.fencePolicy ?? 'keepWriting',
+    inFlightWritesMax: 256,
+    flushEachWrite: false,
+    sites: { 1: site(1), 2: site(2), 3: site(3) },
+  };
+}

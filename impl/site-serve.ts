@@ -1,0 +1,200 @@
+/**
+ * A site process (`threesite serve --site N --config FILE`): one storage system over its data directory
+ * (file volumes, segmented journal, state files), its peers over TCP (`transport-tcp.ts`), its volumes over
+ * NBD (`nbd-server.ts`) and its control port for the operator (`site-control.ts`). This file is the edge:
+ * it owns the sockets and the timers and hands every event to the site node (`site-node.ts`).
+ *
+ * Every site exports its volumes (`vol0`, `vol1`, ...): the writable primary read-write to its host; the
+ * others read-only (reads serve comparisons such as `qemu-img compare` between sites), and a write there is
+ * answered with EPERM, never dropped. A failed site answers every request with EIO.
+ *
+ * Restart: a process started over an existing data directory reopens it (the journal's torn tail is cut, the
+ * state files read back) and comes back failed, with every journal block recorded as changed, until the
+ * operator's `threesite recover --site N` (`site-node.ts` says why).
+ */
+
+import * as fs from 'node:fs';
+import type { Server } from 'node:net';
+import * as path from 'node:path';
+import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
+import { NotWritableError, RefusalError, SiteFailedError } from './errors.ts';
+import { NbdErrno, NbdError, NbdServer, type NbdExport } from './nbd-server.ts';
+import { readStateFile, writeStateFile } from './state-file.ts';
+import { serveControl } from './site-control.ts';
+import { SiteNode, type NodeLinks, type RemoteDurableState } from './site-node.ts';
+import { openSite, siteExists } from './site-open.ts';
+import type { SiteId } from './storage-system.ts';
+import { PeerNetwork, peerIdsOf } from './transport-tcp.ts';
+import { OutOfRangeError } from './volume.ts';
+
+/** How often the process gives its node the time (answer timeouts), in milliseconds. */
+export const tickIntervalMs = 50;
+
+const remoteStateFormat = 'threesite-remote-state-v1';
+
+/** A running site process. */
+export interface RunningSite {
+  readonly node: SiteNode;
+  readonly network: PeerNetwork;
+  readonly nbd: NbdServer;
+  /** Stops the timers and servers, then saves and closes the site's storage. */
+  close(): Promise<void>;
+}
+
+/** Maps a refusal of the site to the NBD error the host sees. */
+function nbdErrorOf(error: unknown): NbdError {
+  if (error instanceof NbdError) return error;
+  if (error instanceof NotWritableError) return new NbdError(NbdErrno.EPERM, error.message);
+  if (error instanceof OutOfRangeError) return new NbdError(NbdErrno.ENOSPC, error.message);
+  if (error instanceof SiteFailedError) return new NbdError(NbdErrno.EIO, error.message);
+  if (error instanceof RefusalError) return new NbdError(NbdErrno.EIO, error.message);
+  throw error;
+}
+
+/** One volume of the site as an NBD export: writes go through the site's replicated write path. */
+function exportOf(node: SiteNode, volume: number, config: DeploymentConfig): NbdExport {
+  const chunkBytes = deploymentHostWriteBytesMax(config);
+  const write = async (offset: number, data: Uint8Array, fua: boolean): Promise<void> => {
+    try {
+      // A request larger than one journal entry is journaled as consecutive writes, acknowledged together.
+      const parts: Promise<unknown>[] = [];
+      for (let at = 0; at < data.length; at += chunkBytes) parts.push(node.hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
+      await Promise.all(parts);
+      if (fua) node.flush();
+    } catch (error) {
+      throw nbdErrorOf(error);
+    }
+  };
+  const zeroes = async (offset: number, length: number, fua: boolean): Promise<void> => {
+    const zero = new Uint8Array(Math.min(length, chunkBytes));
+    const parts: Promise<void>[] = [];
+    for (let at = 0; at < length; at += zero.length) parts.push(write(offset + at, zero.subarray(0, Math.min(zero.length, length - at)), false));
+    await Promise.all(parts);
+    if (fua) node.flush();
+  };
+  return {
+    name: `vol${volume}`,
+    description: `site ${node.id} volume ${volume}`,
+    sizeBytes: config.volumeBytes,
+    blockBytes: config.blockBytes,
+    readOnly: () => !node.acceptsHostWrites(),
+    read: (offset, length) => {
+      try {
+        return node.hostRead(volume, offset, length);
+      } catch (error) {
+        if (error instanceof OutOfRangeError) throw new NbdError(NbdErrno.EINVAL, error.message);
+        throw nbdErrorOf(error);
+      }
+    },
+    write,
+    flush: async () => {
+      try {
+        node.flush();
+      } catch (error) {
+        throw nbdErrorOf(error);
+      }
+    },
+    // Trim is a hint; writing zeros keeps every site's image equal without a new message kind.
+    trim: (offset, length) => zeroes(offset, length, false),
+    writeZeroes: zeroes,
+  };
+}
+
+/** Starts site `id` of a deployment. `log` receives one line per event worth an operator's attention. */
+export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line: string) => void): Promise<RunningSite> {
+  const endpoint = config.sites[id];
+  const reopen = siteExists(endpoint.dir);
+  fs.mkdirSync(endpoint.dir, { recursive: true });
+  const site = openSite(
+      {
+        id,
+        volumeCount: config.volumeCount,
+        volumeBytes: config.volumeBytes,
+        blockBytes: config.blockBytes,
+        fencePolicy: config.fencePolicy,
+        inFlightWritesMax: config.inFlightWritesMax,
+        flushEachWrite: config.flushEachWrite,
+      },
+      config.journal,
+      { kind: 'file', dir: endpoint.dir, reopen },
+    );
+  const remoteFile = path.join(endpoint.dir, 'remote.json');
+  const savedRemote = id === 3 && reopen ? (readStateFile(remoteFile, remoteStateFormat) as RemoteDurableState | null) : null;
+  const peers = peerIdsOf(id);
+  const network = new PeerNetwork({
+    self: id,
+    cluster: config.cluster,
+    listen: { host: endpoint.host, port: endpoint.peerPort },
+    peers: Object.fromEntries(peers.map((peer) => [peer, { host: config.sites[peer].host, port: config.sites[peer].peerPort }])),
+    log: (line) => log(`net: ${line}`),
+  });
+  // A peer is blocked while this site is off the network (failed) or the operator cut the link to it.
+  let online = true;
+  const cut = new Set<SiteId>();
+  const applyBlocks = (): void => {
+    for (const peer of peers) {
+      if (!online || cut.has(peer)) network.block(peer);
+      else network.unblock(peer);
+    }
+  };
+  const links: NodeLinks = {
+    send: (peer, payload) => network.send(peer, payload),
+    isConnected: (peer) => network.isConnected(peer),
+    disconnect: (peer, reason) => network.disconnect(peer, reason),
+    setOnline: (value) => {
+      online = value;
+      applyBlocks();
+    },
+    setCut: (peer, value) => {
+      if (value) cut.add(peer);
+      else cut.delete(peer);
+      applyBlocks();
+    },
+  };
+  const node = new SiteNode(
+    site,
+    { pullBatchEntriesMax: config.pullBatchEntriesMax, hostWriteBytesMax: deploymentHostWriteBytesMax(config), answerTimeoutMs: config.answerTimeoutMs },
+    links,
+    log,
+    { saved: savedRemote, save: id === 3 ? (state) => writeStateFile(remoteFile, remoteStateFormat, state) : null },
+  );
+  if (reopen) {
+    log(`reopened ${endpoint.dir}: journal [${site.journal.first}..${site.journal.last}], role ${site.role}`);
+    node.restartedAfterStop();
+  }
+  if (!site.up) links.setOnline(false);
+  network.onPeerUp((peer) => node.onPeerUp(peer));
+  network.onPeerDown((peer, reason) => node.onPeerDown(peer, reason));
+  network.onFrame((peer, payload) => node.onFrame(peer, payload));
+  await network.start();
+
+  const exports = Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config));
+  const nbd = new NbdServer({
+    exports: () => exports,
+    logger: (entry) => {
+      if (entry.level !== 'info') log(`nbd[${entry.connection}] ${entry.event}: ${entry.message}`);
+    },
+  });
+  await nbd.listen(endpoint.nbdPort, endpoint.host);
+  const control: Server = await serveControl(() => node, endpoint.host, endpoint.controlPort, log);
+
+  const timers = [setInterval(() => node.onTick(performance.now()), tickIntervalMs)];
+  if (id === 3) {
+    timers.push(setInterval(() => node.onPullTimer(), config.pullIntervalMs));
+    timers.push(setInterval(() => node.onRestoreTimer(), config.restoreIntervalMs));
+  }
+  log(`site ${id} serving: peers ${endpoint.host}:${endpoint.peerPort}, nbd ${endpoint.nbdPort}, control ${endpoint.controlPort}`);
+
+  return {
+    node,
+    network,
+    nbd,
+    close: async () => {
+      for (const timer of timers) clearInterval(timer);
+      await new Promise<void>((resolve) => control.close(() => resolve()));
+      await nbd.close();
+      await network.close();
+      node.close();
+    },
+  };
+}
