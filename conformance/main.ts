@@ -11,9 +11,12 @@ import junitBuilder, { type Builder } from 'junit-report-builder';
 import { defaultParams, type FencePolicy, type ModelParams } from '../model/params.ts';
 import { parseEvent } from '../model/events.ts';
 import { ClusterSut } from './adapter.ts';
+import { loadFixtures } from './fixtures.ts';
 import { runPath } from './lockstep.ts';
 import type { CoverageReport } from './coverage.ts';
 import { runConformance, type ConformanceReport } from './run.ts';
+import type { SutFactory } from './sut.ts';
+import { driverSutFactory } from './sut-driver.ts';
 import { runWalks, walkLimits } from './walks.ts';
 
 /** Coverage every full run must reach unless `--gate` says otherwise. */
@@ -53,7 +56,50 @@ export const mainDefaults = {
   simpleDepth: 4,
   reportsDir: 'reports',
   fixturesDir: 'test/fixtures/failures',
+  /** Where a driver's divergences are saved and replayed first (the committed fixtures are replayed too). */
+  driverFixturesDir: 'reports/driver-failures',
 };
+
+/** The system under test of a run, as the summary and `reports/conformance.json` name it. */
+export interface SutDescription {
+  kind: 'inprocess' | 'driver';
+  /** The driver command (`sh -c`), or null in process. */
+  command: string | null;
+  /** What the system calls itself (a driver's `hello` name). */
+  name: string | null;
+}
+
+/** What `--sut` selected: its factory, its description, and how to end it. */
+interface SelectedSut {
+  makeSut: SutFactory;
+  describe(): SutDescription;
+  close(): void;
+}
+
+/**
+ * The system under test `--sut` names: `inprocess` (the default, `conformance/adapter.ts`), `processes`
+ * (reserved: the sites as processes, not yet implemented), or any other text, a driver command speaking
+ * the driver protocol (`conformance/sut-driver.ts`).
+ */
+function selectSut(value: string): SelectedSut {
+  if (value === 'inprocess') {
+    return { makeSut: ClusterSut.create, describe: () => ({ kind: 'inprocess', command: null, name: 'in-process Cluster' }), close: () => {} };
+  }
+  if (value === 'processes') {
+    console.error('--sut processes: not yet implemented (reserved for the sites as separate processes); use --sut inprocess or a driver command');
+    process.exit(2);
+  }
+  if (value.trim() === '') fail('--sut takes inprocess or a driver command');
+  const factory = driverSutFactory(value);
+  return {
+    makeSut: factory,
+    describe: () => ({ kind: 'driver', command: value, name: factory.driverName }),
+    close: () => {
+      const failure = factory.close();
+      if (failure) console.error(`the driver did not close cleanly: ${failure.message}`);
+    },
+  };
+}
 
 const usage = `usage: npm start -- [options]
   --seed N            seed of the random walks (default ${mainDefaults.seed})
@@ -67,6 +113,9 @@ const usage = `usage: npm start -- [options]
   --gate D=F,...      coverage each dimension must reach, as a fraction
                       (default ${defaultGatesText()}; graphEdges=1 with --edges)
   --no-faults         skip the fault catalogue
+  --sut S             the system under test: inprocess (default), or a driver command run with sh -c that
+                      speaks the driver protocol (README), e.g. --sut "npx tsx impl/driver.ts"; a driver
+                      skips the fault catalogue (it wraps the in-process cluster); processes is reserved
   --replay SEED:PATH  replay one shrunk random walk (as printed by a failure) and exit
   --replay-fixture F  replay one saved fixture and exit
   --validate-trace F  check an implementation's ndjson trace against the model, step by step, and exit
@@ -85,8 +134,9 @@ function integer(name: string, raw: string | undefined, fallback: number): numbe
   return value;
 }
 
-function printSummary(report: ConformanceReport): void {
+function printSummary(report: ConformanceReport, sut: SutDescription): void {
   const rows: [string, string][] = [
+    ['system under test', sut.kind === 'inprocess' ? 'in process (conformance/adapter.ts)' : `driver ${JSON.stringify(sut.command)} (${sut.name ?? 'never answered hello'})`],
     ['exploration', `${report.exploration.states} states, ${report.exploration.transitions} transitions, ${report.exploration.violations.length} violations`],
     ['generated paths', `${report.paths} paths, ${report.pathOutcomes.filter((p) => !p.passed).length} failed`],
     ['random walks', `${report.walks.runs} walks, ${report.walks.steps} steps`],
@@ -96,7 +146,12 @@ function printSummary(report: ConformanceReport): void {
   for (const [name, figure] of Object.entries(report.coverage)) {
     rows.push([`coverage: ${name}`, `${figure.covered}/${figure.total}${figure.unreachable.length ? ` (${figure.unreachable.length} unreachable, listed in the JSON)` : ''}`]);
   }
-  rows.push(['fault catalogue', `${report.faults.caught}/${report.faults.total} caught`]);
+  rows.push([
+    'fault catalogue',
+    sut.kind === 'driver'
+      ? 'skipped: it wraps the in-process cluster, so it proves the harness, not a driver (run it with --sut inprocess)'
+      : `${report.faults.caught}/${report.faults.total} caught`,
+  ]);
   for (const check of report.mustHappen) rows.push([`must happen: ${check.name}`, check.happened ? 'yes' : 'NO']);
   rows.push(['divergences', String(report.divergences.length)]);
   for (const failure of report.gateFailures) rows.push(['COVERAGE GATE', failure]);
@@ -166,6 +221,7 @@ async function main(): Promise<number> {
         blocks: { type: 'string' },
         batch: { type: 'string' },
         'no-faults': { type: 'boolean', default: false },
+        sut: { type: 'string', default: 'inprocess' },
         edges: { type: 'boolean', default: false },
         gate: { type: 'string' },
         replay: { type: 'string' },
@@ -196,11 +252,13 @@ async function main(): Promise<number> {
   };
   const seed = integer('seed', values.seed, mainDefaults.seed);
   const walkSteps = integer('walk-steps', values['walk-steps'], mainDefaults.walkSteps);
+  const sut = selectSut(values.sut);
+  closeAtExit.push(sut.close);
 
   if (values.replay) {
     const match = /^(-?\d+):([\d:]+)$/.exec(values.replay);
     if (!match) fail(`--replay takes SEED:PATH as printed by a failure, got ${JSON.stringify(values.replay)}`);
-    const result = runWalks({ ...defaultParams, ...params, fencePolicy: fencePolicies[0]! }, ClusterSut.create, {
+    const result = runWalks({ ...defaultParams, ...params, fencePolicy: fencePolicies[0]! }, sut.makeSut, {
       seed: Number(match[1]),
       path: match[2]!,
       runs: 1,
@@ -228,7 +286,7 @@ async function main(): Promise<number> {
   if (values['replay-fixture']) {
     const { readFixture } = await import('./fixtures.ts');
     const fixture = readFixture(values['replay-fixture']);
-    const run = runPath(fixture.params, fixture.events.map(parseEvent), ClusterSut.create);
+    const run = runPath(fixture.params, fixture.events.map(parseEvent), sut.makeSut);
     console.log(run.divergence ? `fixture fails: ${run.divergence.summary}` : `fixture passes (${fixture.events.length} events)`);
     return run.divergence ? 1 : 0;
   }
@@ -244,6 +302,9 @@ async function main(): Promise<number> {
     ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}', hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic)
     : null;
   let phase = '';
+  const inProcess = sut.describe().kind === 'inprocess';
+  // A driver's own divergences are saved apart from the committed fixtures, which it replays first too.
+  const committedFixtures = inProcess ? [] : loadFixtures(mainDefaults.fixturesDir, sut.makeSut);
   const report = await runConformance({
     params,
     fencePolicies,
@@ -254,8 +315,9 @@ async function main(): Promise<number> {
     edgePaths: values.edges,
     gates: values.gate ? parseGates(values.gate) : { ...defaultGates, ...(values.edges ? { graphEdges: 1 } : {}) },
     shard,
-    faults: !values['no-faults'],
-    fixturesDir: mainDefaults.fixturesDir,
+    faults: inProcess && !values['no-faults'],
+    fixturesDir: inProcess ? mainDefaults.fixturesDir : mainDefaults.driverFixturesDir,
+    makeSut: sut.makeSut,
     progress: (name, done, total) => {
       if (name !== phase) {
         bar?.stop();
@@ -266,12 +328,15 @@ async function main(): Promise<number> {
     },
   });
   bar?.stop();
+  report.fixtures.unshift(...committedFixtures);
+  report.passed &&= committedFixtures.every((fixture) => fixture.passed);
 
   mkdirSync(mainDefaults.reportsDir, { recursive: true });
   const { pathOutcomes, ...summary } = report;
-  writeFileSync(`${mainDefaults.reportsDir}/conformance.json`, `${JSON.stringify({ ...summary, pathOutcomes }, null, 2)}\n`);
+  const sutDescription = sut.describe();
+  writeFileSync(`${mainDefaults.reportsDir}/conformance.json`, `${JSON.stringify({ sut: sutDescription, ...summary, pathOutcomes }, null, 2)}\n`);
   writeJunit(report, `${mainDefaults.reportsDir}/conformance.junit.xml`);
-  printSummary(report);
+  printSummary(report, sutDescription);
   // The spec review page shows this run's results claim by claim (issue 6).
   const { writeReviewPage } = await import('../review/page.ts');
   const page = await writeReviewPage({ reportsDir: mainDefaults.reportsDir, log: (line) => console.log(line) });
@@ -279,4 +344,11 @@ async function main(): Promise<number> {
   return report.passed ? 0 : 1;
 }
 
-process.exitCode = await main();
+/** What must be ended when `main` returns (the driver of `--sut`). */
+const closeAtExit: (() => void)[] = [];
+
+try {
+  process.exitCode = await main();
+} finally {
+  for (const close of closeAtExit) close();
+}

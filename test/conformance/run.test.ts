@@ -90,4 +90,14 @@ describe('npm start arguments', () => {
       expect(result.stderr).toMatch(/usage: npm start/);
     }
   });
+
+  it('--sut: a driver command replays a fixture through impl/driver.ts; processes is reserved (exit 2)', () => {
+    const fixture = readdirSync('test/fixtures/failures').find((file) => file.endsWith('.json'))!;
+    const replayed = start('--sut', 'npx tsx impl/driver.ts', '--replay-fixture', join('test/fixtures/failures', fixture));
+    expect(replayed.stdout).toMatch(/fixture passes/);
+    expect(replayed.status).toBe(0);
+    const reserved = start('--sut', 'processes');
+    expect(reserved.status).toBe(2);
+    expect(reserved.stderr).toMatch(/not yet implemented/);
+  });
 });
