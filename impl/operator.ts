@@ -125,24 +125,30 @@ export class Operator {
   }
 
   /**
-   * CUT_LINK / RESTORE_LINK between sites `a` and `b`, at both ends (an end that cannot be reached is
-   * skipped: its connection goes down with the other end's). Refused with the first end's typed error.
+   * CUT_LINK / RESTORE_LINK between sites `a` and `b`, at both ends. An end that cannot be reached is
+   * skipped (its connection goes down with the other end's), and so is an end already in the asked state
+   * (a restarted site does not remember a cut); refused with {@link LinkStateError} only when no end changed.
    */
   async setLinkCut(a: SiteId, b: SiteId, cut: boolean): Promise<void> {
     if (a === b) throw new NotAllowedError(cut ? 'cutLink' : 'restoreLink', 'a link joins two different sites');
-    let reached = 0;
+    let changed = 0;
+    let sameState: RefusalError | null = null;
+    let unreachable: SiteUnreachableError | null = null;
     for (const [self, peer] of [
       [a, b],
       [b, a],
     ] as [SiteId, SiteId][]) {
       try {
         await (cut ? this.clients[self].cutLink(peer) : this.clients[self].restoreLink(peer));
-        reached += 1;
+        changed += 1;
       } catch (error) {
-        if (!(error instanceof SiteUnreachableError)) throw error;
+        if (error instanceof SiteUnreachableError) unreachable = error;
+        else if (error instanceof RefusalError && error.code === 'LinkState') sameState = error;
+        else throw error;
       }
     }
-    if (reached === 0) throw new SiteUnreachableError(a, `neither end of link ${Math.min(a, b)}-${Math.max(a, b)} answers`);
+    if (changed > 0) return;
+    throw sameState ?? unreachable ?? new SiteUnreachableError(a, 'no answer');
   }
 
   /** FENCE_SITE: site 1 accepts no more host writes (P4). */

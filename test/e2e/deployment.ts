@@ -1,0 +1,137 @@
+/**
+ * Test support for a deployment of three site processes on this machine: a data directory with its
+ * cluster.json on free loopback ports, the site processes (`threesite serve`), the operator command, and
+ * waiting on the deployment's status with a bounded timeout (never a fixed sleep).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { localDeploymentConfig } from '../../impl/deployment-config.ts';
+import type { DeploymentStatus } from '../../impl/operator.ts';
+import type { SiteId } from '../../impl/storage-system.ts';
+
+export const run = promisify(execFile);
+
+const cli = resolve('bin/threesite.js');
+
+/** How long a wait on the deployment's status may take before the test fails. */
+export const statusWaitMsMax = 30_000;
+
+/** Whether `count` consecutive ports from `base` are free on 127.0.0.1. */
+async function portsFree(base: number, count: number): Promise<boolean> {
+  for (let port = base; port < base + count; port += 1) {
+    const free = await new Promise<boolean>((done) => {
+      const server = net.createServer();
+      server.once('error', () => done(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
+}
+
+/** A base port with the nine ports a deployment needs free. */
+export async function freePortBase(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const base = 20_000 + Math.floor(((process.pid * 7919 + attempt * 104_729) % 20_000) / 10) * 10;
+    if (await portsFree(base, 9)) return base;
+  }
+  throw new Error('no nine free consecutive ports found');
+}
+
+/** A deployment of three site processes under a temporary directory. */
+export class Deployment {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly processes = new Map<SiteId, ChildProcess>();
+  readonly logs = new Map<SiteId, string[]>();
+
+  private constructor(
+    dir: string,
+    readonly basePort: number,
+    readonly config: Record<string, unknown>,
+  ) {
+    this.dir = dir;
+    this.configFile = join(dir, 'cluster.json');
+  }
+
+  /** A new deployment's directory and cluster.json (`overrides` replace fields of the local defaults). */
+  static async create(overrides: Record<string, unknown> = {}): Promise<Deployment> {
+    const dir = mkdtempSync(join(tmpdir(), 'threesite-e2e-'));
+    const basePort = await freePortBase();
+    const config = { ...localDeploymentConfig({ cluster: 'e2e', dir, basePort, volumeBytes: 16 * 1024 * 1024 }), ...overrides };
+    const deployment = new Deployment(dir, basePort, config);
+    writeFileSync(deployment.configFile, JSON.stringify(config, null, 2));
+    return deployment;
+  }
+
+  nbdPort(site: SiteId): number {
+    return this.basePort + (site - 1) * 3 + 1;
+  }
+
+  nbdUri(site: SiteId, volume = 0): string {
+    return `nbd://127.0.0.1:${this.nbdPort(site)}/vol${volume}`;
+  }
+
+  /** Starts a site process (`threesite serve`); its stderr is kept for the failure report. */
+  start(site: SiteId): ChildProcess {
+    const child = spawn(process.execPath, [cli, 'serve', '--site', String(site), '--config', this.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const lines: string[] = this.logs.get(site) ?? [];
+    this.logs.set(site, lines);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => lines.push(...chunk.trimEnd().split('\n')));
+    this.processes.set(site, child);
+    return child;
+  }
+
+  /** kill -9 of a site process; resolves when it is gone. */
+  async kill(site: SiteId): Promise<void> {
+    const child = this.processes.get(site);
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((done) => child.once('exit', () => done()));
+    child.kill('SIGKILL');
+    await gone;
+    this.processes.delete(site);
+  }
+
+  /** Runs the operator command; resolves with its output, rejects with it on a non-zero exit. */
+  async threesite(...args: string[]): Promise<string> {
+    const { stdout } = await run(process.execPath, [cli, ...args, '--config', this.configFile], { timeout: 120_000 });
+    return stdout;
+  }
+
+  async status(digest = false): Promise<DeploymentStatus> {
+    const out = await this.threesite('status', '--json', ...(digest ? ['--digest'] : []));
+    return JSON.parse(out) as DeploymentStatus;
+  }
+
+  /** Polls the status until `ready` holds; fails with the last status and the sites' logs after the bound. */
+  async waitFor(what: string, ready: (status: DeploymentStatus) => boolean, timeoutMs = statusWaitMsMax): Promise<DeploymentStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: DeploymentStatus | null = null;
+    while (Date.now() < deadline) {
+      last = await this.status();
+      if (ready(last)) return last;
+      await new Promise((done) => setTimeout(done, 50));
+    }
+    throw new Error(`timed out waiting for ${what}; last status ${JSON.stringify(last)}\n${this.logText()}`);
+  }
+
+  /** Every site connected to the two others, up. */
+  static allConnected(status: DeploymentStatus): boolean {
+    return ([1, 2, 3] as const).every((id) => status.sites[id]?.up === true && status.sites[id]?.connected.length === 2);
+  }
+
+  logText(): string {
+    return [...this.logs].map(([site, lines]) => `--- site ${site}\n${lines.slice(-40).join('\n')}`).join('\n');
+  }
+
+  /** Kills every process and removes the directory. */
+  async stop(): Promise<void> {
+    for (const site of [...this.processes.keys()]) await this.kill(site);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
