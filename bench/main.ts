@@ -4,9 +4,17 @@
  * are trimmed and never fill), beside its floor measured in the same run: the same bytes copied the same
  * number of times with plain `Buffer.copy` (one copy into each journal and each volume of the three sites).
  * Then a soak: many writes with the resident set size sampled at intervals, to show memory stays flat
- * (bounded by the volumes and the journal limits). Last, the conformance harness: lockstep steps per second
- * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Writes
- * `reports/bench.json`.
+ * (bounded by the volumes and the journal limits). Then the conformance harness: lockstep steps per second
+ * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Last, the
+ * deployment: fio against site 1 of three site processes beside `nbdkit memory` (`bench/deployment.ts`).
+ * Writes `reports/bench.json`.
+ *
+ *     npm run bench                                   every part
+ *     npm run bench -- --only deployment [--profile]  one part (repeat --only for more): throughput, harness,
+ *                                                     deployment; --profile runs the sites under --cpu-prof
+ *     npm run bench -- --only deployment --cli F      the sites run another build of `threesite` (a candidate)
+ *
+ * With `--only`, the parts run replace their keys in an existing `reports/bench.json` and keep the others.
  *
  * A script, not a test: figures depend on the machine. Limits are named here; no timers drive the system.
  */
@@ -14,8 +22,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+import { benchDeployment, DeploymentBenchError, formatDeploymentBench } from './deployment.ts';
 import { benchHarness } from './harness.ts';
+
+/** The parts of the benchmark, in the order they run. */
+const parts = ['throughput', 'harness', 'deployment'] as const;
+type Part = (typeof parts)[number];
 
 /** Bytes of one host write. */
 const writeBytes = 4096;
@@ -105,7 +119,8 @@ function rssMiB(): number {
   return Math.round((process.memoryUsage().rss / (1024 * 1024)) * 10) / 10;
 }
 
-function main(): void {
+/** Host write throughput of the in-process cluster, the soak and the sync path alone: its report keys. */
+function benchThroughput(): Record<string, unknown> {
   const cluster = Cluster.create(config);
   const targets = Array.from({ length: copiesPerWrite }, () => Buffer.alloc(volumeCount * volumeBytes));
   let written = 0;
@@ -188,8 +203,11 @@ function main(): void {
     soak: { writes: soaked, seconds: Math.round(soakSeconds * 10) / 10, samples, driftMiB: Math.round(drift * 10) / 10 },
     node: process.version,
   };
+  return report;
+}
 
-  // The conformance harness, beside the model alone, in the same run.
+/** The conformance harness, beside the model alone, in the same run: its report key. */
+function harnessPart(): Record<string, unknown> {
   const harness = benchHarness();
   console.log(
     [
@@ -207,9 +225,55 @@ function main(): void {
       `| time to full transition coverage (${harness.coverage.reachable} transitions, planning included) | ${(harness.coverage.msToFullTransitionCoverage / 1000).toFixed(1)} s |`,
     ].join('\n'),
   );
-  Object.assign(report, { harness });
-  fs.mkdirSync('reports', { recursive: true });
-  fs.writeFileSync(path.join('reports', 'bench.json'), `${JSON.stringify(report, null, 2)}\n`);
+  return { harness };
 }
 
-main();
+/** The deployment against nbdkit: its report key. */
+async function deploymentPart(profile: boolean, cli: string | undefined): Promise<Record<string, unknown>> {
+  const deployment = await benchDeployment({ profile, progress: (line) => process.stderr.write(`${line}\n`), ...(cli === undefined ? {} : { cli }) });
+  console.log(`\n${formatDeploymentBench(deployment)}`);
+  return { deployment };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { only: { type: 'string', multiple: true }, profile: { type: 'boolean', default: false }, cli: { type: 'string' } },
+    strict: true,
+  });
+  const only = values.only ?? [];
+  for (const part of only) {
+    if (!(parts as readonly string[]).includes(part)) {
+      console.error(`bench: --only takes ${parts.join(', ')}; got ${JSON.stringify(part)}`);
+      return 2;
+    }
+  }
+  const selected = only.length === 0 ? [...parts] : parts.filter((part) => only.includes(part));
+  const file = path.join('reports', 'bench.json');
+  // One part alone keeps the other parts' last figures.
+  let report: Record<string, unknown> = {};
+  if (only.length > 0 && fs.existsSync(file)) report = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const write = (): void => {
+    fs.mkdirSync('reports', { recursive: true });
+    fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  };
+  const run: Record<Part, () => Promise<Record<string, unknown>> | Record<string, unknown>> = {
+    throughput: benchThroughput,
+    harness: harnessPart,
+    deployment: () => deploymentPart(values.profile, values.cli),
+  };
+  for (const part of selected) {
+    try {
+      Object.assign(report, await run[part]());
+    } catch (error) {
+      if (!(error instanceof DeploymentBenchError)) throw error;
+      console.error(error.message);
+      write();
+      return 1;
+    }
+  }
+  write();
+  return 0;
+}
+
+process.exitCode = await main();

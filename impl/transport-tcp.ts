@@ -125,11 +125,26 @@ export class FrameError extends Error {
  * its buffer afterwards). Throws {@link FrameError} for an empty payload or one above {@link frameBytesMax}.
  */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
-  if (payload.length === 0) throw new FrameError('zeroLength', 0, frameBytesMax);
-  if (payload.length > frameBytesMax) throw new FrameError('tooLarge', payload.length, frameBytesMax);
+  checkFramePayload(payload);
   const out = new Uint8Array(frameHeaderBytes + payload.length);
   new DataView(out.buffer).setUint32(0, payload.length, true);
   out.set(payload, frameHeaderBytes);
+  return out;
+}
+
+/** Throws {@link FrameError} for a payload a frame cannot carry: empty, or above {@link frameBytesMax}. */
+function checkFramePayload(payload: Uint8Array): void {
+  if (payload.length === 0) throw new FrameError('zeroLength', 0, frameBytesMax);
+  if (payload.length > frameBytesMax) throw new FrameError('tooLarge', payload.length, frameBytesMax);
+}
+
+/**
+ * The 4-byte little-endian length prefix of a frame of `payloadBytes` bytes (already checked), for a
+ * sender that writes the payload after it without copying it into one array ({@link PeerNetwork.send}).
+ */
+export function encodeFrameHeader(payloadBytes: number): Uint8Array {
+  const out = new Uint8Array(frameHeaderBytes);
+  new DataView(out.buffer).setUint32(0, payloadBytes, true);
   return out;
 }
 
@@ -401,6 +416,8 @@ interface Connection {
   readonly decoder: FrameDecoder;
   /** The hello is checked both ways: frames flow. */
   up: boolean;
+  /** Frames of this tick are being gathered for one write ({@link PeerNetwork.send}). */
+  corked: boolean;
   /** This layer is done with it (closed or being destroyed). */
   closed: boolean;
   error: Error | undefined;
@@ -432,6 +449,12 @@ function address(field: string, value: unknown, portMin: number): PeerAddress {
   const { host, port } = value as Record<string, unknown>;
   if (typeof host !== 'string' || host.length === 0) throw new ConfigError(`${field}.host`, host, 'must be a non-empty string');
   return { host, port: integer(`${field}.port`, port, portMin, 65535) };
+}
+
+/** Ends a tick's gathering of frames: they leave in one write. */
+function uncork(connection: Connection): void {
+  connection.corked = false;
+  connection.socket.uncork();
 }
 
 function errorReason(error: Error): string {
@@ -560,18 +583,30 @@ export class PeerNetwork {
    * message on a cut link), or when queuing it would exceed `outgoingBytesMax` bytes on the socket: then
    * the connection is destroyed and the peer goes down. Throws {@link FrameError} for an empty payload or
    * one above {@link frameBytesMax} (the caller's bug: messages are at most `messageBytesMax`).
+   *
+   * The payload is queued without a copy, so the caller must not change it afterwards (a site sends each
+   * freshly encoded message once). Frames sent in one tick leave together: the socket is corked at the
+   * first and uncorked once the tick's callbacks and promise reactions have run, one writev for all of
+   * them instead of a syscall each (the acknowledgements of every sync write one chunk carried, say).
    */
   send(peer: LinkSite, payload: Uint8Array): boolean {
     const state = this.#state(peer);
-    const frame = encodeFrame(payload);
+    checkFramePayload(payload);
     const connection = state.connection;
     if (connection === undefined) return false;
+    const frameBytes = frameHeaderBytes + payload.length;
     const queuedBytes = connection.socket.writableLength;
-    if (queuedBytes + frame.length > this.#outgoingBytesMax) {
-      this.#drop(connection, `outgoing queue ${queuedBytes} + ${frame.length} bytes would exceed outgoingBytesMax ${this.#outgoingBytesMax}`);
+    if (queuedBytes + frameBytes > this.#outgoingBytesMax) {
+      this.#drop(connection, `outgoing queue ${queuedBytes} + ${frameBytes} bytes would exceed outgoingBytesMax ${this.#outgoingBytesMax}`);
       return false;
     }
-    connection.socket.write(frame);
+    if (!connection.corked) {
+      connection.corked = true;
+      connection.socket.cork();
+      process.nextTick(uncork, connection);
+    }
+    connection.socket.write(encodeFrameHeader(payload.length));
+    connection.socket.write(payload);
     state.counters.framesSent += 1;
     state.counters.bytesSent += payload.length;
     return true;
@@ -691,6 +726,7 @@ export class PeerNetwork {
       remote,
       decoder: new FrameDecoder(helloBytesMax),
       up: false,
+      corked: false,
       closed: false,
       error: undefined,
       helloTimer: undefined,
