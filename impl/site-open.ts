@@ -43,9 +43,13 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
   return new StorageSystem(config, volumes, journal, saved, save);
 }
 
-/** Whether a directory already holds a site (its state file). */
+/**
+ * Whether a directory already holds a site: its state file or its first volume. A directory with volumes but
+ * no state file is reopened, and refused for the missing file, never taken for a new site (which would come
+ * up as a writable primary over old data).
+ */
 export function siteExists(dir: string): boolean {
-  return fs.existsSync(path.join(dir, 'state.json'));
+  return fs.existsSync(path.join(dir, 'state.json')) || fs.existsSync(path.join(dir, 'volume-0.img'));
 }
 
 /** The site state file's JSON form: bitmaps in base64. */

@@ -312,6 +312,12 @@ export class StorageSystem {
     if (this.#save !== null) this.#save(this.durableState());
   }
 
+  /** Persists the durable state now (a new site's state file, so a restart knows it is not new). */
+  save(): void {
+    this.#dirty = true;
+    this.saveIfDirty();
+  }
+
   /** Makes the journal and volumes durable. */
   flush(): void {
     this.journal.flush();
@@ -596,10 +602,8 @@ export class StorageSystem {
     this.#checkTarget('syncWrite', message.volume, message.offset, message.data.length);
     const expected = this.journal.last + 1;
     if (message.updateNumber !== expected) throw new OutOfOrderError(message.kind, expected, message.updateNumber);
-    if (message.restoredKnown > this.#state.knownRestored) {
-      this.#state.knownRestored = message.restoredKnown;
-      this.#dirty = true;
-    }
+    // Not saved on its own (see #learnRestored): a lower bound, learned again from the next write or pull.
+    if (message.restoredKnown > this.#state.knownRestored) this.#state.knownRestored = message.restoredKnown;
     this.journal.trimThrough(this.#state.knownRestored);
     const overflowed = this.#journalAndWrite(message);
     const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: message.updateNumber };
@@ -942,10 +946,10 @@ export class StorageSystem {
 
   /** A sync member learns site 3's restored number (it never decreases) and trims its journal through it. */
   #learnRestored(restored: number): void {
-    if (restored > this.#state.knownRestored) {
-      this.#state.knownRestored = restored;
-      this.#dirty = true;
-    }
+    // The known number is a lower bound of site 3's progress: it is saved with the next save that happens
+    // anyway (and at close), not on its own. Losing it in a crash only means trimming less until site 3's
+    // next pull or the primary's next write tells it again; it never makes a journal cover less.
+    if (restored > this.#state.knownRestored) this.#state.knownRestored = restored;
     this.journal.trimThrough(this.#state.knownRestored);
   }
 
