@@ -10,6 +10,7 @@ import cliProgress from 'cli-progress';
 import junitBuilder, { type Builder } from 'junit-report-builder';
 import { defaultParams, type FencePolicy, type ModelParams } from '../model/params.ts';
 import { parseEvent } from '../model/events.ts';
+import { processDriverCommand } from '../impl/driver-processes.ts';
 import { ClusterSut } from './adapter.ts';
 import { loadFixtures } from './fixtures.ts';
 import { runPath } from './lockstep.ts';
@@ -78,22 +79,19 @@ interface SelectedSut {
 
 /**
  * The system under test `--sut` names: `inprocess` (the default, `conformance/adapter.ts`), `processes`
- * (reserved: the sites as processes, not yet implemented), or any other text, a driver command speaking
- * the driver protocol (`conformance/sut-driver.ts`).
+ * (the three site processes, through their driver `impl/driver-processes.ts`), or any other text, a driver
+ * command speaking the driver protocol (`conformance/sut-driver.ts`).
  */
 function selectSut(value: string): SelectedSut {
   if (value === 'inprocess') {
     return { makeSut: ClusterSut.create, describe: () => ({ kind: 'inprocess', command: null, name: 'in-process Cluster' }), close: () => {} };
   }
-  if (value === 'processes') {
-    console.error('--sut processes: not yet implemented (reserved for the sites as separate processes); use --sut inprocess or a driver command');
-    process.exit(2);
-  }
-  if (value.trim() === '') fail('--sut takes inprocess or a driver command');
-  const factory = driverSutFactory(value);
+  if (value.trim() === '') fail('--sut takes inprocess, processes or a driver command');
+  const command = value === 'processes' ? processDriverCommand : value;
+  const factory = driverSutFactory(command);
   return {
     makeSut: factory,
-    describe: () => ({ kind: 'driver', command: value, name: factory.driverName }),
+    describe: () => ({ kind: 'driver', command, name: factory.driverName }),
     close: () => {
       const failure = factory.close();
       if (failure) console.error(`the driver did not close cleanly: ${failure.message}`);
@@ -113,9 +111,11 @@ const usage = `usage: npm start -- [options]
   --gate D=F,...      coverage each dimension must reach, as a fraction
                       (default ${defaultGatesText()}; graphEdges=1 with --edges)
   --no-faults         skip the fault catalogue
-  --sut S             the system under test: inprocess (default), or a driver command run with sh -c that
-                      speaks the driver protocol (README), e.g. --sut "npx tsx impl/driver.ts"; a driver
-                      skips the fault catalogue (it wraps the in-process cluster); processes is reserved
+  --sut S             the system under test: inprocess (default); processes, the three site processes
+                      (threesite serve) driven over NBD and their control ports by impl/driver-processes.ts;
+                      or a driver command run with sh -c that speaks the driver protocol (README), e.g.
+                      --sut "npx tsx impl/driver.ts"; a driver skips the fault catalogue (it wraps the
+                      in-process cluster)
   --replay SEED:PATH  replay one shrunk random walk (as printed by a failure) and exit
   --replay-fixture F  replay one saved fixture and exit
   --validate-trace F  check an implementation's ndjson trace against the model, step by step, and exit

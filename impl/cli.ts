@@ -3,6 +3,7 @@
  *
  *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json
  *     threesite serve --site N --config FILE                                             run one site
+ *                                                  (SIGTERM, SIGINT: close and exit; SIGHUP: close, read FILE again and serve anew)
  *     threesite status [--json] [--digest] --config FILE                                 every site's state
  *     threesite fail|recover --site N --config FILE
  *     threesite cut-link|restore-link --link A-B --config FILE                          a link between two sites
@@ -121,25 +122,48 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);
-  const config = loadDeploymentConfig(values.config);
+  const configFile = values.config;
+  const config = loadDeploymentConfig(configFile);
   if (command === 'serve') {
     const id = siteOf(values.site, [1, 2, 3]);
     const log = (line: string): void => {
       process.stderr.write(`${new Date().toISOString()} site ${id} ${line}\n`);
     };
-    const running = await serveSite(config, id, log);
-    await new Promise<void>((resolve) => {
+    let running = await serveSite(config, id, log);
+    return new Promise<number>((resolve) => {
+      // Signals are handled one at a time, in order.
+      let chain = Promise.resolve();
+      let stopped = false;
       const stop = (signal: string): void => {
-        log(`${signal}: closing`);
-        running.close().then(resolve, (error: unknown) => {
-          log(`close failed: ${(error as Error).message}`);
-          resolve();
+        chain = chain.then(async () => {
+          if (stopped) return;
+          stopped = true;
+          log(`${signal}: closing`);
+          await running.close().catch((error: unknown) => log(`close failed: ${(error as Error).message}`));
+          resolve(0);
+        });
+      };
+      // SIGHUP: the site closes (as for SIGTERM) and serves again from the configuration file as it reads now.
+      // Over the same data directory that is a restart (the site comes back failed, site-serve.ts); over a new
+      // one a new site. A configuration that cannot be served ends the process (exit status 2).
+      const reload = (): void => {
+        chain = chain.then(async () => {
+          if (stopped) return;
+          log('SIGHUP: closing, then serving again from the configuration file');
+          await running.close();
+          try {
+            running = await serveSite(loadDeploymentConfig(configFile), id, log);
+          } catch (error) {
+            // A half-started site may hold listeners open: the process ends here rather than linger.
+            log(`SIGHUP: cannot serve again: ${(error as Error).message}`);
+            process.exit(2);
+          }
         });
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      process.on('SIGHUP', reload);
     });
-    return 0;
   }
   const operator = operatorFor(config);
   switch (command) {

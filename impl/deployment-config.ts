@@ -12,6 +12,9 @@
  *   "sites": { "1": { "host": "127.0.0.1", "peerPort": 7101, "nbdPort": 10809, "controlPort": 7201, "dir": "site-1" },
  *              "2": { ... }, "3": { ... } } }
  * ```
+ *
+ * Optional: `inFlightWritesMax`, `flushEachWrite`, and the dialling site's reconnect backoff
+ * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`).
  */
 
 import * as fs from 'node:fs';
@@ -20,6 +23,7 @@ import { hostWriteBytesMax, validateClusterConfig } from './cluster-config.ts';
 import { ConfigError } from './errors.ts';
 import type { JournalLimits } from './journal.ts';
 import type { SiteId } from './storage-system.ts';
+import { reconnectDelayMsCeiling, reconnectDelayMsDefault, reconnectDelayMsMaxDefault } from './transport-tcp.ts';
 
 /** Largest configuration file: 1 MiB. */
 export const deploymentConfigBytesMax = 1 << 20;
@@ -54,6 +58,10 @@ export interface DeploymentConfig {
   pullIntervalMs: number;
   restoreIntervalMs: number;
   answerTimeoutMs: number;
+  /** A dialling site's first redial delay after a lost or refused connection, doubling up to the next. */
+  reconnectDelayMs: number;
+  /** The cap of that backoff (how long a returning peer may wait to be dialled again). */
+  reconnectDelayMsMax: number;
   fencePolicy: 'refuse' | 'keepWriting';
   inFlightWritesMax: number;
   /** fsync the journal and the volume at every write (default false: NBD FLUSH and FUA make writes durable). */
@@ -105,6 +113,7 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
   const sites = v.sites as Record<string, unknown>;
   const flushEachWrite = v.flushEachWrite ?? false;
   if (typeof flushEachWrite !== 'boolean') throw new ConfigError('flushEachWrite', flushEachWrite, 'must be a boolean');
+  const reconnectDelayMs = integer('reconnectDelayMs', v.reconnectDelayMs ?? reconnectDelayMsDefault, 1, reconnectDelayMsCeiling);
   const config: DeploymentConfig = {
     cluster: v.cluster,
     volumeCount: group.volumeCount,
@@ -115,6 +124,8 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
     pullIntervalMs: integer('pullIntervalMs', v.pullIntervalMs, intervalMsMin, intervalMsMax),
     restoreIntervalMs: integer('restoreIntervalMs', v.restoreIntervalMs, intervalMsMin, intervalMsMax),
     answerTimeoutMs: integer('answerTimeoutMs', v.answerTimeoutMs ?? 2000, answerTimeoutMsMin, answerTimeoutMsMax),
+    reconnectDelayMs,
+    reconnectDelayMsMax: integer('reconnectDelayMsMax', v.reconnectDelayMsMax ?? Math.max(reconnectDelayMsMaxDefault, reconnectDelayMs), reconnectDelayMs, reconnectDelayMsCeiling),
     fencePolicy: group.fencePolicy,
     inFlightWritesMax: group.inFlightWritesMax,
     flushEachWrite,

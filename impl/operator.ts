@@ -29,6 +29,10 @@ export interface SiteClient {
   judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict>;
   attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): Promise<void>;
   recordJudgement(judgement: Judgement): Promise<void>;
+  /** Site 3 pulls once from its source now (PULL_JOURNAL); resolves when the answer has been handled. */
+  pullNow(): Promise<void>;
+  /** Site 3 restores its journal now (RESTORE_JOURNAL). */
+  restoreNow(): Promise<void>;
   deltaResync(): Promise<'copying' | 'fullCopy'>;
   fullCopy(): Promise<void>;
   resync(): Promise<void>;
@@ -53,6 +57,12 @@ export interface DeploymentStatus {
   /** The sync member that is primary (the one whose role says so; site 2 when both are unreachable after a failover). */
   primary: SyncSiteId;
   syncPair: SyncPairState;
+  /**
+   * The async pair from the primary to site 3, as the two ends together show it: site 3's own state, except
+   * `suspended` while site 3 is attached to another source (it was down at a failover or failback), and
+   * `suspendedOverflow` once the primary reports its journal overflowed (site 3 learns that only at its next
+   * pull or reattach). Null when site 3 is unreachable.
+   */
   asyncPair: AsyncPairState | null;
   standbyPair: StandbyPairState;
   judgement: Judgement | null;
@@ -69,6 +79,18 @@ function primaryOf(one: SiteStatus | null, two: SiteStatus | null): SyncSiteId {
   if (two?.role === 'secondary') return 1;
   if (one?.role === 'secondary') return 2;
   return 1;
+}
+
+/**
+ * The async pair as both ends show it (see {@link DeploymentStatus.asyncPair}): the primary's overflow (P7)
+ * suspends it at once, as in one process, though site 3 learns of it only when it next asks its source.
+ */
+function asyncPairOf(primary: SyncSiteId, primaryStatus: SiteStatus | null, three: SiteStatus | null): AsyncPairState | null {
+  const remote = three?.remote;
+  if (remote === null || remote === undefined) return null;
+  const own = remote.source === primary ? remote.asyncPair : 'suspended';
+  const overflowed = primaryStatus?.sourceOverflow === true;
+  return overflowed && (own === 'copying' || own === 'deltaResync' || own === 'suspended') ? 'suspendedOverflow' : own;
 }
 
 /** The deployment's operator. */
@@ -105,7 +127,7 @@ export class Operator {
       unreachable,
       primary,
       syncPair,
-      asyncPair: three?.remote?.asyncPair ?? null,
+      asyncPair: asyncPairOf(primary, primaryStatus, three),
       standbyPair,
       judgement: three?.remote?.judgement ?? null,
       lag: primaryStatus !== null && restored !== null ? primaryStatus.lastUpdateNumber - restored : null,
@@ -134,10 +156,10 @@ export class Operator {
     let changed = 0;
     let sameState: RefusalError | null = null;
     let unreachable: SiteUnreachableError | null = null;
-    for (const [self, peer] of [
-      [a, b],
-      [b, a],
-    ] as [SiteId, SiteId][]) {
+    // A restored link is dialled by its lower-id end at once: its higher-id end (which accepts) goes first.
+    const [low, high] = a < b ? [a, b] : [b, a];
+    const ends: [SiteId, SiteId][] = cut ? [[low, high], [high, low]] : [[high, low], [low, high]];
+    for (const [self, peer] of ends) {
       try {
         await (cut ? this.clients[self].cutLink(peer) : this.clients[self].restoreLink(peer));
         changed += 1;
@@ -191,13 +213,55 @@ export class Operator {
     return judgement;
   }
 
+  /**
+   * PULL_JOURNAL: site 3 pulls once from its source (what its pull timer does at each interval). Refused
+   * ({@link NotAllowedError}) unless the async pair is copying and the source reachable from site 3.
+   * @see claims 7, 8, 9, 11, 22, 23, 24, 36, 37, 38
+   */
+  async pullJournal(): Promise<void> {
+    const status = await this.status();
+    if (status.asyncPair !== null && status.asyncPair !== 'copying') throw new NotAllowedError('pullJournal', `async pair is ${status.asyncPair}`);
+    await this.clients[3].pullNow();
+  }
+
+  /**
+   * RESTORE_JOURNAL: site 3 restores its journal now (what its restore timer does at each interval). Refused
+   * when site 3 is failed ({@link SiteFailedError}), its journal is empty or the async pair waits for a full
+   * copy ({@link NotAllowedError}).
+   * @see claims 8, 14, 40
+   */
+  async restoreJournal(): Promise<void> {
+    const status = await this.status();
+    const three = status.sites[3];
+    const pair = status.asyncPair;
+    if (three !== null && three.up && three.journal.entries > 0 && (pair === 'fullCopy' || pair === 'suspendedOverflow')) {
+      throw new NotAllowedError('restoreJournal', `async pair is ${pair}: a full copy replaces the journal`);
+    }
+    await this.clients[3].restoreNow();
+  }
+
   /** DELTA_RESYNC at site 3 (claims 19, 20); resolves with the async pair's new state. */
   async deltaResync(): Promise<'copying' | 'fullCopy'> {
+    const status = await this.status();
+    if (status.asyncPair !== null && status.asyncPair !== 'deltaResync') throw new NotAllowedError('deltaResync', `async pair is ${status.asyncPair}`);
     return this.clients[3].deltaResync();
   }
 
-  /** FULL_COPY from the source to site 3. */
+  /**
+   * FULL_COPY from the source to site 3. Refused unless the async pair is fullCopy or suspended by overflow
+   * and the source reachable from site 3; a site 3 that has not yet learnt of its source's overflow is told
+   * first.
+   */
   async fullCopy(): Promise<void> {
+    const status = await this.status();
+    const three = status.sites[3];
+    const pair = status.asyncPair;
+    if (pair !== null && pair !== 'fullCopy' && pair !== 'suspendedOverflow') throw new NotAllowedError('fullCopy', `async pair is ${pair}`);
+    const own = three?.remote?.asyncPair;
+    if (pair === 'suspendedOverflow' && own !== 'fullCopy' && own !== 'suspendedOverflow' && three !== null) {
+      if (!three.up || !three.connected.includes(status.primary)) throw new NotAllowedError('fullCopy', 'source unreachable from site 3');
+      await this.clients[3].attach(status.primary, 'suspendedOverflow', status.judgement);
+    }
     await this.clients[3].fullCopy();
   }
 
@@ -216,12 +280,13 @@ export class Operator {
    */
   async failback(): Promise<Judgement> {
     const status = await this.status();
+    // The conditions in the model's order: the pair first, then every site up, every link, the async pair.
+    if (status.syncPair !== 'reversed') throw new NotAllowedError('failback', `sync pair is ${status.syncPair}, not reversed`);
     for (const site of [1, 2, 3] as const) {
       const report = status.sites[site];
       if (report === null || !report.up) throw new SiteFailedError(site, 'failback');
     }
     const [one, two, three] = [status.sites[1], status.sites[2], status.sites[3]] as [SiteStatus, SiteStatus, SiteStatus];
-    if (status.syncPair !== 'reversed') throw new NotAllowedError('failback', `sync pair is ${status.syncPair}, not reversed`);
     if (one.connected.length < 2 || two.connected.length < 2 || three.connected.length < 2) throw new NotAllowedError('failback', 'every link must be up');
     if (status.asyncPair !== 'copying') throw new NotAllowedError('failback', `async pair is ${status.asyncPair}`);
     await this.clients[2].setRole('secondary', 'reversed', false);

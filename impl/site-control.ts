@@ -106,6 +106,10 @@ export async function dispatchControl(node: SiteNode, op: string, args: Args): P
       if (judgement === null) throw new InvalidArgumentError('recordJudgement', 'judgement', null);
       return node.recordJudgement(judgement);
     }
+    case 'pullNow':
+      return node.pullNow();
+    case 'restoreNow':
+      return node.restoreNow();
     case 'deltaResync':
       return node.deltaResync();
     case 'fullCopy':
@@ -135,6 +139,8 @@ function clientOver(call: (op: string, args?: Args) => Promise<never>): SiteClie
     judge: (to, purpose) => call('judge', { to, purpose }),
     attach: (source, asyncPair, judgement) => call('attach', { source, asyncPair, judgement }),
     recordJudgement: (judgement) => call('recordJudgement', { judgement }),
+    pullNow: () => call('pullNow'),
+    restoreNow: () => call('restoreNow'),
     deltaResync: () => call('deltaResync'),
     fullCopy: () => call('fullCopy'),
     resync: () => call('resync'),

@@ -8,8 +8,12 @@
  *   write finds no link) the sync pair is suspended and the writes in flight are decided by fence policy;
  *   when the link is back the pair is resyncing. Site 3 applies R2: the async pair is suspended while its
  *   source is unreachable, and when the source is back site 3 asks to be judged (purpose `reattach`). Site 3
- *   pulls and restores on the timers its process gives it (claim 9). A source whose journal no longer covers
- *   site 3 refuses the pull and site 3's async pair is suspended by overflow (P7).
+ *   pulls and restores on the timers its process gives it (claim 9), or when the operator says so
+ *   ({@link SiteNode.pullNow}, {@link SiteNode.restoreNow}). A source whose journal overflowed (P7) since
+ *   site 3's last full copy, or no longer covers it, refuses its pulls and its reattach judgement with
+ *   `pullRefused`, and site 3's async pair is suspended by overflow. In one process the overflow suspends the
+ *   pair at once; here site 3 learns it when it next asks, and until then the source reports it in its status
+ *   (`sourceOverflow`), which the operator's status combines with site 3's view (`operator.ts`).
  * - **Operator steps.** What needs more than one site (failover, failback, recovery after a failure) is done
  *   by the operator (`operator.ts`), one step at a time on each site through its control port
  *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
@@ -22,7 +26,8 @@
  *   with every block of its journal in its changed-block record, because its last writes may never have
  *   reached its peer.
  *
- * No clock or timer lives here: the process calls {@link SiteNode.onTick} with the time, and
+ * No clock or timer lives here: the process calls {@link SiteNode.onTick} with the time (the first call
+ * sets the node's clock: what was sent before it counts from then), and
  * {@link SiteNode.onPullTimer} / {@link SiteNode.onRestoreTimer} at the intervals of its configuration.
  * Messages arrive as bytes and are decoded and validated before the site sees them; a peer that sends a
  * malformed message is disconnected with the reason logged, and nothing changes. A well-formed message the
@@ -110,6 +115,19 @@ export interface SiteStatus {
   connected: SiteId[];
   /** Peers whose link the operator cut at this site. */
   cut: SiteId[];
+  /**
+   * Frames sent to and received from each peer on the current connection (zero while not connected): when
+   * both ends of every link agree, no message is in flight (the conformance driver waits for that).
+   */
+  frames: Partial<Record<SiteId, { sent: number; received: number }>>;
+  /** What the site waits for from a peer: an operator step's answer (its kind), `pull`, or null when idle. */
+  busy: Waiter['kind'] | 'pull' | null;
+  /**
+   * As site 3's source (the primary), its journal discarded entries since site 3's last full copy (P7): the
+   * async pair is suspended by overflow, whatever site 3 itself has yet learnt (it learns at its next pull or
+   * reattach; the operator's status combines the two views).
+   */
+  sourceOverflow: boolean;
   /** Site 3 only: received and restored update numbers, source, async pair and last judgement. */
   remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
   /** SHA-256 of the volumes, when asked for (it reads every byte). */
@@ -165,10 +183,17 @@ export class SiteNode {
   readonly #queued: QueuedWrite[] = [];
   #nextWriteId = 1;
   #nowMs = 0;
+  /** False until the first {@link onTick}: the process's clock may be far past 0 when the node is made. */
+  #clockSet = false;
   #pullOutstanding = false;
   #pullSentAtMs = 0;
   #waiter: Waiter | null = null;
   #waiterSinceMs = 0;
+  /** The operator's pull ({@link pullNow}) waiting for the source's answer. */
+  #pullWaiter: { resolve(): void; reject(error: RefusalError): void } | null = null;
+  /** See {@link SiteStatus.sourceOverflow}. */
+  #sourceOverflow = false;
+  readonly #frames = new Map<SiteId, { sent: number; received: number }>();
   readonly #cut = new Set<SiteId>();
   /** Messages refused from peers, by kind (the peer was disconnected each time). */
   readonly refused = new Map<string, number>();
@@ -305,14 +330,16 @@ export class SiteNode {
   /** A peer connected (rules R1 and R2). */
   onPeerUp(peer: SiteId): void {
     this.#log(`peer ${peer} up`);
+    this.#frames.set(peer, { sent: 0, received: 0 });
     this.#applyRules();
   }
 
   /** A peer's connection closed: what was sent and not answered is lost (rules R1 and R2). */
   onPeerDown(peer: SiteId, reason: string): void {
     this.#log(`peer ${peer} down: ${reason}`);
+    this.#frames.delete(peer);
     if (this.id === 3 && peer === this.site.source) {
-      this.#pullOutstanding = false;
+      this.#endPull(new NotAcknowledgedError('pullJournal', `the link to site ${peer} went down (${reason})`));
       this.#failWaiter(new NotAcknowledgedError('remote', `the link to site ${peer} went down (${reason})`));
       if (this.#remote.asyncPair === 'copying' || this.#remote.asyncPair === 'deltaResync') this.#setAsyncPair('suspended');
     }
@@ -328,6 +355,7 @@ export class SiteNode {
    * in its state, disconnects the peer with the reason logged; the site is left as it was.
    */
   onFrame(peer: SiteId, payload: Uint8Array): void {
+    this.#framesOf(peer).received += 1;
     let message: Message;
     try {
       message = decodeMessage(payload);
@@ -336,6 +364,7 @@ export class SiteNode {
       this.#refuse(peer, 'malformed', error);
       return;
     }
+    if (this.#refusedForOverflow(peer, message)) return;
     let out: SiteOutput;
     try {
       out = this.site.handle({ from: peer, to: this.id, message });
@@ -352,6 +381,15 @@ export class SiteNode {
 
   /** The time, from the process: answers due for longer than `answerTimeoutMs` are taken as lost. */
   onTick(nowMs: number): void {
+    if (!this.#clockSet) {
+      // The first tick sets the clock: what was sent before it (stamped 0) counts from now, not from the
+      // start of the process (a node made in a process that has run longer than the timeout would
+      // otherwise take its first answers as lost).
+      this.#clockSet = true;
+      this.#waiterSinceMs = nowMs;
+      this.#pullSentAtMs = nowMs;
+      for (const pending of this.#pending.values()) pending.sentAtMs = nowMs;
+    }
     this.#nowMs = nowMs;
     const timeout = this.config.answerTimeoutMs;
     if (this.#waiter !== null && nowMs - this.#waiterSinceMs > timeout) {
@@ -359,7 +397,7 @@ export class SiteNode {
       this.#applyRules();
     }
     if (this.id === 3) {
-      if (this.#pullOutstanding && nowMs - this.#pullSentAtMs > timeout) this.#pullOutstanding = false;
+      if (this.#pullOutstanding && nowMs - this.#pullSentAtMs > timeout) this.#endPull(new NotAcknowledgedError('pullJournal', `no answer within ${timeout} ms`));
       return;
     }
     if (this.#pending.size === 0) return;
@@ -375,11 +413,7 @@ export class SiteNode {
   onPullTimer(): void {
     if (this.id !== 3 || !this.site.up || this.#pullOutstanding || this.#waiter !== null) return;
     if (this.#remote.asyncPair !== 'copying' || !this.#links.isConnected(this.site.source)) return;
-    const out = this.site.requestPull(this.config.pullBatchEntriesMax);
-    if (this.#sendAll(out)) {
-      this.#pullOutstanding = true;
-      this.#pullSentAtMs = this.#nowMs;
-    }
+    this.#startPull();
   }
 
   /** Site 3 restores its journal into its volumes in update-number order (claims 8, 14, 40; P2). */
@@ -388,6 +422,60 @@ export class SiteNode {
     if (this.#remote.asyncPair === 'fullCopy' || this.#remote.asyncPair === 'suspendedOverflow') return;
     this.site.restore();
     this.site.saveIfDirty();
+  }
+
+  /**
+   * PULL_JOURNAL on the operator's command, what {@link onPullTimer} does at its interval: resolves once the
+   * source's answer has been handled (its entries appended, or its refusal taken: the async pair is then
+   * suspended by overflow). Refused as in one process (`cluster.ts` `pullJournal`): {@link NotAllowedError}
+   * unless the async pair is copying and the source reachable from site 3, or while another step waits.
+   * @see claims 7, 8, 9, 11, 22, 23, 24, 36, 37, 38
+   */
+  pullNow(): Promise<void> {
+    if (this.id !== 3) throw new NotAllowedError('pullJournal', 'only site 3 pulls');
+    if (this.#remote.asyncPair !== 'copying') throw new NotAllowedError('pullJournal', `async pair is ${this.#remote.asyncPair}`);
+    if (!this.site.up || !this.#links.isConnected(this.site.source)) throw new NotAllowedError('pullJournal', 'source unreachable from site 3');
+    if (this.#waiter !== null) throw new NotAllowedError('pullJournal', `a ${this.#waiter.kind} is under way`);
+    if (this.#pullOutstanding) throw new NotAllowedError('pullJournal', 'a pull is under way');
+    return new Promise((resolve, reject) => {
+      this.#pullWaiter = { resolve, reject };
+      if (!this.#startPull()) this.#endPull(new NotAcknowledgedError('pullJournal', 'the source is not connected'));
+    });
+  }
+
+  /**
+   * RESTORE_JOURNAL on the operator's command, what {@link onRestoreTimer} does at its interval. Refused as
+   * in one process (`cluster.ts` `restoreJournal`): {@link SiteFailedError} when site 3 is failed,
+   * {@link NotAllowedError} when its journal is empty or the async pair waits for a full copy.
+   * @see claims 8, 14, 40
+   */
+  restoreNow(): void {
+    if (this.id !== 3) throw new NotAllowedError('restoreJournal', 'only site 3 restores');
+    if (!this.site.up) throw new SiteFailedError(3, 'restoreJournal');
+    if (this.site.journal.entries === 0) throw new NotAllowedError('restoreJournal', "site 3's journal is empty");
+    const pair = this.#remote.asyncPair;
+    if (pair === 'fullCopy' || pair === 'suspendedOverflow') throw new NotAllowedError('restoreJournal', `async pair is ${pair}: a full copy replaces the journal`);
+    if (this.#waiter !== null) throw new NotAllowedError('restoreJournal', `a ${this.#waiter.kind} is under way`);
+    this.site.restore();
+    this.site.saveIfDirty();
+  }
+
+  /** Sends a pull request to the source; false when it could not be sent. */
+  #startPull(): boolean {
+    if (!this.#sendAll(this.site.requestPull(this.config.pullBatchEntriesMax))) return false;
+    this.#pullOutstanding = true;
+    this.#pullSentAtMs = this.#nowMs;
+    return true;
+  }
+
+  /** The outstanding pull is over: answered (`error` null), lost or given up. */
+  #endPull(error: RefusalError | null): void {
+    this.#pullOutstanding = false;
+    const waiter = this.#pullWaiter;
+    if (waiter === null) return;
+    this.#pullWaiter = null;
+    if (error === null) waiter.resolve();
+    else waiter.reject(error);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -400,7 +488,7 @@ export class SiteNode {
     this.#emit(this.site.fail());
     if (this.id !== 3) this.#emit(this.site.setSyncPair('suspended'));
     for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
-    this.#pullOutstanding = false;
+    this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
     this.#applyRules();
     this.site.saveIfDirty();
@@ -423,6 +511,7 @@ export class SiteNode {
       if (this.#remote.asyncPair === 'copying' || this.#remote.asyncPair === 'deltaResync') this.#setAsyncPair('suspended');
     } else {
       this.site.setRole(primary === this.id ? 'primary' : 'secondary');
+      if (primary !== this.id) this.#sourceOverflow = false;
     }
     this.#applyRules();
     this.site.saveIfDirty();
@@ -473,9 +562,12 @@ export class SiteNode {
       throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
     }
     this.site.setRole(role);
+    // A new source (failover, failback) is judged afresh; an old one no longer serves site 3.
+    this.#sourceOverflow = false;
     this.#emit(this.site.setSyncPair(syncPair));
     if (takeover) this.site.setTakeover(this.site.last);
-    this.site.setMode(this.#syncMemberMode());
+    // R1 at once: a suspended pair whose peer is connected (a fenced site 1 at failover) is resyncing.
+    this.#applyRules();
     this.site.saveIfDirty();
   }
 
@@ -496,7 +588,7 @@ export class SiteNode {
     if (!this.site.up) throw new SiteFailedError(3, 'attach');
     this.site.setSource(source);
     this.#remote.judgement = judgement;
-    this.#pullOutstanding = false;
+    this.#endPull(new NotAcknowledgedError('pullJournal', `site 3 was attached to site ${source}`));
     this.#setAsyncPair(asyncPair);
     this.#applyRules();
     this.site.saveIfDirty();
@@ -514,9 +606,11 @@ export class SiteNode {
    * 20); resolves `copying`, or `fullCopy` when the source's journal no longer covers it (P5).
    */
   deltaResync(): Promise<'copying' | 'fullCopy'> {
-    this.#requireRemoteIdle('deltaResync');
+    // The conditions in the model's order: the pair's state, then reachability (a failed site 3 reaches none).
+    if (this.id !== 3) throw new NotAllowedError('deltaResync', 'only site 3 does this');
     if (this.#remote.asyncPair !== 'deltaResync') throw new NotAllowedError('deltaResync', `async pair is ${this.#remote.asyncPair}`);
-    if (!this.#links.isConnected(this.site.source)) throw new NotAllowedError('deltaResync', 'source unreachable from site 3');
+    if (!this.site.up || !this.#links.isConnected(this.site.source)) throw new NotAllowedError('deltaResync', 'source unreachable from site 3');
+    this.#requireRemoteIdle('deltaResync');
     return new Promise((resolve, reject) => {
       this.#waiter = { kind: 'deltaResync', resolve, reject };
       this.#waiterSinceMs = this.#nowMs;
@@ -526,11 +620,12 @@ export class SiteNode {
 
   /** FULL_COPY: site 3's volumes become its source's; its journal empty at the source's last. */
   fullCopy(): Promise<void> {
-    this.#requireRemoteIdle('fullCopy');
+    if (this.id !== 3) throw new NotAllowedError('fullCopy', 'only site 3 does this');
     if (this.#remote.asyncPair !== 'fullCopy' && this.#remote.asyncPair !== 'suspendedOverflow') {
       throw new NotAllowedError('fullCopy', `async pair is ${this.#remote.asyncPair}`);
     }
-    if (!this.#links.isConnected(this.site.source)) throw new NotAllowedError('fullCopy', 'source unreachable from site 3');
+    if (!this.site.up || !this.#links.isConnected(this.site.source)) throw new NotAllowedError('fullCopy', 'source unreachable from site 3');
+    this.#requireRemoteIdle('fullCopy');
     return new Promise((resolve, reject) => {
       this.#waiter = { kind: 'fullCopy', resolve, reject };
       this.#waiterSinceMs = this.#nowMs;
@@ -588,6 +683,9 @@ export class SiteNode {
       knownRestored: site.knownRestored,
       connected,
       cut: [...this.#cut].sort(),
+      frames: Object.fromEntries(connected.map((peer) => [peer, { ...(this.#frames.get(peer) ?? { sent: 0, received: 0 }) }])),
+      busy: this.#waiter?.kind ?? (this.#pullOutstanding ? 'pull' : null),
+      sourceOverflow: this.#sourceOverflow && site.role === 'primary',
       remote:
         this.id === 3
           ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
@@ -601,6 +699,7 @@ export class SiteNode {
     for (const pending of this.#pending.values()) pending.reject(new SiteFailedError(this.id, 'host write'));
     this.#pending.clear();
     for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
+    this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
     this.site.close();
   }
@@ -651,7 +750,33 @@ export class SiteNode {
 
   #send(envelope: SiteEnvelope): boolean {
     assert(envelope.from === this.id, 'a node sends its own site messages', () => `from ${envelope.from}`);
-    return this.#links.send(envelope.to, encodeMessage(envelope.message));
+    const sent = this.#links.send(envelope.to, encodeMessage(envelope.message));
+    if (sent) this.#framesOf(envelope.to).sent += 1;
+    return sent;
+  }
+
+  /** The frame counts of the connection to `peer` (from zero at its up, or at the first frame of a link up from the start). */
+  #framesOf(peer: SiteId): { sent: number; received: number } {
+    let frames = this.#frames.get(peer);
+    if (frames === undefined) {
+      frames = { sent: 0, received: 0 };
+      this.#frames.set(peer, frames);
+    }
+    return frames;
+  }
+
+  /**
+   * A source whose journal overflowed since site 3's last full copy serves it neither a pull nor a reattach
+   * judgement: it answers `pullRefused` (site 3's async pair is then suspended by overflow, as the model's is
+   * from the overflow on), even where its journal still happens to cover site 3. Returns whether it did.
+   * @see P5, P7
+   */
+  #refusedForOverflow(peer: SiteId, message: Message): boolean {
+    if (this.id === 3 || peer !== 3 || !this.#sourceOverflow || this.site.role !== 'primary' || !this.site.up) return false;
+    if (message.kind !== 'pullRequest' && !(message.kind === 'judgeRequest' && message.purpose === 'reattach')) return false;
+    this.#log(`refused a ${message.kind} from site 3: the journal overflowed since its last full copy`);
+    this.#send({ from: this.id, to: 3, message: { kind: 'pullRefused', received: message.received, journalFirst: this.site.journal.first } });
+    return true;
   }
 
   #emit(out: SiteOutput): void {
@@ -681,7 +806,13 @@ export class SiteNode {
         return;
       }
       case 'journalOverflow':
-        this.#log(`journal overflow at u=${note.updateNumber}: site 3 needs a full copy when it next pulls (P7)`);
+        if (this.site.role !== 'primary') {
+          this.#log(`journal overflow at u=${note.updateNumber}: the standby pair is in hold-error`);
+          return;
+        }
+        // As in one process, the async pair is suspended by overflow now; site 3 learns it when it next asks.
+        this.#sourceOverflow = true;
+        this.#log(`journal overflow at u=${note.updateNumber}: site 3 needs a full copy (P7)`);
         return;
       case 'judged':
         // The source judged site 3: a reattach judgement clears the takeover point it used.
@@ -693,15 +824,20 @@ export class SiteNode {
         this.site.setMode(this.#syncMemberMode());
         return;
       case 'pullRefused':
-        this.#pullOutstanding = false;
         this.#setAsyncPair('suspendedOverflow');
+        // A source that refuses for overflow answers a reattach judgement this way too (#refusedForOverflow).
+        if (this.#waiter?.kind === 'judge' && this.#waiter.purpose === 'reattach') this.#waiter = null;
+        this.#endPull(null);
         return;
       case 'deltaResyncRefused':
         this.#setAsyncPair('fullCopy');
         this.#resolveWaiter('deltaResync', 'fullCopy');
         return;
-      case 'deltaResyncDone':
       case 'fullCopyDone':
+        // Site 3 holds this source's image: the overflow is behind it.
+        this.#sourceOverflow = false;
+        return;
+      case 'deltaResyncDone':
         return;
     }
   }
@@ -710,7 +846,7 @@ export class SiteNode {
   #afterMessage(peer: SiteId, message: Message): void {
     switch (message.kind) {
       case 'pullEntries':
-        this.#pullOutstanding = false;
+        this.#endPull(null);
         return;
       case 'verdict': {
         const waiter = this.#waiter;

@@ -118,6 +118,8 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       config.journal,
       { kind: 'file', dir: endpoint.dir, reopen },
     );
+  // A new site's state file is written at once: a process restarted over this directory must reopen it.
+  if (!reopen) site.save();
   const remoteFile = path.join(endpoint.dir, 'remote.json');
   const savedRemote = id === 3 && reopen ? (readStateFile(remoteFile, remoteStateFormat) as RemoteDurableState | null) : null;
   const peers = peerIdsOf(id);
@@ -126,6 +128,8 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     cluster: config.cluster,
     listen: { host: endpoint.host, port: endpoint.peerPort },
     peers: Object.fromEntries(peers.map((peer) => [peer, { host: config.sites[peer].host, port: config.sites[peer].peerPort }])),
+    reconnectDelayMs: config.reconnectDelayMs,
+    reconnectDelayMsMax: config.reconnectDelayMsMax,
     log: (line) => log(`net: ${line}`),
   });
   // A peer is blocked while this site is off the network (failed) or the operator cut the link to it.

@@ -91,13 +91,13 @@ describe('npm start arguments', () => {
     }
   });
 
-  it('--sut: a driver command replays a fixture through impl/driver.ts; processes is reserved (exit 2)', () => {
+  it('--sut: a driver command, and processes (the three site processes), replay a fixture', () => {
     const fixture = readdirSync('test/fixtures/failures').find((file) => file.endsWith('.json'))!;
     const replayed = start('--sut', 'npx tsx impl/driver.ts', '--replay-fixture', join('test/fixtures/failures', fixture));
     expect(replayed.stdout).toMatch(/fixture passes/);
     expect(replayed.status).toBe(0);
-    const reserved = start('--sut', 'processes');
-    expect(reserved.status).toBe(2);
-    expect(reserved.stderr).toMatch(/not yet implemented/);
+    const processes = start('--sut', 'processes', '--replay-fixture', join('test/fixtures/failures', fixture));
+    expect(processes.stdout).toMatch(/fixture passes/);
+    expect(processes.status).toBe(0);
   });
 });

@@ -295,10 +295,15 @@ describe('site nodes: local rules', () => {
   it('a malformed frame disconnects the peer and changes nothing', async () => {
     const d = deploy();
     await d.nodes[1].hostWrite(0, 0, block(1));
-    const before = JSON.stringify(d.nodes[2].status(true));
+    // The site's state, without the link's frame counts (they move with every frame, taken or dropped).
+    const state = (node: SiteNode): string => {
+      const { frames: _frames, ...rest } = node.status(true);
+      return JSON.stringify(rest);
+    };
+    const before = state(d.nodes[2]);
     d.nodes[2].onFrame(3, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]));
     expect(d.net.log.some((line) => line.includes('malformed message from site 3'))).toBe(true);
-    expect(JSON.stringify(d.nodes[2].status(true))).toBe(before);
+    expect(state(d.nodes[2])).toBe(before);
     // From the sync peer, the disconnect suspends the pair (R1); the data stay as they were.
     const digest = d.nodes[2].site.digest();
     d.nodes[2].onFrame(1, new Uint8Array(12));
@@ -306,10 +311,10 @@ describe('site nodes: local rules', () => {
     expect(d.nodes[2].site.digest()).toBe(digest);
     expect(d.nodes[2].site.last).toBe(1);
     // A well-formed message the site does not take now is dropped, not acted on.
-    const after = JSON.stringify(d.nodes[2].status(true));
+    const after = state(d.nodes[2]);
     d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', updateNumber: 9 }));
     expect(d.nodes[2].refused.get('syncWriteAck')).toBe(1);
-    expect(JSON.stringify(d.nodes[2].status(true))).toBe(after);
+    expect(state(d.nodes[2])).toBe(after);
   });
 });
 
@@ -345,5 +350,130 @@ describe('the operator: refusals', () => {
     const error = await d.operator.failback().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RefusalError);
     expect(error).toMatchObject({ code: 'NotAllowed' });
+  });
+});
+
+describe('site nodes: the operator steps pulls and restores, and reports what a driver waits for', () => {
+  it('PULL_JOURNAL and RESTORE_JOURNAL on command, refused as in one process', async () => {
+    const d = deploy();
+    await expect(d.operator.restoreJournal()).rejects.toMatchObject({ code: 'NotAllowed', message: expect.stringMatching(/journal is empty/) });
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.operator.pullJournal();
+    expect(d.nodes[3].site.received).toBe(1);
+    expect(d.nodes[3].site.restored).toBe(0);
+    await d.operator.restoreJournal();
+    expect(d.nodes[3].site.restored).toBe(1);
+    d.net.change(() => d.net.cut.add('1-3'));
+    await expect(d.operator.pullJournal()).rejects.toMatchObject({ code: 'NotAllowed' });
+    await d.operator.fail(3);
+    await expect(d.operator.restoreJournal()).rejects.toMatchObject({ code: 'SiteFailed' });
+    // A failed site 3 has no pair to resync: the pair's state is refused first, as the model does.
+    await expect(d.operator.deltaResync()).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(d.operator.fullCopy()).rejects.toMatchObject({ code: 'NotAllowed' });
+  });
+
+  it('both ends of a quiet link count the same frames; no site is busy', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.operator.pullJournal();
+    const status = await d.operator.status();
+    for (const [a, b] of [
+      [1, 2],
+      [1, 3],
+      [2, 3],
+    ] as [SiteId, SiteId][]) {
+      const ab = status.sites[a]!.frames[b]!;
+      const ba = status.sites[b]!.frames[a]!;
+      expect({ sent: ab.sent, received: ab.received }).toEqual({ sent: ba.received, received: ba.sent });
+    }
+    expect(status.sites[1]!.frames[2]!.sent).toBe(1); // the sync write
+    expect(status.sites[3]!.frames[1]!.sent).toBe(1); // the pull
+    expect([1, 2, 3].map((id) => status.sites[id as SiteId]!.busy)).toEqual([null, null, null]);
+  });
+
+  it("a node made in a process older than the answer timeout keeps its first step's answer", async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    const pull = d.nodes[3].pullNow();
+    // The first tick comes after the request was sent, with a clock far past the timeout (1000 ms).
+    d.nodes[3].onTick(3_600_000);
+    await pull;
+    expect(d.nodes[3].site.received).toBe(1);
+  });
+});
+
+describe('site nodes: a source journal overflow (P7) suspends the async pair at once', () => {
+  it('the operator sees it at once, site 3 at its next pull; pulls and restores are refused; a full copy ends it', async () => {
+    const d = deploy('keepWriting', 1);
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.operator.pullJournal();
+    // The second write overflows site 1's journal [1]; it still covers site 3 (received 1), yet the model
+    // suspends the pair: site 3's own view is behind until it asks.
+    await d.nodes[1].hostWrite(0, blockBytes, block(2));
+    expect(d.nodes[1].site.journal.first).toBe(2);
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    const status = await d.operator.status();
+    expect(status.sites[1]!.sourceOverflow).toBe(true);
+    expect(status.asyncPair).toBe('suspendedOverflow');
+    await expect(d.operator.pullJournal()).rejects.toMatchObject({ code: 'NotAllowed', message: expect.stringMatching(/suspendedOverflow/) });
+    await expect(d.operator.restoreJournal()).rejects.toMatchObject({ code: 'NotAllowed', message: expect.stringMatching(/suspendedOverflow/) });
+    await expect(d.operator.deltaResync()).rejects.toMatchObject({ code: 'NotAllowed' });
+    // Site 3's own timer pulls: the source refuses though its journal covers site 3.
+    d.nodes[3].onPullTimer();
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('suspendedOverflow');
+    expect(d.nodes[3].site.received).toBe(1);
+    await d.operator.fullCopy();
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    expect(d.nodes[3].site.digest()).toBe(d.nodes[1].site.digest());
+    expect((await d.operator.status()).sites[1]!.sourceOverflow).toBe(false);
+  });
+
+  it('overflow while site 3 is unreachable: the reattach is refused for overflow, no judgement; a full copy told to site 3 first', async () => {
+    const d = deploy('keepWriting', 1);
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    d.net.change(() => d.net.cut.add('1-3'));
+    expect(d.nodes[3].asyncPair).toBe('suspended');
+    await d.nodes[1].hostWrite(0, blockBytes, block(2));
+    expect((await d.operator.status()).asyncPair).toBe('suspendedOverflow');
+    d.net.change(() => d.net.cut.delete('1-3'));
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('suspendedOverflow');
+    expect((await d.operator.status()).judgement).toBeNull();
+    expect(d.nodes[3].status(false).busy).toBeNull();
+    await d.operator.fullCopy();
+    await settle();
+    expect(d.nodes[3].site.digest()).toBe(d.nodes[1].site.digest());
+  });
+
+  it('a full copy when site 3 has yet to learn of the overflow: the operator tells it first', async () => {
+    const d = deploy('keepWriting', 1);
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.nodes[1].hostWrite(0, blockBytes, block(2));
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    await d.operator.fullCopy();
+    await settle();
+    expect(d.nodes[3].asyncPair).toBe('copying');
+    expect(d.nodes[3].site.restored).toBe(2);
+  });
+});
+
+describe('the operator: steps in the model’s order', () => {
+  it('failover of a fenced site 1 it still reaches: the pair is resyncing at once (R1)', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.operator.fence(1);
+    await d.operator.failover(false);
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    expect(d.nodes[1].site.syncPair).toBe('resyncing');
+    expect(d.nodes[1].site.mode).toBe('resyncing');
+    expect((await d.operator.status()).syncPair).toBe('resyncing');
+  });
+
+  it('failback with the pair not reversed and a site failed is refused for the pair first', async () => {
+    const d = deploy();
+    await d.operator.fail(3);
+    await expect(d.operator.failback()).rejects.toMatchObject({ code: 'NotAllowed' });
   });
 });
