@@ -7,6 +7,8 @@ export default defineConfig({
     // Installs (as root) or names the system packages tests need, so no test is silently skipped.
     globalSetup: ['test/setup/system-packages.ts'],
     pool: 'threads',
+    // Two workers on the two-core machines we run on: vitest's default (cores - 1) runs the suite serially.
+    maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 120_000,
   },
