@@ -43,8 +43,8 @@ import { assert } from './invariant.ts';
 import { asyncPairAfter, journalCovers } from './judge.ts';
 import type { JudgePurpose, Message } from './messages.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
-import { openSite, type SiteStorage } from './site-open.ts';
-import { StorageSystem, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
+import { openSite, siteConfigOf, type SiteStorage } from './site-open.ts';
+import { StorageSystem, syncMemberMode, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
 import { linkName, Transport, type Envelope } from './transport.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
 
@@ -207,15 +207,7 @@ export class Cluster {
 
   /** A site over new storage, or reopened from its directory (file storage). */
   static #makeSite(config: Readonly<Required<ClusterConfig>>, id: SiteId, reopen: boolean): StorageSystem {
-    const siteConfig = {
-      id,
-      volumeCount: config.volumeCount,
-      volumeBytes: config.volumeBytes,
-      blockBytes: config.blockBytes,
-      fencePolicy: config.fencePolicy,
-      inFlightWritesMax: config.inFlightWritesMax,
-      flushEachWrite: config.storage.kind === 'file',
-    };
+    const siteConfig = siteConfigOf(id, config, config.storage.kind === 'file');
     const storage: SiteStorage =
       config.storage.kind === 'memory' ? { kind: 'memory' } : { kind: 'file', dir: path.join(config.storage.dir, `site-${id}`), reopen };
     return openSite(siteConfig, config.journal, storage);
@@ -797,21 +789,9 @@ export class Cluster {
 
   #syncMemberMode(site: SyncSiteId): SiteMode {
     const member = this.#site(site);
-    if (!member.up) return 'failed';
-    const reversed = this.#syncPair === 'reversed';
-    if (site === this.#primary) return reversed ? 'syncReversed' : 'normal';
-    switch (this.#syncPair) {
-      case 'inSync':
-        return 'normal';
-      case 'reversed':
-        return 'syncReversed';
-      case 'resyncing':
-        return 'resyncing';
-      case 'suspended':
-        // A secondary that has just returned, or was already waiting for its resync, is stale.
-        return member.mode === 'failed' || member.mode === 'resyncing' ? 'resyncing' : 'normal';
-    }
+    return syncMemberMode(member.up, site === this.#primary, this.#syncPair, member.mode);
   }
+
 
   #observeMember(site: StorageSystem): SiteObservation {
     const id = site.id as SyncSiteId;

@@ -51,7 +51,7 @@ import {
 } from './errors.ts';
 import { assert } from './invariant.ts';
 import { decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
-import type { SiteEnvelope, SiteId, SiteNote, SiteOutput, StorageSystem } from './storage-system.ts';
+import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
 
 /** Host writes a node holds waiting (for a resync to end, or for room among the writes in flight) at most. */
@@ -949,18 +949,7 @@ export class SiteNode {
   /** The mode of this sync member (model/README.md "Modes"), as the cluster derives it. */
   #syncMemberMode(): SiteMode {
     const member = this.site;
-    if (!member.up) return 'failed';
-    const pair = member.syncPair;
-    if (member.role === 'primary') return pair === 'reversed' ? 'syncReversed' : 'normal';
-    switch (pair) {
-      case 'inSync':
-        return 'normal';
-      case 'reversed':
-        return 'syncReversed';
-      case 'resyncing':
-        return 'resyncing';
-      case 'suspended':
-        return member.mode === 'failed' || member.mode === 'resyncing' ? 'resyncing' : 'normal';
-    }
+    return syncMemberMode(member.up, member.role === 'primary', member.syncPair, member.mode);
   }
+
 }

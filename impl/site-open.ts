@@ -24,6 +24,16 @@ export const siteStateFormat = 'threesite-site-state-v1';
 /** Where a site keeps its data: in memory, or in a directory of its own. */
 export type SiteStorage = { kind: 'memory' } | { kind: 'file'; dir: string; reopen: boolean };
 
+/** The configuration of site `id` of a consistency group: the group's volumes and limits, the site's id. */
+export function siteConfigOf(
+  id: SiteConfig['id'],
+  group: Pick<SiteConfig, 'volumeCount' | 'volumeBytes' | 'blockBytes' | 'fencePolicy' | 'inFlightWritesMax'>,
+  flushEachWrite: boolean,
+): SiteConfig {
+  const { volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax } = group;
+  return { id, volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax, flushEachWrite };
+}
+
 /** A storage system over new memory, or over a site directory (created, or reopened when `reopen`). */
 export function openSite(config: SiteConfig, journalLimits: JournalLimits, storage: SiteStorage): StorageSystem {
   if (storage.kind === 'memory') {

@@ -22,7 +22,7 @@ import { NbdErrno, NbdError, NbdServer, type NbdExport } from './nbd-server.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
 import { serveControl } from './site-control.ts';
 import { SiteNode, type NodeLinks, type RemoteDurableState } from './site-node.ts';
-import { openSite, siteExists } from './site-open.ts';
+import { openSite, siteConfigOf, siteExists } from './site-open.ts';
 import type { SiteId } from './storage-system.ts';
 import { PeerNetwork, peerIdsOf } from './transport-tcp.ts';
 import { OutOfRangeError } from './volume.ts';
@@ -105,19 +105,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   const endpoint = config.sites[id];
   const reopen = siteExists(endpoint.dir);
   fs.mkdirSync(endpoint.dir, { recursive: true });
-  const site = openSite(
-      {
-        id,
-        volumeCount: config.volumeCount,
-        volumeBytes: config.volumeBytes,
-        blockBytes: config.blockBytes,
-        fencePolicy: config.fencePolicy,
-        inFlightWritesMax: config.inFlightWritesMax,
-        flushEachWrite: config.flushEachWrite,
-      },
-      config.journal,
-      { kind: 'file', dir: endpoint.dir, reopen },
-    );
+  const site = openSite(siteConfigOf(id, config, config.flushEachWrite), config.journal, { kind: 'file', dir: endpoint.dir, reopen });
   // A new site's state file is written at once: a process restarted over this directory must reopen it.
   if (!reopen) site.save();
   const remoteFile = path.join(endpoint.dir, 'remote.json');

@@ -158,6 +158,28 @@ function output(send: readonly SiteEnvelope[], notes: readonly SiteNote[] = noNo
 }
 
 /**
+ * The mode of a sync member (model/README.md "Modes"), from whether it is up, whether it is the primary, the
+ * sync pair's state and its mode before: the primary is normal (syncReversed while the pair is reversed); a
+ * secondary follows the pair, and with the pair suspended it is resyncing if it has just returned or was
+ * already waiting for its resync (its data are stale), normal otherwise. The in-process cluster and the site
+ * process both derive modes with it.
+ */
+export function syncMemberMode(up: boolean, primary: boolean, pair: SyncPairState, previous: SiteMode): SiteMode {
+  if (!up) return 'failed';
+  if (primary) return pair === 'reversed' ? 'syncReversed' : 'normal';
+  switch (pair) {
+    case 'inSync':
+      return 'normal';
+    case 'reversed':
+      return 'syncReversed';
+    case 'resyncing':
+      return 'resyncing';
+    case 'suspended':
+      return previous === 'failed' || previous === 'resyncing' ? 'resyncing' : 'normal';
+  }
+}
+
+/**
  * One storage system.
  * @see claims 1, 12, 13, 14 (the three storage systems, their data volumes and journals)
  */
