@@ -5,7 +5,19 @@
 // mutants whose code or covering tests changed.
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
-  mutate: ['impl/**/*.ts'],
+  // The replication logic (bench/mutation-summary.ts's list): the storage system's handlers, the controller's
+  // rules, the journal, the judge, the changed-block record and the block copy. About an hour on two cores.
+  // The edges (wire codec, simulated transport, file backends, NBD server, TCP links, control port, CLI) are
+  // left out of the default run for time; `npm run mutation -- --mutate 'impl/**/*.ts'` mutates all of impl/
+  // (about 4,500 mutants, several hours on two cores).
+  mutate: [
+    'impl/storage-system.ts',
+    'impl/cluster.ts',
+    'impl/journal.ts',
+    'impl/judge.ts',
+    'impl/changed-blocks.ts',
+    'impl/block-copy.ts',
+  ],
   testRunner: 'vitest',
   vitest: {
     configFile: 'vitest.mutation.config.ts',

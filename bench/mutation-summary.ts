@@ -11,12 +11,9 @@ export const replicationLogicFiles = [
   'impl/storage-system.ts',
   'impl/cluster.ts',
   'impl/journal.ts',
-  'impl/journal-file.ts',
   'impl/judge.ts',
   'impl/changed-blocks.ts',
   'impl/block-copy.ts',
-  'impl/messages.ts',
-  'impl/transport.ts',
 ];
 
 type Status = 'Killed' | 'Survived' | 'NoCoverage' | 'Timeout' | 'CompileError' | 'RuntimeError' | 'Ignored' | 'Pending';
