@@ -24,8 +24,10 @@ import type { SiteId, SyncSiteId } from '../model/observation.ts';
 import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
 import { ConfigError, RefusalError } from './errors.ts';
 import { Operator, SiteUnreachableError, type DeploymentStatus } from './operator.ts';
+import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
+import { traceConfigOf, traceTime, type TraceAction } from './trace.ts';
 
 const usage = `usage: threesite COMMAND [options]
   init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]
@@ -45,7 +47,7 @@ function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
 
 function operatorFor(config: DeploymentConfig): Operator {
   const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort);
-  return new Operator({ 1: client(1), 2: client(2), 3: client(3) });
+  return new Operator({ 1: client(1), 2: client(2), 3: client(3) }, traceTime);
 }
 
 /** The status as a person reads it: one line per site, then the pairs. */
@@ -166,45 +168,79 @@ async function run(argv: string[]): Promise<number> {
     });
   }
   const operator = operatorFor(config);
+  // With a trace directory, each command is recorded in the operator's log (operator-trace.ts).
+  const trace = config.traceDir === null || command === 'status' ? null : OperatorTrace.open(config.traceDir, traceConfigOf(config));
+  // A recovered site and a restored link reconnect on their own; the record's view waits for that (rules R1
+  // and R2 act on the link's return, which the model's atomic step includes).
+  const settles = (action: TraceAction): boolean => action.type === 'RECOVER_SITE' || action.type === 'RESTORE_LINK';
+  const traced = <T>(action: TraceAction, body: () => Promise<T>): Promise<T> =>
+    trace === null
+      ? body()
+      : trace.run(action, body, () => (settles(action) ? settledStatus(operator) : operator.status()), () => operator.takeCommittedAt());
+  try {
+    return await runCommand(command, values, operator, trace, traced);
+  } finally {
+    trace?.close();
+  }
+}
+
+async function runCommand(
+  command: string | undefined,
+  values: { site?: string; link?: string; force: boolean; json: boolean; digest: boolean },
+  operator: Operator,
+  trace: OperatorTrace | null,
+  traced: <T>(action: TraceAction, body: () => Promise<T>) => Promise<T>,
+): Promise<number> {
   switch (command) {
     case 'status': {
       const status = await operator.status(values.digest);
       console.log(values.json ? JSON.stringify(status) : formatStatus(status));
       return 0;
     }
-    case 'fail':
-      await operator.fail(siteOf(values.site, [1, 2, 3]));
+    case 'fail': {
+      const site = siteOf(values.site, [1, 2, 3]);
+      await traced({ type: 'FAIL_SITE', site }, () => operator.fail(site));
       break;
-    case 'recover':
-      await operator.recover(siteOf(values.site, [1, 2, 3]));
+    }
+    case 'recover': {
+      const site = siteOf(values.site, [1, 2, 3]);
+      await traced({ type: 'RECOVER_SITE', site }, () => operator.recover(site));
       break;
+    }
     case 'cut-link':
     case 'restore-link': {
       const link = values.link ?? '';
       const match = /^([123])-([123])$/.exec(link);
       if (match === null || match[1] === match[2]) throw new UsageError(`${command} needs --link A-B (sites 1, 2, 3), got ${JSON.stringify(link)}`);
-      await operator.setLinkCut(Number(match[1]) as SiteId, Number(match[2]) as SiteId, command === 'cut-link');
+      const [a, b] = [Number(match[1]) as SiteId, Number(match[2]) as SiteId];
+      const name = `${Math.min(a, b)}-${Math.max(a, b)}` as '1-2' | '1-3' | '2-3';
+      await traced({ type: command === 'cut-link' ? 'CUT_LINK' : 'RESTORE_LINK', link: name }, () => operator.setLinkCut(a, b, command === 'cut-link'));
       break;
     }
-    case 'fence':
-      await operator.fence(values.site === undefined ? 1 : siteOf(values.site, [1, 2, 3]));
+    case 'fence': {
+      const site = values.site === undefined ? 1 : siteOf(values.site, [1, 2, 3]);
+      await traced({ type: 'FENCE_SITE', site }, () => operator.fence(site));
       break;
+    }
     case 'failover': {
-      const judgement = await operator.failover(values.force);
+      trace?.failUnreachable(await operator.status());
+      const judgement = await traced({ type: 'FAILOVER', force: values.force }, () => operator.failover(values.force));
       console.log(judgement === null ? 'failed over; site 3 was unreachable: it is judged when it returns' : `failed over; judge: ${judgement.verdict} (site 3 held ${judgement.remoteReceived}, site 2 at ${judgement.sourceLast})${judgement.forced ? ', forced' : ''}`);
       break;
     }
     case 'delta-resync':
-      console.log(`async pair ${await operator.deltaResync()}`);
+      console.log(`async pair ${await traced({ type: 'DELTA_RESYNC' }, () => operator.deltaResync())}`);
       break;
     case 'full-copy':
-      await operator.fullCopy();
+      await traced({ type: 'FULL_COPY' }, () => operator.fullCopy());
       break;
-    case 'resync':
-      await operator.resync(siteOf(values.site, [1, 2]) as SyncSiteId);
+    case 'resync': {
+      const site = siteOf(values.site, [1, 2]) as SyncSiteId;
+      await traced({ type: 'RESYNC_SITE', site }, () => operator.resync(site));
       break;
+    }
     case 'failback': {
-      const judgement = await operator.failback();
+      const judgement = await traced({ type: 'FAILBACK' }, () => operator.failback());
       console.log(`failed back; judge: ${judgement.verdict} (site 3 held ${judgement.remoteReceived}, site 1 at ${judgement.sourceLast})`);
       break;
     }
@@ -213,6 +249,36 @@ async function run(argv: string[]): Promise<number> {
   }
   if (!values.json) console.log(formatStatus(await operator.status()));
   return 0;
+}
+
+/** How long a traced command waits for its sites to reconnect before it records what it sees. */
+export const settleWaitMsMax = 10_000;
+
+/**
+ * The status once every two up sites whose link is not cut are connected and no site waits for a peer (a
+ * judgement on reattach), or after {@link settleWaitMsMax}, whichever comes first.
+ */
+async function settledStatus(operator: Operator): Promise<DeploymentStatus> {
+  const deadline = performance.now() + settleWaitMsMax;
+  for (;;) {
+    const status = await operator.status();
+    if (isSettled(status) || performance.now() > deadline) return status;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function isSettled(status: DeploymentStatus): boolean {
+  for (const a of [1, 2, 3] as const) {
+    const site = status.sites[a];
+    if (site === null || !site.up) continue;
+    if (site.busy !== null && site.busy !== 'pull') return false;
+    for (const b of [1, 2, 3] as const) {
+      const peer = status.sites[b];
+      if (b === a || peer === null || !peer.up || site.cut.includes(b) || peer.cut.includes(a)) continue;
+      if (!site.connected.includes(b)) return false;
+    }
+  }
+  return true;
 }
 
 /** Runs the command; resolves with its exit status. */

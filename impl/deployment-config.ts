@@ -13,8 +13,10 @@
  *              "2": { ... }, "3": { ... } } }
  * ```
  *
- * Optional: `inFlightWritesMax`, `flushEachWrite`, and the dialling site's reconnect backoff
- * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`).
+ * Optional: `inFlightWritesMax`, `flushEachWrite`, the dialling site's reconnect backoff
+ * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`), and
+ * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site-trace.ts),
+ * for `npm start -- --validate-trace DIR/*.ndjson`; no trace when absent.
  */
 
 import * as fs from 'node:fs';
@@ -66,6 +68,8 @@ export interface DeploymentConfig {
   inFlightWritesMax: number;
   /** fsync the journal and the volume at every write (default false: NBD FLUSH and FUA make writes durable). */
   flushEachWrite: boolean;
+  /** Where the site processes and the operator write their traces (absolute once loaded), or null: none. */
+  traceDir: string | null;
   sites: Record<SiteId, SiteEndpoint>;
 }
 
@@ -114,6 +118,8 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
   const flushEachWrite = v.flushEachWrite ?? false;
   if (typeof flushEachWrite !== 'boolean') throw new ConfigError('flushEachWrite', flushEachWrite, 'must be a boolean');
   const reconnectDelayMs = integer('reconnectDelayMs', v.reconnectDelayMs ?? reconnectDelayMsDefault, 1, reconnectDelayMsCeiling);
+  const traceDir = v.traceDir ?? null;
+  if (traceDir !== null && (typeof traceDir !== 'string' || traceDir.length === 0)) throw new ConfigError('traceDir', traceDir, 'must be a directory path');
   const config: DeploymentConfig = {
     cluster: v.cluster,
     volumeCount: group.volumeCount,
@@ -129,6 +135,7 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
     fencePolicy: group.fencePolicy,
     inFlightWritesMax: group.inFlightWritesMax,
     flushEachWrite,
+    traceDir: traceDir === null ? null : path.resolve(base, traceDir),
     sites: { 1: endpoint(1, sites['1'], base), 2: endpoint(2, sites['2'], base), 3: endpoint(3, sites['3'], base) },
   };
   const ports = new Set<string>();

@@ -45,7 +45,7 @@ import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from '
 import { clusterConfigOf, driverLimits as inProcessDriverLimits, driverProtocol } from './driver.ts';
 import { InvalidArgumentError, MalformedMessageError, RefusalError } from './errors.ts';
 import { NbdClient, NbdClientError, NbdReplyError } from './nbd-client.ts';
-import { Operator, type DeploymentStatus } from './operator.ts';
+import { memberRoleOf, Operator, remoteModeOf, type DeploymentStatus } from './operator.ts';
 import { tcpClient } from './site-control.ts';
 import type { SiteStatus } from './site-node.ts';
 import type { SiteId } from './storage-system.ts';
@@ -200,9 +200,7 @@ export function observationOf(status: DeploymentStatus): Observation {
     const s = sites[id];
     return {
       mode: s.mode,
-      // A failed member keeps the role it had; the deployment's roles are those of the reachable primary
-      // (the operator's view, as the cluster's controller holds it), and a recovered member takes its role then.
-      role: s.up ? s.role : id === primary ? 'primary' : 'secondary',
+      role: memberRoleOf(status, id),
       lastUpdateNumber: s.lastUpdateNumber,
       journal: { first: s.journal.first, last: s.journal.last, highWater: s.journal.highWater },
       acceptsHostWrites: s.acceptsHostWrites,
@@ -217,9 +215,7 @@ export function observationOf(status: DeploymentStatus): Observation {
   // A failed site 3 learns its new source when it recovers; until then the pair's source is the primary.
   const source = three.up ? remote.source : primary;
   const asyncPair = status.asyncPair ?? remote.asyncPair;
-  // Site 3's mode follows the async pair (model/README.md "Modes"): where the deployment's pair is not site
-  // 3's own (site 3 has yet to learn of its source's overflow, or of a new source), it follows the former.
-  const mode = asyncPair === remote.asyncPair || !three.up ? three.mode : asyncPair === 'deltaResync' || asyncPair === 'fullCopy' ? 'resyncing' : 'normal';
+  const mode = remoteModeOf(status) ?? three.mode;
   const cut = new Set<string>();
   for (const [a, b] of pairs) if (sites[a].cut.includes(b) || sites[b].cut.includes(a)) cut.add(`${a}-${b}`);
   return {

@@ -115,6 +115,12 @@ export interface PullRequestMessage {
 export interface PullEntriesMessage {
   kind: 'pullEntries';
   entries: WireEntry[];
+  /**
+   * When the source read these entries from its journal: its trace clock (milliseconds since the epoch,
+   * impl/trace.ts `traceTime`), or 0 when the source keeps no trace. Site 3's trace records the pull at this
+   * instant, where the model's atomic PULL_JOURNAL took place (the entries are what the journal held then).
+   */
+  servedAt: number;
 }
 
 /**
@@ -289,7 +295,7 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
   syncWrite: ['updateNumber', 'volume', 'offset', 'data', 'restoredKnown'],
   syncWriteAck: ['updateNumber'],
   pullRequest: ['received', 'restored', 'entriesMax', 'bytesMax'],
-  pullEntries: ['entries'],
+  pullEntries: ['entries', 'servedAt'],
   judgeRequest: ['purpose', 'received'],
   verdict: ['purpose', 'verdict', 'remoteReceived', 'sourceLast'],
   deltaResyncRequest: ['received', 'entriesMax', 'bytesMax'],
@@ -318,6 +324,13 @@ function count(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): nu
   if (!Number.isSafeInteger(value)) fail(field, `must be an integer, is ${value}`);
   if (value < 0) fail(field, `must be >= 0, is ${value}`);
   if (value > max) fail(field, `must be <= ${max}, is ${value}`);
+  return value;
+}
+
+/** A time in milliseconds (sub-millisecond precision allowed): a number in [0, Number.MAX_SAFE_INTEGER]. */
+function time(value: unknown, field: string): number {
+  if (typeof value !== 'number') fail(field, `must be a number, is ${typeof value}`);
+  if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER)) fail(field, `must be a time in milliseconds in [0, ${Number.MAX_SAFE_INTEGER}], is ${value}`);
   return value;
 }
 
@@ -432,7 +445,7 @@ export function validateMessage(value: unknown): Message {
       };
     }
     case 'pullEntries':
-      return { kind, entries: entries(v.entries, 'pullEntries.entries') };
+      return { kind, entries: entries(v.entries, 'pullEntries.entries'), servedAt: time(v.servedAt, 'pullEntries.servedAt') };
     case 'judgeRequest':
       return { kind, purpose: oneOf(v.purpose, judgePurposes, 'judgeRequest.purpose'), received: count(v.received, 'judgeRequest.received') };
     case 'verdict':

@@ -93,9 +93,53 @@ function asyncPairOf(primary: SyncSiteId, primaryStatus: SiteStatus | null, thre
   return overflowed && (own === 'copying' || own === 'deltaResync' || own === 'suspended') ? 'suspendedOverflow' : own;
 }
 
+/**
+ * A sync member's role in the deployment: its own while it is up; a failed member keeps the role it had, so
+ * the deployment's roles are those of the reachable primary (as the in-process cluster's controller holds
+ * them), and a recovered member takes its role then.
+ */
+export function memberRoleOf(status: DeploymentStatus, id: SyncSiteId): 'primary' | 'secondary' {
+  const own = status.sites[id];
+  if (own !== null && own.up) return own.role as 'primary' | 'secondary';
+  return id === status.primary ? 'primary' : 'secondary';
+}
+
+/**
+ * Site 3's mode as the deployment shows it: it follows the async pair (model/README.md "Modes"); where the
+ * deployment's pair is not site 3's own (site 3 has yet to learn of its source's overflow, or of a new
+ * source), it follows the former.
+ */
+export function remoteModeOf(status: DeploymentStatus): SiteStatus['mode'] | null {
+  const three = status.sites[3];
+  if (three === null || three.remote === null) return null;
+  const asyncPair = status.asyncPair ?? three.remote.asyncPair;
+  if (asyncPair === three.remote.asyncPair || !three.up) return three.mode;
+  return asyncPair === 'deltaResync' || asyncPair === 'fullCopy' ? 'resyncing' : 'normal';
+}
+
 /** The deployment's operator. */
 export class Operator {
-  constructor(readonly clients: { 1: SiteClient; 2: SiteClient; 3: SiteClient }) {}
+  #committedAt: number | null = null;
+
+  /**
+   * `clock`: the time the operator's trace uses (impl/trace.ts `traceTime`), read when a failover or failback
+   * takes effect (see {@link takeCommittedAt}); the operator reads no clock otherwise.
+   */
+  constructor(
+    readonly clients: { 1: SiteClient; 2: SiteClient; 3: SiteClient },
+    readonly clock: () => number = () => 0,
+  ) {}
+
+  /**
+   * When the last failover or failback took effect: the instant before it promoted the new primary, after
+   * which host writes may be acknowledged there and site 3 may pull from it. The operator's trace records the
+   * event at that instant (impl/operator-trace.ts). Cleared when read.
+   */
+  takeCommittedAt(): number | undefined {
+    const at = this.#committedAt;
+    this.#committedAt = null;
+    return at ?? undefined;
+  }
 
   /** Every site's report and the derived pairs (`digest`: each site hashes its volumes). */
   async status(digest = false): Promise<DeploymentStatus> {
@@ -205,6 +249,7 @@ export class Operator {
       judgement = { ...judged, forced: judged.verdict === 'remoteAhead' };
     }
     // Site 2 first: site 1 is failed or fenced, so no moment has two writers (P4).
+    this.#committedAt = this.clock();
     await this.clients[2].setRole('primary', 'suspended', !threeUp);
     if (one !== null && one.up) await this.clients[1].setRole('secondary', 'suspended', false);
     if (threeUp && judgement !== null) {
@@ -298,6 +343,7 @@ export class Operator {
       await this.clients[2].setRole('primary', 'reversed', false);
       throw error;
     }
+    this.#committedAt = this.clock();
     await this.clients[1].setRole('primary', 'inSync', false);
     await this.clients[2].setRole('secondary', 'inSync', false);
     const judgement: Judgement = { ...judged, forced: false };

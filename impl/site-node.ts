@@ -51,6 +51,7 @@ import {
 } from './errors.ts';
 import { assert } from './invariant.ts';
 import { decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
+import type { SiteTrace, TracedWrite } from './site-trace.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
 
@@ -144,6 +145,8 @@ interface PendingWrite {
   resolve(result: HostWriteResult): void;
   reject(error: RefusalError): void;
   sentAtMs: number;
+  /** What the trace records at the acknowledgement (null without a trace). */
+  traced: TracedWrite | null;
 }
 
 interface QueuedWrite {
@@ -153,6 +156,9 @@ interface QueuedWrite {
   resolve(result: HostWriteResult): void;
   reject(error: RefusalError): void;
 }
+
+/** Why a host write is refused, for the trace: the refusals the model has (see site-trace.ts). */
+const tracedWriteRefusals: readonly string[] = ['failed', 'notPrimary', 'fenced'];
 
 /** An operator step at site 3 (or the secondary) that ends with a message from a peer. */
 type Waiter =
@@ -179,6 +185,8 @@ export class SiteNode {
   readonly #log: (line: string) => void;
   readonly #remote: RemoteDurableState;
   readonly #saveRemote: ((state: RemoteDurableState) => void) | null;
+  /** The process's trace (site-trace.ts), or null: then nothing is recorded and nothing waits for it. */
+  readonly #trace: SiteTrace | null;
   readonly #pending = new Map<number, PendingWrite>();
   readonly #queued: QueuedWrite[] = [];
   #nextWriteId = 1;
@@ -204,8 +212,10 @@ export class SiteNode {
     links: NodeLinks,
     log: (line: string) => void,
     remote: { saved: RemoteDurableState | null; save: ((state: RemoteDurableState) => void) | null } = { saved: null, save: null },
+    trace: SiteTrace | null = null,
   ) {
     this.site = site;
+    this.#trace = trace;
     this.config = Object.freeze({ ...config });
     this.#links = links;
     this.#log = log;
@@ -236,6 +246,8 @@ export class SiteNode {
     this.#links.setOnline(false);
     this.#emit(this.site.fail());
     if (this.id !== 3) this.#emit(this.site.setSyncPair('suspended'));
+    // Its mode follows (failed), as at FAIL_SITE: the state file still says the mode it had when it stopped.
+    this.#applyRules();
     this.site.saveIfDirty();
   }
 
@@ -250,9 +262,14 @@ export class SiteNode {
    * @see claims 2-6, 10, 15, 17, 21, 25, 27, 32-35
    */
   hostWrite(volume: number, offset: number, data: Uint8Array): Promise<HostWriteResult> {
-    this.#checkRange(volume, offset, data.length);
-    if (data.length > this.config.hostWriteBytesMax) throw new OutOfRangeError(offset, data.length, this.site.config.volumeBytes, 'tooLarge');
-    this.#requireWritable();
+    try {
+      this.#checkRange(volume, offset, data.length);
+      if (data.length > this.config.hostWriteBytesMax) throw new OutOfRangeError(offset, data.length, this.site.config.volumeBytes, 'tooLarge');
+      this.#requireWritable();
+    } catch (error) {
+      if (this.#trace !== null && this.id !== 3 && error instanceof RefusalError) this.#traceRefusedWrite(volume, offset, data, error);
+      throw error;
+    }
     return new Promise((resolve, reject) => {
       if (this.#queued.length > 0 || this.#mustQueue()) {
         if (this.#queued.length >= queuedHostWritesMax) {
@@ -306,8 +323,11 @@ export class SiteNode {
     }
     const writeId = this.#nextWriteId;
     this.#nextWriteId += 1;
-    this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs });
+    const trace = this.#trace;
+    this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs, traced: trace === null ? null : trace.write(volume, offset, data) });
+    const mark = trace?.mark();
     this.#emit(this.site.hostWrite(writeId, volume, offset, data));
+    if (trace && mark) trace.details(mark);
     this.site.saveIfDirty();
   }
 
@@ -365,6 +385,8 @@ export class SiteNode {
       return;
     }
     if (this.#refusedForOverflow(peer, message)) return;
+    const trace = this.#trace;
+    const mark = trace?.mark();
     let out: SiteOutput;
     try {
       out = this.site.handle({ from: peer, to: this.id, message });
@@ -373,9 +395,11 @@ export class SiteNode {
       this.#refuse(peer, message.kind, error);
       return;
     }
+    if (trace && message.kind === 'pullEntries') trace.action({ type: 'PULL_JOURNAL' }, this.#remoteView(), message.servedAt);
     this.#emit(out);
     this.#afterMessage(peer, message);
     this.#applyRules();
+    if (trace && mark) this.#traceAfterFrame(trace, mark, message);
     this.site.saveIfDirty();
   }
 
@@ -420,8 +444,9 @@ export class SiteNode {
   onRestoreTimer(): void {
     if (this.id !== 3 || !this.site.up || this.site.journal.entries === 0 || this.#waiter !== null) return;
     if (this.#remote.asyncPair === 'fullCopy' || this.#remote.asyncPair === 'suspendedOverflow') return;
-    this.site.restore();
-    this.site.saveIfDirty();
+    // With a trace, restores fall between pulls (site-trace.ts): the next interval restores.
+    if (this.#trace !== null && this.#pullOutstanding) return;
+    this.#restore();
   }
 
   /**
@@ -456,7 +481,17 @@ export class SiteNode {
     const pair = this.#remote.asyncPair;
     if (pair === 'fullCopy' || pair === 'suspendedOverflow') throw new NotAllowedError('restoreJournal', `async pair is ${pair}: a full copy replaces the journal`);
     if (this.#waiter !== null) throw new NotAllowedError('restoreJournal', `a ${this.#waiter.kind} is under way`);
+    this.#restore();
+  }
+
+  #restore(): void {
+    const trace = this.#trace;
+    const mark = trace?.mark();
     this.site.restore();
+    if (trace && mark) {
+      trace.action({ type: 'RESTORE_JOURNAL' }, this.#remoteView());
+      trace.details(mark);
+    }
     this.site.saveIfDirty();
   }
 
@@ -702,6 +737,7 @@ export class SiteNode {
     this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
     this.site.close();
+    this.#trace?.close();
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -709,6 +745,47 @@ export class SiteNode {
 
   #peer(): SyncSiteId {
     return this.id === 1 ? 2 : 1;
+  }
+
+  /** A sync member's trace view: what it knows and the model determines at its records (site-trace.ts). */
+  #memberView(): { sites: Record<number, object>; syncPair: { state: SyncPairState } } {
+    const site = this.site;
+    return {
+      // A failed member does not know the deployment's roles (the primary may have changed meanwhile).
+      sites: { [this.id]: { mode: site.mode, ...(site.up ? { role: site.role } : {}), acceptsHostWrites: this.acceptsHostWrites(), fenced: site.fenced } },
+      syncPair: { state: site.syncPair },
+    };
+  }
+
+  /** Site 3's trace view. */
+  #remoteView(): { sites: { 3: object }; asyncPair: { source: SyncSiteId } } {
+    const site = this.site;
+    const journal = site.journal;
+    return {
+      sites: { 3: { mode: site.mode, received: site.received, restored: site.restored, lastUpdateNumber: site.restored, journal: { first: journal.first, last: journal.last } } },
+      asyncPair: { source: site.source },
+    };
+  }
+
+  #traceRefusedWrite(volume: number, offset: number, data: Uint8Array, error: RefusalError): void {
+    if (error instanceof NotWritableError && !tracedWriteRefusals.includes(error.reason)) return;
+    const trace = this.#trace as SiteTrace;
+    trace.hostWrite(trace.write(volume, offset, data), { accepted: false, code: error.code, message: error.message }, this.#memberView());
+  }
+
+  /** What a handled frame ended, for the trace: the steps site 3 and the resync's receiver see end here. */
+  #traceAfterFrame(trace: SiteTrace, mark: ReturnType<SiteTrace['mark']>, message: Message): void {
+    if (message.kind === 'copyBlocks' && message.final) trace.journalReset();
+    if (this.id === 3) {
+      const ended =
+        (message.kind === 'deltaResyncEntries' && message.final) || message.kind === 'deltaResyncRefused'
+          ? 'DELTA_RESYNC'
+          : message.kind === 'copyBlocks' && message.final && message.purpose === 'fullCopy'
+            ? 'FULL_COPY'
+            : null;
+      if (ended !== null) trace.action({ type: ended }, this.#remoteView());
+    }
+    trace.details(mark);
   }
 
   #pairInSync(): boolean {
@@ -750,7 +827,8 @@ export class SiteNode {
 
   #send(envelope: SiteEnvelope): boolean {
     assert(envelope.from === this.id, 'a node sends its own site messages', () => `from ${envelope.from}`);
-    const sent = this.#links.send(envelope.to, encodeMessage(envelope.message));
+    const message = this.#trace !== null && envelope.message.kind === 'pullEntries' ? { ...envelope.message, servedAt: this.#trace.now() } : envelope.message;
+    const sent = this.#links.send(envelope.to, encodeMessage(message));
     if (sent) this.#framesOf(envelope.to).sent += 1;
     return sent;
   }
@@ -795,6 +873,7 @@ export class SiteNode {
         const pending = this.#pending.get(note.writeId);
         assert(pending !== undefined, 'P1 every acknowledgement answers a submitted write', () => `write ${note.writeId}`);
         this.#pending.delete(note.writeId);
+        if (this.#trace !== null && pending.traced !== null) this.#trace.hostWrite(pending.traced, { accepted: true }, this.#memberView());
         pending.resolve({ updateNumber: note.updateNumber, alone: note.alone });
         return;
       }
@@ -822,6 +901,7 @@ export class SiteNode {
         // The primary sent the whole resync: the pair is in sync again, atomically before any waiting write.
         this.#emit(this.site.setSyncPair(this.id === 1 ? 'inSync' : 'reversed'));
         this.site.setMode(this.#syncMemberMode());
+        this.#trace?.action({ type: 'RESYNC_SITE', site: this.#peer() }, this.#memberView());
         return;
       case 'pullRefused':
         this.#setAsyncPair('suspendedOverflow');

@@ -22,8 +22,10 @@ import { NbdErrno, NbdError, NbdServer, type NbdExport } from './nbd-server.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
 import { serveControl } from './site-control.ts';
 import { SiteNode, type NodeLinks, type RemoteDurableState } from './site-node.ts';
+import { SiteTrace } from './site-trace.ts';
 import { openSite, siteConfigOf, siteExists } from './site-open.ts';
 import type { SiteId } from './storage-system.ts';
+import { traceConfigOf } from './trace.ts';
 import { PeerNetwork, peerIdsOf } from './transport-tcp.ts';
 import { OutOfRangeError } from './volume.ts';
 
@@ -143,12 +145,15 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       applyBlocks();
     },
   };
+  const trace = config.traceDir === null ? null : SiteTrace.open(config.traceDir, site, traceConfigOf(config));
+  if (trace !== null) log(`trace: ${trace.file}`);
   const node = new SiteNode(
     site,
     { pullBatchEntriesMax: config.pullBatchEntriesMax, hostWriteBytesMax: deploymentHostWriteBytesMax(config), answerTimeoutMs: config.answerTimeoutMs },
     links,
     log,
     { saved: savedRemote, save: id === 3 ? (state) => writeStateFile(remoteFile, remoteStateFormat, state) : null },
+    trace,
   );
   if (reopen) {
     log(`reopened ${endpoint.dir}: journal [${site.journal.first}..${site.journal.last}], role ${site.role}`);

@@ -675,7 +675,7 @@ export class StorageSystem {
         send.push(entry);
       }
     }
-    const answer: PullEntriesMessage = { kind: 'pullEntries', entries: send };
+    const answer: PullEntriesMessage = { kind: 'pullEntries', entries: send, servedAt: 0 };
     return output([{ from: this.id, to: 3, message: answer }]);
   }
 

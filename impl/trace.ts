@@ -88,10 +88,18 @@ export interface TraceActionRecord {
   view: Observation | PartialView;
 }
 
-/** What an action did inside, written after the action record it belongs to. */
+/**
+ * What an action did inside. A whole-cluster log writes them right after the action they belong to; a site
+ * process writes them when its journal changes, which may be before the action that the model's step is
+ * (the secondary journals a write before the primary acknowledges it). `fill` (as in {@link TraceAction})
+ * lets the validator take a journaled write no acknowledgement names as the write it is. `journalReset`: a
+ * block copy (resync or full copy) replaced the site's journal, empty at update number `last`; whatever it
+ * held and no model step put there (writes the site journaled that its peer never did) is gone.
+ */
 export type TraceDetailRecord =
-  | { seq: number; time: number; kind: 'journalAppend'; site: SiteId; updateNumber: number; volume: number; offset: number; length: number }
-  | { seq: number; time: number; kind: 'restore'; site: 3; updateNumber: number };
+  | { seq: number; time: number; kind: 'journalAppend'; site: SiteId; updateNumber: number; volume: number; offset: number; length: number; fill?: number | null }
+  | { seq: number; time: number; kind: 'restore'; site: 3; updateNumber: number }
+  | { seq: number; time: number; kind: 'journalReset'; site: SiteId; last: number };
 
 /** Any line of a log after the header. */
 export type TraceRecord = TraceActionRecord | TraceDetailRecord;
@@ -110,23 +118,43 @@ export function traceTime(): number {
  */
 export class TraceWriter {
   #seq = 0;
+  /** The last record's time: a log's times never go back (the validator refuses a log whose times do). */
+  #time = Number.NEGATIVE_INFINITY;
   readonly #sink: TraceSink;
 
-  constructor(header: Omit<TraceHeader, 'trace' | 'version'>, sink: TraceSink) {
+  /**
+   * Writes the header, or with `resume` (a log that already has its header and records up to `seq` and
+   * `time`, opened for appending) goes on numbering after them.
+   */
+  constructor(header: Omit<TraceHeader, 'trace' | 'version'>, sink: TraceSink, resume?: { seq: number; time: number }) {
     this.#sink = sink;
-    this.#write({ trace: 'threesite', version: traceVersion, ...header });
+    if (resume === undefined) {
+      this.#write({ trace: 'threesite', version: traceVersion, ...header });
+      return;
+    }
+    this.#seq = resume.seq;
+    this.#time = resume.time;
   }
 
-  /** Records an operation and its outcome, with the writer's view after it. */
-  action(action: TraceAction, outcome: TraceOutcome, view: Observation | PartialView): void {
+  /**
+   * Records an operation and its outcome, with the writer's view after it. `at`: the instant the operation
+   * took place when that was before now (site 3's pull took place when its source read its journal); a
+   * log's times never go back, so an earlier `at` than the last record's is taken as that record's time.
+   */
+  action(action: TraceAction, outcome: TraceOutcome, view: Observation | PartialView, at?: number): void {
     this.#seq += 1;
-    this.#write({ seq: this.#seq, time: traceTime(), action, outcome, view });
+    this.#write({ seq: this.#seq, time: this.#stamp(at ?? traceTime()), action, outcome, view });
   }
 
-  /** Records what the last action did inside. */
+  /** Records what an action did inside. */
   detail(detail: DistributiveOmit<TraceDetailRecord, 'seq' | 'time'>): void {
     this.#seq += 1;
-    this.#write({ seq: this.#seq, time: traceTime(), ...detail });
+    this.#write({ seq: this.#seq, time: this.#stamp(traceTime()), ...detail });
+  }
+
+  #stamp(time: number): number {
+    this.#time = Math.max(this.#time, time);
+    return this.#time;
   }
 
   #write(record: object): void {
@@ -138,9 +166,10 @@ export class TraceWriter {
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** A sink that appends lines to a file (created or truncated), synchronously; `close` releases it. */
-export function fileTraceSink(path: string): { sink: TraceSink; close: () => void } {
-  const fd = openSync(path, 'w');
+/** A sink that writes lines to a file (created or truncated; `a`: appended), synchronously; `close` releases it. */
+export function fileTraceSink(path: string, flags: 'w' | 'a' = 'w'): { sink: TraceSink; close: () => void } {
+  const fd = openSync(path, flags);
+  // One write per line: a process killed between two writes leaves whole lines behind.
   let open = true;
   return {
     sink: (line) => {
@@ -183,7 +212,15 @@ export function traceSiteDetails(writer: TraceWriter, site: StorageSystem, befor
   const count = journal.last - from;
   if (count > 0 && count <= traceDetailsPerActionMax) {
     for (const entry of journal.readAfter(from, count)) {
-      writer.detail({ kind: 'journalAppend', site: site.id, updateNumber: entry.updateNumber, volume: entry.volume, offset: entry.offset, length: entry.data.length });
+      writer.detail({
+        kind: 'journalAppend',
+        site: site.id,
+        updateNumber: entry.updateNumber,
+        volume: entry.volume,
+        offset: entry.offset,
+        length: entry.data.length,
+        fill: fillOf(entry.data),
+      });
     }
   }
   if (site.id === 3) {
@@ -191,8 +228,18 @@ export function traceSiteDetails(writer: TraceWriter, site: StorageSystem, befor
   }
 }
 
-/** The trace header for a cluster's configuration. */
-export function traceConfigOf(config: Cluster['config']): TraceConfig {
+/** The fields of a cluster's or a deployment's configuration that a trace header carries. */
+export interface TracedConfigFields {
+  volumeCount: number;
+  volumeBytes: number;
+  blockBytes: number;
+  journal: { entriesMax: number; bytesMax: number };
+  pullBatchEntriesMax: number;
+  fencePolicy: 'refuse' | 'keepWriting';
+}
+
+/** The trace header for a cluster's (or a deployment's) configuration. */
+export function traceConfigOf(config: TracedConfigFields): TraceConfig {
   return {
     volumeCount: config.volumeCount,
     volumeBytes: config.volumeBytes,

@@ -4,13 +4,14 @@
  * waiting on the deployment's status with a bounded timeout (never a fixed sleep).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { localDeploymentConfig } from '../../impl/deployment-config.ts';
 import type { DeploymentStatus } from '../../impl/operator.ts';
+import { tcpClient } from '../../impl/site-control.ts';
 import type { SiteId } from '../../impl/storage-system.ts';
 
 export const run = promisify(execFile);
@@ -33,10 +34,13 @@ async function portsFree(base: number, count: number): Promise<boolean> {
   return true;
 }
 
-/** A base port with the nine ports a deployment needs free. */
+/**
+ * A base port with the nine ports a deployment needs free, in [20000, 32760): below Linux's ephemeral range
+ * (32768-60999), so no outgoing connection on the machine can take a site's port while it restarts.
+ */
 export async function freePortBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(((process.pid * 7919 + attempt * 104_729) % 20_000) / 10) * 10;
+    const base = 20_000 + Math.floor(((process.pid * 7919 + attempt * 104_729) % 12_760) / 10) * 10;
     if (await portsFree(base, 9)) return base;
   }
   throw new Error('no nine free consecutive ports found');
@@ -120,6 +124,24 @@ export class Deployment {
     throw new Error(`timed out waiting for ${what}; last status ${JSON.stringify(last)}\n${this.logText()}`);
   }
 
+  /**
+   * Polls one site's control port from this process (no operator process per poll: fast enough to land a
+   * kill in the middle of a fio job) until `ready` holds for its last update number.
+   */
+  async waitForUpdateNumber(site: SiteId, ready: (last: number) => boolean, timeoutMs = statusWaitMsMax): Promise<number> {
+    const port = (this.config.sites as Record<string, { controlPort: number }>)[String(site)]?.controlPort;
+    if (port === undefined) throw new Error(`no control port for site ${site}`);
+    const client = tcpClient(site, '127.0.0.1', port);
+    const deadline = Date.now() + timeoutMs;
+    let last = -1;
+    while (Date.now() < deadline) {
+      last = (await client.status(false)).lastUpdateNumber;
+      if (ready(last)) return last;
+      await new Promise((done) => setTimeout(done, 2));
+    }
+    throw new Error(`timed out waiting on site ${site}'s update number (last ${last})\n${this.logText()}`);
+  }
+
   /** Every site connected to the two others, up. */
   static allConnected(status: DeploymentStatus): boolean {
     return ([1, 2, 3] as const).every((id) => status.sites[id]?.up === true && status.sites[id]?.connected.length === 2);
@@ -127,6 +149,29 @@ export class Deployment {
 
   logText(): string {
     return [...this.logs].map(([site, lines]) => `--- site ${site}\n${lines.slice(-40).join('\n')}`).join('\n');
+  }
+
+  /** The trace logs the processes and the operator wrote (the configuration's `traceDir`). */
+  traceFiles(): string[] {
+    const dir = this.config.traceDir;
+    if (typeof dir !== 'string') throw new Error('this deployment writes no trace (no traceDir in its configuration)');
+    const abs = resolve(this.dir, dir);
+    return readdirSync(abs)
+      .filter((name) => name.endsWith('.ndjson'))
+      .sort()
+      .map((name) => join(abs, name));
+  }
+
+  /** Stops every process with SIGTERM (each closes its files: its trace ends with whole lines); resolves when all are gone. */
+  async terminate(): Promise<void> {
+    for (const [site, child] of [...this.processes]) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const gone = new Promise<void>((done) => child.once('exit', () => done()));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      this.processes.delete(site);
+    }
   }
 
   /** Kills every process and removes the directory. */

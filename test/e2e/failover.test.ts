@@ -3,11 +3,14 @@
  * nbdinfo, nbdcopy): three site processes on loopback; fio writes to site 1 over NBD and site 1's process
  * is killed with SIGKILL while fio runs; host 2 takes over at site 2 and every block fio was told was
  * written must be there; site 3 catches up by delta resync and holds site 2's image at the same update
- * number; site 1 restarts, is resynced, fails back, and the three images are equal.
+ * number; site 1 restarts, is resynced, fails back, and the three images are equal. The three processes and
+ * the operator write their traces, and the merged logs replay on the model (conformance/trace-validate.ts);
+ * a copy with one step altered is rejected at that step.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { formatValidation, validateTrace } from '../../conformance/trace-validate.ts';
 import { Deployment, run } from './deployment.ts';
 import { completedWrites, reportedBadOffsets, verifyBlock } from './fio-verify.ts';
 
@@ -28,6 +31,12 @@ const fioJob = (uri: string): string[] => [
 /** Writes fio must have completed before site 1 is killed (so the kill lands in the middle of the job). */
 const writesBeforeKill = 600;
 
+/**
+ * Update numbers at site 2 that are not fio's completed writes when it is polled: qemu-io's first write (one
+ * or more NBD requests) and fio's queue depth of writes site 2 journaled and site 1 has not yet acknowledged.
+ */
+const updatesBesideFio = 64;
+
 let deployment: Deployment | null = null;
 
 afterAll(async () => {
@@ -37,7 +46,7 @@ afterAll(async () => {
 describe('three site processes, real NBD clients, kill -9 of site 1', () => {
   it('loses no acknowledged write through failover, delta resync, resync and failback', async () => {
     // Site 3 pulls rarely while the 1-3 link is cut below, so it lags and the failover must resync it.
-    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10 });
+    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10, traceDir: 'trace' });
     deployment = d;
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
@@ -61,7 +70,7 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     const fio = run('fio', [...fioJob(d.nbdUri(1, 0)), '--do_verify=0', '--write_lat_log=failover', '--log_offset=1', '--verify_state_save=0'], { cwd: d.dir }).catch(
       (error: { stdout: string }) => error,
     );
-    await d.waitFor('fio in the middle of its job', (s) => (s.sites[2]?.lastUpdateNumber ?? 0) >= writesBeforeKill);
+    await d.waitForUpdateNumber(2, (last) => last >= writesBeforeKill + updatesBesideFio);
     await d.kill(1);
     const fioOut = (await fio).stdout;
     expect(fioOut).toMatch(/err=\s*-?\d+/);
@@ -133,6 +142,33 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
       }
     }
     expect(existsSync(join(d.dir, 'site-1', 'journal'))).toBe(true);
+
+    // The processes' and the operator's traces, merged by time, replay on the model step by step.
+    await d.terminate();
+    const files = d.traceFiles();
+    expect(files.map((file) => basename(file).replace(/-\d+-\d+\.ndjson$/, ''))).toEqual(['operator.ndjson', 'site-1', 'site-1', 'site-2', 'site-3']);
+    const validation = await validateTrace(files);
+    expect(validation.violation, formatValidation(validation)).toBeNull();
+    console.log(formatValidation(validation));
+    // Every write fio was told was written is a step, and so are the writes site 2 held when site 1 died.
+    const writes = completed.length + 4; // + qemu-io's four writes that were accepted
+    expect(validation.actions).toBeGreaterThan(writes);
+    expect(validation.committedUnacknowledged).toBeGreaterThanOrEqual(0);
+    expect(validation.committedUnacknowledged).toBeLessThanOrEqual(16); // fio's queue depth
+
+    // One step altered, in a copy: site 1's log says its 100th acknowledged write was refused.
+    const altered = join(d.dir, 'trace-altered');
+    cpSync(join(d.dir, 'trace'), altered, { recursive: true });
+    const firstSite1 = join(altered, basename(files[1] as string));
+    const lines = readFileSync(firstSite1, 'utf8').split('\n');
+    const writeLines = lines.flatMap((line, i) => (line.includes('"type":"HOST_WRITE"') && line.includes('"accepted":true') ? [i] : []));
+    const target = writeLines[99] as number;
+    lines[target] = (lines[target] as string).replace('"outcome":{"accepted":true}', '"outcome":{"accepted":false,"code":"NotWritable","message":"altered"}');
+    writeFileSync(firstSite1, lines.join('\n'));
+    const rejected = await validateTrace(files.map((file) => join(altered, basename(file))));
+    expect(rejected.violation?.file).toBe(firstSite1);
+    expect(rejected.violation?.line).toBe(target + 1);
+    expect(rejected.violation?.kind).toBe('outcome');
   }, 180_000);
 
   it('under fence policy refuse, a stall of site 2 then a kill of site 1 loses no acknowledged write either', async () => {
@@ -146,7 +182,7 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     const fio = run('fio', [...fioJob(d.nbdUri(1, 0)), '--do_verify=0', '--write_lat_log=stall', '--log_offset=1', '--verify_state_save=0'], { cwd: d.dir }).catch(
       (error: { stdout: string }) => error,
     );
-    await d.waitFor('fio in the middle of its job', (s) => (s.sites[2]?.lastUpdateNumber ?? 0) >= writesBeforeKill);
+    await d.waitForUpdateNumber(2, (last) => last >= writesBeforeKill + updatesBesideFio);
     const two = d.processes.get(2)!;
     two.kill('SIGSTOP');
     // Shorter than the answer timeout (2 s), so site 1 does not suspend the pair meanwhile.

@@ -58,7 +58,7 @@ const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
   fc
     .record({ kind: fc.constant('pullRequest' as const), received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
     .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
-  fc.record({ kind: fc.constant('pullEntries' as const), entries }),
+  fc.record({ kind: fc.constant('pullEntries' as const), entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
   fc.record({ kind: fc.constant('judgeRequest' as const), purpose, received: n }),
   fc.record({
     kind: fc.constant('verdict' as const),
@@ -172,6 +172,7 @@ describe('message encoding', () => {
     const huge: Message = {
       kind: 'pullEntries',
       entries: Array.from({ length: 5 }, (_, i) => ({ updateNumber: i + 1, volume: 0, offset: 0, data: new Uint8Array(4 * 1024 * 1024) })),
+      servedAt: 0,
     };
     expect(() => encodeMessage(huge)).toThrow(MalformedMessageError);
   });
@@ -182,7 +183,7 @@ describe('message validation, field by field', () => {
     { kind: 'syncWrite', updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
     { kind: 'syncWriteAck', updateNumber: 3 },
     { kind: 'pullRequest', received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
-    { kind: 'pullEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }] },
+    { kind: 'pullEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 1764672000123.25 },
     { kind: 'judgeRequest', purpose: 'failover', received: 4 },
     { kind: 'verdict', purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
     { kind: 'deltaResyncRequest', received: 4, entriesMax: 2, bytesMax: 1000 },
@@ -210,6 +211,8 @@ describe('message validation, field by field', () => {
           // Skip the values that are valid for this field: an empty list, a boolean for a boolean.
           if (Array.isArray(original) && Array.isArray(value)) continue;
           if (typeof original === 'boolean' && typeof value === 'boolean') continue;
+          // A time (pullEntries.servedAt) has sub-millisecond fractions.
+          if (field === 'servedAt' && value === 1.5) continue;
           const mutated: Record<string, unknown> = { ...sample, [field]: value };
           if (value === undefined) delete mutated[field];
           let error: unknown = null;
@@ -231,12 +234,14 @@ describe('message validation, field by field', () => {
   it('refuses an unknown kind, a non-object, a gap in a batch, restored beyond received, a final batch short of sourceLast', () => {
     expect(() => validateMessage({ kind: 'launchMissiles' })).toThrow(/kind/);
     expect(() => validateMessage('syncWrite')).toThrow(MalformedMessageError);
-    const gap = { kind: 'pullEntries', entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })) };
+    const gap = { kind: 'pullEntries', entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })), servedAt: 0 };
     expect(() => validateMessage(gap)).toThrow(/without a gap/);
     expect(() => validateMessage({ kind: 'pullRequest', received: 1, restored: 2, entriesMax: 1, bytesMax: 1 })).toThrow(/P2/);
     const short = { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(1) }], sourceLast: 6, final: true };
     expect(() => validateMessage(short)).toThrow(/final/);
-    expect(() => validateMessage({ kind: 'pullEntries', entries: Array.from({ length: batchItemsMax + 1 }, () => ({})) })).toThrow(/exceed/);
+    expect(() => validateMessage({ kind: 'pullEntries', entries: Array.from({ length: batchItemsMax + 1 }, () => ({})), servedAt: 0 })).toThrow(/exceed/);
+    expect(() => validateMessage({ kind: 'pullEntries', entries: [], servedAt: -1 })).toThrow(/servedAt/);
+    expect(() => validateMessage({ kind: 'pullEntries', entries: [], servedAt: Number.POSITIVE_INFINITY })).toThrow(/servedAt/);
   });
 });
 
@@ -277,7 +282,7 @@ describe('a site receiving untrusted input', () => {
       ['sync write to the primary', 2, 1, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
       ['acknowledgement of nothing in flight', 2, 1, { kind: 'syncWriteAck', updateNumber: 3 }],
       ['pull served by the secondary', 3, 2, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['pull entries from the secondary', 2, 3, { kind: 'pullEntries', entries: [] }],
+      ['pull entries from the secondary', 2, 3, { kind: 'pullEntries', entries: [], servedAt: 0 }],
       ['copy blocks with no copy under way', 1, 3, { kind: 'copyBlocks', purpose: 'fullCopy', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
       ['resync blocks with no resync under way', 1, 2, { kind: 'copyBlocks', purpose: 'resync', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
       ['copy acknowledgement with no copy', 3, 1, { kind: 'copyAck', purpose: 'fullCopy', final: true }],
@@ -317,6 +322,7 @@ describe('a site receiving untrusted input', () => {
       encodeMessage({
         kind: 'pullEntries',
         entries: Array.from({ length: count }, (_, i) => ({ updateNumber: first + i, volume: 0, offset: 0, data: new Uint8Array(4096) })),
+        servedAt: 0,
       });
     expect(() => cluster.deliverBytes(1, 3, entriesFrom(2, 1))).toThrow(OutOfOrderError);
     expect(() => cluster.deliverBytes(1, 3, entriesFrom(4, 1))).toThrow(OutOfOrderError);

@@ -465,6 +465,7 @@ describe('PeerNetwork over TCP on 127.0.0.1', () => {
           { updateNumber: 41, volume: 0, offset: 0, data: patterned(4096, 4) },
           { updateNumber: 42, volume: 1, offset: 8192, data: patterned(512, 5) },
         ],
+        servedAt: 1764672000123.5,
       },
     ];
     const decoded: Message[] = [];

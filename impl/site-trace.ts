@@ -1,0 +1,127 @@
+/**
+ * A site process's trace (impl/trace.ts, writer `site-N`): what one storage system did, as the model's
+ * events, written where that site is the one that knows the step took place, so that the logs of the three
+ * site processes and the operator, merged by time, replay on the model (`npm start -- --validate-trace`).
+ *
+ * The model's steps are atomic; a site process's are not. Each model event is recorded at one instant
+ * (its linearization point), by the site that sees it:
+ *
+ * - `HOST_WRITE` accepted: at the primary, when the host is acknowledged (the secondary's answer came, or at
+ *   once on this site alone with the pair suspended). Acknowledgements come in update-number order, and a
+ *   source serves pulls only up to the last write its secondary answered, so the order of the primary's
+ *   records is the model's order. Refused: at the site the host wrote to, when it refuses (failed, not the
+ *   primary, fenced, out of range). A write refused for fence policy or for room among the writes in flight
+ *   is not recorded: the first follows a link loss the site saw alone, which no model event marks, and the
+ *   second is back-pressure the model does not have.
+ * - `PULL_JOURNAL`: at site 3 when the entries arrive, stamped with the instant the source read them from its
+ *   journal (`pullEntries.servedAt`). While its trace is on, site 3 does not restore with a pull under way,
+ *   so its restores fall between pulls as the model's do.
+ * - `RESTORE_JOURNAL`, `DELTA_RESYNC`, `FULL_COPY`: at site 3 when they end. `RESYNC_SITE`: at the primary,
+ *   when it has sent the whole resync (the waiting host writes go on after it).
+ * - The operator's events (fail, recover, fence, cut and restore a link, failover, failback): the operator's
+ *   own log (`operator.ts`).
+ *
+ * Journal appends are detail records written when the site's journal changes, with the data's repeated byte
+ * (`fill`): a write the secondary journaled whose acknowledgement was lost with the primary is taken by the
+ * validator as the write it is when the primary fails. A block copy that replaces the journal writes
+ * `journalReset`: the writes the site journaled that its peer never did (a primary killed mid-write) end there.
+ *
+ * Views carry only what the writing site knows at that instant and the model determines: the primary's own
+ * update numbers run ahead of its acknowledgements (writes in flight), so its records carry its mode and role
+ * and not its numbers; site 3's carry its received and restored numbers and journal. Nothing here runs unless
+ * the deployment's configuration names a trace directory.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { SyncSiteId } from '../model/observation.ts';
+import type { StorageSystem } from './storage-system.ts';
+import {
+  fileTraceSink,
+  fillOf,
+  markSite,
+  traceSiteDetails,
+  traceTime,
+  TraceWriter,
+  type PartialView,
+  type SiteMark,
+  type TraceAction,
+  type TraceConfig,
+  type TraceOutcome,
+} from './trace.ts';
+
+/** A host write's facts, kept from its arrival to its acknowledgement. */
+export interface TracedWrite {
+  volume: number;
+  offset: number;
+  length: number;
+  fill: number | null;
+}
+
+/** One site process's trace: its writer, and the marks that turn journal changes into detail records. */
+export class SiteTrace {
+  readonly writer: TraceWriter;
+  readonly file: string;
+  readonly #close: () => void;
+
+  private constructor(
+    readonly site: StorageSystem,
+    file: string,
+    config: TraceConfig,
+  ) {
+    const { sink, close } = fileTraceSink(file);
+    this.file = file;
+    this.#close = close;
+    this.writer = new TraceWriter({ writer: `site-${site.id}`, config }, sink);
+  }
+
+  /**
+   * Opens a new log in `dir` for this process (a restarted process writes a new file: a log's records are
+   * numbered from its header on). The name says the site, the time and the process.
+   */
+  static open(dir: string, site: StorageSystem, config: TraceConfig): SiteTrace {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `site-${site.id}-${Math.round(traceTime())}-${process.pid}.ndjson`);
+    return new SiteTrace(site, file, config);
+  }
+
+  /** The trace clock (impl/trace.ts `traceTime`), for `pullEntries.servedAt`. */
+  now(): number {
+    return traceTime();
+  }
+
+  /** The facts of a host write the trace keeps until its acknowledgement. */
+  write(volume: number, offset: number, data: Uint8Array): TracedWrite {
+    return { volume, offset, length: data.length, fill: fillOf(data) };
+  }
+
+  /** The site's journal and restore point before an input (see {@link details}). */
+  mark(): SiteMark {
+    return markSite(this.site);
+  }
+
+  /** Detail records for what the input since `before` changed: entries newly journaled, updates restored. */
+  details(before: SiteMark): void {
+    traceSiteDetails(this.writer, this.site, before);
+  }
+
+  /** A block copy replaced the journal: it is empty at the sender's last update number. */
+  journalReset(): void {
+    this.writer.detail({ kind: 'journalReset', site: this.site.id, last: this.site.journal.last });
+  }
+
+  /** A host write at this site, acknowledged or refused. */
+  hostWrite(write: TracedWrite, outcome: TraceOutcome, view: PartialView): void {
+    const host = this.site.id as SyncSiteId;
+    this.writer.action({ type: 'HOST_WRITE', host, ...write }, outcome, view);
+  }
+
+  /** Any other event this site is the one to see (`at`: when it took place, if before now). */
+  action(action: TraceAction, view: PartialView, at?: number): void {
+    this.writer.action(action, { accepted: true }, view, at);
+  }
+
+  close(): void {
+    this.#close();
+  }
+}
