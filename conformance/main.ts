@@ -4,7 +4,8 @@
  * prints a summary table and writes `reports/conformance.json` and `reports/conformance.junit.xml`.
  * Exit status 1 on any divergence, uncaught fault, unmet must-happen check or missing coverage.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import junitBuilder, { type Builder } from 'junit-report-builder';
@@ -119,8 +120,20 @@ const usage = `usage: npm start -- [options]
   --replay SEED:PATH  replay one shrunk random walk (as printed by a failure) and exit
   --replay-fixture F  replay one saved fixture and exit
   --validate-trace F  check an implementation's ndjson trace against the model, step by step, and exit
-                      (repeat for one log per site: they are merged by time; conformance/TRACE.md)
+                      (repeat for one log per site: they are merged by time; a directory stands for its
+                      *.ndjson files, as a deployment's traceDir holds them; conformance/TRACE.md)
   --help`;
+
+/** The trace files named: a directory stands for the `.ndjson` files in it (a deployment's `traceDir`). */
+function traceFilesOf(names: readonly string[]): string[] {
+  return names.flatMap((name) => {
+    if (!existsSync(name) || !statSync(name).isDirectory()) return [name];
+    return readdirSync(name)
+      .filter((file) => file.endsWith('.ndjson'))
+      .sort()
+      .map((file) => join(name, file));
+  });
+}
 
 function fail(message: string): never {
   console.error(`${message}\n${usage}`);
@@ -274,7 +287,7 @@ async function main(): Promise<number> {
   if (values['validate-trace']) {
     const { validateTrace, formatValidation, TraceFormatError } = await import('./trace-validate.ts');
     try {
-      const validation = await validateTrace(values['validate-trace']);
+      const validation = await validateTrace(traceFilesOf(values['validate-trace']));
       console.log(formatValidation(validation));
       return validation.violation ? 1 : 0;
     } catch (error) {
