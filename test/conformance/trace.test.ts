@@ -285,3 +285,54 @@ describe('the implementation trace', () => {
     expect(unusable.stderr).toContain('unusable trace');
   });
 });
+
+describe('site logs: a crash mid-write', () => {
+  // Handcrafted logs of three site processes and an operator (conformance/TRACE.md "Site processes"): two
+  // blocks of 512 bytes per volume, views left empty (only the steps and the journals are at stake here).
+  const config = { volumeCount: 2, volumeBytes: 1024, blockBytes: 512, journalEntriesMax: 8, journalBytesMax: 1 << 20, pullBatchEntriesMax: 4, fencePolicy: 'keepWriting' };
+  let clock = 1_000;
+  const header = (writer: string): string => JSON.stringify({ trace: 'threesite', version: 1, writer, config });
+  const record = (seq: number, body: object): string => JSON.stringify({ seq, time: (clock += 1), ...body });
+  const append = (seq: number, site: number, u: number, fill: number): string =>
+    record(seq, { kind: 'journalAppend', site, updateNumber: u, volume: 0, offset: 0, length: 512, fill });
+  const write = (seq: number, fill: number): string =>
+    record(seq, { action: { type: 'HOST_WRITE', host: 1, volume: 0, offset: 0, length: 512, fill }, outcome: { accepted: true }, view: {} });
+  const failSite1 = (seq: number): string => record(seq, { action: { type: 'FAIL_SITE', site: 1 }, outcome: { accepted: true }, view: { sites: { 1: { mode: 'failed' } } } });
+
+  function logs(name: string, files: Record<string, string[]>): string[] {
+    return Object.entries(files).map(([writer, body]) => {
+      const file = join(dir, `${name}-${writer}.ndjson`);
+      writeFileSync(file, `${[header(writer), ...body].join('\n')}\n`);
+      return file;
+    });
+  }
+
+  it('takes the writes the secondary journaled and no acknowledgement names as written when the primary fails', async () => {
+    // Site 1 acknowledged u=1; u=2 and u=3 reached site 2, u=4 only site 1; then site 1 died.
+    const site1 = [append(1, 1, 1, 7), write(2, 7), append(3, 1, 2, 8), append(4, 1, 3, 9), append(5, 1, 4, 10)];
+    const site2 = [append(1, 2, 1, 7), append(2, 2, 2, 8), append(3, 2, 3, 9)];
+    const operator = [failSite1(1)];
+    const files = logs('unacknowledged', { 'site-1': site1, 'site-2': site2, operator });
+    // u=4 at site 1 is no step of the model's; nothing discards it, so it is reported at the end.
+    const open = await validateTrace(files);
+    expect(open.committedUnacknowledged).toBe(2);
+    expect(open.violation?.summary).toMatch(/site 1, the log says journalAppend site=1 u=4/);
+    // Site 1's resync, after its failure, replaces its journal (journalReset): u=4 is discarded and the logs replay.
+    site1.push(record(6, { kind: 'journalReset', site: 1, last: 3 }));
+    const reset = await validateTrace(logs('reset', { 'site-1': site1, 'site-2': site2, operator }));
+    expect(reset.violation).toBeNull();
+    expect(reset.committedUnacknowledged).toBe(2);
+    expect(reset.discardedUncommitted).toBe(1);
+  });
+
+  it('refuses a secondary entry no failure explains, and a reset that drops an entry a step put there', async () => {
+    // No FAIL_SITE: site 2's u=2 is an entry no step made.
+    const orphan = await validateTrace(logs('orphan', { 'site-1': [append(1, 1, 1, 7), write(2, 7)], 'site-2': [append(1, 2, 1, 7), append(2, 2, 2, 8)] }));
+    expect(orphan.violation?.summary).toMatch(/site 2, the log says journalAppend site=2 u=2/);
+    // Site 2 resets its journal before it logged u=1, which the acknowledged write put there.
+    const early = await validateTrace(
+      logs('early-reset', { 'site-1': [append(1, 1, 1, 7), write(2, 7)], 'site-2': [record(1, { kind: 'journalReset', site: 2, last: 0 }), append(2, 2, 1, 7)] }),
+    );
+    expect(early.violation).not.toBeNull();
+  });
+});
