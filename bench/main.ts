@@ -5,13 +5,16 @@
  * number of times with plain `Buffer.copy` (one copy into each journal and each volume of the three sites).
  * Then a soak: many writes with the resident set size sampled at intervals, to show memory stays flat
  * (bounded by the volumes and the journal limits). Then the conformance harness: lockstep steps per second
- * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Last, the
+ * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Then the interleavings
+ * fast-check's scheduler explores per second (conformance/interleavings.ts), with P1-P7 checked on the
+ * implementation's bytes after every step, with memory and with file storage. Last, the
  * deployment: fio against site 1 of three site processes beside `nbdkit memory` (`bench/deployment.ts`).
  * Writes `reports/bench.json`.
  *
  *     npm run bench                                   every part
  *     npm run bench -- --only deployment [--profile]  one part (repeat --only for more): throughput, harness,
- *                                                     deployment; --profile runs the sites under --cpu-prof
+ *                                                     interleavings, deployment; --profile runs the sites
+ *                                                     under --cpu-prof
  *     npm run bench -- --only deployment --cli F      the sites run another build of `threesite` (a candidate)
  *
  * With `--only`, the parts run replace their keys in an existing `reports/bench.json` and keep the others.
@@ -25,10 +28,11 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
 import { benchDeployment, DeploymentBenchError, formatDeploymentBench } from './deployment.ts';
+import { exploreInterleavings } from '../conformance/interleavings.ts';
 import { benchHarness } from './harness.ts';
 
 /** The parts of the benchmark, in the order they run. */
-const parts = ['throughput', 'harness', 'deployment'] as const;
+const parts = ['throughput', 'harness', 'interleavings', 'deployment'] as const;
 type Part = (typeof parts)[number];
 
 /** Bytes of one host write. */
@@ -228,6 +232,24 @@ function harnessPart(): Record<string, unknown> {
   return { harness };
 }
 
+/** Interleavings explored per storage kind (fixed seed: the same schedules every run). */
+const interleavingRuns = { memory: 300, file: 60 } as const;
+const interleavingSeed = 20261202;
+
+/** fast-check's scheduler over the implementation: interleavings per second, per storage kind. */
+async function interleavingsPart(): Promise<Record<string, unknown>> {
+  const rows: Record<string, unknown> = {};
+  const lines = ['', 'interleavings (fast-check scheduler: 2 writers, 6 link deliverers, site 3, a crash and the failover story)', '', '| storage | runs | interleavings/s | property checks/s | deliveries/s | checks per run |', '| --- | ---: | ---: | ---: | ---: | ---: |'];
+  for (const storage of ['memory', 'file'] as const) {
+    const totals = await exploreInterleavings({ runs: interleavingRuns[storage], seed: interleavingSeed, storage });
+    const perSecond = (n: number): number => Math.round((n * 1000) / totals.ms);
+    rows[storage] = { ...totals, interleavingsPerSecond: perSecond(totals.runs), checksPerSecond: perSecond(totals.checks), deliveriesPerSecond: perSecond(totals.deliveries) };
+    lines.push(`| ${storage} | ${totals.runs} | ${perSecond(totals.runs)} | ${perSecond(totals.checks).toLocaleString('en')} | ${perSecond(totals.deliveries).toLocaleString('en')} | ${(totals.checks / totals.runs).toFixed(1)} |`);
+  }
+  console.log(lines.join('\n'));
+  return { interleavings: { seed: interleavingSeed, ...rows } };
+}
+
 /** The deployment against nbdkit: its report key. */
 async function deploymentPart(profile: boolean, cli: string | undefined): Promise<Record<string, unknown>> {
   const deployment = await benchDeployment({ profile, progress: (line) => process.stderr.write(`${line}\n`), ...(cli === undefined ? {} : { cli }) });
@@ -260,6 +282,7 @@ async function main(): Promise<number> {
   const run: Record<Part, () => Promise<Record<string, unknown>> | Record<string, unknown>> = {
     throughput: benchThroughput,
     harness: harnessPart,
+    interleavings: interleavingsPart,
     deployment: () => deploymentPart(values.profile, values.cli),
   };
   for (const part of selected) {
