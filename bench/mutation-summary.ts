@@ -5,18 +5,47 @@
  * as the issue asks, and so are compile and runtime errors.
  */
 import { readFileSync } from 'node:fs';
+// @ts-expect-error: the configuration is plain JavaScript, without type declarations.
+import strykerConfig from '../stryker.config.mjs';
 
-/** The files whose mutants the replication-logic score counts. */
-export const replicationLogicFiles = [
-  'impl/storage-system.ts',
-  'impl/cluster.ts',
-  'impl/journal.ts',
-  'impl/judge.ts',
-  'impl/changed-blocks.ts',
-  'impl/block-copy.ts',
-];
+/** The files whose mutants the replication-logic score counts: those the mutation run mutates by default. */
+export const replicationLogicFiles: readonly string[] = (strykerConfig as { mutate: string[] }).mutate;
 
 type Status = 'Killed' | 'Survived' | 'NoCoverage' | 'Timeout' | 'CompileError' | 'RuntimeError' | 'Ignored' | 'Pending';
+
+/** A mutant as the report gives it (the fields read here). */
+interface ReportMutant {
+  id: string;
+  mutatorName: string;
+  replacement?: string;
+  status: Status;
+  location: { start: { line: number; column: number }; end: { line: number; column: number } };
+}
+
+/** A report: per file, its source and its mutants (mutation-testing-report-schema). */
+interface Report {
+  files: Record<string, { source: string; mutants: ReportMutant[] }>;
+}
+
+/**
+ * Where a surviving mutant sits: inside an invariant check (`assert(...)`: the mutant weakens a check that
+ * fires only on a bug), inside an error's or a log line's message text (what a person reads, not what the
+ * system does), or in the replication logic itself: the survivors that are gaps in the checks.
+ */
+export type SurvivorKind = 'invariant' | 'message' | 'logic';
+
+/** Classifies a mutant by the statement it mutates (see {@link SurvivorKind}). */
+export function survivorKind(source: string, mutant: ReportMutant): SurvivorKind {
+  const lines = source.split('\n');
+  // The statement around the mutant: from the line it starts on back to the line that opens the statement.
+  let first = mutant.location.start.line - 1;
+  while (first > 0 && !/[;{}]\s*$/.test(lines[first - 1] ?? '') && !/^\s*(\/\/|\*)/.test(lines[first - 1] ?? '')) first -= 1;
+  const statement = lines.slice(first, mutant.location.end.line).join('\n');
+  if (/\bassert\(/.test(statement)) return 'invariant';
+  const isText = mutant.mutatorName === 'StringLiteral' || mutant.mutatorName === 'TemplateLiteral';
+  if (isText && /(new \w+Error\(|this\.#log\(|log\()/.test(statement)) return 'message';
+  return 'logic';
+}
 
 /** Counts of one file or a group of files. */
 export interface MutantCounts {
@@ -75,4 +104,23 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const [name, counts] of [...perFile].sort(([a], [b]) => a.localeCompare(b))) console.log(row(name, counts));
   console.log(row('**replication logic**', total(replicationLogicFiles.flatMap((name) => perFile.get(name) ?? []))));
   console.log(row('**all of impl/**', total(perFile.values())));
+  const report = JSON.parse(readFileSync(file, 'utf8')) as Report;
+  const survivors: { file: string; mutant: ReportMutant; kind: SurvivorKind; original: string }[] = [];
+  for (const [name, { source, mutants }] of Object.entries(report.files)) {
+    for (const mutant of mutants) {
+      if (mutant.status !== 'Survived' && mutant.status !== 'NoCoverage') continue;
+      const line = source.split('\n')[mutant.location.start.line - 1] ?? '';
+      survivors.push({ file: name.replace(/^.*?(impl\/)/, '$1'), mutant, kind: survivorKind(source, mutant), original: line.trim() });
+    }
+  }
+  const byKind = (kind: SurvivorKind) => survivors.filter((survivor) => survivor.kind === kind);
+  console.log(`\nsurvivors and no-coverage mutants: ${survivors.length}: ${byKind('logic').length} in the logic, ${byKind('invariant').length} inside invariant checks (assert), ${byKind('message').length} in message text`);
+  const all = total(perFile.values());
+  const textual = byKind('invariant').length + byKind('message').length;
+  const denominator = all.killed + all.survived + all.noCoverage - textual;
+  console.log(`score with invariant checks and message text set apart: ${((100 * all.killed) / Math.max(1, denominator)).toFixed(1)}%`);
+  console.log('\nsurvivors in the logic (file:line mutator: original -> replacement):');
+  for (const { file: name, mutant, original } of byKind('logic')) {
+    console.log(`  ${name}:${mutant.location.start.line} ${mutant.mutatorName} [${mutant.status}]: ${original.slice(0, 110)} -> ${(mutant.replacement ?? '').replace(/\s+/g, ' ').slice(0, 80)}`);
+  }
 }
