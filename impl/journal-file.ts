@@ -9,9 +9,24 @@
  *   segment is fsynced before the next one is started, so a later segment never holds data while an earlier
  *   one lost its tail.
  * - `journal.meta` holds the trim point (`floor`: every update number `<= floor` is discarded, so
- *   `first = floor + 1`; after `reset(last)`, `floor = last`) and `firstSegment`, the first segment still in
- *   use. It is replaced atomically (write a temporary file, fsync, rename, fsync the directory) *before* any
- *   segment it makes obsolete is deleted, so a crash in between leaves only segments the next open deletes.
+ *   `first = floor + 1`; after `reset(last)`, `floor = last`), `firstSegment`, the first segment still in
+ *   use, and `floorExact`. It is replaced atomically (write a temporary file, fsync, rename, fsync the
+ *   directory) *before* any segment it makes obsolete is deleted, so a crash in between leaves only segments
+ *   the next open deletes. It is *not* rewritten at every trim (that cost two fsyncs, a rename and a
+ *   directory fsync per trim): a trim inside the segments in use only moves the floor in memory, and the
+ *   file is rewritten when a segment is deleted, at `reset` and at `close`. So after a crash the saved floor
+ *   may be **stale**: lower than the real one. That is safe because a stale floor only brings back entries
+ *   that were trimmed, never loses one: the entries are still in the segment, unchanged (segments are
+ *   append-only), and every user of a journal tolerates a journal that holds more of its past (a sync
+ *   member's journal then covers more; site 3 restores again, in order, entries it had restored, which
+ *   leaves its volumes as they were). The saved floor is only ever a lower bound of the real one.
+ * - `floorExact` says whether the saved floor is the real one: true only when `close` wrote it (and for a
+ *   new journal); the first trim after an open that moves the floor without deleting a segment clears it
+ *   (one rewrite per open). At open, a journal whose floor may be stale and whose recovered entries exceed
+ *   the limits has its floor raised, oldest entries first, until they fit
+ *   ({@link RecoveryReport.floorRaisedEntries}): before the crash the journal held at most its limits, so its
+ *   real floor was at least that high and the raised floor is still a lower bound. With an exact floor,
+ *   entries over the limits are refused as before ({@link JournalLimitsError}: the limits were lowered).
  * - `open` recovers every complete valid entry. A torn or corrupt tail (the bytes after the last valid entry,
  *   with no valid entry after them) is truncated away and reported; a defect followed by valid data, in any
  *   segment, or a gap in the update numbers, is a {@link CorruptJournalError}: never skipped silently.
@@ -60,7 +75,8 @@ export const journalMetaName = 'journal.meta';
 
 const metaTempName = 'journal.meta.tmp';
 const metaFormat = 'threesite-journal-meta';
-const metaVersion = 1;
+/** Version 2 adds `floorExact`; a version-1 file (every trim rewrote it) always holds the exact floor. */
+const metaVersion = 2;
 const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
 
 /** Options of {@link FileJournal.open}. */
@@ -77,6 +93,11 @@ export interface RecoveryReport {
   discardedBytes: number;
   /** Why the tail was discarded, or null when nothing was. */
   discardedReason: 'torn' | 'corrupt' | null;
+  /**
+   * Entries above a possibly stale saved floor that were discarded from the front because they exceed the
+   * limits (see the file comment): they had been trimmed before the crash. 0 after a clean close.
+   */
+  floorRaisedEntries: number;
 }
 
 /** Why a journal directory cannot be opened. */
@@ -103,6 +124,8 @@ export class CorruptJournalError extends Error {
 interface Meta {
   floor: number;
   firstSegment: number;
+  /** The floor is the real trim point (written by `close`), not a lower bound of it. */
+  floorExact: boolean;
 }
 
 /** One segment file in use: entries with consecutive update numbers from `firstU`, at `offsets`. */
@@ -191,13 +214,26 @@ export class FileJournal implements Journal {
   #dirDirty = false;
   #readCache: { index: number; fd: number } | null = null;
   #open = true;
+  /** Whether `journal.meta` on disk claims its floor is exact (then the next trim must clear that first). */
+  #metaExact: boolean;
+  /** The floor `journal.meta` on disk holds (a lower bound of {@link #floor}). */
+  #savedFloor: number;
   /** Set when a write failed: the journal's files may disagree with its memory, so only close is allowed. */
   #failure: unknown = null;
 
   private constructor(
     dir: string,
     limits: JournalLimits,
-    options: { segmentBytesMax: number; segments: Segment[]; floor: number; last: number; entries: number; bytes: number; nextSegment: number },
+    options: {
+      segmentBytesMax: number;
+      segments: Segment[];
+      floor: number;
+      last: number;
+      entries: number;
+      bytes: number;
+      nextSegment: number;
+      metaExact: boolean;
+    },
   ) {
     this.dir = dir;
     this.limits = limits;
@@ -208,6 +244,8 @@ export class FileJournal implements Journal {
     this.#entries = options.entries;
     this.#bytes = options.bytes;
     this.#nextSegment = options.nextSegment;
+    this.#metaExact = options.metaExact;
+    this.#savedFloor = options.floor;
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
   }
@@ -238,10 +276,11 @@ export class FileJournal implements Journal {
       if (indexes.length > 0) {
         throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `missing while ${indexes.length} segments exist`);
       }
-      meta = { floor: 0, firstSegment: 1 };
+      meta = { floor: 0, firstSegment: 1, floorExact: true };
       FileJournal.#writeMeta(dir, meta);
     }
-    const { firstSegment, floor } = meta;
+    const { firstSegment } = meta;
+    let floor = meta.floor;
     for (const index of indexes) {
       if (index < firstSegment) fs.unlinkSync(path.join(dir, segmentName(index)));
     }
@@ -252,7 +291,7 @@ export class FileJournal implements Journal {
     let expected: number | null = null;
     let entries = 0;
     let bytes = 0;
-    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null };
+    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 };
     for (let k = 0; k < live.length; k += 1) {
       const index = live[k] as number;
       const name = segmentName(index);
@@ -307,8 +346,21 @@ export class FileJournal implements Journal {
         segments.push(segment);
       }
     }
-    fsyncDir(dir);
     const last = expected === null ? floor : Math.max(floor, expected - 1);
+    if (!meta.floorExact && (entries > checkedLimits.entriesMax || bytes > checkedLimits.bytesMax)) {
+      // A stale floor (see the file comment): raise it, oldest entries first, until the rest fit.
+      const raised = FileJournal.#floorWithin(segments, floor, last, entries, bytes, checkedLimits);
+      recovery.floorRaisedEntries = raised.floor - floor;
+      entries -= recovery.floorRaisedEntries;
+      bytes = raised.bytes;
+      floor = raised.floor;
+      let obsolete = 0;
+      while (obsolete < segments.length - 1 && segmentLast(segments[obsolete] as Segment) <= floor) obsolete += 1;
+      const kept = segments[obsolete];
+      FileJournal.#writeMeta(dir, { floor, firstSegment: kept === undefined ? firstSegment : kept.index, floorExact: false });
+      for (const segment of segments.splice(0, obsolete)) fs.unlinkSync(path.join(dir, segment.name));
+    }
+    fsyncDir(dir);
     recovery.entriesRecovered = entries;
     if (entries > checkedLimits.entriesMax) {
       throw new JournalLimitsError(checkedLimits, 'entriesMax', checkedLimits.entriesMax, `recovered ${entries} entries`);
@@ -317,7 +369,16 @@ export class FileJournal implements Journal {
       throw new JournalLimitsError(checkedLimits, 'bytesMax', checkedLimits.bytesMax, `recovered ${bytes} bytes`);
     }
     const nextSegment = Math.max(firstSegment, (indexes.at(-1) ?? 0) + 1);
-    const journal = new FileJournal(dir, checkedLimits, { segmentBytesMax: rollBytes, segments, floor, last, entries, bytes, nextSegment });
+    const journal = new FileJournal(dir, checkedLimits, {
+      segmentBytesMax: rollBytes,
+      segments,
+      floor,
+      last,
+      entries,
+      bytes,
+      nextSegment,
+      metaExact: meta.floorExact && recovery.floorRaisedEntries === 0,
+    });
     return { journal, recovery };
   }
 
@@ -424,25 +485,33 @@ export class FileJournal implements Journal {
       if (segment.firstU > newFloor) break;
       const lo = Math.max(this.#floor + 1, segment.firstU);
       const hi = Math.min(newFloor, segmentLast(segment));
-      assert(lo <= hi, 'journal segments hold live entries only', () => `${segment.name} ends at u=${segmentLast(segment)}`);
-      removedBytes += segmentEnd(segment, hi) - (segment.offsets[lo - segment.firstU] as number);
+      // A wholly trimmed segment is kept while it is the last one (the next appends go on into it).
+      if (lo <= hi) removedBytes += segmentEnd(segment, hi) - (segment.offsets[lo - segment.firstU] as number);
       if (segmentLast(segment) <= newFloor) obsolete += 1;
     }
-    const firstSegment = obsolete < this.#segments.length ? (this.#segments[obsolete] as Segment).index : this.#nextSegment;
-    FileJournal.#writeMeta(this.dir, { floor: newFloor, firstSegment });
+    // The segment appends go to stays, even when wholly trimmed: deleting and creating it again at every
+    // trim of a drained journal (site 3 every restore) cost a metadata rewrite and a directory change each.
+    obsolete = Math.min(obsolete, this.#segments.length - 1);
+    if (obsolete > 0 || this.#metaExact) {
+      // Before a segment goes, the saved floor must reach past it (the next open would see a gap otherwise);
+      // and a saved floor marked exact must stop claiming so before the floor moves without it.
+      this.#saveMeta(newFloor, (this.#segments[obsolete] as Segment).index, false);
+    }
     this.#deleteSegments(obsolete);
     this.#floor = newFloor;
     this.#entries -= count;
     this.#bytes -= removedBytes;
+    assert(this.#savedFloor <= this.#floor, 'journal.meta holds a lower bound of the floor', () => `saved ${this.#savedFloor} > floor ${this.#floor}`);
     assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
     assert(this.#bytes >= 0, 'journal byte count is non-negative', () => `${this.#bytes}`);
+    assert(this.#entries > 0 || this.#bytes === 0, 'an empty journal holds no bytes', () => `${this.#bytes} bytes`);
     return count;
   }
 
   reset(last: number): void {
     this.#checkUsable('reset');
     checkUpdateNumberArgument(last, 'reset');
-    FileJournal.#writeMeta(this.dir, { floor: last, firstSegment: this.#nextSegment });
+    this.#saveMeta(last, this.#nextSegment, false);
     this.#deleteSegments(this.#segments.length);
     this.#floor = last;
     this.#last = last;
@@ -461,7 +530,14 @@ export class FileJournal implements Journal {
   /** Flushes (unless a write failed) and releases the files. */
   close(): void {
     assert(this.#open, 'journal is open', 'close after close');
-    if (this.#failure === null) this.flush();
+    if (this.#failure === null) {
+      this.flush();
+      // The exact floor, so that a clean reopen neither brings back trimmed entries nor mistakes a lowered
+      // limit for a stale floor.
+      if (!this.#metaExact || this.#savedFloor !== this.#floor) {
+        this.#saveMeta(this.#floor, this.#segments[0]?.index ?? this.#nextSegment, true);
+      }
+    }
     this.#open = false;
     if (this.#writeFd !== null) fs.closeSync(this.#writeFd);
     this.#writeFd = null;
@@ -532,6 +608,41 @@ export class FileJournal implements Journal {
     assert(this.#failure === null, 'journal has not failed a write', () => `${operation} after a failed write: ${String(this.#failure)}`);
   }
 
+  /** Replaces `journal.meta` (atomically, durably) and remembers what it now holds. */
+  #saveMeta(floor: number, firstSegment: number, floorExact: boolean): void {
+    FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact });
+    this.#savedFloor = floor;
+    this.#metaExact = floorExact;
+  }
+
+  /**
+   * The lowest floor at or above `floor` under which the entries `(floor..last]` of `segments` fit the
+   * limits, and their bytes then: what a stale floor is raised to at open (see the file comment).
+   */
+  static #floorWithin(
+    segments: readonly Segment[],
+    floor: number,
+    last: number,
+    entries: number,
+    bytes: number,
+    limits: JournalLimits,
+  ): { floor: number; bytes: number } {
+    let raised = floor;
+    let held = entries;
+    let heldBytes = bytes;
+    let k = 0;
+    while (held > limits.entriesMax || heldBytes > limits.bytesMax) {
+      const u = raised + 1;
+      assert(u <= last, 'a journal of no entries fits any limits', () => `u=${u} past last=${last}`);
+      while (segmentLast(segments[k] as Segment) < u) k += 1;
+      const segment = segments[k] as Segment;
+      heldBytes -= segmentEnd(segment, u) - (segment.offsets[u - segment.firstU] as number);
+      held -= 1;
+      raised = u;
+    }
+    return { floor: raised, bytes: heldBytes };
+  }
+
   static #readMeta(dir: string): Meta | null {
     const file = path.join(dir, journalMetaName);
     let text: string;
@@ -547,12 +658,12 @@ export class FileJournal implements Journal {
     } catch {
       throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', 'not JSON');
     }
-    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown };
+    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown; floorExact?: unknown };
     const valid =
       meta !== null &&
       typeof meta === 'object' &&
       meta.format === metaFormat &&
-      meta.version === metaVersion &&
+      (meta.version === 1 || (meta.version === metaVersion && typeof meta.floorExact === 'boolean')) &&
       typeof meta.floor === 'number' &&
       Number.isSafeInteger(meta.floor) &&
       meta.floor >= 0 &&
@@ -560,12 +671,12 @@ export class FileJournal implements Journal {
       Number.isSafeInteger(meta.firstSegment) &&
       meta.firstSegment >= 1;
     if (!valid) throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `unexpected content ${text.slice(0, 200)}`);
-    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number };
+    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number, floorExact: meta.version === 1 || meta.floorExact === true };
   }
 
   static #writeMeta(dir: string, meta: Meta): void {
     const temp = path.join(dir, metaTempName);
-    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment });
+    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact });
     const fd = fs.openSync(temp, 'w', 0o644);
     try {
       writeAll(fd, Buffer.from(text, 'utf8'), 0);
