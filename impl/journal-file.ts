@@ -38,6 +38,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assert } from './invariant.ts';
 import {
+  checkAllFit,
   checkBatchArgument,
   checkUpdateNumberArgument,
   CorruptEntryError,
@@ -174,6 +175,24 @@ function readAll(fd: number, out: Uint8Array, position: number, where: string): 
 function writeAll(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
   while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** Writes `chunks` back to back from `position`, with as few `writev` calls as the kernel allows. */
+function writevAll(fd: number, chunks: readonly Uint8Array[], position: number): void {
+  let pending = chunks.slice();
+  let at = position;
+  while (pending.length > 0) {
+    let written = fs.writevSync(fd, pending, at);
+    at += written;
+    // A short write: drop what went out, keep the rest of a chunk written in part.
+    let k = 0;
+    while (k < pending.length && written >= (pending[k] as Uint8Array).length) {
+      written -= (pending[k] as Uint8Array).length;
+      k += 1;
+    }
+    pending = pending.slice(k);
+    if (written > 0) pending[0] = (pending[0] as Uint8Array).subarray(written);
+  }
 }
 
 /**
@@ -432,6 +451,43 @@ export class FileJournal implements Journal {
     this.#bytes += encoded.length;
     assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
     assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+  }
+
+  appendAll(entries: readonly JournalEntry[]): void {
+    this.#checkUsable('appendAll');
+    checkAllFit(this, entries);
+    const encoded = entries.map((entry) => encodeEntry(entry));
+    try {
+      let k = 0;
+      while (k < encoded.length) {
+        let segment = this.#segments.at(-1);
+        if (segment === undefined || segment.bytes + (encoded[k] as Uint8Array).length > this.segmentBytesMax) segment = this.#roll();
+        // The entries that go into this segment (at least one: an entry larger than a segment goes alone).
+        const start = segment.bytes;
+        const run: Uint8Array[] = [];
+        let end = start;
+        while (k < encoded.length && (run.length === 0 || end + (encoded[k] as Uint8Array).length <= this.segmentBytesMax)) {
+          const bytes = encoded[k] as Uint8Array;
+          run.push(bytes);
+          if (segment.offsets.length === 0) segment.firstU = (entries[k] as JournalEntry).updateNumber;
+          segment.offsets.push(end);
+          end += bytes.length;
+          k += 1;
+        }
+        writevAll(this.#writeFd as number, run, start);
+        segment.bytes = end;
+        this.#writeDirty = true;
+      }
+    } catch (error) {
+      this.#failure = error;
+      throw error;
+    }
+    for (const bytes of encoded) this.#bytes += bytes.length;
+    this.#entries += entries.length;
+    this.#last += entries.length;
+    assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
+    assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+    assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
   }
 
   readAfter(updateNumber: number, entriesMax: number): JournalEntry[] {

@@ -50,7 +50,7 @@ import {
   SiteUpError,
 } from './errors.ts';
 import { assert } from './invariant.ts';
-import { decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
+import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
 
@@ -187,6 +187,9 @@ export class SiteNode {
   #clockSet = false;
   #pullOutstanding = false;
   #pullSentAtMs = 0;
+  /** Host writes of the batch being gathered ({@link hostWriteBatch}), or null outside one. */
+  #gathered: { writeId: number; volume: number; offset: number; data: Uint8Array }[] | null = null;
+  #gatheredBytes = 0;
   #waiter: Waiter | null = null;
   #waiterSinceMs = 0;
   /** The operator's pull ({@link pullNow}) waiting for the source's answer. */
@@ -266,6 +269,36 @@ export class SiteNode {
     });
   }
 
+  /**
+   * Several host writes at once: what {@link hostWrite} does for each, in order, except that the writes
+   * submitted now go to the site together ({@link StorageSystem.hostWrites}: one journal write, one sync
+   * write message, one answer), in batches of at most {@link batchItemsMax} writes and
+   * {@link batchBytesMax} bytes. The process gives it the writes its NBD clients sent in one turn of the
+   * event loop. A write refused at once gets a rejected promise, the others go on.
+   */
+  hostWriteBatch(writes: readonly { volume: number; offset: number; data: Uint8Array }[]): Promise<HostWriteResult>[] {
+    assert(this.#gathered === null, 'host write batches do not nest', 'a batch is being gathered');
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    let results: Promise<HostWriteResult>[];
+    try {
+      results = writes.map((write) => {
+        try {
+          return this.hostWrite(write.volume, write.offset, write.data);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      });
+      this.#submitGathered();
+    } finally {
+      this.#gathered = null;
+    }
+    // A write queued behind the batch's in-flight limit goes as soon as there is room (acknowledged alone
+    // with the pair suspended, there is room at once).
+    this.#drainQueue();
+    return results;
+  }
+
   /** A host read (any site's export reads; a failed site refuses with {@link SiteFailedError}). */
   hostRead(volume: number, offset: number, length: number): Uint8Array {
     this.#checkRange(volume, offset, length);
@@ -293,7 +326,22 @@ export class SiteNode {
 
   /** A write waits while the primary sends a resync, or while its writes in flight are at their limit. */
   #mustQueue(): boolean {
-    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax';
+    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax' || this.#gatheredAtLimit();
+  }
+
+  /** The writes gathered for a batch fill the room left among the writes in flight. */
+  #gatheredAtLimit(): boolean {
+    return this.#gathered !== null && this.site.inFlightWrites + this.#gathered.length >= this.site.config.inFlightWritesMax;
+  }
+
+  /** Hands the gathered writes to the site as one batch. */
+  #submitGathered(): void {
+    const gathered = this.#gathered;
+    if (gathered === null || gathered.length === 0) return;
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    this.#emit(this.site.hostWrites(gathered));
+    this.site.saveIfDirty();
   }
 
   #submit(volume: number, offset: number, data: Uint8Array, resolve: (r: HostWriteResult) => void, reject: (e: RefusalError) => void): void {
@@ -307,20 +355,39 @@ export class SiteNode {
     const writeId = this.#nextWriteId;
     this.#nextWriteId += 1;
     this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs });
+    if (this.#gathered !== null) {
+      // One batch message carries at most batchItemsMax writes and batchBytesMax bytes of data.
+      if (this.#gathered.length >= batchItemsMax || this.#gatheredBytes + data.length > batchBytesMax) this.#submitGathered();
+      this.#gathered.push({ writeId, volume, offset, data });
+      this.#gatheredBytes += data.length;
+      return;
+    }
     this.#emit(this.site.hostWrite(writeId, volume, offset, data));
     this.site.saveIfDirty();
   }
 
+  /** Submits the waiting writes there is room for, together as one batch (or more, at the batch limits). */
   #drainQueue(): void {
-    while (this.#queued.length > 0 && !this.#mustQueue()) {
-      const write = this.#queued.shift() as QueuedWrite;
-      try {
-        this.#requireWritable();
-        this.#submit(write.volume, write.offset, write.data, write.resolve, write.reject);
-      } catch (error) {
-        if (!(error instanceof RefusalError)) throw error;
-        write.reject(error);
+    if (this.#queued.length === 0) return;
+    const outer = this.#gathered === null;
+    if (outer) {
+      this.#gathered = [];
+      this.#gatheredBytes = 0;
+    }
+    try {
+      while (this.#queued.length > 0 && !this.#mustQueue()) {
+        const write = this.#queued.shift() as QueuedWrite;
+        try {
+          this.#requireWritable();
+          this.#submit(write.volume, write.offset, write.data, write.resolve, write.reject);
+        } catch (error) {
+          if (!(error instanceof RefusalError)) throw error;
+          write.reject(error);
+        }
       }
+      if (outer) this.#submitGathered();
+    } finally {
+      if (outer) this.#gathered = null;
     }
   }
 
@@ -781,7 +848,7 @@ export class SiteNode {
 
   #emit(out: SiteOutput): void {
     for (const envelope of out.send) {
-      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && envelope.message.kind === 'syncWrite') {
+      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && (envelope.message.kind === 'syncWrite' || envelope.message.kind === 'syncWriteBatch')) {
         // The secondary is unreachable: R1 decides this write and any other in flight.
         this.#suspendSyncPair('a sync write found no link');
       }

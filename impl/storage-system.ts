@@ -50,6 +50,7 @@ import {
   type PullRequestMessage,
   type ResyncRequestMessage,
   type SyncWriteAckMessage,
+  type SyncWriteBatchMessage,
   type SyncWriteMessage,
   type Verdict,
   type VerdictMessage,
@@ -403,6 +404,42 @@ export class StorageSystem {
     return output(noEnvelopes, overflowed ? [this.#overflowNote(message.updateNumber), acked] : [acked]);
   }
 
+  /**
+   * Several host writes at the primary at once (those its process took in one turn of its event loop), each
+   * already checked by the controller; the same as {@link hostWrite} one after the other, but journaled with
+   * one write and, with the pair in sync, sent as one {@link SyncWriteBatchMessage} that the secondary
+   * answers once. The in-flight limit counts every write of the batch.
+   * @see claims 2, 3, 4, 10, 12, 15, 17, 21, 25, 27, 32, 33
+   */
+  hostWrites(writes: readonly { writeId: number; volume: number; offset: number; data: Uint8Array }[]): SiteOutput {
+    assert(writes.length > 0, 'a batch holds at least one write', 'empty batch');
+    assert(this.writeRefusal() === null, 'P4 only the writable primary takes host writes', () => `site ${this.id}: ${this.writeRefusal()}`);
+    const room = this.config.inFlightWritesMax - this.#inFlight.length;
+    assert(!this.#pairInSync() || writes.length <= room, 'writes in flight stay within inFlightWritesMax', () => `${writes.length} writes, room for ${room}`);
+    if (writes.length === 1) {
+      const only = writes[0] as (typeof writes)[number];
+      return this.hostWrite(only.writeId, only.volume, only.offset, only.data);
+    }
+    const first = this.journal.last + 1;
+    const entries: WireEntry[] = writes.map((write, i) => ({ updateNumber: first + i, volume: write.volume, offset: write.offset, data: write.data }));
+    const overflows = this.#journalAndWriteAll(entries);
+    const notes: SiteNote[] = overflows.map((u) => this.#overflowNote(u));
+    if (this.#pairInSync()) {
+      for (const [i, write] of writes.entries()) {
+        this.#inFlight.push({ writeId: write.writeId, updateNumber: first + i, volume: write.volume, offset: write.offset, length: write.data.length });
+      }
+      const message: SyncWriteBatchMessage = { kind: 'syncWriteBatch', entries, restoredKnown: this.#state.knownRestored };
+      return output([{ from: this.id, to: this.#peer(), message }], notes);
+    }
+    for (const [i, write] of writes.entries()) {
+      this.#markChanged(write.volume, write.offset, write.data.length);
+      this.#state.ackedAlone += 1;
+      notes.push({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: first + i, alone: true });
+    }
+    this.#dirty = true;
+    return output(noEnvelopes, notes);
+  }
+
   /** The site stops: in-flight writes fail (their blocks go to the changed-block record), copies end. */
   fail(): SiteOutput {
     assert(this.#state.up, 'only an up site fails', () => `site ${this.id}`);
@@ -585,6 +622,8 @@ export class StorageSystem {
     switch (message.kind) {
       case 'syncWrite':
         return this.#onSyncWrite(from, message);
+      case 'syncWriteBatch':
+        return this.#onSyncWriteBatch(from, message);
       case 'syncWriteAck':
         return this.#onSyncWriteAck(from, message);
       case 'pullRequest':
@@ -633,17 +672,43 @@ export class StorageSystem {
     return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
   }
 
-  /** The primary acknowledges the host once the secondary answered (claim 3). */
+  /** The secondary journals and writes a batch of the primary's writes with one journal write, and answers once. */
+  #onSyncWriteBatch(from: SiteId, message: SyncWriteBatchMessage): SiteOutput {
+    if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'secondary' || !this.#pairInSync()) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}, sync pair ${this.#state.syncPair}`);
+    }
+    for (const [i, entry] of message.entries.entries()) this.#checkTarget(`syncWriteBatch.entries[${i}]`, entry.volume, entry.offset, entry.data.length);
+    const expected = this.journal.last + 1;
+    const first = (message.entries[0] as WireEntry).updateNumber;
+    if (first !== expected) throw new OutOfOrderError(message.kind, expected, first);
+    if (message.restoredKnown > this.#state.knownRestored) this.#state.knownRestored = message.restoredKnown;
+    this.journal.trimThrough(this.#state.knownRestored);
+    const overflows = this.#journalAndWriteAll(message.entries);
+    const last = (message.entries.at(-1) as WireEntry).updateNumber;
+    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: last };
+    return output([{ from: this.id, to: from, message: ack }], overflows.map((u) => this.#overflowNote(u)));
+  }
+
+  /**
+   * The primary acknowledges the host once the secondary answered (claim 3). An answer covers every write
+   * in flight up to its update number (a batch is answered once, for its last write), and at least one.
+   */
   #onSyncWriteAck(from: SiteId, message: SyncWriteAckMessage): SiteOutput {
     if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'primary') {
       throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}`);
     }
     const head = this.#inFlight[0];
-    if (head === undefined || head.updateNumber !== message.updateNumber) {
+    const tail = this.#inFlight.at(-1);
+    if (head === undefined || tail === undefined || message.updateNumber < head.updateNumber || message.updateNumber > tail.updateNumber) {
       throw new OutOfOrderError(message.kind, head?.updateNumber ?? 0, message.updateNumber);
     }
-    this.#inFlight.shift();
-    return output(noEnvelopes, [{ kind: 'hostWriteAcked', writeId: head.writeId, updateNumber: head.updateNumber, alone: false }]);
+    const answered = message.updateNumber - head.updateNumber + 1;
+    const acked = this.#inFlight.splice(0, answered);
+    assert(acked.at(-1)?.updateNumber === message.updateNumber, 'writes in flight carry consecutive update numbers', () => `ack ${message.updateNumber}`);
+    return output(
+      noEnvelopes,
+      acked.map((write) => ({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: write.updateNumber, alone: false }) satisfies SiteNote),
+    );
   }
 
   /**
@@ -685,7 +750,7 @@ export class StorageSystem {
       throw new UnexpectedMessageError(message.kind, from, this.id, `site 3 pulls from site ${this.#state.source}`);
     }
     this.#checkEntries(message.kind, message.entries, true);
-    for (const entry of message.entries) this.journal.append(entry);
+    this.journal.appendAll(message.entries);
     if (this.config.flushEachWrite && message.entries.length > 0) this.journal.flush();
     assert(this.restored <= this.received, 'P2 restoredUpTo <= receivedUpTo', () => `${this.restored} > ${this.received}`);
     return nothing;
@@ -954,6 +1019,26 @@ export class StorageSystem {
       this.#volume(entry.volume).flush();
     }
     return overflowed;
+  }
+
+  /**
+   * Journals consecutive entries at a sync member and writes them: with one journal write when they all fit,
+   * else one by one under the overflow rule (P7). Returns the update numbers at which the journal overflowed.
+   */
+  #journalAndWriteAll(entries: readonly JournalEntry[]): number[] {
+    const journal = this.journal;
+    let bytes = journal.bytes;
+    for (const entry of entries) bytes += entryBytes(entry);
+    if (journal.entries + entries.length > journal.limits.entriesMax || bytes > journal.limits.bytesMax) {
+      return entries.filter((entry) => this.#journalAndWrite(entry)).map((entry) => entry.updateNumber);
+    }
+    journal.appendAll(entries);
+    for (const entry of entries) this.#volume(entry.volume).write(entry.offset, entry.data);
+    if (this.config.flushEachWrite) {
+      journal.flush();
+      for (const volume of this.volumes) volume.flush();
+    }
+    return [];
   }
 
   #overflowNote(updateNumber: number): SiteNote {

@@ -254,6 +254,29 @@ describe('site nodes: local rules', () => {
     expect(await d.nodes[1].hostWrite(0, blockBytes, block(2))).toEqual({ updateNumber: 2, alone: false });
   });
 
+  it('a batch of host writes goes to site 2 as one frame, answered once; writes past the in-flight limit wait their turn', async () => {
+    const d = deploy('keepWriting');
+    const sent = d.nodes[1].status(false).frames[2]!.sent;
+    const writes = Array.from({ length: 20 }, (_, i) => ({ volume: i % volumeCount, offset: (i % 8) * blockBytes, data: block(i + 1) }));
+    const results = d.nodes[1].hostWriteBatch(writes);
+    // 16 writes in flight at most: one frame for them now; the other 4 wait for its answer.
+    expect(d.nodes[1].status(false).frames[2]!.sent).toBe(sent + 1);
+    expect(d.nodes[1].site.inFlightWrites).toBe(16);
+    const acked = await Promise.all(results);
+    expect(acked).toEqual(writes.map((_, i) => ({ updateNumber: i + 1, alone: false })));
+    expect(d.nodes[1].status(false).frames[2]!.sent).toBe(sent + 2);
+    expect(d.nodes[2].site.journal.last).toBe(20);
+    expect(d.nodes[2].site.digest()).toBe(d.nodes[1].site.digest());
+    // A write refused at once is refused alone; with the pair suspended the batch is acknowledged alone.
+    const refused = d.nodes[1].hostWriteBatch([{ volume: 9, offset: 0, data: block(1) }, { volume: 0, offset: 0, data: block(7) }]);
+    await expect(refused[0]).rejects.toBeInstanceOf(RefusalError);
+    expect(await refused[1]).toEqual({ updateNumber: 21, alone: false });
+    d.net.change(() => d.net.cut.add('1-2'));
+    const alone = await Promise.all(d.nodes[1].hostWriteBatch(writes));
+    expect(alone.map((r) => r.alone)).toEqual(writes.map(() => true));
+    expect(d.nodes[1].site.journal.last).toBe(41);
+  });
+
   it('an unanswered sync write takes the link down after the answer timeout', async () => {
     const d = deploy('keepWriting');
     d.net.nodes.delete(2); // site 2 stops answering without closing its connection... (its frames go nowhere)
