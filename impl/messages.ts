@@ -17,17 +17,18 @@
  * data length mismatch is malformed), and the whole message is at most {@link messageBytesMax} bytes.
  *
  * The hot messages of the write path (`syncWrite`, `syncWriteBatch`, `syncWriteAck`: one or more per host
- * write) have a fixed binary layout instead, because building and parsing JSON was a large part of a
+ * write; `pullEntries`: every write again, to site 3) have a fixed binary layout instead, because building and parsing JSON was a large part of a
  * replicated write's CPU. All integers little-endian; a u64 is two u32 (low, high) and must be a safe
  * integer:
  *
  * | offset | bytes | field |
  * | --- | --- | --- |
  * | 0 | 4 | magic `0x31425354` ("TSB1") |
- * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch` |
+ * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch`, 4 `pullEntries` |
  * | 8 | ... | `syncWriteAck`: u64 updateNumber (16 bytes in all) |
  * | 8 | ... | `syncWrite`: u64 restoredKnown, then one entry |
  * | 8 | ... | `syncWriteBatch`: u64 restoredKnown, u32 entry count, then the entries back to back |
+ * | 8 | ... | `pullEntries`: u32 entry count, then the entries back to back |
  *
  * An entry is u64 updateNumber, u32 volume, u64 offset, u32 data length, then the data. The message must
  * end exactly after its last entry (a length that runs past the end, or bytes left over, are malformed),
@@ -540,12 +541,12 @@ export function validateMessage(value: unknown): Message {
 // Binary layout of the hot messages (see the file header)
 
 const binaryMagic = 0x31425354;
-const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3 } as const;
+const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3, pullEntries: 4 } as const;
 /** u64 updateNumber, u32 volume, u64 offset, u32 data length. */
 const binaryEntryHeaderBytes = 24;
 const twoTo32 = 2 ** 32;
 
-type BinaryMessage = SyncWriteMessage | SyncWriteBatchMessage | SyncWriteAckMessage;
+type BinaryMessage = SyncWriteMessage | SyncWriteBatchMessage | SyncWriteAckMessage | PullEntriesMessage;
 
 function setU64(view: DataView, at: number, value: number): void {
   view.setUint32(at, value % twoTo32, true);
@@ -569,8 +570,8 @@ function setEntry(out: Uint8Array, view: DataView, at: number, entry: WireEntry)
 
 /** Encodes a valid hot message in its binary layout (the caller validated it). */
 function encodeBinary(message: BinaryMessage): Uint8Array {
-  const list = message.kind === 'syncWriteBatch' ? message.entries : message.kind === 'syncWrite' ? [message] : [];
-  let total = message.kind === 'syncWriteAck' ? 16 : message.kind === 'syncWrite' ? 16 : 20;
+  const list = message.kind === 'syncWriteBatch' || message.kind === 'pullEntries' ? message.entries : message.kind === 'syncWrite' ? [message] : [];
+  let total = message.kind === 'syncWriteAck' || message.kind === 'syncWrite' ? 16 : message.kind === 'pullEntries' ? 12 : 20;
   for (const entry of list) total += binaryEntryHeaderBytes + entry.data.length;
   if (total > messageBytesMax) fail('message', `${total} bytes exceed messageBytesMax ${messageBytesMax}`);
   const out = new Uint8Array(total);
@@ -581,8 +582,12 @@ function encodeBinary(message: BinaryMessage): Uint8Array {
     setU64(view, 8, message.updateNumber);
     return out;
   }
-  setU64(view, 8, message.restoredKnown);
-  let at = 16;
+  if (message.kind === 'pullEntries') {
+    view.setUint32(8, list.length, true);
+  } else {
+    setU64(view, 8, message.restoredKnown);
+  }
+  let at = message.kind === 'pullEntries' ? 12 : 16;
   if (message.kind === 'syncWriteBatch') {
     view.setUint32(16, list.length, true);
     at = 20;
@@ -638,8 +643,18 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
       value = { kind: 'syncWriteBatch', entries: list, restoredKnown };
       break;
     }
+    case binaryKindCode.pullEntries: {
+      need(at, 4, 'pullEntries');
+      const count = view.getUint32(at, true);
+      if (count > batchItemsMax) fail('pullEntries.entries', `${count} items exceed ${batchItemsMax}`);
+      at += 4;
+      const list: Fields[] = [];
+      for (let i = 0; i < count; i += 1) list.push(entryAt(`pullEntries.entries[${i}]`));
+      value = { kind: 'pullEntries', entries: list };
+      break;
+    }
     default:
-      fail('kind', `binary kind code ${code} is not one of 1, 2, 3`);
+      fail('kind', `binary kind code ${code} is not one of 1, 2, 3, 4`);
   }
   if (at !== input.length) fail('payload', `data length mismatch: ${input.length - at} bytes after the message`);
   return validateMessage(value);
@@ -654,7 +669,9 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
  */
 export function encodeMessage(message: Message): Uint8Array {
   validateMessage(message);
-  if (message.kind === 'syncWrite' || message.kind === 'syncWriteBatch' || message.kind === 'syncWriteAck') return encodeBinary(message);
+  if (message.kind === 'syncWrite' || message.kind === 'syncWriteBatch' || message.kind === 'syncWriteAck' || message.kind === 'pullEntries') {
+    return encodeBinary(message);
+  }
   const chunks: Uint8Array[] = [];
   let payloadBytes = 0;
   // The holder's own value, not `value`: JSON.stringify has already called a Buffer's toJSON on `value`.

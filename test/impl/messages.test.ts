@@ -173,6 +173,7 @@ describe('message encoding', () => {
       fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
       fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
       fc.record({ kind: fc.constant('syncWriteBatch' as const), entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
+      fc.record({ kind: fc.constant('pullEntries' as const), entries }),
     );
     fc.assert(
       fc.property(hot, fc.nat(), fc.integer({ min: 1, max: 255 }), fc.constantFrom('flip', 'cut', 'add'), (message, position, mask, how) => {
