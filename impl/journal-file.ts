@@ -7,7 +7,10 @@
  * - `append` writes the entry to the current segment (in the operating system's cache); `flush` makes every
  *   appended entry durable (fsync of the segment and, when a segment was created, of the directory). A
  *   segment is fsynced before the next one is started, so a later segment never holds data while an earlier
- *   one lost its tail.
+ *   one lost its tail. So that this fsync at a roll does not stall the process for a whole segment's worth
+ *   of writeback (64 MiB), the segment being appended to is also fsynced in the background (libuv's thread
+ *   pool) after every {@link backgroundSyncBytes} appended: the roll's own fsync, still synchronous, then
+ *   finds little left to write. A background fsync that fails fails the journal like a failed write.
  * - `journal.meta` holds the trim point (`floor`: every update number `<= floor` is discarded, so
  *   `first = floor + 1`; after `reset(last)`, `floor = last`), `firstSegment`, the first segment still in
  *   use, and `floorExact`. It is replaced atomically (write a temporary file, fsync, rename, fsync the
@@ -80,10 +83,15 @@ const metaFormat = 'threesite-journal-meta';
 const metaVersion = 2;
 const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
 
+/** Bytes appended to a segment after which it is fsynced in the background (see the file comment): 8 MiB. */
+export const backgroundSyncBytes = 8 * 1024 * 1024;
+
 /** Options of {@link FileJournal.open}. */
 export interface FileJournalOptions {
   /** Size at which a segment is rolled; defaults to {@link segmentBytesMax}. Tests use small values. */
   segmentBytesMax?: number;
+  /** Bytes between background fsyncs of the segment appended to; defaults to {@link backgroundSyncBytes}. */
+  backgroundSyncBytes?: number;
 }
 
 /** What `open` found and did. */
@@ -233,6 +241,13 @@ export class FileJournal implements Journal {
   #dirDirty = false;
   #readCache: { index: number; fd: number } | null = null;
   #open = true;
+  readonly #backgroundSyncBytes: number;
+  /** Bytes appended to the current segment since its last background fsync started. */
+  #unsyncedBytes = 0;
+  /** The descriptor a background fsync is running on, or null; it is closed only after that fsync ends. */
+  #backgroundSync: number | null = null;
+  /** The descriptor to close when the background fsync ends (it was released while the fsync ran). */
+  #closeAfterSync: number | null = null;
   /** Whether `journal.meta` on disk claims its floor is exact (then the next trim must clear that first). */
   #metaExact: boolean;
   /** The floor `journal.meta` on disk holds (a lower bound of {@link #floor}). */
@@ -252,6 +267,7 @@ export class FileJournal implements Journal {
       bytes: number;
       nextSegment: number;
       metaExact: boolean;
+      backgroundSyncBytes: number;
     },
   ) {
     this.dir = dir;
@@ -265,6 +281,7 @@ export class FileJournal implements Journal {
     this.#nextSegment = options.nextSegment;
     this.#metaExact = options.metaExact;
     this.#savedFloor = options.floor;
+    this.#backgroundSyncBytes = options.backgroundSyncBytes;
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
   }
@@ -277,6 +294,8 @@ export class FileJournal implements Journal {
   static open(dir: string, limits: JournalLimits, options: FileJournalOptions = {}): { journal: FileJournal; recovery: RecoveryReport } {
     const checkedLimits = validateJournalLimits(limits, fileJournalBytesMaxCeiling);
     const rollBytes = options.segmentBytesMax ?? segmentBytesMax;
+    const syncBytes = options.backgroundSyncBytes ?? backgroundSyncBytes;
+    assert(Number.isSafeInteger(syncBytes) && syncBytes >= 1, 'backgroundSyncBytes is a positive integer', () => `backgroundSyncBytes=${syncBytes}`);
     assert(
       Number.isSafeInteger(rollBytes) && rollBytes >= 1 && rollBytes <= segmentFileBytesCeiling,
       'segmentBytesMax within its ceiling',
@@ -397,6 +416,7 @@ export class FileJournal implements Journal {
       bytes,
       nextSegment,
       metaExact: meta.floorExact && recovery.floorRaisedEntries === 0,
+      backgroundSyncBytes: syncBytes,
     });
     return { journal, recovery };
   }
@@ -442,6 +462,7 @@ export class FileJournal implements Journal {
       segment.offsets.push(segment.bytes);
       segment.bytes += encoded.length;
       this.#writeDirty = true;
+      this.#wrote(encoded.length);
     } catch (error) {
       this.#failure = error;
       throw error;
@@ -477,6 +498,7 @@ export class FileJournal implements Journal {
         writevAll(this.#writeFd as number, run, start);
         segment.bytes = end;
         this.#writeDirty = true;
+        this.#wrote(end - start);
       }
     } catch (error) {
       this.#failure = error;
@@ -595,9 +617,38 @@ export class FileJournal implements Journal {
       }
     }
     this.#open = false;
-    if (this.#writeFd !== null) fs.closeSync(this.#writeFd);
+    if (this.#writeFd !== null) this.#release(this.#writeFd);
     this.#writeFd = null;
     this.#closeReadCache();
+  }
+
+  /** Counts bytes appended to the current segment and starts a background fsync every {@link backgroundSyncBytes}. */
+  #wrote(bytes: number): void {
+    this.#unsyncedBytes += bytes;
+    const fd = this.#writeFd;
+    if (this.#unsyncedBytes < this.#backgroundSyncBytes || this.#backgroundSync !== null || fd === null) return;
+    this.#unsyncedBytes = 0;
+    this.#backgroundSync = fd;
+    fs.fsync(fd, (error) => {
+      this.#backgroundSync = null;
+      if (this.#closeAfterSync === fd) {
+        this.#closeAfterSync = null;
+        fs.closeSync(fd);
+      }
+      // The data may not have reached the disk: the journal fails as it does when a write fails.
+      if (error !== null && this.#failure === null) this.#failure = error;
+    });
+  }
+
+  /** Closes a segment's write descriptor now, or when the background fsync running on it ends. */
+  #release(fd: number): void {
+    this.#unsyncedBytes = 0;
+    if (this.#backgroundSync === fd) {
+      assert(this.#closeAfterSync === null, 'one descriptor waits for a background fsync at a time', () => `fd ${this.#closeAfterSync}`);
+      this.#closeAfterSync = fd;
+      return;
+    }
+    fs.closeSync(fd);
   }
 
   /** Starts the next segment, after making the current one durable. */
@@ -605,7 +656,7 @@ export class FileJournal implements Journal {
     if (this.#writeFd !== null) {
       if (this.#writeDirty) fs.fsyncSync(this.#writeFd);
       this.#writeDirty = false;
-      fs.closeSync(this.#writeFd);
+      this.#release(this.#writeFd);
       this.#writeFd = null;
     }
     const index = this.#nextSegment;
@@ -649,7 +700,7 @@ export class FileJournal implements Journal {
   #deleteSegments(count: number): void {
     const deleted = this.#segments.splice(0, count);
     if (this.#segments.length === 0 && this.#writeFd !== null) {
-      fs.closeSync(this.#writeFd);
+      this.#release(this.#writeFd);
       this.#writeFd = null;
       this.#writeDirty = false;
     }

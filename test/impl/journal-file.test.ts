@@ -49,7 +49,8 @@ function openError(dir: string, limits: JournalLimits = roomy): unknown {
 describe('FileJournal', () => {
   journalContract({
     create: (limits, last) => {
-      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200 });
+      // Small segments and background fsyncs every 100 bytes: rolls and background syncs happen all the time.
+      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100 });
       expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
       if (last !== undefined) journal.reset(last);
       return journal;
@@ -57,7 +58,7 @@ describe('FileJournal', () => {
     reopen: (journal: Journal) => {
       const file = journal as FileJournal;
       file.close();
-      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax });
+      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax, backgroundSyncBytes: 100 });
       expect(again.recovery.discardedReason).toBeNull();
       expect(again.recovery.entriesRecovered).toBe(again.journal.entries);
       return again.journal;
