@@ -341,7 +341,7 @@ export class SiteNode {
     this.#gathered = [];
     this.#gatheredBytes = 0;
     this.#emit(this.site.hostWrites(gathered));
-    this.site.saveIfDirty();
+    this.site.saveIfDirtyBesidesHostWrites();
   }
 
   #submit(volume: number, offset: number, data: Uint8Array, resolve: (r: HostWriteResult) => void, reject: (e: RefusalError) => void): void {
@@ -363,7 +363,7 @@ export class SiteNode {
       return;
     }
     this.#emit(this.site.hostWrite(writeId, volume, offset, data));
-    this.site.saveIfDirty();
+    this.site.saveIfDirtyBesidesHostWrites();
   }
 
   /** Submits the waiting writes there is room for, together as one batch (or more, at the batch limits). */
@@ -458,6 +458,8 @@ export class SiteNode {
       for (const pending of this.#pending.values()) pending.sentAtMs = nowMs;
     }
     this.#nowMs = nowMs;
+    // What host writes acknowledged alone changed is saved here, once a tick, not after each write.
+    if (this.site.up) this.site.saveIfDirty();
     const timeout = this.config.answerTimeoutMs;
     if (this.#waiter !== null && nowMs - this.#waiterSinceMs > timeout) {
       this.#failWaiter(new NotAcknowledgedError(this.#waiter.kind, `no answer within ${timeout} ms`));

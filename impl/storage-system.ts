@@ -212,6 +212,17 @@ export class StorageSystem {
    */
   #pulled: { entries: WireEntry[]; bytes: number } = { entries: [], bytes: 0 };
   #dirty = false;
+  /**
+   * The changed-block record or the count of writes acknowledged alone changed by host writes with the pair
+   * not in sync, and not saved yet. Those changes are saved by {@link saveIfDirty} (the site process calls it
+   * at every tick) and always before the journal discards an entry ({@link #saveBeforeDiscard}), but not
+   * after each write ({@link saveIfDirtyBesidesHostWrites}): with the secondary down, a state file rewrite
+   * (two fsyncs, a rename) per write was the write path's cost. A crash in between loses no block: every
+   * block written since the last save is still in the journal, which a restarted site records as changed
+   * (`markJournalChanged`); only the count of writes acknowledged alone may then read low until the resync
+   * that clears it.
+   */
+  #hostWritesUnsaved = false;
   readonly #save: ((state: SiteDurableState) => void) | null;
 
   /**
@@ -343,9 +354,18 @@ export class StorageSystem {
 
   /** Persists the durable state if it changed since the last call (a no-op in memory). */
   saveIfDirty(): void {
-    if (!this.#dirty) return;
+    if (!this.#dirty && !this.#hostWritesUnsaved) return;
     this.#dirty = false;
+    this.#hostWritesUnsaved = false;
     if (this.#save !== null) this.#save(this.durableState());
+  }
+
+  /**
+   * Persists the durable state if it changed since the last save in a way that cannot wait: anything but
+   * what host writes with the pair not in sync changed (see {@link #hostWritesUnsaved}).
+   */
+  saveIfDirtyBesidesHostWrites(): void {
+    if (this.#dirty) this.saveIfDirty();
   }
 
   /** Persists the durable state now (a new site's state file, so a restart knows it is not new). */
@@ -410,9 +430,9 @@ export class StorageSystem {
       const send = [{ from: this.id, to: this.#peer(), message } satisfies SiteEnvelope];
       return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
     }
-    this.#markChanged(volume, offset, data.length);
+    this.#markChanged(volume, offset, data.length, true);
     this.#state.ackedAlone += 1;
-    this.#dirty = true;
+    this.#hostWritesUnsaved = true;
     const acked: SiteNote = { kind: 'hostWriteAcked', writeId, updateNumber: message.updateNumber, alone: true };
     return output(noEnvelopes, overflowed ? [this.#overflowNote(message.updateNumber), acked] : [acked]);
   }
@@ -445,11 +465,11 @@ export class StorageSystem {
       return output([{ from: this.id, to: this.#peer(), message }], notes);
     }
     for (const [i, write] of writes.entries()) {
-      this.#markChanged(write.volume, write.offset, write.data.length);
+      this.#markChanged(write.volume, write.offset, write.data.length, true);
       this.#state.ackedAlone += 1;
       notes.push({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: first + i, alone: true });
     }
-    this.#dirty = true;
+    this.#hostWritesUnsaved = true;
     return output(noEnvelopes, notes);
   }
 
@@ -1046,6 +1066,7 @@ export class StorageSystem {
     const overflowed = !journal.fits(entry);
     if (overflowed) {
       // Overflow (P7): the journal restarts at this entry; the loss is reported, never silent.
+      this.#saveBeforeDiscard();
       journal.reset(entry.updateNumber - 1);
       assert(journal.fits(entry), 'P7 journal within capacity', () => `entry u=${entry.updateNumber} larger than an empty journal`);
     }
@@ -1082,10 +1103,18 @@ export class StorageSystem {
     return { kind: 'journalOverflow', site: this.id, updateNumber };
   }
 
-  #markChanged(volume: number, offset: number, length: number): void {
+  /** Records written blocks; `hostWrite`: by a host write acknowledged alone (its save may wait, see {@link #hostWritesUnsaved}). */
+  #markChanged(volume: number, offset: number, length: number, hostWrite = false): void {
     if (length === 0) return;
     const { first, count } = this.#volume(volume).blocksOf(offset, length);
-    if (this.changed.mark(volume, first, count) > 0) this.#dirty = true;
+    if (this.changed.mark(volume, first, count) === 0) return;
+    if (hostWrite) this.#hostWritesUnsaved = true;
+    else this.#dirty = true;
+  }
+
+  /** Saves the host writes' changes before the journal discards an entry that may hold one of their blocks. */
+  #saveBeforeDiscard(): void {
+    if (this.#hostWritesUnsaved) this.saveIfDirty();
   }
 
   /** A sync member learns site 3's restored number (it never decreases) and trims its journal through it. */
@@ -1094,6 +1123,7 @@ export class StorageSystem {
     // anyway (and at close), not on its own. Losing it in a crash only means trimming less until site 3's
     // next pull or the primary's next write tells it again; it never makes a journal cover less.
     if (restored > this.#state.knownRestored) this.#state.knownRestored = restored;
+    if (this.#state.knownRestored >= this.journal.first) this.#saveBeforeDiscard();
     this.journal.trimThrough(this.#state.knownRestored);
   }
 
