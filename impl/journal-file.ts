@@ -86,12 +86,21 @@ const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
 /** Bytes appended to a segment after which it is fsynced in the background (see the file comment): 8 MiB. */
 export const backgroundSyncBytes = 8 * 1024 * 1024;
 
+/**
+ * Bytes of the most recently appended entries a journal keeps in memory, encoded as in its segments, so that
+ * reading them soon after (a source serving site 3's pulls) needs no file read: 8 MiB. Entries read from
+ * there are decoded and their checksums verified as they are from a segment.
+ */
+export const tailCacheBytesMax = 8 * 1024 * 1024;
+
 /** Options of {@link FileJournal.open}. */
 export interface FileJournalOptions {
   /** Size at which a segment is rolled; defaults to {@link segmentBytesMax}. Tests use small values. */
   segmentBytesMax?: number;
   /** Bytes between background fsyncs of the segment appended to; defaults to {@link backgroundSyncBytes}. */
   backgroundSyncBytes?: number;
+  /** Bytes of recent entries kept in memory; defaults to {@link tailCacheBytesMax}; 0 reads every entry from its segment. */
+  tailCacheBytes?: number;
 }
 
 /** What `open` found and did. */
@@ -242,6 +251,12 @@ export class FileJournal implements Journal {
   #readCache: { index: number; fd: number } | null = null;
   #open = true;
   readonly #backgroundSyncBytes: number;
+  readonly #tailCacheBytes: number;
+  /**
+   * The last appended entries, encoded (`encoded[head..]` hold `firstU..last`), at most `#tailCacheBytes`
+   * bytes: see {@link tailCacheBytesMax}. Empty (firstU = last + 1) after open and reset.
+   */
+  #tail: { firstU: number; encoded: Uint8Array[]; head: number; bytes: number };
   /** Bytes appended to the current segment since its last background fsync started. */
   #unsyncedBytes = 0;
   /** The descriptor a background fsync is running on, or null; it is closed only after that fsync ends. */
@@ -268,6 +283,7 @@ export class FileJournal implements Journal {
       nextSegment: number;
       metaExact: boolean;
       backgroundSyncBytes: number;
+      tailCacheBytes: number;
     },
   ) {
     this.dir = dir;
@@ -282,6 +298,8 @@ export class FileJournal implements Journal {
     this.#metaExact = options.metaExact;
     this.#savedFloor = options.floor;
     this.#backgroundSyncBytes = options.backgroundSyncBytes;
+    this.#tailCacheBytes = options.tailCacheBytes;
+    this.#tail = { firstU: options.last + 1, encoded: [], head: 0, bytes: 0 };
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
   }
@@ -295,6 +313,8 @@ export class FileJournal implements Journal {
     const checkedLimits = validateJournalLimits(limits, fileJournalBytesMaxCeiling);
     const rollBytes = options.segmentBytesMax ?? segmentBytesMax;
     const syncBytes = options.backgroundSyncBytes ?? backgroundSyncBytes;
+    const cacheBytes = options.tailCacheBytes ?? tailCacheBytesMax;
+    assert(Number.isSafeInteger(cacheBytes) && cacheBytes >= 0 && cacheBytes <= tailCacheBytesMax, 'tailCacheBytes within its ceiling', () => `tailCacheBytes=${cacheBytes}`);
     assert(Number.isSafeInteger(syncBytes) && syncBytes >= 1, 'backgroundSyncBytes is a positive integer', () => `backgroundSyncBytes=${syncBytes}`);
     assert(
       Number.isSafeInteger(rollBytes) && rollBytes >= 1 && rollBytes <= segmentFileBytesCeiling,
@@ -417,6 +437,7 @@ export class FileJournal implements Journal {
       nextSegment,
       metaExact: meta.floorExact && recovery.floorRaisedEntries === 0,
       backgroundSyncBytes: syncBytes,
+      tailCacheBytes: cacheBytes,
     });
     return { journal, recovery };
   }
@@ -470,6 +491,7 @@ export class FileJournal implements Journal {
     this.#last = entry.updateNumber;
     this.#entries += 1;
     this.#bytes += encoded.length;
+    this.#remember([encoded]);
     assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
     assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
   }
@@ -507,6 +529,7 @@ export class FileJournal implements Journal {
     for (const bytes of encoded) this.#bytes += bytes.length;
     this.#entries += entries.length;
     this.#last += entries.length;
+    this.#remember(encoded);
     assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
     assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
     assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
@@ -521,6 +544,7 @@ export class FileJournal implements Journal {
     const from = updateNumber + 1;
     const to = Math.min(this.#last, updateNumber + entriesMax);
     const out: JournalEntry[] = [];
+    if (this.#tailCacheBytes > 0 && from >= this.#tail.firstU) return this.#readTail(from, to);
     for (let k = this.#segmentHolding(from); k < this.#segments.length; k += 1) {
       const segment = this.#segments[k] as Segment;
       if (segment.firstU > to) break;
@@ -551,6 +575,49 @@ export class FileJournal implements Journal {
     return updateNumber <= this.#last && this.first <= updateNumber + 1;
   }
 
+  /** Keeps the entries just appended (`last - encoded.length + 1 .. last`) in the tail cache, dropping the oldest past its bytes. */
+  #remember(encoded: readonly Uint8Array[]): void {
+    if (this.#tailCacheBytes === 0) return;
+    const tail = this.#tail;
+    assert(tail.firstU + tail.encoded.length - tail.head === this.#last - encoded.length + 1, 'the tail cache ends at last', () => `cache from ${tail.firstU}`);
+    for (const bytes of encoded) {
+      tail.encoded.push(bytes);
+      tail.bytes += bytes.length;
+    }
+    this.#forget((t) => t.bytes > this.#tailCacheBytes);
+  }
+
+  /** Drops the oldest cached entries while `drop` holds. */
+  #forget(drop: (tail: { readonly firstU: number; readonly bytes: number }) => boolean): void {
+    const tail = this.#tail;
+    while (tail.head < tail.encoded.length && drop(tail)) {
+      tail.bytes -= (tail.encoded[tail.head] as Uint8Array).length;
+      tail.head += 1;
+      tail.firstU += 1;
+    }
+    if (tail.head > 1024 && tail.head * 2 > tail.encoded.length) {
+      tail.encoded = tail.encoded.slice(tail.head);
+      tail.head = 0;
+    }
+  }
+
+  /** Reads `from..to` from the tail cache, verifying each entry as a read from a segment does. */
+  #readTail(from: number, to: number): JournalEntry[] {
+    const tail = this.#tail;
+    const out: JournalEntry[] = [];
+    for (let u = from; u <= to; u += 1) {
+      const encoded = tail.encoded[tail.head + (u - tail.firstU)];
+      assert(encoded !== undefined, 'the tail cache holds firstU..last', () => `u=${u}`);
+      const where = `${this.dir} (u=${u}, in memory)`;
+      const result = decodeEntry(encoded, 0, where);
+      if (result.kind === 'corrupt') throw result.error;
+      if (result.kind === 'torn') throw new CorruptEntryError(where, 0, 'length', 'cached entry shorter than its header says');
+      if (result.entry.updateNumber !== u) throw new CorruptEntryError(where, 0, 'sequence', `holds u=${result.entry.updateNumber}`);
+      out.push(result.entry);
+    }
+    return out;
+  }
+
   trimThrough(updateNumber: number): number {
     this.#checkUsable('trimThrough');
     checkUpdateNumberArgument(updateNumber, 'trimThrough');
@@ -576,6 +643,7 @@ export class FileJournal implements Journal {
       this.#saveMeta(newFloor, (this.#segments[obsolete] as Segment).index, false);
     }
     this.#deleteSegments(obsolete);
+    this.#forget((tail) => tail.firstU <= newFloor);
     this.#floor = newFloor;
     this.#entries -= count;
     this.#bytes -= removedBytes;
@@ -590,6 +658,7 @@ export class FileJournal implements Journal {
     this.#checkUsable('reset');
     checkUpdateNumberArgument(last, 'reset');
     this.#saveMeta(last, this.#nextSegment, false);
+    this.#tail = { firstU: last + 1, encoded: [], head: 0, bytes: 0 };
     this.#deleteSegments(this.#segments.length);
     this.#floor = last;
     this.#last = last;

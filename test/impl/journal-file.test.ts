@@ -50,7 +50,7 @@ describe('FileJournal', () => {
   journalContract({
     create: (limits, last) => {
       // Small segments and background fsyncs every 100 bytes: rolls and background syncs happen all the time.
-      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100 });
+      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100, tailCacheBytes: 300 });
       expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
       if (last !== undefined) journal.reset(last);
       return journal;
@@ -58,7 +58,7 @@ describe('FileJournal', () => {
     reopen: (journal: Journal) => {
       const file = journal as FileJournal;
       file.close();
-      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax, backgroundSyncBytes: 100 });
+      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax, backgroundSyncBytes: 100, tailCacheBytes: 300 });
       expect(again.recovery.discardedReason).toBeNull();
       expect(again.recovery.entriesRecovered).toBe(again.journal.entries);
       return again.journal;
@@ -135,6 +135,31 @@ describe('FileJournal', () => {
     expect(recovery.entriesRecovered).toBe(2);
     expect([again.first, again.last, again.bytes]).toEqual([5, 6, 2 * entryBytes(makeEntry(5, 30))]);
     again.close();
+  });
+
+  it('reads recent entries from its tail cache (verified) and older ones from the segments, the same entries either way', () => {
+    const dir = freshDir();
+    const size = entryBytes(makeEntry(1, 100));
+    const { journal } = FileJournal.open(dir, roomy, { segmentBytesMax: 4 * size, tailCacheBytes: 3 * size });
+    journal.append(makeEntry(1, 100));
+    journal.appendAll([2, 3, 4, 5, 6].map((u) => makeEntry(u, 100)));
+    const expected = [1, 2, 3, 4, 5, 6].map((u) => makeEntry(u, 100));
+    // 4..6 are cached: a byte changed in the file is not seen there, and is seen by a read of 1..6.
+    const file = path.join(dir, 'journal-000002.seg');
+    const bytes = fs.readFileSync(file);
+    bytes[size + 40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(3, 3))).toEqual(plain(expected.slice(3)));
+    expect(() => journal.readAfter(0, 6)).toThrow(CorruptEntryError);
+    bytes[size + 40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(0, 6))).toEqual(plain(expected));
+    journal.trimThrough(5);
+    expect(plain(journal.readAfter(5, 3))).toEqual(plain(expected.slice(5)));
+    journal.reset(10);
+    journal.append(makeEntry(11, 100));
+    expect(plain(journal.readAfter(10, 3))).toEqual(plain([makeEntry(11, 100)]));
+    journal.close();
   });
 
   it('keeps the last segment when a trim empties the journal, and appends on into it', () => {
@@ -338,7 +363,8 @@ describe('FileJournal', () => {
 
   it('verifies entries read from disk: a byte changed under an open journal is CorruptEntryError', () => {
     const dir = freshDir();
-    const { journal } = open(dir);
+    // Without the tail cache, so that every read goes to the segment.
+    const { journal } = FileJournal.open(dir, roomy, { tailCacheBytes: 0 });
     for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u, 50));
     journal.flush();
     const file = path.join(dir, 'journal-000001.seg');
