@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptJournalError, FileJournal, journalMetaName, type RecoveryReport } from '../../impl/journal-file.ts';
+import { CorruptJournalError, FileJournal, journalMetaName, tailCacheEntryBytesMax, type RecoveryReport } from '../../impl/journal-file.ts';
 import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/journal.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
@@ -159,6 +159,25 @@ describe('FileJournal', () => {
     journal.reset(10);
     journal.append(makeEntry(11, 100));
     expect(plain(journal.readAfter(10, 3))).toEqual(plain([makeEntry(11, 100)]));
+    journal.close();
+  });
+
+  it('keeps no entry larger than tailCacheEntryBytesMax in its tail cache: one empties it, and reads go to the segments', () => {
+    const dir = freshDir();
+    const { journal } = FileJournal.open(dir, roomy);
+    journal.append(makeEntry(1, 100));
+    journal.append(makeEntry(2, tailCacheEntryBytesMax));
+    journal.append(makeEntry(3, 100));
+    const file = path.join(dir, 'journal-000001.seg');
+    const bytes = fs.readFileSync(file);
+    // Entry 1 left the cache with the large entry 2: a byte changed in the file is seen by a read of it.
+    bytes[40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(() => journal.readAfter(0, 1)).toThrow(CorruptEntryError);
+    expect(plain(journal.readAfter(2, 1))).toEqual(plain([makeEntry(3, 100)]));
+    bytes[40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(0, 3))).toEqual(plain([makeEntry(1, 100), makeEntry(2, tailCacheEntryBytesMax), makeEntry(3, 100)]));
     journal.close();
   });
 
