@@ -54,6 +54,15 @@ import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgeP
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
 
+/**
+ * Bytes of host data one batch of sync writes carries at most: 256 KiB. Small writes gain from going
+ * together (one journal write, one message, one answer per batch); large ones lose from it, because the
+ * secondary could not start on the first until the last had been journaled and sent, so a write of this
+ * size or more goes alone, as before batching.
+ */
+export const syncBatchBytesMax = 256 * 1024;
+assert(syncBatchBytesMax <= batchBytesMax, 'a batch of sync writes fits one message', () => `${syncBatchBytesMax} > ${batchBytesMax}`);
+
 /** Host writes a node holds waiting (for a resync to end, or for room among the writes in flight) at most. */
 export const queuedHostWritesMax = 1024;
 
@@ -273,7 +282,7 @@ export class SiteNode {
    * Several host writes at once: what {@link hostWrite} does for each, in order, except that the writes
    * submitted now go to the site together ({@link StorageSystem.hostWrites}: one journal write, one sync
    * write message, one answer), in batches of at most {@link batchItemsMax} writes and
-   * {@link batchBytesMax} bytes. The process gives it the writes its NBD clients sent in one turn of the
+   * {@link syncBatchBytesMax} bytes. The process gives it the writes its NBD clients sent in one turn of the
    * event loop. A write refused at once gets a rejected promise, the others go on.
    */
   hostWriteBatch(writes: readonly { volume: number; offset: number; data: Uint8Array }[]): Promise<HostWriteResult>[] {
@@ -356,8 +365,8 @@ export class SiteNode {
     this.#nextWriteId += 1;
     this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs });
     if (this.#gathered !== null) {
-      // One batch message carries at most batchItemsMax writes and batchBytesMax bytes of data.
-      if (this.#gathered.length >= batchItemsMax || this.#gatheredBytes + data.length > batchBytesMax) this.#submitGathered();
+      // One batch carries at most batchItemsMax writes and syncBatchBytesMax bytes of data (within the message's batchBytesMax).
+      if (this.#gathered.length >= batchItemsMax || this.#gatheredBytes + data.length > syncBatchBytesMax) this.#submitGathered();
       this.#gathered.push({ writeId, volume, offset, data });
       this.#gatheredBytes += data.length;
       return;
