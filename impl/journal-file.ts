@@ -7,11 +7,29 @@
  * - `append` writes the entry to the current segment (in the operating system's cache); `flush` makes every
  *   appended entry durable (fsync of the segment and, when a segment was created, of the directory). A
  *   segment is fsynced before the next one is started, so a later segment never holds data while an earlier
- *   one lost its tail.
+ *   one lost its tail. So that this fsync at a roll does not stall the process for a whole segment's worth
+ *   of writeback (64 MiB), the segment being appended to is also fsynced in the background (libuv's thread
+ *   pool) after every {@link backgroundSyncBytes} appended: the roll's own fsync, still synchronous, then
+ *   finds little left to write. A background fsync that fails fails the journal like a failed write.
  * - `journal.meta` holds the trim point (`floor`: every update number `<= floor` is discarded, so
- *   `first = floor + 1`; after `reset(last)`, `floor = last`) and `firstSegment`, the first segment still in
- *   use. It is replaced atomically (write a temporary file, fsync, rename, fsync the directory) *before* any
- *   segment it makes obsolete is deleted, so a crash in between leaves only segments the next open deletes.
+ *   `first = floor + 1`; after `reset(last)`, `floor = last`), `firstSegment`, the first segment still in
+ *   use, and `floorExact`. It is replaced atomically (write a temporary file, fsync, rename, fsync the
+ *   directory) *before* any segment it makes obsolete is deleted, so a crash in between leaves only segments
+ *   the next open deletes. It is *not* rewritten at every trim (that cost two fsyncs, a rename and a
+ *   directory fsync per trim): a trim inside the segments in use only moves the floor in memory, and the
+ *   file is rewritten when a segment is deleted, at `reset` and at `close`. So after a crash the saved floor
+ *   may be **stale**: lower than the real one. That is safe because a stale floor only brings back entries
+ *   that were trimmed, never loses one: the entries are still in the segment, unchanged (segments are
+ *   append-only), and every user of a journal tolerates a journal that holds more of its past (a sync
+ *   member's journal then covers more; site 3 restores again, in order, entries it had restored, which
+ *   leaves its volumes as they were). The saved floor is only ever a lower bound of the real one.
+ * - `floorExact` says whether the saved floor is the real one: true only when `close` wrote it (and for a
+ *   new journal); the first trim after an open that moves the floor without deleting a segment clears it
+ *   (one rewrite per open). At open, a journal whose floor may be stale and whose recovered entries exceed
+ *   the limits has its floor raised, oldest entries first, until they fit
+ *   ({@link RecoveryReport.floorRaisedEntries}): before the crash the journal held at most its limits, so its
+ *   real floor was at least that high and the raised floor is still a lower bound. With an exact floor,
+ *   entries over the limits are refused as before ({@link JournalLimitsError}: the limits were lowered).
  * - `open` recovers every complete valid entry. A torn or corrupt tail (the bytes after the last valid entry,
  *   with no valid entry after them) is truncated away and reported; a defect followed by valid data, in any
  *   segment, or a gap in the update numbers, is a {@link CorruptJournalError}: never skipped silently.
@@ -23,6 +41,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assert } from './invariant.ts';
 import {
+  checkAllFit,
   checkBatchArgument,
   checkUpdateNumberArgument,
   CorruptEntryError,
@@ -60,13 +79,35 @@ export const journalMetaName = 'journal.meta';
 
 const metaTempName = 'journal.meta.tmp';
 const metaFormat = 'threesite-journal-meta';
-const metaVersion = 1;
+/** Version 2 adds `floorExact`; a version-1 file (every trim rewrote it) always holds the exact floor. */
+const metaVersion = 2;
 const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
+
+/** Bytes appended to a segment after which it is fsynced in the background (see the file comment): 8 MiB. */
+export const backgroundSyncBytes = 8 * 1024 * 1024;
+
+/**
+ * Bytes of the most recently appended entries a journal keeps in memory, encoded as in its segments, so that
+ * reading them soon after (a source serving site 3's pulls) needs no file read: 8 MiB. Entries read from
+ * there are decoded and their checksums verified as they are from a segment.
+ */
+export const tailCacheBytesMax = 8 * 1024 * 1024;
+
+/**
+ * Largest encoded entry the tail cache keeps: 64 KiB. Keeping large entries alive (a 1 MiB write's) cost
+ * more than it saved (measured: the 1 MiB job's CPU per write at the source rose by half), and reading one
+ * back from its segment costs little per byte; an entry above it empties the cache.
+ */
+export const tailCacheEntryBytesMax = 64 * 1024;
 
 /** Options of {@link FileJournal.open}. */
 export interface FileJournalOptions {
   /** Size at which a segment is rolled; defaults to {@link segmentBytesMax}. Tests use small values. */
   segmentBytesMax?: number;
+  /** Bytes between background fsyncs of the segment appended to; defaults to {@link backgroundSyncBytes}. */
+  backgroundSyncBytes?: number;
+  /** Bytes of recent entries kept in memory; defaults to {@link tailCacheBytesMax}; 0 reads every entry from its segment. */
+  tailCacheBytes?: number;
 }
 
 /** What `open` found and did. */
@@ -77,6 +118,11 @@ export interface RecoveryReport {
   discardedBytes: number;
   /** Why the tail was discarded, or null when nothing was. */
   discardedReason: 'torn' | 'corrupt' | null;
+  /**
+   * Entries above a possibly stale saved floor that were discarded from the front because they exceed the
+   * limits (see the file comment): they had been trimmed before the crash. 0 after a clean close.
+   */
+  floorRaisedEntries: number;
 }
 
 /** Why a journal directory cannot be opened. */
@@ -103,6 +149,8 @@ export class CorruptJournalError extends Error {
 interface Meta {
   floor: number;
   firstSegment: number;
+  /** The floor is the real trim point (written by `close`), not a lower bound of it. */
+  floorExact: boolean;
 }
 
 /** One segment file in use: entries with consecutive update numbers from `firstU`, at `offsets`. */
@@ -153,6 +201,24 @@ function writeAll(fd: number, data: Uint8Array, position: number): void {
   while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
 }
 
+/** Writes `chunks` back to back from `position`, with as few `writev` calls as the kernel allows. */
+function writevAll(fd: number, chunks: readonly Uint8Array[], position: number): void {
+  let pending = chunks.slice();
+  let at = position;
+  while (pending.length > 0) {
+    let written = fs.writevSync(fd, pending, at);
+    at += written;
+    // A short write: drop what went out, keep the rest of a chunk written in part.
+    let k = 0;
+    while (k < pending.length && written >= (pending[k] as Uint8Array).length) {
+      written -= (pending[k] as Uint8Array).length;
+      k += 1;
+    }
+    pending = pending.slice(k);
+    if (written > 0) pending[0] = (pending[0] as Uint8Array).subarray(written);
+  }
+}
+
 /**
  * True when a valid entry with an update number above `lastGood` starts after the defect at `at`: the
  * defect is then in the middle of the journal, not its tail. When the defective entry's header is sound its
@@ -191,13 +257,41 @@ export class FileJournal implements Journal {
   #dirDirty = false;
   #readCache: { index: number; fd: number } | null = null;
   #open = true;
+  readonly #backgroundSyncBytes: number;
+  readonly #tailCacheBytes: number;
+  /**
+   * The last appended entries, encoded (`encoded[head..]` hold `firstU..last`), at most `#tailCacheBytes`
+   * bytes: see {@link tailCacheBytesMax}. Empty (firstU = last + 1) after open and reset.
+   */
+  #tail: { firstU: number; encoded: Uint8Array[]; head: number; bytes: number };
+  /** Bytes appended to the current segment since its last background fsync started. */
+  #unsyncedBytes = 0;
+  /** The descriptor a background fsync is running on, or null; it is closed only after that fsync ends. */
+  #backgroundSync: number | null = null;
+  /** The descriptor to close when the background fsync ends (it was released while the fsync ran). */
+  #closeAfterSync: number | null = null;
+  /** Whether `journal.meta` on disk claims its floor is exact (then the next trim must clear that first). */
+  #metaExact: boolean;
+  /** The floor `journal.meta` on disk holds (a lower bound of {@link #floor}). */
+  #savedFloor: number;
   /** Set when a write failed: the journal's files may disagree with its memory, so only close is allowed. */
   #failure: unknown = null;
 
   private constructor(
     dir: string,
     limits: JournalLimits,
-    options: { segmentBytesMax: number; segments: Segment[]; floor: number; last: number; entries: number; bytes: number; nextSegment: number },
+    options: {
+      segmentBytesMax: number;
+      segments: Segment[];
+      floor: number;
+      last: number;
+      entries: number;
+      bytes: number;
+      nextSegment: number;
+      metaExact: boolean;
+      backgroundSyncBytes: number;
+      tailCacheBytes: number;
+    },
   ) {
     this.dir = dir;
     this.limits = limits;
@@ -208,6 +302,11 @@ export class FileJournal implements Journal {
     this.#entries = options.entries;
     this.#bytes = options.bytes;
     this.#nextSegment = options.nextSegment;
+    this.#metaExact = options.metaExact;
+    this.#savedFloor = options.floor;
+    this.#backgroundSyncBytes = options.backgroundSyncBytes;
+    this.#tailCacheBytes = options.tailCacheBytes;
+    this.#tail = { firstU: options.last + 1, encoded: [], head: 0, bytes: 0 };
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
   }
@@ -220,6 +319,10 @@ export class FileJournal implements Journal {
   static open(dir: string, limits: JournalLimits, options: FileJournalOptions = {}): { journal: FileJournal; recovery: RecoveryReport } {
     const checkedLimits = validateJournalLimits(limits, fileJournalBytesMaxCeiling);
     const rollBytes = options.segmentBytesMax ?? segmentBytesMax;
+    const syncBytes = options.backgroundSyncBytes ?? backgroundSyncBytes;
+    const cacheBytes = options.tailCacheBytes ?? tailCacheBytesMax;
+    assert(Number.isSafeInteger(cacheBytes) && cacheBytes >= 0 && cacheBytes <= tailCacheBytesMax, 'tailCacheBytes within its ceiling', () => `tailCacheBytes=${cacheBytes}`);
+    assert(Number.isSafeInteger(syncBytes) && syncBytes >= 1, 'backgroundSyncBytes is a positive integer', () => `backgroundSyncBytes=${syncBytes}`);
     assert(
       Number.isSafeInteger(rollBytes) && rollBytes >= 1 && rollBytes <= segmentFileBytesCeiling,
       'segmentBytesMax within its ceiling',
@@ -238,10 +341,11 @@ export class FileJournal implements Journal {
       if (indexes.length > 0) {
         throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `missing while ${indexes.length} segments exist`);
       }
-      meta = { floor: 0, firstSegment: 1 };
+      meta = { floor: 0, firstSegment: 1, floorExact: true };
       FileJournal.#writeMeta(dir, meta);
     }
-    const { firstSegment, floor } = meta;
+    const { firstSegment } = meta;
+    let floor = meta.floor;
     for (const index of indexes) {
       if (index < firstSegment) fs.unlinkSync(path.join(dir, segmentName(index)));
     }
@@ -252,7 +356,7 @@ export class FileJournal implements Journal {
     let expected: number | null = null;
     let entries = 0;
     let bytes = 0;
-    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null };
+    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 };
     for (let k = 0; k < live.length; k += 1) {
       const index = live[k] as number;
       const name = segmentName(index);
@@ -307,8 +411,21 @@ export class FileJournal implements Journal {
         segments.push(segment);
       }
     }
-    fsyncDir(dir);
     const last = expected === null ? floor : Math.max(floor, expected - 1);
+    if (!meta.floorExact && (entries > checkedLimits.entriesMax || bytes > checkedLimits.bytesMax)) {
+      // A stale floor (see the file comment): raise it, oldest entries first, until the rest fit.
+      const raised = FileJournal.#floorWithin(segments, floor, last, entries, bytes, checkedLimits);
+      recovery.floorRaisedEntries = raised.floor - floor;
+      entries -= recovery.floorRaisedEntries;
+      bytes = raised.bytes;
+      floor = raised.floor;
+      let obsolete = 0;
+      while (obsolete < segments.length - 1 && segmentLast(segments[obsolete] as Segment) <= floor) obsolete += 1;
+      const kept = segments[obsolete];
+      FileJournal.#writeMeta(dir, { floor, firstSegment: kept === undefined ? firstSegment : kept.index, floorExact: false });
+      for (const segment of segments.splice(0, obsolete)) fs.unlinkSync(path.join(dir, segment.name));
+    }
+    fsyncDir(dir);
     recovery.entriesRecovered = entries;
     if (entries > checkedLimits.entriesMax) {
       throw new JournalLimitsError(checkedLimits, 'entriesMax', checkedLimits.entriesMax, `recovered ${entries} entries`);
@@ -317,7 +434,18 @@ export class FileJournal implements Journal {
       throw new JournalLimitsError(checkedLimits, 'bytesMax', checkedLimits.bytesMax, `recovered ${bytes} bytes`);
     }
     const nextSegment = Math.max(firstSegment, (indexes.at(-1) ?? 0) + 1);
-    const journal = new FileJournal(dir, checkedLimits, { segmentBytesMax: rollBytes, segments, floor, last, entries, bytes, nextSegment });
+    const journal = new FileJournal(dir, checkedLimits, {
+      segmentBytesMax: rollBytes,
+      segments,
+      floor,
+      last,
+      entries,
+      bytes,
+      nextSegment,
+      metaExact: meta.floorExact && recovery.floorRaisedEntries === 0,
+      backgroundSyncBytes: syncBytes,
+      tailCacheBytes: cacheBytes,
+    });
     return { journal, recovery };
   }
 
@@ -362,6 +490,7 @@ export class FileJournal implements Journal {
       segment.offsets.push(segment.bytes);
       segment.bytes += encoded.length;
       this.#writeDirty = true;
+      this.#wrote(encoded.length);
     } catch (error) {
       this.#failure = error;
       throw error;
@@ -369,8 +498,48 @@ export class FileJournal implements Journal {
     this.#last = entry.updateNumber;
     this.#entries += 1;
     this.#bytes += encoded.length;
+    this.#remember([encoded]);
     assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
     assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+  }
+
+  appendAll(entries: readonly JournalEntry[]): void {
+    this.#checkUsable('appendAll');
+    checkAllFit(this, entries);
+    const encoded = entries.map((entry) => encodeEntry(entry));
+    try {
+      let k = 0;
+      while (k < encoded.length) {
+        let segment = this.#segments.at(-1);
+        if (segment === undefined || segment.bytes + (encoded[k] as Uint8Array).length > this.segmentBytesMax) segment = this.#roll();
+        // The entries that go into this segment (at least one: an entry larger than a segment goes alone).
+        const start = segment.bytes;
+        const run: Uint8Array[] = [];
+        let end = start;
+        while (k < encoded.length && (run.length === 0 || end + (encoded[k] as Uint8Array).length <= this.segmentBytesMax)) {
+          const bytes = encoded[k] as Uint8Array;
+          run.push(bytes);
+          if (segment.offsets.length === 0) segment.firstU = (entries[k] as JournalEntry).updateNumber;
+          segment.offsets.push(end);
+          end += bytes.length;
+          k += 1;
+        }
+        writevAll(this.#writeFd as number, run, start);
+        segment.bytes = end;
+        this.#writeDirty = true;
+        this.#wrote(end - start);
+      }
+    } catch (error) {
+      this.#failure = error;
+      throw error;
+    }
+    for (const bytes of encoded) this.#bytes += bytes.length;
+    this.#entries += entries.length;
+    this.#last += entries.length;
+    this.#remember(encoded);
+    assert(this.#entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.#entries} entries`);
+    assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+    assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
   }
 
   readAfter(updateNumber: number, entriesMax: number): JournalEntry[] {
@@ -382,6 +551,7 @@ export class FileJournal implements Journal {
     const from = updateNumber + 1;
     const to = Math.min(this.#last, updateNumber + entriesMax);
     const out: JournalEntry[] = [];
+    if (this.#tailCacheBytes > 0 && from >= this.#tail.firstU) return this.#readTail(from, to);
     for (let k = this.#segmentHolding(from); k < this.#segments.length; k += 1) {
       const segment = this.#segments[k] as Segment;
       if (segment.firstU > to) break;
@@ -412,6 +582,53 @@ export class FileJournal implements Journal {
     return updateNumber <= this.#last && this.first <= updateNumber + 1;
   }
 
+  /** Keeps the entries just appended (`last - encoded.length + 1 .. last`) in the tail cache, dropping the oldest past its bytes. */
+  #remember(encoded: readonly Uint8Array[]): void {
+    if (this.#tailCacheBytes === 0) return;
+    const tail = this.#tail;
+    assert(tail.firstU + tail.encoded.length - tail.head === this.#last - encoded.length + 1, 'the tail cache ends at last', () => `cache from ${tail.firstU}`);
+    if (encoded.some((bytes) => bytes.length > tailCacheEntryBytesMax)) {
+      this.#tail = { firstU: this.#last + 1, encoded: [], head: 0, bytes: 0 };
+      return;
+    }
+    for (const bytes of encoded) {
+      tail.encoded.push(bytes);
+      tail.bytes += bytes.length;
+    }
+    this.#forget((t) => t.bytes > this.#tailCacheBytes);
+  }
+
+  /** Drops the oldest cached entries while `drop` holds. */
+  #forget(drop: (tail: { readonly firstU: number; readonly bytes: number }) => boolean): void {
+    const tail = this.#tail;
+    while (tail.head < tail.encoded.length && drop(tail)) {
+      tail.bytes -= (tail.encoded[tail.head] as Uint8Array).length;
+      tail.head += 1;
+      tail.firstU += 1;
+    }
+    if (tail.head > 1024 && tail.head * 2 > tail.encoded.length) {
+      tail.encoded = tail.encoded.slice(tail.head);
+      tail.head = 0;
+    }
+  }
+
+  /** Reads `from..to` from the tail cache, verifying each entry as a read from a segment does. */
+  #readTail(from: number, to: number): JournalEntry[] {
+    const tail = this.#tail;
+    const out: JournalEntry[] = [];
+    for (let u = from; u <= to; u += 1) {
+      const encoded = tail.encoded[tail.head + (u - tail.firstU)];
+      assert(encoded !== undefined, 'the tail cache holds firstU..last', () => `u=${u}`);
+      const where = `${this.dir} (u=${u}, in memory)`;
+      const result = decodeEntry(encoded, 0, where);
+      if (result.kind === 'corrupt') throw result.error;
+      if (result.kind === 'torn') throw new CorruptEntryError(where, 0, 'length', 'cached entry shorter than its header says');
+      if (result.entry.updateNumber !== u) throw new CorruptEntryError(where, 0, 'sequence', `holds u=${result.entry.updateNumber}`);
+      out.push(result.entry);
+    }
+    return out;
+  }
+
   trimThrough(updateNumber: number): number {
     this.#checkUsable('trimThrough');
     checkUpdateNumberArgument(updateNumber, 'trimThrough');
@@ -424,25 +641,35 @@ export class FileJournal implements Journal {
       if (segment.firstU > newFloor) break;
       const lo = Math.max(this.#floor + 1, segment.firstU);
       const hi = Math.min(newFloor, segmentLast(segment));
-      assert(lo <= hi, 'journal segments hold live entries only', () => `${segment.name} ends at u=${segmentLast(segment)}`);
-      removedBytes += segmentEnd(segment, hi) - (segment.offsets[lo - segment.firstU] as number);
+      // A wholly trimmed segment is kept while it is the last one (the next appends go on into it).
+      if (lo <= hi) removedBytes += segmentEnd(segment, hi) - (segment.offsets[lo - segment.firstU] as number);
       if (segmentLast(segment) <= newFloor) obsolete += 1;
     }
-    const firstSegment = obsolete < this.#segments.length ? (this.#segments[obsolete] as Segment).index : this.#nextSegment;
-    FileJournal.#writeMeta(this.dir, { floor: newFloor, firstSegment });
+    // The segment appends go to stays, even when wholly trimmed: deleting and creating it again at every
+    // trim of a drained journal (site 3 every restore) cost a metadata rewrite and a directory change each.
+    obsolete = Math.min(obsolete, this.#segments.length - 1);
+    if (obsolete > 0 || this.#metaExact) {
+      // Before a segment goes, the saved floor must reach past it (the next open would see a gap otherwise);
+      // and a saved floor marked exact must stop claiming so before the floor moves without it.
+      this.#saveMeta(newFloor, (this.#segments[obsolete] as Segment).index, false);
+    }
     this.#deleteSegments(obsolete);
+    this.#forget((tail) => tail.firstU <= newFloor);
     this.#floor = newFloor;
     this.#entries -= count;
     this.#bytes -= removedBytes;
+    assert(this.#savedFloor <= this.#floor, 'journal.meta holds a lower bound of the floor', () => `saved ${this.#savedFloor} > floor ${this.#floor}`);
     assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
     assert(this.#bytes >= 0, 'journal byte count is non-negative', () => `${this.#bytes}`);
+    assert(this.#entries > 0 || this.#bytes === 0, 'an empty journal holds no bytes', () => `${this.#bytes} bytes`);
     return count;
   }
 
   reset(last: number): void {
     this.#checkUsable('reset');
     checkUpdateNumberArgument(last, 'reset');
-    FileJournal.#writeMeta(this.dir, { floor: last, firstSegment: this.#nextSegment });
+    this.#saveMeta(last, this.#nextSegment, false);
+    this.#tail = { firstU: last + 1, encoded: [], head: 0, bytes: 0 };
     this.#deleteSegments(this.#segments.length);
     this.#floor = last;
     this.#last = last;
@@ -461,11 +688,47 @@ export class FileJournal implements Journal {
   /** Flushes (unless a write failed) and releases the files. */
   close(): void {
     assert(this.#open, 'journal is open', 'close after close');
-    if (this.#failure === null) this.flush();
+    if (this.#failure === null) {
+      this.flush();
+      // The exact floor, so that a clean reopen neither brings back trimmed entries nor mistakes a lowered
+      // limit for a stale floor.
+      if (!this.#metaExact || this.#savedFloor !== this.#floor) {
+        this.#saveMeta(this.#floor, this.#segments[0]?.index ?? this.#nextSegment, true);
+      }
+    }
     this.#open = false;
-    if (this.#writeFd !== null) fs.closeSync(this.#writeFd);
+    if (this.#writeFd !== null) this.#release(this.#writeFd);
     this.#writeFd = null;
     this.#closeReadCache();
+  }
+
+  /** Counts bytes appended to the current segment and starts a background fsync every {@link backgroundSyncBytes}. */
+  #wrote(bytes: number): void {
+    this.#unsyncedBytes += bytes;
+    const fd = this.#writeFd;
+    if (this.#unsyncedBytes < this.#backgroundSyncBytes || this.#backgroundSync !== null || fd === null) return;
+    this.#unsyncedBytes = 0;
+    this.#backgroundSync = fd;
+    fs.fsync(fd, (error) => {
+      this.#backgroundSync = null;
+      if (this.#closeAfterSync === fd) {
+        this.#closeAfterSync = null;
+        fs.closeSync(fd);
+      }
+      // The data may not have reached the disk: the journal fails as it does when a write fails.
+      if (error !== null && this.#failure === null) this.#failure = error;
+    });
+  }
+
+  /** Closes a segment's write descriptor now, or when the background fsync running on it ends. */
+  #release(fd: number): void {
+    this.#unsyncedBytes = 0;
+    if (this.#backgroundSync === fd) {
+      assert(this.#closeAfterSync === null, 'one descriptor waits for a background fsync at a time', () => `fd ${this.#closeAfterSync}`);
+      this.#closeAfterSync = fd;
+      return;
+    }
+    fs.closeSync(fd);
   }
 
   /** Starts the next segment, after making the current one durable. */
@@ -473,7 +736,7 @@ export class FileJournal implements Journal {
     if (this.#writeFd !== null) {
       if (this.#writeDirty) fs.fsyncSync(this.#writeFd);
       this.#writeDirty = false;
-      fs.closeSync(this.#writeFd);
+      this.#release(this.#writeFd);
       this.#writeFd = null;
     }
     const index = this.#nextSegment;
@@ -517,7 +780,7 @@ export class FileJournal implements Journal {
   #deleteSegments(count: number): void {
     const deleted = this.#segments.splice(0, count);
     if (this.#segments.length === 0 && this.#writeFd !== null) {
-      fs.closeSync(this.#writeFd);
+      this.#release(this.#writeFd);
       this.#writeFd = null;
       this.#writeDirty = false;
     }
@@ -530,6 +793,41 @@ export class FileJournal implements Journal {
   #checkUsable(operation: string): void {
     assert(this.#open, 'journal is open', () => `${operation} after close`);
     assert(this.#failure === null, 'journal has not failed a write', () => `${operation} after a failed write: ${String(this.#failure)}`);
+  }
+
+  /** Replaces `journal.meta` (atomically, durably) and remembers what it now holds. */
+  #saveMeta(floor: number, firstSegment: number, floorExact: boolean): void {
+    FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact });
+    this.#savedFloor = floor;
+    this.#metaExact = floorExact;
+  }
+
+  /**
+   * The lowest floor at or above `floor` under which the entries `(floor..last]` of `segments` fit the
+   * limits, and their bytes then: what a stale floor is raised to at open (see the file comment).
+   */
+  static #floorWithin(
+    segments: readonly Segment[],
+    floor: number,
+    last: number,
+    entries: number,
+    bytes: number,
+    limits: JournalLimits,
+  ): { floor: number; bytes: number } {
+    let raised = floor;
+    let held = entries;
+    let heldBytes = bytes;
+    let k = 0;
+    while (held > limits.entriesMax || heldBytes > limits.bytesMax) {
+      const u = raised + 1;
+      assert(u <= last, 'a journal of no entries fits any limits', () => `u=${u} past last=${last}`);
+      while (segmentLast(segments[k] as Segment) < u) k += 1;
+      const segment = segments[k] as Segment;
+      heldBytes -= segmentEnd(segment, u) - (segment.offsets[u - segment.firstU] as number);
+      held -= 1;
+      raised = u;
+    }
+    return { floor: raised, bytes: heldBytes };
   }
 
   static #readMeta(dir: string): Meta | null {
@@ -547,12 +845,12 @@ export class FileJournal implements Journal {
     } catch {
       throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', 'not JSON');
     }
-    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown };
+    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown; floorExact?: unknown };
     const valid =
       meta !== null &&
       typeof meta === 'object' &&
       meta.format === metaFormat &&
-      meta.version === metaVersion &&
+      (meta.version === 1 || (meta.version === metaVersion && typeof meta.floorExact === 'boolean')) &&
       typeof meta.floor === 'number' &&
       Number.isSafeInteger(meta.floor) &&
       meta.floor >= 0 &&
@@ -560,12 +858,12 @@ export class FileJournal implements Journal {
       Number.isSafeInteger(meta.firstSegment) &&
       meta.firstSegment >= 1;
     if (!valid) throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `unexpected content ${text.slice(0, 200)}`);
-    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number };
+    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number, floorExact: meta.version === 1 || meta.floorExact === true };
   }
 
   static #writeMeta(dir: string, meta: Meta): void {
     const temp = path.join(dir, metaTempName);
-    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment });
+    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact });
     const fd = fs.openSync(temp, 'w', 0o644);
     try {
       writeAll(fd, Buffer.from(text, 'utf8'), 0);

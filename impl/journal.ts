@@ -277,6 +277,12 @@ export interface Journal {
    */
   append(entry: JournalEntry): void;
   /**
+   * Appends `entries` in order, as {@link append} would one by one, but with one write to the backend where
+   * it can (a file journal: one `writev` per segment instead of one `pwrite` per entry). All or nothing: when
+   * they do not all fit it throws {@link JournalFullError} for the first that does not, and appends none.
+   */
+  appendAll(entries: readonly JournalEntry[]): void;
+  /**
    * The entries after `updateNumber`, in order, at most `entriesMax` of them; each entry's checksum is
    * verified ({@link CorruptEntryError}). Empty when `updateNumber >= last`. Throws {@link NotCoveredError}
    * when entries after `updateNumber` were discarded (`updateNumber + 1 < first`): returning the rest would
@@ -296,6 +302,26 @@ export interface Journal {
   flush(): void;
   /** Releases the journal; any later call is a bug ({@link InvariantError} `'journal is open'`). */
   close(): void;
+}
+
+/**
+ * Checks, before any is appended, that `entries` carry `last + 1, last + 2, ...` (P3) and all fit the
+ * journal's limits together ({@link JournalFullError} for the first that does not): what
+ * {@link Journal.appendAll} needs to be all or nothing.
+ */
+export function checkAllFit(journal: Journal, entries: readonly JournalEntry[]): void {
+  let count = journal.entries;
+  let bytes = journal.bytes;
+  for (const [i, entry] of entries.entries()) {
+    const expected = journal.last + 1 + i;
+    assert(entry.updateNumber === expected, 'P3 journal append is last+1', () => `append u=${entry.updateNumber} where ${expected} is next`);
+    validateEntry(entry);
+    count += 1;
+    bytes += entryBytes(entry);
+    if (count > journal.limits.entriesMax || bytes > journal.limits.bytesMax) {
+      throw new JournalFullError(journal.limits, count - 1, bytes - entryBytes(entry), entryBytes(entry), entry.updateNumber);
+    }
+  }
 }
 
 /** Thrown by `append` when the entry does not fit under the journal's limits (P7: never dropped silently). */
@@ -438,6 +464,11 @@ export class MemoryJournal implements Journal {
     this.#bytes += encoded.length;
     assert(this.entries <= this.limits.entriesMax, 'P7 journal within capacity', () => `${this.entries} entries`);
     assert(this.#bytes <= this.limits.bytesMax, 'P7 journal within capacity', () => `${this.#bytes} bytes`);
+  }
+
+  appendAll(entries: readonly JournalEntry[]): void {
+    checkAllFit(this, entries);
+    for (const entry of entries) this.append(entry);
   }
 
   readAfter(updateNumber: number, entriesMax: number): JournalEntry[] {

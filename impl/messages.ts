@@ -15,9 +15,29 @@
  *
  * The payload must be covered exactly by the header's byte arrays, in order, without gap or overlap (a
  * data length mismatch is malformed), and the whole message is at most {@link messageBytesMax} bytes.
+ *
+ * The hot messages of the write path (`syncWrite`, `syncWriteBatch`, `syncWriteAck`: one or more per host
+ * write; `pullEntries`: every write again, to site 3) have a fixed binary layout instead, because building and parsing JSON was a large part of a
+ * replicated write's CPU. All integers little-endian; a u64 is two u32 (low, high) and must be a safe
+ * integer:
+ *
+ * | offset | bytes | field |
+ * | --- | --- | --- |
+ * | 0 | 4 | magic `0x31425354` ("TSB1") |
+ * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch`, 4 `pullEntries` |
+ * | 8 | ... | `syncWriteAck`: u64 updateNumber (16 bytes in all) |
+ * | 8 | ... | `syncWrite`: u64 restoredKnown, then one entry |
+ * | 8 | ... | `syncWriteBatch`: u64 restoredKnown, u32 entry count, then the entries back to back |
+ * | 8 | ... | `pullEntries`: f64 servedAt, u32 entry count, then the entries back to back |
+ *
+ * An entry is u64 updateNumber, u32 volume, u64 offset, u32 data length, then the data. The message must
+ * end exactly after its last entry (a length that runs past the end, or bytes left over, are malformed),
+ * and the decoded fields go through {@link validateMessage} like those of a JSON message. A JSON message of
+ * these kinds is still read (the binary layout is what {@link encodeMessage} writes).
  */
 
 import { MalformedMessageError } from './errors.ts';
+import { assert } from './invariant.ts';
 import { entryDataBytesMax } from './journal.ts';
 
 /** Largest encoded message: 16 MiB (a batch of entries or blocks is cut to fit; one entry is at most 4 MiB). */
@@ -87,7 +107,22 @@ export interface SyncWriteMessage {
 }
 
 /**
- * The secondary's answer to a sync write: it journaled and wrote `updateNumber`.
+ * Several synchronous writes at once, primary to secondary: the host writes a primary took in one turn of
+ * its event loop (several are in flight at queue depth > 1), with consecutive update numbers, journaled by
+ * the secondary with one write and answered with one {@link SyncWriteAckMessage} for the last.
+ * @see claims 3, 4, 5, 6, 33, 34, 35
+ */
+export interface SyncWriteBatchMessage {
+  kind: 'syncWriteBatch';
+  /** Consecutive update numbers, at least one entry. */
+  entries: WireEntry[];
+  /** Site 3's restored update number as the primary knows it. */
+  restoredKnown: number;
+}
+
+/**
+ * The secondary's answer to a sync write: it journaled and wrote every write up to `updateNumber` (a
+ * batch is answered once, for its last write).
  * @see claims 3, 5, 34
  */
 export interface SyncWriteAckMessage {
@@ -236,6 +271,7 @@ export interface CopyAckMessage {
 /** Every message between sites. */
 export type Message =
   | SyncWriteMessage
+  | SyncWriteBatchMessage
   | SyncWriteAckMessage
   | PullRequestMessage
   | PullEntriesMessage
@@ -257,6 +293,7 @@ export type MessageKind = Message['kind'];
 /** Every message kind, for validation and tests. */
 export const messageKinds: readonly MessageKind[] = [
   'syncWrite',
+  'syncWriteBatch',
   'syncWriteAck',
   'pullRequest',
   'pullEntries',
@@ -293,6 +330,7 @@ function isRecord(value: unknown): value is Fields {
 /** The exact set of fields a message of a kind has: anything else is malformed. */
 const fieldsOf: Record<MessageKind, readonly string[]> = {
   syncWrite: ['updateNumber', 'volume', 'offset', 'data', 'restoredKnown'],
+  syncWriteBatch: ['entries', 'restoredKnown'],
   syncWriteAck: ['updateNumber'],
   pullRequest: ['received', 'restored', 'entriesMax', 'bytesMax'],
   pullEntries: ['entries', 'servedAt'],
@@ -430,6 +468,11 @@ export function validateMessage(value: unknown): Message {
         data: bytes(v.data, 'syncWrite.data', entryDataBytesMax),
         restoredKnown: count(v.restoredKnown, 'syncWrite.restoredKnown'),
       };
+    case 'syncWriteBatch': {
+      const list = entries(v.entries, 'syncWriteBatch.entries');
+      if (list.length === 0) fail('syncWriteBatch.entries', 'a batch holds at least one write');
+      return { kind, entries: list, restoredKnown: count(v.restoredKnown, 'syncWriteBatch.restoredKnown') };
+    }
     case 'syncWriteAck':
       return { kind, updateNumber: positive(v.updateNumber, 'syncWriteAck.updateNumber') };
     case 'pullRequest': {
@@ -508,6 +551,127 @@ export function validateMessage(value: unknown): Message {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Binary layout of the hot messages (see the file header)
+
+const binaryMagic = 0x31425354;
+const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3, pullEntries: 4 } as const;
+/** u64 updateNumber, u32 volume, u64 offset, u32 data length. */
+const binaryEntryHeaderBytes = 24;
+const twoTo32 = 2 ** 32;
+
+type BinaryMessage = SyncWriteMessage | SyncWriteBatchMessage | SyncWriteAckMessage | PullEntriesMessage;
+
+function setU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % twoTo32, true);
+  view.setUint32(at + 4, Math.floor(value / twoTo32), true);
+}
+
+function getU64(view: DataView, at: number, field: string): number {
+  const value = view.getUint32(at + 4, true) * twoTo32 + view.getUint32(at, true);
+  if (!Number.isSafeInteger(value)) fail(field, 'must be a safe integer');
+  return value;
+}
+
+function setEntry(out: Uint8Array, view: DataView, at: number, entry: WireEntry): number {
+  setU64(view, at, entry.updateNumber);
+  view.setUint32(at + 8, entry.volume, true);
+  setU64(view, at + 12, entry.offset);
+  view.setUint32(at + 20, entry.data.length, true);
+  out.set(entry.data, at + binaryEntryHeaderBytes);
+  return at + binaryEntryHeaderBytes + entry.data.length;
+}
+
+/** Encodes a valid hot message in its binary layout (the caller validated it). */
+function encodeBinary(message: BinaryMessage): Uint8Array {
+  const list = message.kind === 'syncWriteBatch' || message.kind === 'pullEntries' ? message.entries : message.kind === 'syncWrite' ? [message] : [];
+  let total = message.kind === 'syncWriteAck' || message.kind === 'syncWrite' ? 16 : 20;
+  for (const entry of list) total += binaryEntryHeaderBytes + entry.data.length;
+  if (total > messageBytesMax) fail('message', `${total} bytes exceed messageBytesMax ${messageBytesMax}`);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, binaryMagic, true);
+  view.setUint32(4, binaryKindCode[message.kind], true);
+  if (message.kind === 'syncWriteAck') {
+    setU64(view, 8, message.updateNumber);
+    return out;
+  }
+  if (message.kind === 'pullEntries') view.setFloat64(8, message.servedAt, true);
+  else setU64(view, 8, message.restoredKnown);
+  let at = 16;
+  if (message.kind === 'syncWriteBatch' || message.kind === 'pullEntries') {
+    view.setUint32(16, list.length, true);
+    at = 20;
+  }
+  for (const entry of list) at = setEntry(out, view, at, entry);
+  assert(at === total, 'a binary message fills its buffer', () => `${at} of ${total} bytes`);
+  return out;
+}
+
+/** Decodes a binary hot message; every defect is a {@link MalformedMessageError}. Data are views into `input`. */
+function decodeBinary(input: Uint8Array, view: DataView): Message {
+  const need = (at: number, bytes: number, field: string): void => {
+    if (at + bytes > input.length) fail(field, `data length mismatch: ${at}+${bytes} > ${input.length} bytes`);
+  };
+  const code = view.getUint32(4, true);
+  let at = 8;
+  const entryAt = (field: string): Fields => {
+    need(at, binaryEntryHeaderBytes, field);
+    const length = view.getUint32(at + 20, true);
+    need(at + binaryEntryHeaderBytes, length, `${field}.data`);
+    const start = at + binaryEntryHeaderBytes;
+    const entry = {
+      updateNumber: getU64(view, at, `${field}.updateNumber`),
+      volume: view.getUint32(at + 8, true),
+      offset: getU64(view, at + 12, `${field}.offset`),
+      data: input.subarray(start, start + length),
+    };
+    at = start + length;
+    return entry;
+  };
+  let value: Fields;
+  switch (code) {
+    case binaryKindCode.syncWriteAck:
+      need(at, 8, 'syncWriteAck.updateNumber');
+      value = { kind: 'syncWriteAck', updateNumber: getU64(view, at, 'syncWriteAck.updateNumber') };
+      at += 8;
+      break;
+    case binaryKindCode.syncWrite: {
+      need(at, 8, 'syncWrite.restoredKnown');
+      const restoredKnown = getU64(view, at, 'syncWrite.restoredKnown');
+      at += 8;
+      value = { kind: 'syncWrite', ...entryAt('syncWrite'), restoredKnown };
+      break;
+    }
+    case binaryKindCode.syncWriteBatch: {
+      need(at, 12, 'syncWriteBatch');
+      const restoredKnown = getU64(view, at, 'syncWriteBatch.restoredKnown');
+      const count = view.getUint32(at + 8, true);
+      if (count > batchItemsMax) fail('syncWriteBatch.entries', `${count} items exceed ${batchItemsMax}`);
+      at += 12;
+      const list: Fields[] = [];
+      for (let i = 0; i < count; i += 1) list.push(entryAt(`syncWriteBatch.entries[${i}]`));
+      value = { kind: 'syncWriteBatch', entries: list, restoredKnown };
+      break;
+    }
+    case binaryKindCode.pullEntries: {
+      need(at, 12, 'pullEntries');
+      const servedAt = view.getFloat64(at, true);
+      const count = view.getUint32(at + 8, true);
+      if (count > batchItemsMax) fail('pullEntries.entries', `${count} items exceed ${batchItemsMax}`);
+      at += 12;
+      const list: Fields[] = [];
+      for (let i = 0; i < count; i += 1) list.push(entryAt(`pullEntries.entries[${i}]`));
+      value = { kind: 'pullEntries', entries: list, servedAt };
+      break;
+    }
+    default:
+      fail('kind', `binary kind code ${code} is not one of 1, 2, 3, 4`);
+  }
+  if (at !== input.length) fail('payload', `data length mismatch: ${input.length - at} bytes after the message`);
+  return validateMessage(value);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Wire encoding
 
 /**
@@ -516,6 +680,9 @@ export function validateMessage(value: unknown): Message {
  */
 export function encodeMessage(message: Message): Uint8Array {
   validateMessage(message);
+  if (message.kind === 'syncWrite' || message.kind === 'syncWriteBatch' || message.kind === 'syncWriteAck' || message.kind === 'pullEntries') {
+    return encodeBinary(message);
+  }
   const chunks: Uint8Array[] = [];
   let payloadBytes = 0;
   // The holder's own value, not `value`: JSON.stringify has already called a Buffer's toJSON on `value`.
@@ -564,6 +731,7 @@ export function decodeMessage(input: Uint8Array): Message {
   if (input.length < prefixBytes) fail('message', `${input.length} bytes is shorter than the ${prefixBytes}-byte prefix`);
   const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
   const magic = view.getUint32(0, true);
+  if (magic === binaryMagic) return decodeBinary(input, view);
   if (magic !== messageMagic) fail('magic', `0x${magic.toString(16)} is not 0x${messageMagic.toString(16)}`);
   const headerLength = view.getUint32(4, true);
   if (headerLength > messageHeaderBytesMax || prefixBytes + headerLength > input.length) {
@@ -605,6 +773,7 @@ export function messageDataBytes(message: Message): number {
   switch (message.kind) {
     case 'syncWrite':
       return message.data.length;
+    case 'syncWriteBatch':
     case 'pullEntries':
     case 'deltaResyncEntries':
       return message.entries.reduce((sum, entry) => sum + entry.data.length, 0);

@@ -50,10 +50,19 @@ import {
   SiteUpError,
 } from './errors.ts';
 import { assert } from './invariant.ts';
-import { decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
+import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
 import type { SiteTrace, TracedWrite } from './site-trace.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
 import { checkRange, OutOfRangeError } from './volume.ts';
+
+/**
+ * Bytes of host data one batch of sync writes carries at most: 256 KiB. Small writes gain from going
+ * together (one journal write, one message, one answer per batch); large ones lose from it, because the
+ * secondary could not start on the first until the last had been journaled and sent, so a write of this
+ * size or more goes alone, as before batching.
+ */
+export const syncBatchBytesMax = 256 * 1024;
+assert(syncBatchBytesMax <= batchBytesMax, 'a batch of sync writes fits one message', () => `${syncBatchBytesMax} > ${batchBytesMax}`);
 
 /** Host writes a node holds waiting (for a resync to end, or for room among the writes in flight) at most. */
 export const queuedHostWritesMax = 1024;
@@ -195,6 +204,9 @@ export class SiteNode {
   #clockSet = false;
   #pullOutstanding = false;
   #pullSentAtMs = 0;
+  /** Host writes of the batch being gathered ({@link hostWriteBatch}), or null outside one. */
+  #gathered: { writeId: number; volume: number; offset: number; data: Uint8Array }[] | null = null;
+  #gatheredBytes = 0;
   #waiter: Waiter | null = null;
   #waiterSinceMs = 0;
   /** The operator's pull ({@link pullNow}) waiting for the source's answer. */
@@ -283,6 +295,36 @@ export class SiteNode {
     });
   }
 
+  /**
+   * Several host writes at once: what {@link hostWrite} does for each, in order, except that the writes
+   * submitted now go to the site together ({@link StorageSystem.hostWrites}: one journal write, one sync
+   * write message, one answer), in batches of at most {@link batchItemsMax} writes and
+   * {@link syncBatchBytesMax} bytes. The process gives it the writes its NBD clients sent in one turn of the
+   * event loop. A write refused at once gets a rejected promise, the others go on.
+   */
+  hostWriteBatch(writes: readonly { volume: number; offset: number; data: Uint8Array }[]): Promise<HostWriteResult>[] {
+    assert(this.#gathered === null, 'host write batches do not nest', 'a batch is being gathered');
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    let results: Promise<HostWriteResult>[];
+    try {
+      results = writes.map((write) => {
+        try {
+          return this.hostWrite(write.volume, write.offset, write.data);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      });
+      this.#submitGathered();
+    } finally {
+      this.#gathered = null;
+    }
+    // A write queued behind the batch's in-flight limit goes as soon as there is room (acknowledged alone
+    // with the pair suspended, there is room at once).
+    this.#drainQueue();
+    return results;
+  }
+
   /** A host read (any site's export reads; a failed site refuses with {@link SiteFailedError}). */
   hostRead(volume: number, offset: number, length: number): Uint8Array {
     this.#checkRange(volume, offset, length);
@@ -310,7 +352,25 @@ export class SiteNode {
 
   /** A write waits while the primary sends a resync, or while its writes in flight are at their limit. */
   #mustQueue(): boolean {
-    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax';
+    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax' || this.#gatheredAtLimit();
+  }
+
+  /** The writes gathered for a batch fill the room left among the writes in flight. */
+  #gatheredAtLimit(): boolean {
+    return this.#gathered !== null && this.site.inFlightWrites + this.#gathered.length >= this.site.config.inFlightWritesMax;
+  }
+
+  /** Hands the gathered writes to the site as one batch. */
+  #submitGathered(): void {
+    const gathered = this.#gathered;
+    if (gathered === null || gathered.length === 0) return;
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    const trace = this.#trace;
+    const mark = trace?.mark();
+    this.#emit(this.site.hostWrites(gathered));
+    if (trace && mark) trace.details(mark);
+    this.site.saveIfDirtyBesidesHostWrites();
   }
 
   #submit(volume: number, offset: number, data: Uint8Array, resolve: (r: HostWriteResult) => void, reject: (e: RefusalError) => void): void {
@@ -325,22 +385,41 @@ export class SiteNode {
     this.#nextWriteId += 1;
     const trace = this.#trace;
     this.#pending.set(writeId, { resolve, reject, sentAtMs: this.#nowMs, traced: trace === null ? null : trace.write(volume, offset, data) });
+    if (this.#gathered !== null) {
+      // One batch carries at most batchItemsMax writes and syncBatchBytesMax bytes of data (within the message's batchBytesMax).
+      if (this.#gathered.length >= batchItemsMax || this.#gatheredBytes + data.length > syncBatchBytesMax) this.#submitGathered();
+      this.#gathered.push({ writeId, volume, offset, data });
+      this.#gatheredBytes += data.length;
+      return;
+    }
     const mark = trace?.mark();
     this.#emit(this.site.hostWrite(writeId, volume, offset, data));
     if (trace && mark) trace.details(mark);
-    this.site.saveIfDirty();
+    this.site.saveIfDirtyBesidesHostWrites();
   }
 
+  /** Submits the waiting writes there is room for, together as one batch (or more, at the batch limits). */
   #drainQueue(): void {
-    while (this.#queued.length > 0 && !this.#mustQueue()) {
-      const write = this.#queued.shift() as QueuedWrite;
-      try {
-        this.#requireWritable();
-        this.#submit(write.volume, write.offset, write.data, write.resolve, write.reject);
-      } catch (error) {
-        if (!(error instanceof RefusalError)) throw error;
-        write.reject(error);
+    if (this.#queued.length === 0) return;
+    const outer = this.#gathered === null;
+    if (outer) {
+      this.#gathered = [];
+      this.#gatheredBytes = 0;
+    }
+    try {
+      while (this.#queued.length > 0 && !this.#mustQueue()) {
+        const write = this.#queued.shift() as QueuedWrite;
+        try {
+          this.#requireWritable();
+          this.#submit(write.volume, write.offset, write.data, write.resolve, write.reject);
+        } catch (error) {
+          if (!(error instanceof RefusalError)) throw error;
+          write.reject(error);
+        }
       }
+      if (outer) this.#submitGathered();
+    } finally {
+      if (outer) this.#gathered = null;
     }
   }
 
@@ -415,6 +494,8 @@ export class SiteNode {
       for (const pending of this.#pending.values()) pending.sentAtMs = nowMs;
     }
     this.#nowMs = nowMs;
+    // What host writes acknowledged alone changed is saved here, once a tick, not after each write.
+    if (this.site.up) this.site.saveIfDirty();
     const timeout = this.config.answerTimeoutMs;
     if (this.#waiter !== null && nowMs - this.#waiterSinceMs > timeout) {
       this.#failWaiter(new NotAcknowledgedError(this.#waiter.kind, `no answer within ${timeout} ms`));
@@ -859,7 +940,7 @@ export class SiteNode {
 
   #emit(out: SiteOutput): void {
     for (const envelope of out.send) {
-      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && envelope.message.kind === 'syncWrite') {
+      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && (envelope.message.kind === 'syncWrite' || envelope.message.kind === 'syncWriteBatch')) {
         // The secondary is unreachable: R1 decides this write and any other in flight.
         this.#suspendSyncPair('a sync write found no link');
       }

@@ -21,7 +21,7 @@ import { NotWritableError, RefusalError, SiteFailedError } from './errors.ts';
 import { NbdErrno, NbdError, NbdServer, type NbdExport } from './nbd-server.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
 import { serveControl } from './site-control.ts';
-import { SiteNode, type NodeLinks, type RemoteDurableState } from './site-node.ts';
+import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
 import { openSite, siteConfigOf, siteExists } from './site-open.ts';
 import type { SiteId } from './storage-system.ts';
@@ -53,14 +53,47 @@ function nbdErrorOf(error: unknown): NbdError {
   throw error;
 }
 
+/** A host write waiting for the end of its event-loop turn, to go to the site with the others of that turn. */
+interface GatheredWrite {
+  volume: number;
+  offset: number;
+  data: Uint8Array;
+  resolve(result: HostWriteResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Gathers the host writes of one event-loop turn (every write of the NBD requests one socket read brought,
+ * on every connection) and gives them to the node together once the turn's callbacks have run
+ * (`process.nextTick`), so that they are journaled with one write and replicated with one message
+ * ({@link SiteNode.hostWriteBatch}). At queue depth 1 a turn holds one write and nothing changes.
+ */
+function writeGatherer(node: SiteNode): (volume: number, offset: number, data: Uint8Array) => Promise<HostWriteResult> {
+  let gathered: GatheredWrite[] = [];
+  const submit = (): void => {
+    const writes = gathered;
+    gathered = [];
+    const results = node.hostWriteBatch(writes);
+    for (const [i, result] of results.entries()) {
+      const write = writes[i] as GatheredWrite;
+      result.then(write.resolve, write.reject);
+    }
+  };
+  return (volume, offset, data) =>
+    new Promise((resolve, reject) => {
+      if (gathered.length === 0) process.nextTick(submit);
+      gathered.push({ volume, offset, data, resolve, reject });
+    });
+}
+
 /** One volume of the site as an NBD export: writes go through the site's replicated write path. */
-function exportOf(node: SiteNode, volume: number, config: DeploymentConfig): NbdExport {
+function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, hostWrite: ReturnType<typeof writeGatherer>): NbdExport {
   const chunkBytes = deploymentHostWriteBytesMax(config);
   const write = async (offset: number, data: Uint8Array, fua: boolean): Promise<void> => {
     try {
       // A request larger than one journal entry is journaled as consecutive writes, acknowledged together.
       const parts: Promise<unknown>[] = [];
-      for (let at = 0; at < data.length; at += chunkBytes) parts.push(node.hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
+      for (let at = 0; at < data.length; at += chunkBytes) parts.push(hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
       await Promise.all(parts);
       if (fua) node.flush();
     } catch (error) {
@@ -165,7 +198,8 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   network.onFrame((peer, payload) => node.onFrame(peer, payload));
   await network.start();
 
-  const exports = Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config));
+  const hostWrite = writeGatherer(node);
+  const exports = Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config, hostWrite));
   const nbd = new NbdServer({
     exports: () => exports,
     logger: (entry) => {

@@ -50,6 +50,7 @@ import {
   type PullRequestMessage,
   type ResyncRequestMessage,
   type SyncWriteAckMessage,
+  type SyncWriteBatchMessage,
   type SyncWriteMessage,
   type Verdict,
   type VerdictMessage,
@@ -64,6 +65,12 @@ export type SiteId = 1 | 2 | 3;
 
 /** A message on the transport between sites. */
 export type SiteEnvelope = Envelope<Message>;
+
+/**
+ * Bytes of pulled entries site 3 keeps in memory for its next restore: 64 MiB. Past it the rest are read
+ * back from its journal, as they always can be.
+ */
+export const restoreCacheBytesMax = 64 * 1024 * 1024;
 
 /** Largest number of host writes a primary holds in flight (sent to the secondary, not yet answered). */
 export const inFlightWritesMaxDefault = 256;
@@ -197,7 +204,25 @@ export class StorageSystem {
   #waiting: RemoteWaiting = 'none';
   #resyncRequested = false;
   #lastVerdict: VerdictMessage | null = null;
+  /**
+   * Site 3: the entries pulled since its last restore, as they arrived (the frame's bytes, validated, and the
+   * same entries its journal holds), so that a restore writes them without reading and decoding them back
+   * from the journal file. It holds `[restored + 1 ..]` up to {@link restoreCacheBytesMax} bytes; any other
+   * change of the journal (delta resync, full copy, failure) empties it and the restore reads the journal.
+   */
+  #pulled: { entries: WireEntry[]; bytes: number } = { entries: [], bytes: 0 };
   #dirty = false;
+  /**
+   * The changed-block record or the count of writes acknowledged alone changed by host writes with the pair
+   * not in sync, and not saved yet. Those changes are saved by {@link saveIfDirty} (the site process calls it
+   * at every tick) and always before the journal discards an entry ({@link #saveBeforeDiscard}), but not
+   * after each write ({@link saveIfDirtyBesidesHostWrites}): with the secondary down, a state file rewrite
+   * (two fsyncs, a rename) per write was the write path's cost. A crash in between loses no block: every
+   * block written since the last save is still in the journal, which a restarted site records as changed
+   * (`markJournalChanged`); only the count of writes acknowledged alone may then read low until the resync
+   * that clears it.
+   */
+  #hostWritesUnsaved = false;
   readonly #save: ((state: SiteDurableState) => void) | null;
 
   /**
@@ -329,9 +354,18 @@ export class StorageSystem {
 
   /** Persists the durable state if it changed since the last call (a no-op in memory). */
   saveIfDirty(): void {
-    if (!this.#dirty) return;
+    if (!this.#dirty && !this.#hostWritesUnsaved) return;
     this.#dirty = false;
+    this.#hostWritesUnsaved = false;
     if (this.#save !== null) this.#save(this.durableState());
+  }
+
+  /**
+   * Persists the durable state if it changed since the last save in a way that cannot wait: anything but
+   * what host writes with the pair not in sync changed (see {@link #hostWritesUnsaved}).
+   */
+  saveIfDirtyBesidesHostWrites(): void {
+    if (this.#dirty) this.saveIfDirty();
   }
 
   /** Persists the durable state now (a new site's state file, so a restart knows it is not new). */
@@ -396,11 +430,47 @@ export class StorageSystem {
       const send = [{ from: this.id, to: this.#peer(), message } satisfies SiteEnvelope];
       return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
     }
-    this.#markChanged(volume, offset, data.length);
+    this.#markChanged(volume, offset, data.length, true);
     this.#state.ackedAlone += 1;
-    this.#dirty = true;
+    this.#hostWritesUnsaved = true;
     const acked: SiteNote = { kind: 'hostWriteAcked', writeId, updateNumber: message.updateNumber, alone: true };
     return output(noEnvelopes, overflowed ? [this.#overflowNote(message.updateNumber), acked] : [acked]);
+  }
+
+  /**
+   * Several host writes at the primary at once (those its process took in one turn of its event loop), each
+   * already checked by the controller; the same as {@link hostWrite} one after the other, but journaled with
+   * one write and, with the pair in sync, sent as one {@link SyncWriteBatchMessage} that the secondary
+   * answers once. The in-flight limit counts every write of the batch.
+   * @see claims 2, 3, 4, 10, 12, 15, 17, 21, 25, 27, 32, 33
+   */
+  hostWrites(writes: readonly { writeId: number; volume: number; offset: number; data: Uint8Array }[]): SiteOutput {
+    assert(writes.length > 0, 'a batch holds at least one write', 'empty batch');
+    assert(this.writeRefusal() === null, 'P4 only the writable primary takes host writes', () => `site ${this.id}: ${this.writeRefusal()}`);
+    const room = this.config.inFlightWritesMax - this.#inFlight.length;
+    assert(!this.#pairInSync() || writes.length <= room, 'writes in flight stay within inFlightWritesMax', () => `${writes.length} writes, room for ${room}`);
+    if (writes.length === 1) {
+      const only = writes[0] as (typeof writes)[number];
+      return this.hostWrite(only.writeId, only.volume, only.offset, only.data);
+    }
+    const first = this.journal.last + 1;
+    const entries: WireEntry[] = writes.map((write, i) => ({ updateNumber: first + i, volume: write.volume, offset: write.offset, data: write.data }));
+    const overflows = this.#journalAndWriteAll(entries);
+    const notes: SiteNote[] = overflows.map((u) => this.#overflowNote(u));
+    if (this.#pairInSync()) {
+      for (const [i, write] of writes.entries()) {
+        this.#inFlight.push({ writeId: write.writeId, updateNumber: first + i, volume: write.volume, offset: write.offset, length: write.data.length });
+      }
+      const message: SyncWriteBatchMessage = { kind: 'syncWriteBatch', entries, restoredKnown: this.#state.knownRestored };
+      return output([{ from: this.id, to: this.#peer(), message }], notes);
+    }
+    for (const [i, write] of writes.entries()) {
+      this.#markChanged(write.volume, write.offset, write.data.length, true);
+      this.#state.ackedAlone += 1;
+      notes.push({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: first + i, alone: true });
+    }
+    this.#hostWritesUnsaved = true;
+    return output(noEnvelopes, notes);
   }
 
   /** The site stops: in-flight writes fail (their blocks go to the changed-block record), copies end. */
@@ -414,6 +484,7 @@ export class StorageSystem {
     }
     this.#inFlight = [];
     this.#endSessions();
+    this.#pulled = { entries: [], bytes: 0 };
     this.#state.up = false;
     this.#dirty = true;
     return output(noEnvelopes, notes);
@@ -516,6 +587,17 @@ export class StorageSystem {
     this.#mustBe(3, 'restore');
     const received = this.received;
     let restored = this.restored;
+    // The pulled entries kept in memory first (the same entries as the journal's), then the journal.
+    const pulled = this.#pulled.entries;
+    this.#pulled = { entries: [], bytes: 0 };
+    if (pulled.length > 0 && (pulled[0] as WireEntry).updateNumber === restored + 1) {
+      for (const entry of pulled) {
+        assert(entry.updateNumber === restored + 1, 'P2 restores in order without gaps', () => `u=${entry.updateNumber} after ${restored}`);
+        assert(entry.updateNumber <= received, 'P2 restoredUpTo <= receivedUpTo', () => `u=${entry.updateNumber} > received ${received}`);
+        this.#volume(entry.volume).write(entry.offset, entry.data);
+        restored = entry.updateNumber;
+      }
+    }
     while (restored < received) {
       const batch = this.journal.readAfter(restored, batchItemsMax);
       assert(batch.length > 0, 'P2 restores in order without gaps', () => `nothing after ${restored} below ${received}`);
@@ -585,6 +667,8 @@ export class StorageSystem {
     switch (message.kind) {
       case 'syncWrite':
         return this.#onSyncWrite(from, message);
+      case 'syncWriteBatch':
+        return this.#onSyncWriteBatch(from, message);
       case 'syncWriteAck':
         return this.#onSyncWriteAck(from, message);
       case 'pullRequest':
@@ -633,17 +717,43 @@ export class StorageSystem {
     return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
   }
 
-  /** The primary acknowledges the host once the secondary answered (claim 3). */
+  /** The secondary journals and writes a batch of the primary's writes with one journal write, and answers once. */
+  #onSyncWriteBatch(from: SiteId, message: SyncWriteBatchMessage): SiteOutput {
+    if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'secondary' || !this.#pairInSync()) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}, sync pair ${this.#state.syncPair}`);
+    }
+    for (const [i, entry] of message.entries.entries()) this.#checkTarget(`syncWriteBatch.entries[${i}]`, entry.volume, entry.offset, entry.data.length);
+    const expected = this.journal.last + 1;
+    const first = (message.entries[0] as WireEntry).updateNumber;
+    if (first !== expected) throw new OutOfOrderError(message.kind, expected, first);
+    if (message.restoredKnown > this.#state.knownRestored) this.#state.knownRestored = message.restoredKnown;
+    this.journal.trimThrough(this.#state.knownRestored);
+    const overflows = this.#journalAndWriteAll(message.entries);
+    const last = (message.entries.at(-1) as WireEntry).updateNumber;
+    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: last };
+    return output([{ from: this.id, to: from, message: ack }], overflows.map((u) => this.#overflowNote(u)));
+  }
+
+  /**
+   * The primary acknowledges the host once the secondary answered (claim 3). An answer covers every write
+   * in flight up to its update number (a batch is answered once, for its last write), and at least one.
+   */
   #onSyncWriteAck(from: SiteId, message: SyncWriteAckMessage): SiteOutput {
     if (this.id === 3 || from !== this.#peer() || this.#state.role !== 'primary') {
       throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}`);
     }
     const head = this.#inFlight[0];
-    if (head === undefined || head.updateNumber !== message.updateNumber) {
+    const tail = this.#inFlight.at(-1);
+    if (head === undefined || tail === undefined || message.updateNumber < head.updateNumber || message.updateNumber > tail.updateNumber) {
       throw new OutOfOrderError(message.kind, head?.updateNumber ?? 0, message.updateNumber);
     }
-    this.#inFlight.shift();
-    return output(noEnvelopes, [{ kind: 'hostWriteAcked', writeId: head.writeId, updateNumber: head.updateNumber, alone: false }]);
+    const answered = message.updateNumber - head.updateNumber + 1;
+    const acked = this.#inFlight.splice(0, answered);
+    assert(acked.at(-1)?.updateNumber === message.updateNumber, 'writes in flight carry consecutive update numbers', () => `ack ${message.updateNumber}`);
+    return output(
+      noEnvelopes,
+      acked.map((write) => ({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: write.updateNumber, alone: false }) satisfies SiteNote),
+    );
   }
 
   /**
@@ -685,7 +795,17 @@ export class StorageSystem {
       throw new UnexpectedMessageError(message.kind, from, this.id, `site 3 pulls from site ${this.#state.source}`);
     }
     this.#checkEntries(message.kind, message.entries, true);
-    for (const entry of message.entries) this.journal.append(entry);
+    const cached = this.#pulled;
+    const continues = cached.entries.length === this.journal.entries;
+    this.journal.appendAll(message.entries);
+    if (continues) {
+      // Only while the cache holds every entry of the journal, so that it always starts at restored + 1.
+      for (const entry of message.entries) {
+        if (cached.bytes + entry.data.length > restoreCacheBytesMax) break;
+        cached.entries.push(entry);
+        cached.bytes += entry.data.length;
+      }
+    }
     if (this.config.flushEachWrite && message.entries.length > 0) this.journal.flush();
     assert(this.restored <= this.received, 'P2 restoredUpTo <= receivedUpTo', () => `${this.restored} > ${this.received}`);
     return nothing;
@@ -763,6 +883,7 @@ export class StorageSystem {
     }
     this.#checkEntries(message.kind, message.entries, false);
     if (this.journal.entries > 0) this.restore();
+    this.#pulled = { entries: [], bytes: 0 };
     for (const entry of message.entries) this.journal.append(entry);
     this.restore();
     if (message.final) {
@@ -880,6 +1001,7 @@ export class StorageSystem {
       for (const volume of this.volumes) volume.flush();
       // The receiver now holds the sender's image: it takes over its last update number with an empty journal.
       this.journal.reset(message.sourceLast);
+      this.#pulled = { entries: [], bytes: 0 };
       this.journal.flush();
       if (message.purpose === 'fullCopy') {
         this.#waiting = 'none';
@@ -944,6 +1066,7 @@ export class StorageSystem {
     const overflowed = !journal.fits(entry);
     if (overflowed) {
       // Overflow (P7): the journal restarts at this entry; the loss is reported, never silent.
+      this.#saveBeforeDiscard();
       journal.reset(entry.updateNumber - 1);
       assert(journal.fits(entry), 'P7 journal within capacity', () => `entry u=${entry.updateNumber} larger than an empty journal`);
     }
@@ -956,14 +1079,42 @@ export class StorageSystem {
     return overflowed;
   }
 
+  /**
+   * Journals consecutive entries at a sync member and writes them: with one journal write when they all fit,
+   * else one by one under the overflow rule (P7). Returns the update numbers at which the journal overflowed.
+   */
+  #journalAndWriteAll(entries: readonly JournalEntry[]): number[] {
+    const journal = this.journal;
+    let bytes = journal.bytes;
+    for (const entry of entries) bytes += entryBytes(entry);
+    if (journal.entries + entries.length > journal.limits.entriesMax || bytes > journal.limits.bytesMax) {
+      return entries.filter((entry) => this.#journalAndWrite(entry)).map((entry) => entry.updateNumber);
+    }
+    journal.appendAll(entries);
+    for (const entry of entries) this.#volume(entry.volume).write(entry.offset, entry.data);
+    if (this.config.flushEachWrite) {
+      journal.flush();
+      for (const volume of this.volumes) volume.flush();
+    }
+    return [];
+  }
+
   #overflowNote(updateNumber: number): SiteNote {
     return { kind: 'journalOverflow', site: this.id, updateNumber };
   }
 
-  #markChanged(volume: number, offset: number, length: number): void {
+  /** Records written blocks; `hostWrite`: by a host write acknowledged alone (its save may wait, see {@link #hostWritesUnsaved}). */
+  #markChanged(volume: number, offset: number, length: number, hostWrite = false): void {
     if (length === 0) return;
     const { first, count } = this.#volume(volume).blocksOf(offset, length);
-    if (this.changed.mark(volume, first, count) > 0) this.#dirty = true;
+    if (this.changed.mark(volume, first, count) === 0) return;
+    if (hostWrite) this.#hostWritesUnsaved = true;
+    else this.#dirty = true;
+  }
+
+  /** Saves the host writes' changes before the journal discards an entry that may hold one of their blocks. */
+  #saveBeforeDiscard(): void {
+    if (this.#hostWritesUnsaved) this.saveIfDirty();
   }
 
   /** A sync member learns site 3's restored number (it never decreases) and trims its journal through it. */
@@ -972,6 +1123,7 @@ export class StorageSystem {
     // anyway (and at close), not on its own. Losing it in a crash only means trimming less until site 3's
     // next pull or the primary's next write tells it again; it never makes a journal cover less.
     if (restored > this.#state.knownRestored) this.#state.knownRestored = restored;
+    if (this.#state.knownRestored >= this.journal.first) this.#saveBeforeDiscard();
     this.journal.trimThrough(this.#state.knownRestored);
   }
 

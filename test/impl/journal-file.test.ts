@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptJournalError, FileJournal, journalMetaName, type RecoveryReport } from '../../impl/journal-file.ts';
+import { CorruptJournalError, FileJournal, journalMetaName, tailCacheEntryBytesMax, type RecoveryReport } from '../../impl/journal-file.ts';
 import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/journal.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
@@ -49,15 +49,16 @@ function openError(dir: string, limits: JournalLimits = roomy): unknown {
 describe('FileJournal', () => {
   journalContract({
     create: (limits, last) => {
-      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200 });
-      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null });
+      // Small segments and background fsyncs every 100 bytes: rolls and background syncs happen all the time.
+      const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100, tailCacheBytes: 300 });
+      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
       if (last !== undefined) journal.reset(last);
       return journal;
     },
     reopen: (journal: Journal) => {
       const file = journal as FileJournal;
       file.close();
-      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax });
+      const again = FileJournal.open(file.dir, file.limits, { segmentBytesMax: file.segmentBytesMax, backgroundSyncBytes: 100, tailCacheBytes: 300 });
       expect(again.recovery.discardedReason).toBeNull();
       expect(again.recovery.entriesRecovered).toBe(again.journal.entries);
       return again.journal;
@@ -77,7 +78,7 @@ describe('FileJournal', () => {
     expect(plain(journal.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     journal.close();
     const { journal: again, recovery } = open(dir, roomy, 3 * size);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
     expect([again.first, again.last, again.entries, again.bytes]).toEqual([8, 10, 3, 3 * size]);
     expect(plain(again.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     again.append(makeEntry(11, 64));
@@ -114,7 +115,8 @@ describe('FileJournal', () => {
     again.append(makeEntry(51));
     again.append(makeEntry(52));
     expect(again.trimThrough(80)).toBe(2);
-    expect(segments(dir)).toEqual([]);
+    // The segment appends go to is kept while wholly trimmed; a clean reopen deletes it.
+    expect(segments(dir)).toEqual(['journal-000002.seg']);
     again.close();
     const { journal: third } = open(dir);
     expect([third.first, third.last, third.entries]).toEqual([53, 52, 0]);
@@ -133,6 +135,175 @@ describe('FileJournal', () => {
     expect(recovery.entriesRecovered).toBe(2);
     expect([again.first, again.last, again.bytes]).toEqual([5, 6, 2 * entryBytes(makeEntry(5, 30))]);
     again.close();
+  });
+
+  it('reads recent entries from its tail cache (verified) and older ones from the segments, the same entries either way', () => {
+    const dir = freshDir();
+    const size = entryBytes(makeEntry(1, 100));
+    const { journal } = FileJournal.open(dir, roomy, { segmentBytesMax: 4 * size, tailCacheBytes: 3 * size });
+    journal.append(makeEntry(1, 100));
+    journal.appendAll([2, 3, 4, 5, 6].map((u) => makeEntry(u, 100)));
+    const expected = [1, 2, 3, 4, 5, 6].map((u) => makeEntry(u, 100));
+    // 4..6 are cached: a byte changed in the file is not seen there, and is seen by a read of 1..6.
+    const file = path.join(dir, 'journal-000002.seg');
+    const bytes = fs.readFileSync(file);
+    bytes[size + 40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(3, 3))).toEqual(plain(expected.slice(3)));
+    expect(() => journal.readAfter(0, 6)).toThrow(CorruptEntryError);
+    bytes[size + 40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(0, 6))).toEqual(plain(expected));
+    journal.trimThrough(5);
+    expect(plain(journal.readAfter(5, 3))).toEqual(plain(expected.slice(5)));
+    journal.reset(10);
+    journal.append(makeEntry(11, 100));
+    expect(plain(journal.readAfter(10, 3))).toEqual(plain([makeEntry(11, 100)]));
+    journal.close();
+  });
+
+  it('keeps no entry larger than tailCacheEntryBytesMax in its tail cache: one empties it, and reads go to the segments', () => {
+    const dir = freshDir();
+    const { journal } = FileJournal.open(dir, roomy);
+    journal.append(makeEntry(1, 100));
+    journal.append(makeEntry(2, tailCacheEntryBytesMax));
+    journal.append(makeEntry(3, 100));
+    const file = path.join(dir, 'journal-000001.seg');
+    const bytes = fs.readFileSync(file);
+    // Entry 1 left the cache with the large entry 2: a byte changed in the file is seen by a read of it.
+    bytes[40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(() => journal.readAfter(0, 1)).toThrow(CorruptEntryError);
+    expect(plain(journal.readAfter(2, 1))).toEqual(plain([makeEntry(3, 100)]));
+    bytes[40]! ^= 0x01;
+    fs.writeFileSync(file, bytes);
+    expect(plain(journal.readAfter(0, 3))).toEqual(plain([makeEntry(1, 100), makeEntry(2, tailCacheEntryBytesMax), makeEntry(3, 100)]));
+    journal.close();
+  });
+
+  it('keeps the last segment when a trim empties the journal, and appends on into it', () => {
+    const dir = freshDir();
+    const { journal } = open(dir);
+    for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u, 30));
+    expect(journal.trimThrough(3)).toBe(3);
+    expect([journal.first, journal.last, journal.entries, journal.bytes]).toEqual([4, 3, 0, 0]);
+    expect(segments(dir)).toEqual(['journal-000001.seg']);
+    journal.append(makeEntry(4, 30));
+    journal.append(makeEntry(5, 30));
+    expect(segments(dir)).toEqual(['journal-000001.seg']);
+    expect(plain(journal.readAfter(3, 5))).toEqual(plain([makeEntry(4, 30), makeEntry(5, 30)]));
+    expect(journal.trimThrough(4)).toBe(1);
+    journal.close();
+    const { journal: again, recovery } = open(dir);
+    expect(recovery).toEqual({ entriesRecovered: 1, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+    expect([again.first, again.last, again.bytes]).toEqual([5, 5, entryBytes(makeEntry(5, 30))]);
+    again.close();
+  });
+
+  describe('a floor saved lazily (a crash between trims)', () => {
+    /** The journal's files as a crash would leave them: a copy taken while it is open, after a flush. */
+    function crashCopy(journal: FileJournal): string {
+      journal.flush();
+      const copy = freshDir();
+      fs.cpSync(journal.dir, copy, { recursive: true });
+      return copy;
+    }
+
+    function savedMeta(dir: string): { floor: number; firstSegment: number; floorExact: boolean } {
+      return JSON.parse(fs.readFileSync(path.join(dir, journalMetaName), 'utf8'));
+    }
+
+    it('a trim inside the segments in use rewrites the metadata once per open, then not until a segment goes', () => {
+      const dir = freshDir();
+      const { journal } = open(dir);
+      expect(savedMeta(dir)).toMatchObject({ floor: 0, floorExact: true });
+      for (let u = 1; u <= 8; u += 1) journal.append(makeEntry(u, 30));
+      journal.trimThrough(2);
+      expect(savedMeta(dir)).toMatchObject({ floor: 2, firstSegment: 1, floorExact: false });
+      journal.trimThrough(5);
+      expect(savedMeta(dir)).toMatchObject({ floor: 2, floorExact: false });
+      journal.close();
+      expect(savedMeta(dir)).toMatchObject({ floor: 5, firstSegment: 1, floorExact: true });
+    });
+
+    it('recovers from a stale floor the trimmed entries that are still in the segment, in order', () => {
+      const { journal } = open(freshDir());
+      for (let u = 1; u <= 8; u += 1) journal.append(makeEntry(u, 30));
+      journal.trimThrough(2);
+      journal.trimThrough(6);
+      const copy = crashCopy(journal);
+      journal.close();
+      const { journal: again, recovery } = open(copy);
+      expect(recovery).toEqual({ entriesRecovered: 6, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+      // The saved floor is a lower bound of the real one (6): entries 3..6 come back, none is lost.
+      expect([again.first, again.last]).toEqual([3, 8]);
+      expect(plain(again.readAfter(2, 10))).toEqual(plain([3, 4, 5, 6, 7, 8].map((u) => makeEntry(u, 30))));
+      again.close();
+    });
+
+    it('raises a stale floor until the recovered entries fit the limits, oldest first', () => {
+      const size = entryBytes(makeEntry(1, 30));
+      const limits: JournalLimits = { entriesMax: 4, bytesMax: 10_000 };
+      const { journal } = open(freshDir(), limits, 100 * size);
+      for (let u = 1; u <= 4; u += 1) journal.append(makeEntry(u, 30));
+      journal.trimThrough(2);
+      journal.append(makeEntry(5, 30));
+      journal.append(makeEntry(6, 30));
+      journal.trimThrough(4);
+      journal.append(makeEntry(7, 30));
+      journal.append(makeEntry(8, 30));
+      const copy = crashCopy(journal);
+      journal.close();
+      const { journal: again, recovery } = open(copy, limits, 100 * size);
+      expect(recovery).toEqual({ entriesRecovered: 4, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 2 });
+      expect([again.first, again.last, again.entries, again.bytes]).toEqual([5, 8, 4, 4 * size]);
+      expect(savedMeta(copy)).toMatchObject({ floor: 4, floorExact: false });
+      again.close();
+      // By bytes too, deleting the segments the raised floor leaves behind.
+      const bytesLimits: JournalLimits = { entriesMax: 100, bytesMax: 2 * size };
+      const small = open(freshDir(), bytesLimits, 3 * size).journal;
+      small.append(makeEntry(1, 30));
+      small.append(makeEntry(2, 30));
+      small.trimThrough(1);
+      small.append(makeEntry(3, 30));
+      // Drained while its segment is the last: kept, no metadata rewrite; the next append rolls.
+      small.trimThrough(3);
+      small.append(makeEntry(4, 30));
+      small.append(makeEntry(5, 30));
+      expect([small.first, small.last]).toEqual([4, 5]);
+      expect(segments(small.dir)).toEqual(['journal-000001.seg', 'journal-000002.seg']);
+      const copyBytes = crashCopy(small);
+      small.close();
+      const reopened = open(copyBytes, bytesLimits, 3 * size);
+      expect(reopened.recovery.floorRaisedEntries).toBe(2);
+      expect([reopened.journal.first, reopened.journal.last, reopened.journal.bytes]).toEqual([4, 5, 2 * size]);
+      expect(segments(copyBytes)).toEqual(['journal-000002.seg']);
+      expect(savedMeta(copyBytes)).toMatchObject({ floor: 3, firstSegment: 2, floorExact: false });
+      reopened.journal.close();
+      expect(open(copyBytes, bytesLimits, 3 * size).journal.first).toBe(4);
+    });
+
+    it('still refuses after a clean close when the limits were lowered (the floor is exact)', () => {
+      const dir = freshDir();
+      const { journal } = open(dir);
+      for (let u = 1; u <= 6; u += 1) journal.append(makeEntry(u));
+      journal.trimThrough(1);
+      journal.close();
+      expect(openError(dir, { entriesMax: 4, bytesMax: 10_000 })).toBeInstanceOf(JournalLimitsError);
+      expect(openError(dir, { entriesMax: 5, bytesMax: 10_000 })).toBeUndefined();
+    });
+
+    it('reads a version-1 metadata file (every trim wrote it) as an exact floor', () => {
+      const dir = freshDir();
+      const { journal } = open(dir);
+      for (let u = 1; u <= 6; u += 1) journal.append(makeEntry(u));
+      journal.close();
+      fs.writeFileSync(path.join(dir, journalMetaName), '{"format":"threesite-journal-meta","version":1,"floor":1,"firstSegment":1}');
+      expect(openError(dir, { entriesMax: 4, bytesMax: 10_000 })).toBeInstanceOf(JournalLimitsError);
+      const { journal: again } = open(dir);
+      expect([again.first, again.last]).toEqual([2, 6]);
+      again.close();
+    });
   });
 
   it('finishes an interrupted trim or reset: segments below firstSegment and a temporary metadata file are removed', () => {
@@ -159,7 +330,7 @@ describe('FileJournal', () => {
     journal.close();
     fs.writeFileSync(path.join(dir, 'journal-000002.seg'), new Uint8Array(0));
     const { journal: again, recovery } = open(dir);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
     expect(segments(dir)).toEqual(['journal-000001.seg']);
     again.append(makeEntry(4));
     again.close();
@@ -211,7 +382,8 @@ describe('FileJournal', () => {
 
   it('verifies entries read from disk: a byte changed under an open journal is CorruptEntryError', () => {
     const dir = freshDir();
-    const { journal } = open(dir);
+    // Without the tail cache, so that every read goes to the segment.
+    const { journal } = FileJournal.open(dir, roomy, { tailCacheBytes: 0 });
     for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u, 50));
     journal.flush();
     const file = path.join(dir, 'journal-000001.seg');
@@ -260,8 +432,7 @@ describe('FileJournal', () => {
         expectRecovered(dir, count - 1, {
           entriesRecovered: count - 1,
           discardedBytes: discarded,
-          discardedReason: discarded === 0 ? null : 'torn',
-        });
+          discardedReason: discarded === 0 ? null : 'torn', floorRaisedEntries: 0 });
         expect(fs.statSync(file).size).toBe(lastStart);
       }
       fs.writeFileSync(file, bytes);
@@ -290,7 +461,7 @@ describe('FileJournal', () => {
         const damaged = Buffer.from(bytes);
         damaged[at]! ^= 0x5a;
         fs.writeFileSync(file, damaged);
-        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt' });
+        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt', floorRaisedEntries: 0 });
       }
     });
 
@@ -299,7 +470,7 @@ describe('FileJournal', () => {
       expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg']);
       expect(bytes.length).toBe(size);
       fs.writeFileSync(file, bytes.subarray(0, 10));
-      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn' });
+      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn', floorRaisedEntries: 0 });
       expect(segments(dir)).toEqual(['journal-000001.seg']);
     });
 
@@ -312,12 +483,12 @@ describe('FileJournal', () => {
         fc.property(fc.integer({ min: 0, max: bigSize - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (at, mask, tear) => {
           if (tear) {
             fs.writeFileSync(file, bytes.subarray(0, start + at));
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn' }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn', floorRaisedEntries: 0 }, big);
           } else {
             const damaged = Buffer.from(bytes);
             damaged[start + at]! ^= mask;
             fs.writeFileSync(file, damaged);
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt' }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt', floorRaisedEntries: 0 }, big);
           }
         }),
         { numRuns: 200 },

@@ -55,6 +55,7 @@ const purpose = fc.constantFrom('failover', 'failback', 'reattach' as const);
 const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
   fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
+  fc.record({ kind: fc.constant('syncWriteBatch' as const), entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
   fc
     .record({ kind: fc.constant('pullRequest' as const), received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
     .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
@@ -167,6 +168,44 @@ describe('message encoding', () => {
     for (const [name, input] of cases) expect(() => decodeMessage(input), name).toThrow(MalformedMessageError);
   });
 
+  it('the binary layout of the hot messages: any byte changed, cut or added is refused as malformed or decodes to a valid message', () => {
+    const hot = fc.oneof(
+      fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
+      fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
+      fc.record({ kind: fc.constant('syncWriteBatch' as const), entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
+      fc.record({ kind: fc.constant('pullEntries' as const), entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
+    );
+    fc.assert(
+      fc.property(hot, fc.nat(), fc.integer({ min: 1, max: 255 }), fc.constantFrom('flip', 'cut', 'add'), (message, position, mask, how) => {
+        const good = encodeMessage(message as Message);
+        expect(new DataView(good.buffer).getUint32(0, true)).toBe(0x31425354);
+        const at = position % good.length;
+        const damaged =
+          how === 'flip' ? good.map((b, i) => (i === at ? b ^ mask : b)) : how === 'cut' ? good.subarray(0, at) : new Uint8Array([...good, mask]);
+        let decoded: Message | null = null;
+        try {
+          decoded = decodeMessage(damaged);
+        } catch (error) {
+          expect(error).toBeInstanceOf(MalformedMessageError);
+          return;
+        }
+        expect(how).toBe('flip');
+        expect(plain(validateMessage(decoded))).toEqual(plain(decoded));
+      }),
+      { numRuns: 2000 },
+    );
+    const batch = encodeMessage({ kind: 'syncWriteBatch', entries: [{ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(3) }], restoredKnown: 0 });
+    const huge = batch.slice();
+    new DataView(huge.buffer).setUint32(16, batchItemsMax + 1, true);
+    expect(() => decodeMessage(huge)).toThrow(/items exceed/);
+    const empty = batch.slice(0, 20);
+    new DataView(empty.buffer).setUint32(16, 0, true);
+    expect(() => decodeMessage(empty)).toThrow(/at least one write/);
+    const unsafe = batch.slice();
+    new DataView(unsafe.buffer).setUint32(12, 0xffffffff, true);
+    expect(() => decodeMessage(unsafe)).toThrow(/safe integer/);
+  });
+
   it('refuses an oversize message before reading it', () => {
     expect(() => decodeMessage(new Uint8Array(messageBytesMax + 1))).toThrow(/exceed messageBytesMax/);
     const huge: Message = {
@@ -182,6 +221,7 @@ describe('message validation, field by field', () => {
   const samples: Message[] = [
     { kind: 'syncWrite', updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
     { kind: 'syncWriteAck', updateNumber: 3 },
+    { kind: 'syncWriteBatch', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
     { kind: 'pullRequest', received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
     { kind: 'pullEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 1764672000123.25 },
     { kind: 'judgeRequest', purpose: 'failover', received: 4 },

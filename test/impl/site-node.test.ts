@@ -6,7 +6,9 @@
  * bytes compared; then each local rule and each refusal on its own.
  */
 import { describe, expect, it } from 'vitest';
-import type { SiteId } from '../../impl/storage-system.ts';
+import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/storage-system.ts';
+import { MemoryJournal } from '../../impl/journal.ts';
+import { MemoryVolume } from '../../impl/volume.ts';
 import { NotWritableError, RefusalError } from '../../impl/errors.ts';
 import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/operator.ts';
 import { localClient } from '../../impl/site-control.ts';
@@ -252,6 +254,57 @@ describe('site nodes: local rules', () => {
     await d.operator.resync(2);
     expect(d.nodes[2].site.digest()).toBe(d.nodes[1].site.digest());
     expect(await d.nodes[1].hostWrite(0, blockBytes, block(2))).toEqual({ updateNumber: 2, alone: false });
+  });
+
+  it('a batch of host writes goes to site 2 as one frame, answered once; writes past the in-flight limit wait their turn', async () => {
+    const d = deploy('keepWriting');
+    const sent = d.nodes[1].status(false).frames[2]!.sent;
+    const writes = Array.from({ length: 20 }, (_, i) => ({ volume: i % volumeCount, offset: (i % 8) * blockBytes, data: block(i + 1) }));
+    const results = d.nodes[1].hostWriteBatch(writes);
+    // 16 writes in flight at most: one frame for them now; the other 4 wait for its answer.
+    expect(d.nodes[1].status(false).frames[2]!.sent).toBe(sent + 1);
+    expect(d.nodes[1].site.inFlightWrites).toBe(16);
+    const acked = await Promise.all(results);
+    expect(acked).toEqual(writes.map((_, i) => ({ updateNumber: i + 1, alone: false })));
+    expect(d.nodes[1].status(false).frames[2]!.sent).toBe(sent + 2);
+    expect(d.nodes[2].site.journal.last).toBe(20);
+    expect(d.nodes[2].site.digest()).toBe(d.nodes[1].site.digest());
+    // A write refused at once is refused alone; with the pair suspended the batch is acknowledged alone.
+    const refused = d.nodes[1].hostWriteBatch([{ volume: 9, offset: 0, data: block(1) }, { volume: 0, offset: 0, data: block(7) }]);
+    await expect(refused[0]).rejects.toBeInstanceOf(RefusalError);
+    expect(await refused[1]).toEqual({ updateNumber: 21, alone: false });
+    d.net.change(() => d.net.cut.add('1-2'));
+    const alone = await Promise.all(d.nodes[1].hostWriteBatch(writes));
+    expect(alone.map((r) => r.alone)).toEqual(writes.map(() => true));
+    expect(d.nodes[1].site.journal.last).toBe(41);
+  });
+
+  it('with the pair suspended, host writes do not rewrite the state file each: it is saved at the tick and before the journal discards an entry', async () => {
+    const saves: SiteDurableState[] = [];
+    const config = { id: 1 as const, volumeCount, volumeBytes, blockBytes, fencePolicy: 'keepWriting' as const, inFlightWritesMax: 16, flushEachWrite: false };
+    const volumes = Array.from({ length: volumeCount }, () => new MemoryVolume(volumeBytes, blockBytes));
+    const site = new StorageSystem(config, volumes, new MemoryJournal({ entriesMax: 64, bytesMax: 64 * 1024 }), null, (state) => saves.push(state));
+    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined };
+    const node = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, links, () => undefined);
+    // The first write finds no link: the pair is suspended (saved at once), the write acknowledged alone.
+    expect(await node.hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: true });
+    const afterSuspend = saves.length;
+    expect(saves.at(-1)?.syncPair).toBe('suspended');
+    for (let i = 1; i < 5; i += 1) expect(await node.hostWrite(0, i * blockBytes, block(i + 1))).toMatchObject({ alone: true });
+    await Promise.all(node.hostWriteBatch([0, 1, 2].map((i) => ({ volume: 1, offset: i * blockBytes, data: block(9) }))));
+    expect(saves.length).toBe(afterSuspend);
+    node.onTick(0);
+    expect(saves.length).toBe(afterSuspend + 1);
+    expect(saves.at(-1)).toMatchObject({ ackedAlone: 8 });
+    expect(saves.at(-1)!.changed.map((bitmap) => bitmap[0])).toEqual([0b11111, 0b111]);
+    node.onTick(50);
+    expect(saves.length).toBe(afterSuspend + 1);
+    // A trim (site 3's progress) that would discard an entry of an unsaved write saves first.
+    await node.hostWrite(0, 7 * blockBytes, block(7));
+    site.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 9, restored: 9, entriesMax: 0, bytesMax: 0 } });
+    expect(saves.length).toBe(afterSuspend + 2);
+    expect(saves.at(-1)!.changed[0]![0]).toBe(0b10011111);
+    expect(site.journal.first).toBe(10);
   });
 
   it('an unanswered sync write takes the link down after the answer timeout', async () => {
