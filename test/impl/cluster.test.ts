@@ -19,11 +19,13 @@ import {
   NotAcknowledgedError,
   NotAllowedError,
   NotWritableError,
+  OutOfOrderError,
   RefusalError,
   RemoteAheadError,
   SiteFailedError,
   SiteUpError,
 } from '../../impl/errors.ts';
+import { encodeMessage } from '../../impl/messages.ts';
 import { OutOfRangeError } from '../../impl/volume.ts';
 
 const blockBytes = 4096;
@@ -147,6 +149,25 @@ describe('host writes and reads', () => {
     cluster.resyncSite(2);
     expect(cluster.hostWrite(1, 0, 0, block(1)).updateNumber).toBe(1);
     expect(cluster.observe().ackedOnOneSite).toBe(0);
+  });
+
+  it("takes the secondary's answer only for a write in flight: one past the last sent, or for a write already acknowledged, is refused and acknowledges nothing (P1)", () => {
+    const cluster = Cluster.create(config());
+    cluster.hostWrite(1, 0, 0, block(1));
+    cluster.transport.hold(2, 1);
+    const third = cluster.submitHostWrite(1, 0, blockBytes, block(2));
+    cluster.runUntilIdle();
+    expect(third.state).toBe('pending');
+    // The write in flight is u=2: an answer for u=3 (never sent) or u=1 (answered already) names no write in flight.
+    for (const updateNumber of [3, 1]) {
+      expect(() => cluster.deliverBytes(2, 1, encodeMessage({ kind: 'syncWriteAck', updateNumber }))).toThrow(OutOfOrderError);
+      expect(third.state).toBe('pending');
+      expect(cluster.pendingWrites).toBe(1);
+    }
+    cluster.transport.release(2, 1);
+    cluster.runUntilIdle();
+    expect(third.state).toBe('acknowledged');
+    expect(third.updateNumber).toBe(2);
   });
 
   it('keeps at most inFlightWritesMax writes in flight', () => {
