@@ -331,15 +331,45 @@ describe('a site receiving untrusted input', () => {
       ['resync request from the primary', 1, 2, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
       ['judge request from a sync member', 1, 2, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
       ['verdict to a sync member', 3, 1, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      // One row per condition of each handler's guard: the wrong receiver, the wrong sender, the wrong role.
+      ['sync write to site 3', 1, 3, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['sync write batch to site 3', 1, 3, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['sync write batch from site 3', 3, 2, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['sync write batch to the primary', 2, 1, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['acknowledgement to site 3', 1, 3, { kind: 'syncWriteAck', updateNumber: 3 }],
+      ['acknowledgement from site 3', 3, 1, { kind: 'syncWriteAck', updateNumber: 3 }],
+      ['acknowledgement to the secondary', 1, 2, { kind: 'syncWriteAck', updateNumber: 3 }],
+      ['pull request to site 3', 1, 3, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull request from a sync member', 2, 1, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull entries to a sync member', 1, 2, { kind: 'pullEntries', entries: [], servedAt: 0 }],
+      ['judge request to site 3', 1, 3, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
+      ['verdict between sync members', 1, 2, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      ['delta resync request to site 3', 1, 3, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['delta resync request from a sync member', 2, 1, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['delta resync request to the secondary', 3, 2, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['full copy request from a sync member', 2, 1, { kind: 'fullCopyRequest' }],
+      ['full copy request to the secondary', 3, 2, { kind: 'fullCopyRequest' }],
+      ['resync request from site 3', 3, 1, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['resync request to the secondary', 1, 2, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['delta entries from a sync member that is not the source', 2, 3, { kind: 'deltaResyncEntries', entries: [], sourceLast: 3, final: true }],
+      ['delta refusal with no delta resync', 1, 3, { kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 3 }],
+      ['pull refusal from a sync member that is not the source', 2, 3, { kind: 'pullRefused', received: 2, journalFirst: 1 }],
     ];
     for (const [name, from, to, message] of cases) {
+      // Refused by the guard that names what is out of context: the site changes nothing and says why.
       if (from === to) {
         expect(() => cluster.site(to).handle({ from, to, message }), name).toThrow(UnexpectedMessageError);
         continue;
       }
-      expect(() => cluster.deliverBytes(from, to, wire(message)), name).toThrow(RefusalError);
+      expect(() => cluster.deliverBytes(from, to, wire(message)), name).toThrow(name === 'acknowledgement of nothing in flight' ? OutOfOrderError : UnexpectedMessageError);
       expect(cluster.observe(), name).toEqual(before);
     }
+    // A failed site handles nothing, in context or not.
+    cluster.failSite(2);
+    const failed = cluster.observe();
+    const write: Message = { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 };
+    expect(() => cluster.site(2).handle({ from: 1, to: 2, message: write })).toThrow(/the site is failed/);
+    expect(cluster.observe()).toEqual(failed);
   });
 
   it('refuses a sync write whose update number is not last+1, or outside the volumes, changing nothing', () => {
