@@ -628,6 +628,15 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
     at = start + length;
     return entry;
   };
+  // A u32 count, then that many entries (at most batchItemsMax).
+  const entryList = (kind: string): Fields[] => {
+    const count = view.getUint32(at, true);
+    if (count > batchItemsMax) fail(`${kind}.entries`, `${count} items exceed ${batchItemsMax}`);
+    at += 4;
+    const list: Fields[] = [];
+    for (let i = 0; i < count; i += 1) list.push(entryAt(`${kind}.entries[${i}]`));
+    return list;
+  };
   let value: Fields;
   switch (code) {
     case binaryKindCode.syncWriteAck:
@@ -645,23 +654,15 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
     case binaryKindCode.syncWriteBatch: {
       need(at, 12, 'syncWriteBatch');
       const restoredKnown = getU64(view, at, 'syncWriteBatch.restoredKnown');
-      const count = view.getUint32(at + 8, true);
-      if (count > batchItemsMax) fail('syncWriteBatch.entries', `${count} items exceed ${batchItemsMax}`);
-      at += 12;
-      const list: Fields[] = [];
-      for (let i = 0; i < count; i += 1) list.push(entryAt(`syncWriteBatch.entries[${i}]`));
-      value = { kind: 'syncWriteBatch', entries: list, restoredKnown };
+      at += 8;
+      value = { kind: 'syncWriteBatch', entries: entryList('syncWriteBatch'), restoredKnown };
       break;
     }
     case binaryKindCode.pullEntries: {
       need(at, 12, 'pullEntries');
       const servedAt = view.getFloat64(at, true);
-      const count = view.getUint32(at + 8, true);
-      if (count > batchItemsMax) fail('pullEntries.entries', `${count} items exceed ${batchItemsMax}`);
-      at += 12;
-      const list: Fields[] = [];
-      for (let i = 0; i < count; i += 1) list.push(entryAt(`pullEntries.entries[${i}]`));
-      value = { kind: 'pullEntries', entries: list, servedAt };
+      at += 8;
+      value = { kind: 'pullEntries', entries: entryList('pullEntries'), servedAt };
       break;
     }
     default:
