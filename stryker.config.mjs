@@ -19,6 +19,11 @@ export default {
     'impl/block-copy.ts',
   ],
   testRunner: 'vitest',
+  // Mutants inside invariant checks and in error-message prose are reported as Ignored, with the reason, and
+  // not scored (stryker-plugins/invariant-and-message-ignorer.mjs says why). bench/mutation-summary.ts prints
+  // how many.
+  appendPlugins: [new URL('./stryker-plugins/invariant-and-message-ignorer.mjs', import.meta.url).pathname],
+  ignorers: ['invariant-and-message'],
   vitest: {
     configFile: 'vitest.mutation.config.ts',
     // The conformance tests reach impl/ through the harness's adapter, not by importing the mutated file

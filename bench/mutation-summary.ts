@@ -19,6 +19,8 @@ interface ReportMutant {
   mutatorName: string;
   replacement?: string;
   status: Status;
+  /** Why, for an Ignored mutant: the ignorer's reason (stryker-plugins/invariant-and-message-ignorer.mjs). */
+  statusReason?: string;
   location: { start: { line: number; column: number }; end: { line: number; column: number } };
 }
 
@@ -92,19 +94,27 @@ function total(entries: Iterable<MutantCounts>): MutantCounts {
 }
 
 function row(name: string, c: MutantCounts): string {
-  return `| ${name} | ${c.killed} | ${c.survived} | ${c.noCoverage} | ${c.timeout} | ${c.errors} | ${score(c).toFixed(1)}% |`;
+  return `| ${name} | ${c.killed} | ${c.survived} | ${c.noCoverage} | ${c.timeout} | ${c.errors} | ${c.ignored} | ${score(c).toFixed(1)}% |`;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const file = process.argv[2] ?? 'reports/mutation/mutation.json';
   const perFile = summarize(JSON.parse(readFileSync(file, 'utf8')));
   console.log(`\nmutation score of impl/ (${file}); score = killed / (killed + survived + no coverage), timeouts apart\n`);
-  console.log('| file | killed | survived | no coverage | timeout | errors | score |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| file | killed | survived | no coverage | timeout | errors | ignored | score |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, counts] of [...perFile].sort(([a], [b]) => a.localeCompare(b))) console.log(row(name, counts));
   console.log(row('**replication logic**', total(replicationLogicFiles.flatMap((name) => perFile.get(name) ?? []))));
   console.log(row('**all of impl/**', total(perFile.values())));
   const report = JSON.parse(readFileSync(file, 'utf8')) as Report;
+  const reasons = new Map<string, number>();
+  for (const { mutants } of Object.values(report.files)) {
+    for (const mutant of mutants) {
+      if (mutant.status === 'Ignored') reasons.set(mutant.statusReason ?? '(no reason)', (reasons.get(mutant.statusReason ?? '(no reason)') ?? 0) + 1);
+    }
+  }
+  if (reasons.size > 0) console.log('\nignored (not scored), by reason:');
+  for (const [reason, count] of reasons) console.log(`  ${count}: ${reason}`);
   const survivors: { file: string; mutant: ReportMutant; kind: SurvivorKind; original: string }[] = [];
   for (const [name, { source, mutants }] of Object.entries(report.files)) {
     for (const mutant of mutants) {

@@ -184,7 +184,7 @@ export class Cluster {
     }
     const cluster = new Cluster(valid, Cluster.#makeSites(valid, false), null);
     cluster.#dirty = true;
-    for (const site of cluster.#sites) site.saveIfDirty();
+    for (const site of cluster.#sites) site.save();
     cluster.#save();
     return cluster;
   }
@@ -373,6 +373,8 @@ export class Cluster {
     this.#checkLink('cutLink', a, b);
     if (this.transport.isCut(a, b)) throw new LinkStateError(linkName(a, b), true, 'cutLink');
     this.transport.cut(a, b);
+    // The cut links are part of the controller's durable state even when R1 and R2 change nothing else.
+    this.#dirty = true;
     this.#end();
   }
 
@@ -382,6 +384,8 @@ export class Cluster {
     this.#checkLink('restoreLink', a, b);
     if (!this.transport.isCut(a, b)) throw new LinkStateError(linkName(a, b), false, 'restoreLink');
     this.transport.restore(a, b);
+    // The cut links are part of the controller's durable state even when R1 and R2 change nothing else.
+    this.#dirty = true;
     this.#end();
   }
 
@@ -468,7 +472,9 @@ export class Cluster {
     if (!target.up) throw new SiteFailedError(site, 'resyncSite');
     if (target.mode !== 'resyncing') throw new NotAllowedError('resyncSite', `site ${site} is ${target.mode}, not resyncing`);
     if (!this.#reachable(1, 2)) throw new NotAllowedError('resyncSite', 'sites 1 and 2 cannot reach each other');
-    if (this.#site(this.#primary).inFlightWrites > 0) throw new NotAllowedError('resyncSite', 'the primary has host writes in flight');
+    // A secondary is resyncing only while the pair is not in sync, and then the primary acknowledges each
+    // write at once (StorageSystem.setSyncPair decided the ones in flight): none can be in flight here.
+    assert(this.#site(this.#primary).inFlightWrites === 0, 'no write in flight while the pair is not in sync', () => `${this.#site(this.#primary).inFlightWrites} writes`);
     const notes = this.#exchange(target.requestResync());
     if (!notes.some((note) => note.kind === 'resyncDone')) throw new NotAcknowledgedError('resyncSite', 'the resync did not complete');
     this.#setSyncPair(this.#primary === 1 ? 'inSync' : 'reversed');

@@ -369,6 +369,48 @@ describe('operator commands: accepted and refused', () => {
   });
 });
 
+describe('commands refused while host writes are in flight (their answers held)', () => {
+  it('failover with site 1 fenced, a full copy and a failback each wait for the writes in flight; a resync never meets one', () => {
+    const cluster = Cluster.create(config({ journal: { entriesMax: 8, bytesMax: 8 * (blockBytes + 4096) } }));
+    // FAILOVER: site 1 fenced (P4 allows the failover) but a write of its host still unanswered.
+    cluster.transport.hold(2, 1);
+    const inFlight = cluster.submitHostWrite(1, 0, 0, block(1));
+    cluster.runUntilIdle();
+    cluster.fenceSite(1);
+    expect(refused(cluster, () => cluster.failover({ force: false }), NotAllowedError).condition).toBe('site 1 has host writes in flight');
+    cluster.transport.release(2, 1);
+    cluster.runUntilIdle();
+    expect(inFlight.state).toBe('acknowledged');
+    cluster.failover({ force: false });
+    cluster.deltaResync();
+    // RESYNC_SITE: the returning secondary is resyncing only while the pair is not in sync, and a primary
+    // whose pair is not in sync acknowledges every write at once: none is ever in flight then.
+    expect(cluster.submitHostWrite(2, 0, 0, block(2)).state).toBe('acknowledged');
+    expect(cluster.pendingWrites).toBe(0);
+    cluster.resyncSite(1);
+    expect(cluster.observe().syncPair).toEqual({ state: 'reversed', primary: 2 });
+    // FAILBACK: host 2 has a write in flight to site 1.
+    cluster.transport.hold(1, 2);
+    const held = cluster.submitHostWrite(2, 0, blockBytes, block(3));
+    cluster.runUntilIdle();
+    expect(refused(cluster, () => cluster.failback(), NotAllowedError).condition).toBe('host 2 has writes in flight (quiesce first)');
+    // FULL_COPY: the async pair needs a full copy (the source journal overflowed) while a write is in flight.
+    for (let i = 0; i < 9; i += 1) cluster.submitHostWrite(2, 1, 0, block(10 + i));
+    cluster.runUntilIdle();
+    expect(cluster.observe().asyncPair.state).toBe('suspendedOverflow');
+    expect(refused(cluster, () => cluster.fullCopy(), NotAllowedError).condition).toBe('the source has host writes in flight');
+    cluster.transport.release(1, 2);
+    cluster.runUntilIdle();
+    expect(held.state).toBe('acknowledged');
+    expect(cluster.pendingWrites).toBe(0);
+    cluster.fullCopy();
+    cluster.failback();
+    const o = cluster.observe();
+    expect(o.syncPair).toEqual({ state: 'inSync', primary: 1 });
+    expect(o.sites[3].volumeDigest).toBe(o.sites[1].volumeDigest);
+  });
+});
+
 describe('answers that do not come', () => {
   it('a host write whose answer is held is not acknowledged; it is when the answer is delivered', () => {
     const cluster = Cluster.create(config());
@@ -414,29 +456,41 @@ describe('advanceClock', () => {
   });
 });
 
-describe('every refused command changes nothing; P3, P4, P7 after every step (property)', () => {
-  type Step = (cluster: Cluster) => unknown;
-  const site = fc.constantFrom(1, 2, 3 as const);
-  const step: fc.Arbitrary<[string, Step]> = fc.oneof(
-    fc.tuple(fc.constantFrom(1, 2 as const), fc.nat({ max: 1 }), fc.nat({ max: 3 }), fc.integer({ min: 1, max: 255 })).map(([h, v, b, d]) => [
-      `write ${h} ${v} ${b} ${d}`,
-      (c: Cluster) => c.hostWrite(h, v, b * blockBytes, block(d)),
-    ] as [string, Step]),
-    fc.constant(['pull', (c: Cluster) => c.pullJournal()] as [string, Step]),
-    fc.constant(['restore', (c: Cluster) => c.restoreJournal()] as [string, Step]),
-    site.map((s) => [`fail ${s}`, (c: Cluster) => c.failSite(s)] as [string, Step]),
-    site.map((s) => [`recover ${s}`, (c: Cluster) => c.recoverSite(s)] as [string, Step]),
-    fc.constantFrom([1, 2], [1, 3], [2, 3]).map(([a, b]) => [`cut ${a}-${b}`, (c: Cluster) => c.cutLink(a as 1, b as 2)] as [string, Step]),
-    fc.constantFrom([1, 2], [1, 3], [2, 3]).map(([a, b]) => [`heal ${a}-${b}`, (c: Cluster) => c.restoreLink(a as 1, b as 2)] as [string, Step]),
-    fc.constant(['fence 1', (c: Cluster) => c.fenceSite(1)] as [string, Step]),
-    fc.boolean().map((force) => [`failover ${force}`, (c: Cluster) => c.failover({ force })] as [string, Step]),
-    fc.constantFrom(1, 2 as const).map((s) => [`resync ${s}`, (c: Cluster) => c.resyncSite(s)] as [string, Step]),
-    fc.constant(['delta', (c: Cluster) => c.deltaResync()] as [string, Step]),
-    fc.constant(['full', (c: Cluster) => c.fullCopy()] as [string, Step]),
-    fc.constant(['failback', (c: Cluster) => c.failback()] as [string, Step]),
-    fc.nat({ max: 4 }).map((t) => [`tick ${t}`, (c: Cluster) => c.advanceClock(t)] as [string, Step]),
-  );
+type Step = (cluster: Cluster) => unknown;
+const anySite = fc.constantFrom(1, 2, 3 as const);
+/** One operator command or host write, with its label: the commands the properties below draw from. */
+const step: fc.Arbitrary<[string, Step]> = fc.oneof(
+  fc.tuple(fc.constantFrom(1, 2 as const), fc.nat({ max: 1 }), fc.nat({ max: 3 }), fc.integer({ min: 1, max: 255 })).map(([h, v, b, d]) => [
+    `write ${h} ${v} ${b} ${d}`,
+    (c: Cluster) => c.hostWrite(h, v, b * blockBytes, block(d)),
+  ] as [string, Step]),
+  fc.constant(['pull', (c: Cluster) => c.pullJournal()] as [string, Step]),
+  fc.constant(['restore', (c: Cluster) => c.restoreJournal()] as [string, Step]),
+  anySite.map((s) => [`fail ${s}`, (c: Cluster) => c.failSite(s)] as [string, Step]),
+  anySite.map((s) => [`recover ${s}`, (c: Cluster) => c.recoverSite(s)] as [string, Step]),
+  fc.constantFrom([1, 2], [1, 3], [2, 3]).map(([a, b]) => [`cut ${a}-${b}`, (c: Cluster) => c.cutLink(a as 1, b as 2)] as [string, Step]),
+  fc.constantFrom([1, 2], [1, 3], [2, 3]).map(([a, b]) => [`heal ${a}-${b}`, (c: Cluster) => c.restoreLink(a as 1, b as 2)] as [string, Step]),
+  fc.constant(['fence 1', (c: Cluster) => c.fenceSite(1)] as [string, Step]),
+  fc.boolean().map((force) => [`failover ${force}`, (c: Cluster) => c.failover({ force })] as [string, Step]),
+  fc.constantFrom(1, 2 as const).map((s) => [`resync ${s}`, (c: Cluster) => c.resyncSite(s)] as [string, Step]),
+  fc.constant(['delta', (c: Cluster) => c.deltaResync()] as [string, Step]),
+  fc.constant(['full', (c: Cluster) => c.fullCopy()] as [string, Step]),
+  fc.constant(['failback', (c: Cluster) => c.failback()] as [string, Step]),
+  fc.nat({ max: 4 }).map((t) => [`tick ${t}`, (c: Cluster) => c.advanceClock(t)] as [string, Step]),
+);
 
+/** Runs a step; a refusal is an answer, anything else is a failure. */
+function tryStep(cluster: Cluster, run: Step): unknown {
+  try {
+    run(cluster);
+    return null;
+  } catch (error) {
+    if (!(error instanceof RefusalError || error instanceof OutOfRangeError)) throw error;
+    return error;
+  }
+}
+
+describe('every refused command changes nothing; P3, P4, P7 after every step (property)', () => {
   for (const fencePolicy of ['keepWriting', 'refuse'] as const) {
     it(`fence policy ${fencePolicy}`, () => {
       fc.assert(
@@ -502,6 +556,34 @@ describe('a file-backed cluster', () => {
     expect(reopened.hostWrite(1, 0, 0, block(4)).updateNumber).toBe(4);
     reopened.close();
     expect(Cluster.open(fileConfig).observe().sites[2].lastUpdateNumber).toBe(4);
+  });
+
+  it('after any command the directory reopens to the same observation: the durable state is saved when it changes (a crash loses nothing acknowledged)', () => {
+    let run = 0;
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 24 }), fc.constantFrom('keepWriting', 'refuse' as const), (steps, fencePolicy) => {
+        run += 1;
+        const dir = path.join(root, `crash-${run}`);
+        const journal = { entriesMax: 4, bytesMax: 4 * (blockBytes + 4096) };
+        const cluster = Cluster.create(config({ storage: { kind: 'file', dir }, journal, fencePolicy }));
+        try {
+          for (const [index, [label, run]] of steps.entries()) {
+            tryStep(cluster, run);
+            // The process dies here: a copy of its directory is what a restart finds.
+            const copy = `${dir}-after-${index}`;
+            fs.cpSync(dir, copy, { recursive: true });
+            const reopened = Cluster.open(config({ storage: { kind: 'file', dir: copy }, journal, fencePolicy }));
+            expect(reopened.observe(), `reopened after step ${index}: ${label}`).toEqual(cluster.observe());
+            reopened.close();
+            fs.rmSync(copy, { recursive: true, force: true });
+          }
+        } finally {
+          cluster.close();
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      }),
+      { numRuns: 30 },
+    );
   });
 
   it('refuses to open what is not a file cluster', () => {

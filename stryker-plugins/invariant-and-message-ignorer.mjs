@@ -1,0 +1,54 @@
+// A StrykerJS ignorer (https://stryker-mutator.io/docs/stryker-js/configuration/#ignorers-string): the mutants
+// the mutation score does not count, each for a stated reason. Ignored mutants still appear in
+// reports/mutation/mutation.json with status "Ignored" and the reason, so the raw figures stay visible.
+//
+// 1. Invariant checks, `assert(condition, invariant, message)` (impl/invariant.ts). A mutant that weakens the
+//    condition changes nothing on a correct run: the check fires only on a bug, and no test of a correct
+//    implementation can kill it. The invariants themselves are tested by test/impl/invariant.test.ts and by
+//    the conformance run, which fails on any InvariantViolation.
+// 2. The prose of an error's message: a string or template literal with a space in its text, passed to an
+//    `...Error(...)` constructor ('the site is failed', `role ${role}, sync pair ${pair}`). What a person
+//    reads, not what the system does. The typed error class, its fields (the offset, the update number, the
+//    limit) and its one-word codes ('fencePolicy', 'resyncRequest.changed') are not ignored and stay mutated.
+import { PluginKind, declareClassPlugin } from '@stryker-mutator/api/plugin';
+
+/** True if the node at `path` is the statement `assert(...);`. */
+function isAssertStatement(path) {
+  const node = path.node;
+  return (
+    node.type === 'ExpressionStatement' &&
+    node.expression.type === 'CallExpression' &&
+    node.expression.callee.type === 'Identifier' &&
+    node.expression.callee.name === 'assert'
+  );
+}
+
+/** True if the node at `path` is prose (a literal with a space) given to `new SomethingError(...)`. */
+function isErrorMessageText(path) {
+  const node = path.node;
+  if (node.type === 'StringLiteral') {
+    if (!/\s/.test(node.value)) return false;
+  } else if (node.type === 'TemplateLiteral') {
+    if (!node.quasis.some((quasi) => /\s/.test(quasi.value.cooked ?? quasi.value.raw))) return false;
+  } else return false;
+  // Climb through the expressions that only build the text (concatenation, conditional, template parts).
+  let child = path;
+  let parent = path.parentPath;
+  while (parent && (parent.node.type === 'BinaryExpression' || parent.node.type === 'ConditionalExpression' || parent.node.type === 'TemplateLiteral')) {
+    child = parent;
+    parent = parent.parentPath;
+  }
+  if (!parent || parent.node.type !== 'NewExpression') return false;
+  const callee = parent.node.callee;
+  return callee.type === 'Identifier' && /Error$/.test(callee.name) && parent.node.arguments.includes(child.node);
+}
+
+class InvariantAndMessageIgnorer {
+  shouldIgnore(path) {
+    if (isAssertStatement(path)) return 'Invariant check: weakening it is invisible on a correct run (see stryker-plugins/invariant-and-message-ignorer.mjs)';
+    if (isErrorMessageText(path)) return 'Error message text: read by people, not by the system (the error class and its fields stay mutated)';
+    return undefined;
+  }
+}
+
+export const strykerPlugins = [declareClassPlugin(PluginKind.Ignore, 'invariant-and-message', InvariantAndMessageIgnorer)];
