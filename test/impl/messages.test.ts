@@ -354,6 +354,9 @@ describe('a site receiving untrusted input', () => {
       ['delta entries from a sync member that is not the source', 2, 3, { kind: 'deltaResyncEntries', entries: [], sourceLast: 3, final: true }],
       ['delta refusal with no delta resync', 1, 3, { kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 3 }],
       ['pull refusal from a sync member that is not the source', 2, 3, { kind: 'pullRefused', received: 2, journalFirst: 1 }],
+      ['verdict from site 3 to itself', 3, 3, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      ['judge request from site 3 to itself', 3, 3, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
+      ['pull refusal to a sync member, naming its last', 1, 2, { kind: 'pullRefused', received: 3, journalFirst: 1 }],
     ];
     for (const [name, from, to, message] of cases) {
       // Refused by the guard that names what is out of context: the site changes nothing and says why.

@@ -1,35 +1,89 @@
 /**
- * One storage system driven directly, without a cluster: how a source cuts the batches of a pull and of a
- * delta resync (by the requester's entry and byte room and by the wire's batch limit, never a part of an
- * entry, always progress), and when a site saves its durable state (exactly when it changes).
+ * One storage system driven directly, without a cluster, message by message: how a source cuts the batches
+ * of a pull, a delta resync and a block copy (by the requester's entry and byte room and by the wire's batch
+ * limits, never a part of an entry, always progress); host writes in batches at the primary and the
+ * secondary (one journal write, one answer, the overflow rule, site 3's progress learned and never lowered);
+ * what a failing primary does with its writes in flight; the refusals a source sends when its journal no
+ * longer covers site 3; malformed copy and resync messages; when the site makes its journal and volumes
+ * durable (flushEachWrite); and when it saves its durable state (exactly when it changes).
  */
 
 import { describe, expect, it } from 'vitest';
-import { entryBytes, MemoryJournal } from '../../impl/journal.ts';
-import { batchBytesMax, type DeltaResyncEntriesMessage, type Message, type PullEntriesMessage } from '../../impl/messages.ts';
-import { StorageSystem, type SiteConfig, type SiteDurableState, type SiteId } from '../../impl/storage-system.ts';
+import { MalformedMessageError, OutOfOrderError, SiteFailedError, UnexpectedMessageError } from '../../impl/errors.ts';
+import { entryBytes, MemoryJournal, type JournalLimits } from '../../impl/journal.ts';
+import {
+  batchBytesMax,
+  type CopyBlocksMessage,
+  type DeltaResyncEntriesMessage,
+  type Message,
+  type PullEntriesMessage,
+  type SyncWriteBatchMessage,
+} from '../../impl/messages.ts';
+import { StorageSystem, type SiteConfig, type SiteDurableState, type SiteEnvelope, type SiteId } from '../../impl/storage-system.ts';
 import { MemoryVolume } from '../../impl/volume.ts';
 
 const blockBytes = 4096;
 
-/** A site over memory: one volume of `volumeBytes`, a journal of `entriesMax` entries and `bytesMax` bytes. */
-function makeSite(id: SiteId, volumeBytes: number, saves: SiteDurableState[] | null = null, bytesMax = 64 * 1024 * 1024): StorageSystem {
-  const config: SiteConfig = { id, volumeCount: 1, volumeBytes, blockBytes, fencePolicy: 'keepWriting', inFlightWritesMax: 16, flushEachWrite: false };
-  const volumes = [new MemoryVolume(volumeBytes, blockBytes)];
+/** A memory journal that counts its flushes (what flushEachWrite asks for). */
+class CountingJournal extends MemoryJournal {
+  flushes = 0;
+  override flush(): void {
+    this.flushes += 1;
+    super.flush();
+  }
+}
+
+/** A memory volume that counts its flushes. */
+class CountingVolume extends MemoryVolume {
+  flushes = 0;
+  override flush(): void {
+    this.flushes += 1;
+    super.flush();
+  }
+}
+
+interface SiteOptions {
+  saves?: SiteDurableState[];
+  journal?: JournalLimits;
+  volumeCount?: number;
+  flushEachWrite?: boolean;
+  fencePolicy?: 'refuse' | 'keepWriting';
+}
+
+/** A site over memory: `volumeCount` volumes (1) of `volumeBytes`, a journal of 64 entries and 64 MiB unless given. */
+function makeSite(id: SiteId, volumeBytes: number, options: SiteOptions = {}): StorageSystem {
+  const { saves = null, journal = { entriesMax: 64, bytesMax: 64 * 1024 * 1024 }, volumeCount = 1, flushEachWrite = false, fencePolicy = 'keepWriting' } = options;
+  const config: SiteConfig = { id, volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax: 16, flushEachWrite };
+  const volumes = Array.from({ length: volumeCount }, () => new CountingVolume(volumeBytes, blockBytes));
   const save = saves === null ? null : (state: SiteDurableState) => saves.push(state);
-  return new StorageSystem(config, volumes, new MemoryJournal({ entriesMax: 64, bytesMax }), null, save);
+  return new StorageSystem(config, volumes, new CountingJournal(journal), null, save);
+}
+
+const filled = (bytes: number, value: number): Uint8Array => new Uint8Array(bytes).fill(value);
+
+/** Delivers every envelope of `send` addressed to one of `sites`, and what they answer, until none is left; returns the notes. */
+function exchange(sites: StorageSystem[], send: readonly SiteEnvelope[]): SiteEnvelope['message']['kind'][] {
+  const queue = [...send];
+  const kinds: SiteEnvelope['message']['kind'][] = [];
+  for (let envelope = queue.shift(); envelope !== undefined; envelope = queue.shift()) {
+    const to = sites.find((site) => site.id === envelope.to);
+    if (to === undefined) throw new Error(`no site ${envelope.to}`);
+    kinds.push(envelope.message.kind);
+    queue.push(...to.handle(envelope).send);
+  }
+  return kinds;
 }
 
 /**
  * A primary whose pair is suspended (so each write is acknowledged at once, none in flight) holding
  * `count` writes of `dataBytes` bytes each, at consecutive offsets of its one volume.
  */
-function sourceWith(count: number, dataBytes: number): StorageSystem {
-  const site = makeSite(1, Math.max(1, Math.ceil((count * dataBytes) / blockBytes)) * blockBytes);
+function sourceWith(count: number, dataBytes: number, journal?: JournalLimits): StorageSystem {
+  const site = makeSite(1, Math.max(1, Math.ceil((count * dataBytes) / blockBytes)) * blockBytes, { journal });
   site.setSyncPair('suspended');
   for (let i = 0; i < count; i += 1) {
     const notes = site.hostWrite(i + 1, 0, i * dataBytes, new Uint8Array(dataBytes).fill(i + 1)).notes;
-    expect(notes).toEqual([{ kind: 'hostWriteAcked', writeId: i + 1, updateNumber: i + 1, alone: true }]);
+    expect(notes.filter((note) => note.kind === 'hostWriteAcked')).toEqual([{ kind: 'hostWriteAcked', writeId: i + 1, updateNumber: i + 1, alone: true }]);
   }
   return site;
 }
@@ -117,7 +171,7 @@ describe('a delta resync sends every entry, batch by batch, within the room and 
 describe('the durable state is saved when it changes, and only then', () => {
   it('each command that changes the state saves it once; one that changes nothing saves nothing', () => {
     const saves: SiteDurableState[] = [];
-    const site = makeSite(1, 4 * blockBytes, saves);
+    const site = makeSite(1, 4 * blockBytes, { saves });
     const savedAfter = (run: () => unknown): SiteDurableState | null => {
       const before = saves.length;
       run();
@@ -153,5 +207,499 @@ describe('the durable state is saved when it changes, and only then', () => {
     site.saveIfDirtyBesidesHostWrites();
     expect(saves.at(-1)).toMatchObject({ mode: 'normal' });
     expect(savedAfter(() => undefined)).toBeNull();
+  });
+});
+
+/** Throws what `run` throws, or fails the test. */
+function thrown(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('host writes in a batch: one journal write, one message, one answer (claims 2-6, 34, 35)', () => {
+  const pair = (journal?: JournalLimits) => ({ primary: makeSite(1, 16 * blockBytes, { journal }), secondary: makeSite(2, 16 * blockBytes, { journal }) });
+  const writes = (first: number, count: number) =>
+    Array.from({ length: count }, (_, i) => ({ writeId: first + i, volume: 0, offset: ((first + i) % 16) * blockBytes, data: filled(blockBytes, first + i) }));
+  const batch = (first: number, count: number, restoredKnown: number): SyncWriteBatchMessage => ({
+    kind: 'syncWriteBatch',
+    entries: Array.from({ length: count }, (_, i) => ({ updateNumber: first + i, volume: 0, offset: i * blockBytes, data: filled(blockBytes, first + i) })),
+    restoredKnown,
+  });
+
+  it('the primary sends one syncWriteBatch; the secondary journals it and answers once, for the last; the answer acknowledges each write', () => {
+    const { primary, secondary } = pair();
+    const out = primary.hostWrites(writes(1, 3));
+    expect(out.notes).toEqual([]);
+    expect(out.send).toHaveLength(1);
+    const message = out.send[0]?.message as SyncWriteBatchMessage;
+    expect(message.kind).toBe('syncWriteBatch');
+    expect(message.entries.map((entry) => entry.updateNumber)).toEqual([1, 2, 3]);
+    expect(primary.inFlightWrites).toBe(3);
+    const answer = secondary.handle(out.send[0] as SiteEnvelope);
+    expect(answer).toEqual({ send: [{ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 3 } }], notes: [] });
+    expect(secondary.last).toBe(3);
+    expect(secondary.digest()).toBe(primary.digest());
+    const acked = primary.handle(answer.send[0] as SiteEnvelope).notes;
+    expect(acked).toEqual([1, 2, 3].map((u) => ({ kind: 'hostWriteAcked', writeId: u, updateNumber: u, alone: false })));
+    expect(primary.inFlightWrites).toBe(0);
+  });
+
+  it('a batch of one write goes as a plain syncWrite', () => {
+    expect(pair().primary.hostWrites(writes(1, 1)).send[0]?.message.kind).toBe('syncWrite');
+  });
+
+  it('a batch that does not fit the journal is journaled write by write under the overflow rule, at both sites (P7)', () => {
+    const { primary, secondary } = pair({ entriesMax: 4, bytesMax: 64 * 1024 * 1024 });
+    expect(exchange([primary, secondary], primary.hostWrites(writes(1, 3)).send)).toEqual(['syncWriteBatch', 'syncWriteAck']);
+    expect(primary.inFlightWrites).toBe(0);
+    expect(primary.journal.last).toBe(3);
+    const out = primary.hostWrites(writes(4, 3));
+    expect(out.notes).toEqual([{ kind: 'journalOverflow', site: 1, updateNumber: 5 }]);
+    expect([primary.journal.first, primary.journal.last]).toEqual([5, 6]);
+    const answer = secondary.handle(out.send[0] as SiteEnvelope);
+    expect(answer.notes).toEqual([{ kind: 'journalOverflow', site: 2, updateNumber: 5 }]);
+    expect(answer.send[0]?.message).toEqual({ kind: 'syncWriteAck', updateNumber: 6 });
+    expect([secondary.journal.first, secondary.journal.last]).toEqual([5, 6]);
+    expect(secondary.digest()).toBe(primary.digest());
+  });
+
+  it("the secondary learns site 3's restored number from each write and trims by it, and never lowers it", () => {
+    const { secondary } = pair();
+    secondary.handle({ from: 1, to: 2, message: batch(1, 3, 0) });
+    expect([secondary.knownRestored, secondary.journal.first]).toEqual([0, 1]);
+    secondary.handle({ from: 1, to: 2, message: batch(4, 2, 2) });
+    expect([secondary.knownRestored, secondary.journal.first, secondary.journal.last]).toEqual([2, 3, 5]);
+    secondary.handle({ from: 1, to: 2, message: batch(6, 1, 1) });
+    expect([secondary.knownRestored, secondary.journal.first]).toEqual([2, 3]);
+    const write = (updateNumber: number, restoredKnown: number): Message => ({ kind: 'syncWrite', updateNumber, volume: 0, offset: 0, data: filled(blockBytes, 1), restoredKnown });
+    secondary.handle({ from: 1, to: 2, message: write(7, 1) });
+    expect([secondary.knownRestored, secondary.journal.first]).toEqual([2, 3]);
+    secondary.handle({ from: 1, to: 2, message: write(8, 4) });
+    expect([secondary.knownRestored, secondary.journal.first, secondary.journal.last]).toEqual([4, 5, 8]);
+    const error = thrown(() => secondary.handle({ from: 1, to: 2, message: batch(10, 1, 4) }));
+    expect(error).toBeInstanceOf(OutOfOrderError);
+    expect(error).toMatchObject({ kind: 'syncWriteBatch', expected: 9, got: 10 });
+  });
+
+  it('with the pair suspended, a batch is acknowledged at once on the primary alone, each write with its own update number (P1 exposure)', () => {
+    const primary = makeSite(1, 16 * blockBytes, { journal: { entriesMax: 2, bytesMax: 64 * 1024 * 1024 } });
+    primary.setSyncPair('suspended');
+    const out = primary.hostWrites(writes(1, 3));
+    expect(out.send).toEqual([]);
+    expect(out.notes).toEqual([
+      { kind: 'journalOverflow', site: 1, updateNumber: 3 },
+      ...[1, 2, 3].map((u) => ({ kind: 'hostWriteAcked', writeId: u, updateNumber: u, alone: true })),
+    ]);
+    expect(primary.ackedAlone).toBe(3);
+    expect([...primary.changed.blocks()]).toEqual([
+      [0, 1],
+      [0, 2],
+      [0, 3],
+    ]);
+  });
+});
+
+describe('flushEachWrite: the journal and the volumes are durable before a write is answered, acknowledged or pulled', () => {
+  for (const flushEachWrite of [true, false]) {
+    it(`flushEachWrite ${flushEachWrite}`, () => {
+      const n = flushEachWrite ? 1 : 0;
+      const [primary, secondary, three] = ([1, 2, 3] as const).map((id) => makeSite(id, 16 * blockBytes, { flushEachWrite, volumeCount: 2 })) as [StorageSystem, StorageSystem, StorageSystem];
+      const journalFlushes = (site: StorageSystem): number => (site.journal as CountingJournal).flushes;
+      const volumeFlushes = (site: StorageSystem): number[] => (site.volumes as CountingVolume[]).map((volume) => volume.flushes);
+      // One host write: the journal and the volume written.
+      const one = primary.hostWrite(1, 1, 0, filled(blockBytes, 1));
+      expect([journalFlushes(primary), volumeFlushes(primary)]).toEqual([n, [0, n]]);
+      primary.handle(secondary.handle(one.send[0] as SiteEnvelope).send[0] as SiteEnvelope);
+      expect([journalFlushes(secondary), volumeFlushes(secondary)]).toEqual([n, [0, n]]);
+      // A batch: one journal flush, and every volume.
+      const two = primary.hostWrites([2, 3].map((writeId) => ({ writeId, volume: 0, offset: writeId * blockBytes, data: filled(blockBytes, writeId) })));
+      expect([journalFlushes(primary), volumeFlushes(primary)]).toEqual([2 * n, [n, 2 * n]]);
+      primary.handle(secondary.handle(two.send[0] as SiteEnvelope).send[0] as SiteEnvelope);
+      expect([journalFlushes(secondary), volumeFlushes(secondary)]).toEqual([2 * n, [n, 2 * n]]);
+      // Site 3: an empty pull answer flushes nothing; pulled entries are flushed; a restore flushes the volumes.
+      three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [], servedAt: 0 } });
+      expect(journalFlushes(three)).toBe(0);
+      const entries = primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 8, bytesMax: 1 << 20 } }).send[0];
+      three.handle(entries as SiteEnvelope);
+      expect([three.received, journalFlushes(three), volumeFlushes(three)]).toEqual([3, n, [0, 0]]);
+      expect(three.restore()).toBe(3);
+      expect(volumeFlushes(three)).toEqual([n, n]);
+      expect(three.digest()).toBe(primary.digest());
+    });
+  }
+});
+
+describe('a failing primary with writes in flight (P1)', () => {
+  it('fails each write in flight with SiteFailedError and records its blocks as changed: the secondary may lack them', () => {
+    const primary = makeSite(1, 16 * blockBytes);
+    primary.hostWrite(7, 0, 2 * blockBytes, filled(blockBytes, 1));
+    primary.hostWrite(8, 0, 5 * blockBytes, filled(2 * blockBytes, 2));
+    const out = primary.fail();
+    expect(out.send).toEqual([]);
+    expect(out.notes.map((note) => (note.kind === 'hostWriteFailed' ? [note.writeId, note.error instanceof SiteFailedError, note.error.message] : note))).toEqual([
+      [7, true, 'host write: site 1 is failed'],
+      [8, true, 'host write: site 1 is failed'],
+    ]);
+    expect([primary.inFlightWrites, primary.up]).toEqual([0, false]);
+    expect([...primary.changed.blocks()]).toEqual([
+      [0, 2],
+      [0, 5],
+      [0, 6],
+    ]);
+  });
+});
+
+describe('a source whose journal no longer covers site 3 says so instead of serving a gap (P5, P7)', () => {
+  const dataBytes = 1000;
+  // Six writes into a journal of four entries: the fifth overflowed it, so it holds [5..6].
+  const overflowed = (): StorageSystem => sourceWith(6, dataBytes, { entriesMax: 4, bytesMax: 1 << 20 });
+  const pull = (source: StorageSystem, received: number): Message =>
+    sent(source, { kind: 'pullRequest', received, restored: 0, entriesMax: 8, bytesMax: 1 << 20 }, source.journal.covers(received) || received >= source.last ? 'pullEntries' : 'pullRefused');
+
+  it('a pull below the journal is refused with its first update number; one it covers is served; one past its last gets nothing', () => {
+    const source = overflowed();
+    expect([source.journal.first, source.journal.last]).toEqual([5, 6]);
+    expect(pull(source, 2)).toEqual({ kind: 'pullRefused', received: 2, journalFirst: 5 });
+    expect(pull(source, 3)).toEqual({ kind: 'pullRefused', received: 3, journalFirst: 5 });
+    expect((pull(source, 4) as PullEntriesMessage).entries.map((entry) => entry.updateNumber)).toEqual([5, 6]);
+    expect((pull(source, 6) as PullEntriesMessage).entries).toEqual([]);
+    expect((pull(source, 9) as PullEntriesMessage).entries).toEqual([]);
+  });
+
+  it('a delta resync is refused when the journal does not cover site 3, or while writes are in flight', () => {
+    const source = overflowed();
+    const request = (received: number): Message => ({ kind: 'deltaResyncRequest', received, entriesMax: 8, bytesMax: 1 << 20 });
+    expect(sent(source, request(3), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', received: 3, journalFirst: 5, sourceLast: 6 });
+    expect(source.busy).toBe(false);
+    const inSync = makeSite(1, 4 * blockBytes);
+    inSync.hostWrite(1, 0, 0, filled(blockBytes, 1));
+    expect(sent(inSync, request(0), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 1 });
+    expect(inSync.busy).toBe(false);
+  });
+
+  it('site 3 takes a delta refusal as the end of its wait, and a pull refusal only for its own received number', () => {
+    const three = makeSite(3, 4 * blockBytes);
+    expect(three.busy).toBe(false);
+    three.requestDeltaResync(8);
+    expect(three.busy).toBe(true);
+    const out = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncRefused', received: 0, journalFirst: 5, sourceLast: 6 } });
+    expect(out).toEqual({ send: [], notes: [{ kind: 'deltaResyncRefused', received: 0, journalFirst: 5 }] });
+    expect(three.busy).toBe(false);
+    const error = thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', received: 1, journalFirst: 5 } }));
+    expect(error).toMatchObject({ kind: 'pullRefused', expected: 0, got: 1 });
+    expect(error).toBeInstanceOf(OutOfOrderError);
+    expect(three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', received: 0, journalFirst: 5 } }).notes).toEqual([
+      { kind: 'pullRefused', received: 0, journalFirst: 5 },
+    ]);
+  });
+
+  it("a delta acknowledgement must name the last update number sent; the source is busy until the final one", () => {
+    const source = sourceWith(4, dataBytes);
+    sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
+    expect(source.busy).toBe(true);
+    const error = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', restored: 3, final: false } }));
+    expect(error).toBeInstanceOf(OutOfOrderError);
+    expect(error).toMatchObject({ kind: 'deltaResyncAck', expected: 2, got: 3 });
+    const last = sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries');
+    expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
+    expect(source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', restored: 4, final: true } }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: 4 }]);
+    expect(source.busy).toBe(false);
+  });
+});
+
+describe('copies: batches of whole blocks, well-formed requests (claims 29-31)', () => {
+  it(`a full copy larger than one message goes in batches of ${batchBytesMax / blockBytes} blocks, each acknowledged; both sides are busy until the last`, () => {
+    const volumeBytes = 2 * batchBytesMax + blockBytes;
+    const source = makeSite(1, volumeBytes);
+    source.setSyncPair('suspended');
+    source.hostWrite(1, 0, volumeBytes - blockBytes, filled(blockBytes, 9));
+    const three = makeSite(3, volumeBytes);
+    const queue = [...three.requestFullCopy().send];
+    expect(three.busy).toBe(true);
+    const batches: [number, boolean][] = [];
+    const notes: unknown[] = [];
+    for (let envelope = queue.shift(); envelope !== undefined; envelope = queue.shift()) {
+      const message = envelope.message;
+      if (message.kind === 'copyBlocks') {
+        batches.push([message.blocks.length, message.final]);
+        expect(source.busy).toBe(true);
+        expect(source.copySending).toBe('fullCopy');
+      }
+      const out = (envelope.to === 1 ? source : three).handle(envelope);
+      queue.push(...out.send);
+      notes.push(...out.notes);
+    }
+    expect(batches).toEqual([
+      [2048, false],
+      [2048, false],
+      [1, true],
+    ]);
+    expect(notes).toEqual([{ kind: 'fullCopyDone', sourceLast: 1 }]);
+    expect([source.busy, source.copySending, three.busy, three.received, three.restored]).toEqual([false, null, false, 1, 1]);
+    expect(three.digest()).toBe(source.digest());
+  });
+
+  it('a resync request carries one bitmap per volume of the right size; copied blocks are whole blocks', () => {
+    const primary = makeSite(1, 16 * blockBytes, { volumeCount: 2 });
+    const resync = (changed: Uint8Array[]) => thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'resyncRequest', changed } }));
+    expect(resync([new Uint8Array(2)])).toMatchObject({ field: 'resyncRequest.changed' });
+    expect(resync([new Uint8Array(2), new Uint8Array(3)])).toMatchObject({ field: 'resyncRequest.changed[1]' });
+    expect(resync([new Uint8Array(2)])).toBeInstanceOf(MalformedMessageError);
+    expect(primary.busy).toBe(false);
+    const secondary = makeSite(2, 16 * blockBytes, { volumeCount: 2 });
+    secondary.requestResync();
+    expect(secondary.busy).toBe(true);
+    const copy = (blocks: CopyBlocksMessage['blocks']) =>
+      thrown(() => secondary.handle({ from: 1, to: 2, message: { kind: 'copyBlocks', purpose: 'resync', blocks, final: true, sourceLast: 0, restoredKnown: 0 } }));
+    const whole = { volume: 0, offset: 0, data: filled(blockBytes, 1) };
+    expect(copy([whole, { volume: 1, offset: 100, data: filled(blockBytes, 1) }])).toMatchObject({ field: 'copyBlocks.blocks[1]' });
+    expect(copy([{ volume: 0, offset: blockBytes, data: filled(blockBytes - 1, 1) }])).toMatchObject({ field: 'copyBlocks.blocks[0]' });
+    expect(copy([{ volume: 2, offset: 0, data: filled(blockBytes, 1) }])).toMatchObject({ field: 'copyBlocks.blocks[0].volume' });
+    expect(secondary.read(0, 0, blockBytes)).toEqual(new Uint8Array(blockBytes));
+    expect(secondary.busy).toBe(true);
+  });
+
+  it('site 3 keeps the last verdict it received', () => {
+    const three = makeSite(3, 4 * blockBytes);
+    expect(three.lastVerdict).toBeNull();
+    const verdict: Message = { kind: 'verdict', purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 0, sourceLast: 3 };
+    three.handle({ from: 1, to: 3, message: verdict });
+    expect(three.lastVerdict).toEqual(verdict);
+  });
+});
+
+describe('messages out of context in the middle of a session are refused, and the session goes on', () => {
+  const unexpected = (site: StorageSystem, from: SiteId, message: Message): void => {
+    const error = thrown(() => site.handle({ from, to: site.id, message }));
+    expect(error, `${message.kind} from ${from} to ${site.id}`).toBeInstanceOf(UnexpectedMessageError);
+  };
+
+  it('during a delta resync: an acknowledgement not from site 3; at site 3, entries or a refusal not from its source', () => {
+    const source = sourceWith(4, 1000);
+    sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
+    unexpected(source, 2, { kind: 'deltaResyncAck', restored: 2, final: false });
+    expect(sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries').entries).toHaveLength(2);
+    const three = makeSite(3, 4 * blockBytes);
+    three.requestDeltaResync(8);
+    unexpected(three, 2, { kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 1 });
+    unexpected(three, 2, { kind: 'deltaResyncEntries', entries: [], sourceLast: 0, final: true });
+    expect(three.busy).toBe(true);
+    expect(three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [], sourceLast: 0, final: true } }).send[0]?.message).toEqual({
+      kind: 'deltaResyncAck',
+      restored: 0,
+      final: true,
+    });
+    expect(three.busy).toBe(false);
+  });
+
+  it('during a full copy: a second request, a resync request, an acknowledgement of another purpose, from another site, or final too early', () => {
+    const volumeBytes = batchBytesMax + blockBytes;
+    const source = makeSite(1, volumeBytes);
+    const three = makeSite(3, volumeBytes);
+    const first = source.handle(three.requestFullCopy().send[0] as SiteEnvelope).send[0] as SiteEnvelope;
+    expect((first.message as CopyBlocksMessage).final).toBe(false);
+    unexpected(source, 3, { kind: 'fullCopyRequest' });
+    unexpected(source, 2, { kind: 'resyncRequest', changed: [new Uint8Array(Math.ceil(volumeBytes / blockBytes / 8))] });
+    unexpected(source, 3, { kind: 'copyAck', purpose: 'resync', final: false });
+    unexpected(source, 2, { kind: 'copyAck', purpose: 'fullCopy', final: false });
+    const early = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'copyAck', purpose: 'fullCopy', final: true } }));
+    expect(early).toBeInstanceOf(OutOfOrderError);
+    expect(early).toMatchObject({ expected: 0, got: 1 });
+    // Site 3 takes the copy only from its source and for the purpose it asked.
+    unexpected(three, 2, first.message);
+    unexpected(three, 1, { ...(first.message as CopyBlocksMessage), purpose: 'resync' });
+    const ack = three.handle(first).send[0] as SiteEnvelope;
+    const last = source.handle(ack).send[0] as SiteEnvelope;
+    expect((last.message as CopyBlocksMessage).final).toBe(true);
+    expect(source.handle(three.handle(last).send[0] as SiteEnvelope).notes).toEqual([{ kind: 'fullCopyDone', sourceLast: 0 }]);
+    expect(three.digest()).toBe(source.digest());
+  });
+});
+
+describe('a site on its own: roles, room, restarts, refusals and sessions', () => {
+  it('a new site is primary at site 1, secondary at site 2, remote at site 3, in normal mode and not busy', () => {
+    expect(([1, 2, 3] as const).map((id) => [makeSite(id, blockBytes).role, makeSite(id, blockBytes).mode, makeSite(id, blockBytes).busy])).toEqual([
+      ['primary', 'normal', false],
+      ['secondary', 'normal', false],
+      ['remote', 'normal', false],
+    ]);
+  });
+
+  it("site 3 asks for as many entries and bytes as its journal has room for, and at least one entry per delta batch", () => {
+    const three = makeSite(3, 16 * blockBytes, { journal: { entriesMax: 8, bytesMax: 10 * (blockBytes + 36) } });
+    const entries = [1, 2, 3].map((u) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) }));
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries, servedAt: 0 } });
+    expect(three.requestPull(100).send[0]?.message).toEqual({ kind: 'pullRequest', received: 3, restored: 0, entriesMax: 5, bytesMax: 7 * (blockBytes + 36) });
+    expect(three.requestPull(2).send[0]?.message).toMatchObject({ entriesMax: 2 });
+    expect(three.requestDeltaResync(6).send[0]?.message).toEqual({ kind: 'deltaResyncRequest', received: 3, entriesMax: 6, bytesMax: 10 * (blockBytes + 36) });
+    expect(three.requestDeltaResync(0).send[0]?.message).toMatchObject({ entriesMax: 1 });
+    expect(three.requestDeltaResync(100).send[0]?.message).toMatchObject({ entriesMax: 8 });
+  });
+
+  it('pulled entries must continue the journal, lie in the volumes and fit the journal exactly (P2, P7)', () => {
+    const room = 2 * (blockBytes + 36);
+    const three = makeSite(3, 4 * blockBytes, { journal: { entriesMax: 8, bytesMax: room } });
+    const entry = (u: number, offset = 0) => ({ updateNumber: u, volume: 0, offset, data: filled(blockBytes, u) });
+    const pull = (entries: ReturnType<typeof entry>[]) => thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries, servedAt: 0 } }));
+    expect(pull([entry(5)])).toMatchObject({ kind: 'pullEntries', expected: 1, got: 5 });
+    expect(pull([entry(1), entry(2, 4 * blockBytes)])).toMatchObject({ field: 'pullEntries.entries[1].offset' });
+    expect(pull([entry(1), entry(2), entry(3)])).toBeInstanceOf(UnexpectedMessageError);
+    expect(three.received).toBe(0);
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [entry(1), entry(2)], servedAt: 0 } });
+    expect([three.received, three.journal.bytes]).toEqual([2, room]);
+  });
+
+  it('a delta batch is restored before it is journaled: it needs room in an empty journal, not beside what site 3 holds', () => {
+    const three = makeSite(3, 8 * blockBytes, { journal: { entriesMax: 4, bytesMax: 1 << 20 } });
+    const entry = (u: number) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) });
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [entry(1), entry(2), entry(3)], servedAt: 0 } });
+    three.requestDeltaResync(8);
+    const ack = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [entry(4), entry(5)], sourceLast: 7, final: false } });
+    expect(ack.send[0]?.message).toEqual({ kind: 'deltaResyncAck', restored: 5, final: false });
+    expect([three.received, three.restored, three.busy]).toEqual([5, 5, true]);
+    three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [entry(6), entry(7)], sourceLast: 7, final: true } });
+    expect([three.received, three.restored, three.busy]).toEqual([7, 7, false]);
+    expect(three.read(0, 7 * blockBytes, 4)).toEqual(filled(4, 7));
+  });
+
+  it('a whole delta resync between a source and site 3 in small batches leaves site 3 equal to the source (claims 19, 20)', () => {
+    const source = sourceWith(7, blockBytes);
+    const three = makeSite(3, source.config.volumeBytes, { journal: { entriesMax: 2, bytesMax: 1 << 20 } });
+    const kinds = exchange([source, three], three.requestDeltaResync(2).send);
+    expect(kinds).toEqual(['deltaResyncRequest', ...Array.from({ length: 4 }, () => ['deltaResyncEntries', 'deltaResyncAck']).flat()]);
+    expect([three.received, three.restored, three.busy, source.busy]).toEqual([7, 7, false, false]);
+    expect(three.digest()).toBe(source.digest());
+  });
+
+  it('a resync of the secondary copies the union of both records, then clears them, the fence and the count acknowledged alone (claims 29-31)', () => {
+    const saves: SiteDurableState[] = [];
+    const primary = makeSite(1, 16 * blockBytes);
+    const secondary = makeSite(2, 16 * blockBytes, { saves });
+    primary.setSyncPair('suspended');
+    secondary.setSyncPair('suspended');
+    primary.hostWrite(1, 0, 3 * blockBytes, filled(blockBytes, 3));
+    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
+    expect([primary.ackedAlone, primary.knownRestored]).toEqual([1, 1]);
+    // The secondary wrote block 7 that the primary never had (its own record): the union copies it back.
+    secondary.journal.append({ updateNumber: 1, volume: 0, offset: 7 * blockBytes, data: filled(blockBytes, 7) });
+    secondary.volumes[0]?.write(7 * blockBytes, filled(blockBytes, 7));
+    expect(secondary.markJournalChanged()).toBe(1);
+    secondary.fence();
+    secondary.saveIfDirty();
+    const before = saves.length;
+    const kinds = exchange([primary, secondary], secondary.requestResync().send);
+    expect(kinds).toEqual(['resyncRequest', 'copyBlocks', 'copyAck']);
+    expect([secondary.busy, primary.busy, primary.copySending]).toEqual([false, false, null]);
+    expect([secondary.changed.count, primary.changed.count, primary.ackedAlone, secondary.fenced, secondary.knownRestored, secondary.last]).toEqual([0, 0, 0, false, 1, 1]);
+    expect(secondary.digest()).toBe(primary.digest());
+    secondary.saveIfDirty();
+    expect(saves.length).toBe(before + 1);
+    expect(saves.at(-1)).toMatchObject({ fenced: false, ackedAlone: 0, knownRestored: 1 });
+  });
+
+  it('a failure ends every session: a failed and recovered site 3 waits for nothing', () => {
+    const three = makeSite(3, blockBytes);
+    three.requestFullCopy();
+    expect(three.busy).toBe(true);
+    expect(three.fail()).toEqual({ send: [], notes: [] });
+    three.recover();
+    expect(three.busy).toBe(false);
+    const secondary = makeSite(2, blockBytes);
+    secondary.requestResync();
+    secondary.fail();
+    secondary.recover();
+    expect(secondary.busy).toBe(false);
+  });
+
+  it('commands of site 3 run only at site 3 (an invariant, naming the command)', () => {
+    const one = makeSite(1, blockBytes);
+    for (const [name, run] of [
+      ['requestPull', () => one.requestPull(1)],
+      ['restore', () => one.restore()],
+      ['requestJudge', () => one.requestJudge(1, 'reattach')],
+      ['requestDeltaResync', () => one.requestDeltaResync(1)],
+      ['requestFullCopy', () => one.requestFullCopy()],
+    ] as const) {
+      expect(run, name).toThrow(new RegExp(`${name} runs at site 3`));
+    }
+  });
+
+  it('an acknowledgement names a write in flight; the refusal says which one was expected', () => {
+    const primary = makeSite(1, 4 * blockBytes);
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }))).toMatchObject({ expected: 0, got: 1 });
+    primary.hostWrite(1, 0, 0, filled(blockBytes, 1));
+    primary.hostWrite(2, 0, 0, filled(blockBytes, 2));
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 3 } }))).toMatchObject({ expected: 1, got: 3 });
+    expect(primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }).notes).toHaveLength(1);
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }))).toMatchObject({ expected: 2, got: 1 });
+    expect(primary.inFlightWrites).toBe(1);
+  });
+
+  it('when the pair breaks with writes in flight: site 1 under fence policy refuse fails them; site 2 as primary, or keepWriting, acknowledges them alone', () => {
+    const refuse = makeSite(1, 4 * blockBytes, { fencePolicy: 'refuse' });
+    refuse.hostWrite(1, 0, 0, filled(blockBytes, 1));
+    const failed = refuse.setSyncPair('suspended').notes;
+    expect(failed.map((note) => (note.kind === 'hostWriteFailed' ? [note.writeId, note.error.code, (note.error as { reason?: string }).reason] : note))).toEqual([
+      [1, 'NotWritable', 'fencePolicy'],
+    ]);
+    const two = makeSite(2, 4 * blockBytes, { fencePolicy: 'refuse' });
+    two.setRole('primary');
+    two.hostWrite(5, 0, 0, filled(blockBytes, 1));
+    expect(two.setSyncPair('suspended').notes).toEqual([{ kind: 'hostWriteAcked', writeId: 5, updateNumber: 1, alone: true }]);
+    expect([two.ackedAlone, two.changed.count]).toEqual([1, 1]);
+    // A pair that stays in sync (in sync to reversed) decides nothing about its writes in flight.
+    const reversing = makeSite(1, 4 * blockBytes);
+    reversing.hostWrite(1, 0, 0, filled(blockBytes, 1));
+    expect(reversing.setSyncPair('reversed')).toEqual({ send: [], notes: [] });
+    expect(reversing.inFlightWrites).toBe(1);
+  });
+
+  it('after a crash, every block in the journal goes to the changed-block record, and that is saved with what cannot wait', () => {
+    const saves: SiteDurableState[] = [];
+    const primary = makeSite(1, 16 * blockBytes, { saves });
+    primary.setSyncPair('suspended');
+    for (const block of [2, 3, 3, 9]) primary.hostWrite(block, 0, block * blockBytes, filled(blockBytes, block));
+    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
+    expect(primary.journal.first).toBe(2);
+    primary.changed.clear();
+    saves.length = 0;
+    expect(primary.markJournalChanged()).toBe(2);
+    expect([...primary.changed.blocks()]).toEqual([
+      [0, 3],
+      [0, 9],
+    ]);
+    expect(primary.markJournalChanged()).toBe(0);
+    primary.saveIfDirtyBesidesHostWrites();
+    expect(saves).toHaveLength(1);
+  });
+
+  it("site 3's progress is learned, never lowered, and the journal saved before it discards an unsaved write's entry", () => {
+    const saves: SiteDurableState[] = [];
+    const primary = makeSite(1, 16 * blockBytes, { saves });
+    primary.setSyncPair('suspended');
+    primary.saveIfDirty();
+    for (let i = 1; i <= 4; i += 1) primary.hostWrite(i, 0, i * blockBytes, filled(blockBytes, i));
+    const pull = (restored: number): void => void primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 4, restored, entriesMax: 0, bytesMax: 0 } });
+    const count = saves.length;
+    pull(0);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([0, 1, count]);
+    pull(2);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 1]);
+    pull(1);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 1]);
+    // A change that is not a host write's waits for the next save, even when a trim discards entries.
+    primary.setMode('syncReversed');
+    pull(3);
+    expect([primary.journal.first, saves.length]).toEqual([4, count + 1]);
+  });
+
+  it('the site flushes its journal and every volume on demand', () => {
+    const site = makeSite(1, blockBytes, { volumeCount: 2 });
+    site.flush();
+    expect([(site.journal as CountingJournal).flushes, (site.volumes as CountingVolume[]).map((volume) => volume.flushes)]).toEqual([1, [1, 1]]);
   });
 });
