@@ -4,12 +4,13 @@
 //
 // 1. Invariant checks, `assert(condition, invariant, message)` (impl/invariant.ts). A mutant that weakens the
 //    condition changes nothing on a correct run: the check fires only on a bug, and no test of a correct
-//    implementation can kill it. The invariants themselves are tested by test/impl/invariant.test.ts and by
-//    the conformance run, which fails on any InvariantViolation.
+//    implementation can kill it. The checks still run in every test: a mutant elsewhere that breaks an
+//    invariant is killed by the InvariantError it raises.
 // 2. The prose of an error's message: a string or template literal with a space in its text, passed to an
-//    `...Error(...)` constructor ('the site is failed', `role ${role}, sync pair ${pair}`). What a person
-//    reads, not what the system does. The typed error class, its fields (the offset, the update number, the
-//    limit) and its one-word codes ('fencePolicy', 'resyncRequest.changed') are not ignored and stay mutated.
+//    `...Error(...)` constructor or to `super(...)` in an error class ('the site is failed',
+//    `role ${role}, sync pair ${pair}`). What a person reads, not what the system does. The typed error
+//    class, its fields (the offset, the update number, the limit) and its one-word codes ('fencePolicy',
+//    'resyncRequest.changed') are not ignored and stay mutated.
 import { PluginKind, declareClassPlugin } from '@stryker-mutator/api/plugin';
 
 /** True if the node at `path` is the statement `assert(...);`. */
@@ -23,7 +24,7 @@ function isAssertStatement(path) {
   );
 }
 
-/** True if the node at `path` is prose (a literal with a space) given to `new SomethingError(...)`. */
+/** True if the node at `path` is prose (a literal with a space) given to `new SomethingError(...)` or an error class's `super(...)`. */
 function isErrorMessageText(path) {
   const node = path.node;
   if (node.type === 'StringLiteral') {
@@ -38,9 +39,14 @@ function isErrorMessageText(path) {
     child = parent;
     parent = parent.parentPath;
   }
-  if (!parent || parent.node.type !== 'NewExpression') return false;
+  if (!parent || !parent.node.arguments?.includes(child.node)) return false;
   const callee = parent.node.callee;
-  return callee.type === 'Identifier' && /Error$/.test(callee.name) && parent.node.arguments.includes(child.node);
+  // `new SomethingError(...)`, or `super(...)` in the constructor of an error class.
+  if (parent.node.type === 'NewExpression') return callee.type === 'Identifier' && /Error$/.test(callee.name);
+  if (parent.node.type !== 'CallExpression' || callee.type !== 'Super') return false;
+  const owner = path.findParent((ancestor) => ancestor.isClassDeclaration() || ancestor.isClassExpression());
+  const superClass = owner?.node.superClass;
+  return superClass?.type === 'Identifier' && /Error$/.test(superClass.name);
 }
 
 class InvariantAndMessageIgnorer {
