@@ -47,6 +47,18 @@ describe('ChangedBlocks', () => {
     );
   });
 
+  it('hands out copies of its bitmaps: changing one changes neither the record nor the next copy', () => {
+    const record = new ChangedBlocks(2, 16);
+    record.mark(1, 3, 2);
+    const bitmaps = record.toBitmaps();
+    expect(bitmaps.map((b) => Array.from(b))).toEqual([[0, 0], [0b0001_1000, 0]]);
+    bitmaps[0]!.fill(0xff);
+    bitmaps[1]!.fill(0);
+    expect([record.count, record.has(0, 0), record.has(1, 3), record.has(1, 4)]).toEqual([2, false, true, true]);
+    expect([...record.blocks()]).toEqual([[1, 3], [1, 4]]);
+    expect(record.toBitmaps().map((b) => Array.from(b))).toEqual([[0, 0], [0b0001_1000, 0]]);
+  });
+
   it('walks every block of the group when there is no record, and refuses blocks outside it', () => {
     const cursor = new BlockCursor(2, 3, null);
     expect(cursor.take(4)).toEqual([[0, 0], [0, 1], [0, 2], [1, 0]]);

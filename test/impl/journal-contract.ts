@@ -1,6 +1,7 @@
 /**
  * The behaviour every {@link Journal} backend shares, run by each backend's test file against its own
- * factory: the update-number range, limits at their exact boundaries, P3 on append, reads, covering,
+ * factory: the update-number range, limits at their exact boundaries (one by one and as an all-or-nothing
+ * appendAll), P3 on append, reads, covering,
  * trimming, resets, and a fast-check property comparing any sequence of operations (with reopens, where the
  * backend has them) with a plain array model.
  */
@@ -160,6 +161,46 @@ export function journalContract(factory: JournalFactory): void {
     journal.close();
   });
 
+  it('appendAll: a batch that would pass entriesMax is JournalFullError for its first entry that does not fit, and appends none', () => {
+    const journal = factory.create({ entriesMax: 5, bytesMax: 1_000_000 });
+    journal.append(makeEntry(1));
+    journal.append(makeEntry(2));
+    const before = [journal.first, journal.last, journal.entries, journal.bytes];
+    const error = thrown(() => journal.appendAll([3, 4, 5, 6, 7].map((u) => makeEntry(u))));
+    expect(error).toBeInstanceOf(JournalFullError);
+    // The facts are those of the journal as the batch would have left it just before entry 6.
+    expect(error).toMatchObject({
+      limits: { entriesMax: 5, bytesMax: 1_000_000 },
+      entries: 5,
+      bytes: 5 * entryBytes(makeEntry(1)),
+      entryBytes: entryBytes(makeEntry(6)),
+      updateNumber: 6,
+    });
+    expect([journal.first, journal.last, journal.entries, journal.bytes]).toEqual(before);
+    expect(plain(journal.readAfter(0, 10))).toEqual(plain([makeEntry(1), makeEntry(2)]));
+    journal.appendAll([3, 4, 5].map((u) => makeEntry(u)));
+    expect([journal.first, journal.last, journal.entries]).toEqual([1, 5, 5]);
+    journal.close();
+  });
+
+  it('appendAll: a batch that would pass bytesMax is JournalFullError for its first entry that does not fit, and appends none', () => {
+    const size = entryBytes(makeEntry(1, 100));
+    const journal = factory.create({ entriesMax: 100, bytesMax: 4 * size });
+    journal.append(makeEntry(1, 100));
+    const error = thrown(() => journal.appendAll([makeEntry(2, 100), makeEntry(3, 100), makeEntry(4, 100), makeEntry(5, 0)]));
+    expect(error).toBeInstanceOf(JournalFullError);
+    expect(error).toMatchObject({ entries: 4, bytes: 4 * size, entryBytes: entryHeaderBytes, updateNumber: 5 });
+    expect([journal.last, journal.entries, journal.bytes]).toEqual([1, 1, size]);
+    const oneByteOver = thrown(() => journal.appendAll([makeEntry(2, 100), makeEntry(3, 100), makeEntry(4, 101)]));
+    expect(oneByteOver).toMatchObject({ entries: 3, bytes: 3 * size, entryBytes: size + 1, updateNumber: 4 });
+    expect([journal.last, journal.bytes]).toEqual([1, size]);
+    // Exactly bytesMax fits.
+    journal.appendAll([2, 3, 4].map((u) => makeEntry(u, 100)));
+    expect([journal.last, journal.entries, journal.bytes]).toEqual([4, 4, 4 * size]);
+    expect(plain(journal.readAfter(0, 10))).toEqual(plain([1, 2, 3, 4].map((u) => makeEntry(u, 100))));
+    journal.close();
+  });
+
   it('reports high water at 80% of entries or of bytes, not below', () => {
     const byEntries = factory.create({ entriesMax: 5, bytesMax: 1_000_000 });
     for (let u = 1; u <= 3; u += 1) byEntries.append(makeEntry(u));
@@ -201,6 +242,9 @@ export function journalContract(factory: JournalFactory): void {
     const error = thrown(() => journal.readAfter(2, 10));
     expect(error).toBeInstanceOf(NotCoveredError);
     expect(error).toMatchObject({ updateNumber: 2, first: 4, last: 6 });
+    // A batch of none asks for nothing, so nothing is hidden: empty, not NotCoveredError.
+    expect(journal.readAfter(2, 0)).toEqual([]);
+    expect(journal.readAfter(0, 0)).toEqual([]);
     journal.trimThrough(6);
     expect(journal.readAfter(6, 10)).toEqual([]);
     expect(thrown(() => journal.readAfter(5, 10))).toBeInstanceOf(NotCoveredError);
@@ -257,20 +301,39 @@ export function journalContract(factory: JournalFactory): void {
     journal.close();
   });
 
+  it('names the call and the argument it refused in the invariant message', () => {
+    const journal = factory.create(roomy);
+    for (const [call, named] of [
+      [() => journal.trimThrough(-1), 'trimThrough(-1)'],
+      [() => journal.reset(1.5), 'reset(1.5)'],
+      [() => journal.readAfter(-1, 1), 'readAfter(-1)'],
+    ] as const) {
+      const error = thrown(call);
+      expect(error).toBeInstanceOf(InvariantError);
+      expect((error as InvariantError).invariant).toBe('update numbers are non-negative integers');
+      expect((error as InvariantError).message).toContain(named);
+    }
+    journal.close();
+  });
+
   it('any call after close is an invariant violation', () => {
     const journal = factory.create(roomy);
     journal.append(makeEntry(1));
     journal.flush();
     journal.close();
-    for (const call of [
-      () => journal.append(makeEntry(2)),
-      () => journal.readAfter(0, 1),
-      () => journal.trimThrough(1),
-      () => journal.reset(0),
-      () => journal.flush(),
-      () => journal.close(),
-    ]) {
-      expect(thrown(call)).toBeInstanceOf(InvariantError);
+    for (const [name, call] of [
+      ['append', () => journal.append(makeEntry(2))],
+      ['readAfter', () => journal.readAfter(0, 1)],
+      ['trimThrough', () => journal.trimThrough(1)],
+      ['reset', () => journal.reset(0)],
+      ['flush', () => journal.flush()],
+      ['close', () => journal.close()],
+    ] as const) {
+      const error = thrown(call);
+      expect(error, name).toBeInstanceOf(InvariantError);
+      // The message names the call made after close, so that a log line points at the caller.
+      expect((error as InvariantError).invariant, name).toBe('journal is open');
+      expect((error as InvariantError).message, name).toContain(`${name} after close`);
     }
   });
 

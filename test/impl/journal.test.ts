@@ -8,6 +8,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CorruptEntryError,
+  entrySlabBytes,
+  JournalFullError,
+  NotCoveredError,
   decodeEntry,
   encodeEntry,
   entryBytes,
@@ -19,7 +22,22 @@ import {
   memoryJournalBytesMaxCeiling,
   type JournalEntry,
 } from '../../impl/journal.ts';
+import { InvariantError } from '../../impl/invariant.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
+
+/** Compares entries field by field, the data byte for byte (fast for megabytes, unlike a deep equal of arrays). */
+function expectSameEntries(actual: readonly JournalEntry[], expected: readonly JournalEntry[]): void {
+  expect(actual.map((e) => [e.updateNumber, e.volume, e.offset, e.data.length])).toEqual(
+    expected.map((e) => [e.updateNumber, e.volume, e.offset, e.data.length]),
+  );
+  for (const [i, entry] of actual.entries()) expect(Buffer.from(entry.data).equals(expected[i]!.data), `data of u=${entry.updateNumber}`).toBe(true);
+}
+
+/** The header of the entry whose data `data` views: a journal's stored bytes, as memory corruption would reach them. */
+function storedHeader(data: Uint8Array): { header: Uint8Array; view: DataView } {
+  const header = new Uint8Array(data.buffer, data.byteOffset - entryHeaderBytes, entryHeaderBytes);
+  return { header, view: new DataView(header.buffer, header.byteOffset, entryHeaderBytes) };
+}
 
 const known: JournalEntry = { updateNumber: 7, volume: 2, offset: 4096, data: new TextEncoder().encode('hello journal') };
 
@@ -126,6 +144,23 @@ describe('entry encoding', () => {
   });
 });
 
+describe('journal errors', () => {
+  it('each error class names itself, so that logs and error reports say which one it is', () => {
+    const limits = { entriesMax: 1, bytesMax: 100 };
+    const errors: [Error, string][] = [
+      [new InvalidEntryError('offset', -1, Number.MAX_SAFE_INTEGER), 'InvalidEntryError'],
+      [new CorruptEntryError('buffer', 0, 'magic', 'magic 0x0'), 'CorruptEntryError'],
+      [new JournalFullError(limits, 1, 50, 50, 2), 'JournalFullError'],
+      [new NotCoveredError(1, 3, 4), 'NotCoveredError'],
+      [new JournalLimitsError(limits, 'bytesMax', memoryJournalBytesMaxCeiling, 'too small'), 'JournalLimitsError'],
+    ];
+    for (const [error, name] of errors) {
+      expect(error.name).toBe(name);
+      expect(String(error).startsWith(`${name}: `)).toBe(true);
+    }
+  });
+});
+
 describe('MemoryJournal', () => {
   journalContract({ create: (limits, last) => new MemoryJournal(limits, last) });
 
@@ -142,7 +177,68 @@ describe('MemoryJournal', () => {
   it('refuses a bytesMax above its memory ceiling and a negative base', () => {
     expect(() => new MemoryJournal({ entriesMax: 1, bytesMax: memoryJournalBytesMaxCeiling + 1 })).toThrow(JournalLimitsError);
     expect(() => new MemoryJournal({ entriesMax: 1, bytesMax: memoryJournalBytesMaxCeiling })).not.toThrow();
-    expect(() => new MemoryJournal({ entriesMax: 1, bytesMax: 1 }, -1)).toThrow();
+    expect(() => new MemoryJournal({ entriesMax: 1, bytesMax: 1 }, -1)).toThrow(InvariantError);
+    expect(() => new MemoryJournal({ entriesMax: 1, bytesMax: 1 }, -1)).toThrow('MemoryJournal(-1)');
+  });
+
+  it('holds entries larger than what is left of a slab, and entries of the largest size, intact', () => {
+    const journal = new MemoryJournal({ entriesMax: 10, bytesMax: 4 * (entryHeaderBytes + entryDataBytesMax) });
+    // A small entry, then largest ones (each more than a slab holds), then small ones again: every carve
+    // from a slab, and a slab of its own for each large entry.
+    const sizes = [100, entryDataBytesMax, entryDataBytesMax, 100, entrySlabBytes - 2 * entryHeaderBytes - 100, 1000];
+    const entries = sizes.map((size, i) => makeEntry(i + 1, size));
+    for (const entry of entries) journal.append(entry);
+    expect(journal.bytes).toBe(entries.reduce((sum, e) => sum + entryBytes(e), 0));
+    expectSameEntries(journal.readAfter(0, 10), entries);
+    journal.reset(0);
+    journal.appendAll([makeEntry(1, entryDataBytesMax), makeEntry(2, 10)]);
+    expectSameEntries(journal.readAfter(0, 10), [makeEntry(1, entryDataBytesMax), makeEntry(2, 10)]);
+  });
+
+  it('refuses a stored entry whose header was rewritten soundly with another update number (sequence)', () => {
+    const journal = new MemoryJournal({ entriesMax: 10, bytesMax: 10_000 });
+    for (let u = 1; u <= 3; u += 1) journal.append(makeEntry(u, 8));
+    const [, second] = journal.readAfter(0, 3);
+    const { header, view } = storedHeader(second!.data);
+    view.setUint32(8, 3, true);
+    view.setUint32(28, crc32c(second!.data, crc32c(header.subarray(0, 28))), true);
+    view.setUint32(32, crc32c(header.subarray(0, 32)), true);
+    const error = (() => {
+      try {
+        journal.readAfter(0, 3);
+      } catch (caught) {
+        return caught;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(CorruptEntryError);
+    expect(error).toMatchObject({ why: 'sequence', where: 'memory journal (u=2)', at: 0 });
+    expect((error as Error).message).toContain('holds u=3');
+    expect(plain(journal.readAfter(0, 1))).toEqual(plain([makeEntry(1, 8)]));
+  });
+
+  it('refuses a stored entry whose sound header claims more data than it holds (length)', () => {
+    const journal = new MemoryJournal({ entriesMax: 10, bytesMax: 10_000 });
+    journal.append(makeEntry(1, 8));
+    journal.append(makeEntry(2, 8));
+    const [first] = journal.readAfter(0, 1);
+    const { header, view } = storedHeader(first!.data);
+    view.setUint32(4, 9, true);
+    view.setUint32(32, crc32c(header.subarray(0, 32)), true);
+    expect(() => journal.readAfter(0, 2)).toThrow(CorruptEntryError);
+    try {
+      journal.readAfter(0, 2);
+    } catch (error) {
+      expect(error).toMatchObject({ why: 'length', where: 'memory journal (u=1)', at: 0 });
+    }
+    expect(plain(journal.readAfter(1, 1))).toEqual(plain([makeEntry(2, 8)]));
+  });
+
+  it('drops its entries when closed', () => {
+    const journal = new MemoryJournal({ entriesMax: 10, bytesMax: 10_000 });
+    journal.append(makeEntry(1, 8));
+    journal.close();
+    expect(journal.entries).toBe(0);
   });
 
   it('stays correct over a long run of appends and trims (head index compaction)', () => {
