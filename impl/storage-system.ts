@@ -717,7 +717,7 @@ export class StorageSystem {
     const expected = this.journal.last + 1;
     if (message.updateNumber !== expected) throw new OutOfOrderError(message.kind, expected, message.updateNumber);
     // Not saved on its own (see #learnRestored): a lower bound, learned again from the next write or pull.
-    if (message.restoredKnown > this.#state.knownRestored) this.#state.knownRestored = message.restoredKnown;
+    this.#state.knownRestored = Math.max(this.#state.knownRestored, message.restoredKnown);
     this.journal.trimThrough(this.#state.knownRestored);
     const overflowed = this.#journalAndWrite(message);
     const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: message.updateNumber };
@@ -734,7 +734,7 @@ export class StorageSystem {
     const expected = this.journal.last + 1;
     const first = (message.entries[0] as WireEntry).updateNumber;
     if (first !== expected) throw new OutOfOrderError(message.kind, expected, first);
-    if (message.restoredKnown > this.#state.knownRestored) this.#state.knownRestored = message.restoredKnown;
+    this.#state.knownRestored = Math.max(this.#state.knownRestored, message.restoredKnown);
     this.journal.trimThrough(this.#state.knownRestored);
     const overflows = this.#journalAndWriteAll(message.entries);
     const last = (message.entries.at(-1) as WireEntry).updateNumber;
@@ -773,8 +773,9 @@ export class StorageSystem {
     if (from !== 3 || this.#state.role !== 'primary') {
       throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}: only the source serves pulls`);
     }
-    if (!this.journal.covers(message.received) && message.received < this.journal.last) {
-      // The journal overflowed past site 3 (P7): refuse rather than serve a gap (P5).
+    if (message.received + 1 < this.journal.first) {
+      // The journal overflowed past site 3 (P7): it no longer holds received + 1. Refuse rather than serve a
+      // gap (P5). (A site 3 at or past the journal's last is covered, or ahead, and gets nothing.)
       const refused: PullRefusedMessage = { kind: 'pullRefused', received: message.received, journalFirst: this.journal.first };
       return output([{ from: this.id, to: 3, message: refused }]);
     }
@@ -893,7 +894,7 @@ export class StorageSystem {
       throw new UnexpectedMessageError(message.kind, from, this.id, `waiting for ${this.#waiting}`);
     }
     this.#checkEntries(message.kind, message.entries, false);
-    if (this.journal.entries > 0) this.restore();
+    this.restore();
     this.#forgetPulled();
     for (const entry of message.entries) this.journal.append(entry);
     this.restore();
@@ -1133,7 +1134,7 @@ export class StorageSystem {
     // The known number is a lower bound of site 3's progress: it is saved with the next save that happens
     // anyway (and at close), not on its own. Losing it in a crash only means trimming less until site 3's
     // next pull or the primary's next write tells it again; it never makes a journal cover less.
-    if (restored > this.#state.knownRestored) this.#state.knownRestored = restored;
+    this.#state.knownRestored = Math.max(this.#state.knownRestored, restored);
     if (this.#state.knownRestored >= this.journal.first) this.#saveBeforeDiscard();
     this.journal.trimThrough(this.#state.knownRestored);
   }
