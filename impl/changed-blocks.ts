@@ -59,12 +59,10 @@ export class ChangedBlocks {
     for (const [volume, other] of bitmaps.entries()) {
       const bitmap = this.#bitmap(volume);
       assert(other.length === bitmap.length, 'bitmaps of one group have one size', () => `${other.length} != ${bitmap.length}`);
-      for (let byte = 0; byte < bitmap.length; byte += 1) {
-        const fresh = (other[byte] as number) & ~(bitmap[byte] as number);
-        if (fresh !== 0) {
-          bitmap[byte] = (bitmap[byte] as number) | fresh;
-          added += popcount8(fresh);
-        }
+      for (const [byte, bits] of other.entries()) {
+        const fresh = bits & ~(bitmap[byte] as number);
+        bitmap[byte] = (bitmap[byte] as number) | fresh;
+        added += popcount8(fresh);
       }
     }
     this.#count += added;
@@ -91,12 +89,9 @@ export class ChangedBlocks {
   /** The marked blocks in (volume, block) order, as `[volume, block]` pairs. */
   *blocks(): Generator<[number, number]> {
     for (const [volume, bitmap] of this.#bitmaps.entries()) {
-      for (let byte = 0; byte < bitmap.length; byte += 1) {
-        const bits = bitmap[byte] as number;
-        if (bits === 0) continue;
-        for (let bit = 0; bit < 8; bit += 1) {
-          if ((bits >> bit) & 1) yield [volume, byte * 8 + bit];
-        }
+      for (const [byte, bits] of bitmap.entries()) {
+        // Each set bit, lowest first: `rest & -rest` isolates it, and clearing it ends the loop at zero.
+        for (let rest = bits; rest !== 0; rest &= rest - 1) yield [volume, byte * 8 + (31 - Math.clz32(rest & -rest))];
       }
     }
   }
