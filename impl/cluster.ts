@@ -770,10 +770,13 @@ export class Cluster {
     const linked = this.#reachable(primary, secondary);
 
     // R1: the sync pair follows reachability of the secondary.
+    // A pair whose secondary is unreachable is suspended; a suspended pair whose secondary is back waits for
+    // its resync. Both members are told every time (setSyncPair changes nothing when they already agree, and
+    // brings back a member whose state file was saved after the controller's, as after a crash between them).
     let sync = this.#syncPair;
-    if ((sync === 'inSync' || sync === 'reversed' || sync === 'resyncing') && !linked) sync = 'suspended';
-    if (sync === 'suspended' && linked) sync = 'resyncing';
-    if (sync !== this.#syncPair || this.#site(1).syncPair !== sync || this.#site(2).syncPair !== sync) this.#setSyncPair(sync);
+    if (!linked) sync = 'suspended';
+    else if (sync === 'suspended') sync = 'resyncing';
+    this.#setSyncPair(sync);
     for (const site of [1, 2] as const) this.#site(site).setMode(this.#syncMemberMode(site));
 
     // R2: the async pair follows reachability of source and site 3; reattaching runs the judge.

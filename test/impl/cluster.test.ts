@@ -586,6 +586,17 @@ describe('a file-backed cluster', () => {
     );
   });
 
+  it('makes each write durable before it is acknowledged (flushEachWrite) on files, not in memory', () => {
+    const file = Cluster.create(config({ storage: { kind: 'file', dir: path.join(root, 'durable') } }));
+    const memory = Cluster.create(config());
+    expect(([1, 2, 3] as const).map((id) => [file.site(id).config.flushEachWrite, memory.site(id).config.flushEachWrite])).toEqual([
+      [true, false],
+      [true, false],
+      [true, false],
+    ]);
+    file.close();
+  });
+
   it('refuses to open what is not a file cluster', () => {
     expect(() => Cluster.open(config())).toThrow(ConfigError);
     expect(() => Cluster.open(config({ storage: { kind: 'file', dir: path.join(root, 'nothing') } }))).toThrow(/holds no cluster/);
