@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { advanceTicksMax } from '../../impl/cluster-config.ts';
 import { Cluster, rejectionsKeptMax, type ClusterConfig } from '../../impl/cluster.ts';
+import { block, blockBytes, config } from './cluster-fixture.ts';
 import {
   ConfigError,
   InvalidArgumentError,
@@ -25,26 +26,8 @@ import {
 import { InvariantError } from '../../impl/invariant.ts';
 import { encodeMessage, type Message } from '../../impl/messages.ts';
 
-const blockBytes = 4096;
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-refusals-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
-
-function config(overrides: Partial<ClusterConfig> = {}): ClusterConfig {
-  return {
-    volumeCount: 2,
-    volumeBytes: 4 * blockBytes,
-    blockBytes,
-    journal: { entriesMax: 4, bytesMax: 4 * (blockBytes + 4096) },
-    pullBatchEntriesMax: 2,
-    pullIntervalTicks: 2,
-    restoreIntervalTicks: 3,
-    fencePolicy: 'keepWriting',
-    storage: { kind: 'memory' },
-    ...overrides,
-  };
-}
-
-const block = (value: number): Uint8Array => new Uint8Array(blockBytes).fill(value);
 
 /** Runs `run`, expects it to throw `type`, and returns the error. */
 function thrown<T extends Error>(run: () => unknown, type: abstract new (...args: never[]) => T): T {

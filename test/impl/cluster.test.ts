@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cluster, type ClusterConfig } from '../../impl/cluster.ts';
+import { block, blockBytes, config } from './cluster-fixture.ts';
 import {
   ConfigError,
   InvalidArgumentError,
@@ -28,26 +29,8 @@ import {
 import { encodeMessage } from '../../impl/messages.ts';
 import { OutOfRangeError } from '../../impl/volume.ts';
 
-const blockBytes = 4096;
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-cluster-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
-
-function config(overrides: Partial<ClusterConfig> = {}): ClusterConfig {
-  return {
-    volumeCount: 2,
-    volumeBytes: 4 * blockBytes,
-    blockBytes,
-    journal: { entriesMax: 4, bytesMax: 4 * (blockBytes + 4096) },
-    pullBatchEntriesMax: 2,
-    pullIntervalTicks: 2,
-    restoreIntervalTicks: 3,
-    fencePolicy: 'keepWriting',
-    storage: { kind: 'memory' },
-    ...overrides,
-  };
-}
-
-const block = (value: number): Uint8Array => new Uint8Array(blockBytes).fill(value);
 
 /** Expects `run` to throw `type` and leave the observation as it was. */
 function refused<T extends RefusalError | OutOfRangeError>(cluster: Cluster, run: () => unknown, type: new (...args: never[]) => T, pattern?: RegExp): T {
