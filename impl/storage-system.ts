@@ -895,7 +895,6 @@ export class StorageSystem {
     }
     this.#checkEntries(message.kind, message.entries, false);
     this.restore();
-    this.#forgetPulled();
     for (const entry of message.entries) this.journal.append(entry);
     this.restore();
     if (message.final) {
