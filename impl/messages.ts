@@ -38,7 +38,7 @@
 
 import { MalformedMessageError } from './errors.ts';
 import { assert } from './invariant.ts';
-import { entryDataBytesMax } from './journal.ts';
+import { entryDataBytesMax, entryHeaderBytes } from './journal.ts';
 
 /** Largest encoded message: 16 MiB (a batch of entries or blocks is cut to fit; one entry is at most 4 MiB). */
 export const messageBytesMax = 16 * 1024 * 1024;
@@ -48,6 +48,7 @@ export const messageHeaderBytesMax = 1024 * 1024;
 
 /** Bytes of entry or block data one batch message carries at most, leaving room for its header. */
 export const batchBytesMax = 8 * 1024 * 1024;
+assert(entryHeaderBytes + entryDataBytesMax <= batchBytesMax, 'one journal entry fits one batch', () => `${entryDataBytesMax} > ${batchBytesMax}`);
 
 /** Entries or blocks one message carries at most. */
 export const batchItemsMax = 4096;

@@ -703,3 +703,39 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     expect([(site.journal as CountingJournal).flushes, (site.volumes as CountingVolume[]).map((volume) => volume.flushes)]).toEqual([1, [1, 1]]);
   });
 });
+
+describe('sessions and batches at their edges', () => {
+  it('a delta resync ends at the source last it started with, even when the source journals more meanwhile', () => {
+    const source = sourceWith(4, blockBytes);
+    const one = entryBytes({ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(blockBytes) });
+    const first = sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 8, bytesMax: 2 * one }, 'deltaResyncEntries');
+    expect([first.entries.length, first.sourceLast]).toEqual([2, 4]);
+    source.hostWrite(9, 0, 0, filled(blockBytes, 9));
+    expect(source.last).toBe(5);
+    const last = sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries');
+    expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
+    expect([last.final, last.sourceLast]).toEqual([true, 4]);
+  });
+
+  it('a batch of host writes that passes the journal by bytes overflows it write by write (P7)', () => {
+    const one = entryBytes({ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(blockBytes) });
+    const primary = makeSite(1, 16 * blockBytes, { journal: { entriesMax: 64, bytesMax: 3 * one } });
+    primary.setSyncPair('suspended');
+    const writes = (first: number, count: number) =>
+      Array.from({ length: count }, (_, i) => ({ writeId: first + i, volume: 0, offset: (first + i) * blockBytes, data: filled(blockBytes, first + i) }));
+    expect(primary.hostWrites(writes(1, 3)).notes.filter((note) => note.kind === 'journalOverflow')).toEqual([]);
+    expect([primary.journal.first, primary.journal.last, primary.journal.bytes]).toEqual([1, 3, 3 * one]);
+    expect(primary.hostWrites(writes(4, 2)).notes.filter((note) => note.kind === 'journalOverflow')).toEqual([{ kind: 'journalOverflow', site: 1, updateNumber: 4 }]);
+    expect([primary.journal.first, primary.journal.last]).toEqual([4, 5]);
+  });
+
+  it('resync blocks come only from the peer the secondary asked', () => {
+    const secondary = makeSite(2, 4 * blockBytes);
+    secondary.requestResync();
+    const copy: Message = { kind: 'copyBlocks', purpose: 'resync', blocks: [], final: true, sourceLast: 0, restoredKnown: 0 };
+    expect(thrown(() => secondary.handle({ from: 3, to: 2, message: copy }))).toBeInstanceOf(UnexpectedMessageError);
+    expect(secondary.busy).toBe(true);
+    expect(secondary.handle({ from: 1, to: 2, message: copy }).send[0]?.message).toEqual({ kind: 'copyAck', purpose: 'resync', final: true });
+    expect(secondary.busy).toBe(false);
+  });
+});
