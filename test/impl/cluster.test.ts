@@ -541,6 +541,20 @@ describe('a file-backed cluster', () => {
     expect(Cluster.open(fileConfig).observe().sites[2].lastUpdateNumber).toBe(4);
   });
 
+  /** The process dies here: a copy of its directory is what a restart finds, and it must observe the same. */
+  function expectReopensEqual(cluster: Cluster, label: string): void {
+    const storage = cluster.config.storage as { kind: 'file'; dir: string };
+    const copy = `${storage.dir}-crashed`;
+    fs.cpSync(storage.dir, copy, { recursive: true });
+    const reopened = Cluster.open({ ...cluster.config, storage: { kind: 'file', dir: copy } });
+    try {
+      expect(reopened.observe(), label).toEqual(cluster.observe());
+    } finally {
+      reopened.close();
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  }
+
   it('after any command the directory reopens to the same observation: the durable state is saved when it changes (a crash loses nothing acknowledged)', () => {
     let run = 0;
     fc.assert(
@@ -552,13 +566,7 @@ describe('a file-backed cluster', () => {
         try {
           for (const [index, [label, run]] of steps.entries()) {
             tryStep(cluster, run);
-            // The process dies here: a copy of its directory is what a restart finds.
-            const copy = `${dir}-after-${index}`;
-            fs.cpSync(dir, copy, { recursive: true });
-            const reopened = Cluster.open(config({ storage: { kind: 'file', dir: copy }, journal, fencePolicy }));
-            expect(reopened.observe(), `reopened after step ${index}: ${label}`).toEqual(cluster.observe());
-            reopened.close();
-            fs.rmSync(copy, { recursive: true, force: true });
+            expectReopensEqual(cluster, `reopened after step ${index}: ${label}`);
           }
         } finally {
           cluster.close();
@@ -567,6 +575,30 @@ describe('a file-backed cluster', () => {
       }),
       { numRuns: 30 },
     );
+  });
+
+  it('the commands random steps rarely reach are saved too: a failover refused by the judge, a forced failover, a full copy, a failback', () => {
+    const dir = path.join(root, 'crash-story');
+    const cluster = Cluster.create(config({ storage: { kind: 'file', dir }, journal: { entriesMax: 8, bytesMax: 8 * (blockBytes + 4096) } }));
+    cluster.hostWrite(1, 0, 0, block(1));
+    cluster.cutLink(1, 2);
+    cluster.hostWrite(1, 0, 0, block(2));
+    cluster.pullJournal();
+    cluster.failSite(1);
+    expect(() => cluster.failover({ force: false })).toThrow(RemoteAheadError);
+    expectReopensEqual(cluster, 'after a failover refused by the judge');
+    cluster.failover({ force: true });
+    expectReopensEqual(cluster, 'after a forced failover');
+    cluster.fullCopy();
+    expectReopensEqual(cluster, 'after a full copy');
+    cluster.restoreLink(1, 2);
+    cluster.recoverSite(1);
+    cluster.resyncSite(1);
+    expectReopensEqual(cluster, 'after the resync of site 1');
+    cluster.failback();
+    expectReopensEqual(cluster, 'after a failback');
+    expect(cluster.observe().syncPair).toEqual({ state: 'inSync', primary: 1 });
+    cluster.close();
   });
 
   it('makes each write durable before it is acknowledged (flushEachWrite) on files, not in memory', () => {
