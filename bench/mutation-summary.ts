@@ -124,13 +124,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     }
   }
   const byKind = (kind: SurvivorKind) => survivors.filter((survivor) => survivor.kind === kind);
-  console.log(`\nsurvivors and no-coverage mutants: ${survivors.length}: ${byKind('logic').length} in the logic, ${byKind('invariant').length} inside invariant checks (assert), ${byKind('message').length} in message text`);
-  const all = total(perFile.values());
-  const textual = byKind('invariant').length + byKind('message').length;
-  const denominator = all.killed + all.survived + all.noCoverage - textual;
-  console.log(`score with invariant checks and message text set apart: ${((100 * all.killed) / Math.max(1, denominator)).toFixed(1)}%`);
-  console.log('\nsurvivors in the logic (file:line mutator: original -> replacement):');
-  for (const { file: name, mutant, original } of byKind('logic')) {
-    console.log(`  ${name}:${mutant.location.start.line} ${mutant.mutatorName} [${mutant.status}]: ${original.slice(0, 110)} -> ${(mutant.replacement ?? '').replace(/\s+/g, ' ').slice(0, 80)}`);
+  console.log(`\nsurvivors and no-coverage mutants: ${survivors.length}: ${byKind('logic').length} in the logic, ${byKind('invariant').length} inside invariant checks (assert), ${byKind('message').length} in error-constructor arguments`);
+  console.log('\nsurvivors (file:line mutator [status, kind]: original -> replacement):');
+  for (const { file: name, mutant, kind, original } of survivors) {
+    console.log(`  ${name}:${mutant.location.start.line} ${mutant.mutatorName} [${mutant.status}, ${kind}]: ${original.slice(0, 110)} -> ${(mutant.replacement ?? '').replace(/\s+/g, ' ').slice(0, 80)}`);
   }
 }
