@@ -687,14 +687,18 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     const count = saves.length;
     pull(0);
     expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([0, 1, count]);
-    pull(2);
-    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 1]);
+    // Trimming through the journal's first discards that entry: saved first.
     pull(1);
-    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 1]);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([1, 2, count + 1]);
+    primary.hostWrite(5, 0, 5 * blockBytes, filled(blockBytes, 5));
+    pull(2);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 2]);
+    pull(1);
+    expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([2, 3, count + 2]);
     // A change that is not a host write's waits for the next save, even when a trim discards entries.
     primary.setMode('syncReversed');
     pull(3);
-    expect([primary.journal.first, saves.length]).toEqual([4, count + 1]);
+    expect([primary.journal.first, saves.length]).toEqual([4, count + 2]);
   });
 
   it('the site flushes its journal and every volume on demand', () => {
@@ -706,15 +710,33 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
 
 describe('sessions and batches at their edges', () => {
   it('a delta resync ends at the source last it started with, even when the source journals more meanwhile', () => {
-    const source = sourceWith(4, blockBytes);
-    const one = entryBytes({ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(blockBytes) });
-    const first = sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 8, bytesMax: 2 * one }, 'deltaResyncEntries');
+    // Two writes of two blocks fill the first batch's byte room; the later one-block writes would fit three to a batch.
+    const source = makeSite(1, 16 * blockBytes);
+    source.setSyncPair('suspended');
+    for (const [i, blocks] of [2, 2, 1, 1].entries()) source.hostWrite(i + 1, 0, 4 * i * blockBytes, filled(blocks * blockBytes, i + 1));
+    const big = entryBytes({ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(2 * blockBytes) });
+    const first = sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 8, bytesMax: 2 * big }, 'deltaResyncEntries');
     expect([first.entries.length, first.sourceLast]).toEqual([2, 4]);
     source.hostWrite(9, 0, 0, filled(blockBytes, 9));
     expect(source.last).toBe(5);
     const last = sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries');
     expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
     expect([last.final, last.sourceLast]).toEqual([true, 4]);
+  });
+
+  it('a single sync write that overflows the secondary journal says so; a sync write names its field when it misses the volumes', () => {
+    const secondary = makeSite(2, 4 * blockBytes, { journal: { entriesMax: 2, bytesMax: 1 << 20 } });
+    const write = (updateNumber: number, volume = 0, offset = 0): Message => ({ kind: 'syncWrite', updateNumber, volume, offset, data: filled(blockBytes, updateNumber), restoredKnown: 0 });
+    secondary.handle({ from: 1, to: 2, message: write(1) });
+    secondary.handle({ from: 1, to: 2, message: write(2) });
+    expect(secondary.handle({ from: 1, to: 2, message: write(3) }).notes).toEqual([{ kind: 'journalOverflow', site: 2, updateNumber: 3 }]);
+    expect(thrown(() => secondary.handle({ from: 1, to: 2, message: write(4, 1) }))).toMatchObject({ field: 'syncWrite.volume' });
+    const batch: Message = {
+      kind: 'syncWriteBatch',
+      entries: [4, 5].map((u, i) => ({ updateNumber: u, volume: 0, offset: i * 4 * blockBytes, data: filled(blockBytes, u) })),
+      restoredKnown: 0,
+    };
+    expect(thrown(() => secondary.handle({ from: 1, to: 2, message: batch }))).toMatchObject({ field: 'syncWriteBatch.entries[1].offset' });
   });
 
   it('a batch of host writes that passes the journal by bytes overflows it write by write (P7)', () => {
