@@ -11,12 +11,12 @@ export default {
   // left out of the default run for time; `npm run mutation -- --mutate 'impl/**/*.ts'` mutates all of impl/
   // (about 4,500 mutants, several hours on two cores).
   mutate: [
-    'impl/storage-system.ts',
-    'impl/cluster.ts',
-    'impl/journal.ts',
-    'impl/judge.ts',
-    'impl/changed-blocks.ts',
-    'impl/block-copy.ts',
+    'impl/core/storage-system.ts',
+    'impl/cluster/cluster.ts',
+    'impl/core/journal.ts',
+    'impl/core/judge.ts',
+    'impl/core/changed-blocks.ts',
+    'impl/core/block-copy.ts',
   ],
   testRunner: 'vitest',
   // Mutants inside invariant checks and in error-message prose are reported as Ignored, with the reason, and

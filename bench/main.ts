@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
+import { Cluster, type ClusterConfig } from '../impl/cluster/cluster.ts';
 import { benchDeployment, DeploymentBenchError, formatDeploymentBench } from './deployment.ts';
 import { exploreInterleavings } from '../conformance/interleavings.ts';
 import { benchHarness } from './harness.ts';

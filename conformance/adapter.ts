@@ -1,8 +1,8 @@
 /**
  * The adapter: the one place that maps each model event to the in-process implementation's API call.
  */
-import { Cluster, type ClusterConfig } from '../impl/cluster.ts';
-import { TracedCluster, type TraceSink } from '../impl/trace.ts';
+import { Cluster, type ClusterConfig } from '../impl/cluster/cluster.ts';
+import { TracedCluster, type TraceSink } from '../impl/cluster/trace.ts';
 import type { ModelEvent } from '../model/events.ts';
 import type { Observation } from '../model/observation.ts';
 import type { ModelParams } from '../model/params.ts';
@@ -83,7 +83,7 @@ export function applyToCluster(cluster: ClusterCommands, event: ModelEvent, bloc
 export class ClusterSut implements SystemUnderTest {
   readonly #commands: ClusterCommands;
 
-  /** `trace`: write the implementation's trace (impl/trace.ts) of every step to this sink. */
+  /** `trace`: write the implementation's trace (impl/cluster/trace.ts) of every step to this sink. */
   constructor(
     readonly cluster: Cluster,
     private readonly blockBytes: number,

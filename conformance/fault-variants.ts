@@ -4,9 +4,9 @@
  * site's message handler or write path, or the journal and volumes a site holds. Nothing in `impl/` knows about them.
  * Each variant's description says which real bug it stands for.
  */
-import { Cluster } from '../impl/cluster.ts';
-import type { JournalEntry } from '../impl/journal.ts';
-import type { SiteEnvelope, StorageSystem } from '../impl/storage-system.ts';
+import { Cluster } from '../impl/cluster/cluster.ts';
+import type { JournalEntry } from '../impl/core/journal.ts';
+import type { SiteEnvelope, StorageSystem } from '../impl/core/storage-system.ts';
 import { ClusterSut, clusterConfigFor } from './adapter.ts';
 import type { SutFactory } from './sut.ts';
 

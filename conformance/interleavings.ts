@@ -13,10 +13,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { Cluster, type ClusterConfig, type HostWriteHandle } from '../impl/cluster.ts';
-import { RefusalError } from '../impl/errors.ts';
-import type { StorageSystem } from '../impl/storage-system.ts';
-import { digestVolumes, MemoryVolume } from '../impl/volume.ts';
+import { Cluster, type ClusterConfig, type HostWriteHandle } from '../impl/cluster/cluster.ts';
+import { RefusalError } from '../impl/core/errors.ts';
+import type { StorageSystem } from '../impl/core/storage-system.ts';
+import { digestVolumes, MemoryVolume } from '../impl/core/volume.ts';
 
 /** A property that does not hold, with where. */
 export class PropertyViolation extends Error {

@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import junitBuilder, { type Builder } from 'junit-report-builder';
 import { defaultParams, type FencePolicy, type ModelParams } from '../model/params.ts';
 import { parseEvent } from '../model/events.ts';
-import { processDriverCommand } from '../impl/driver-processes.ts';
+import { processDriverCommand } from '../impl/drivers/driver-processes.ts';
 import { ClusterSut } from './adapter.ts';
 import { loadFixtures } from './fixtures.ts';
 import { runPath } from './lockstep.ts';
@@ -80,7 +80,7 @@ interface SelectedSut {
 
 /**
  * The system under test `--sut` names: `inprocess` (the default, `conformance/adapter.ts`), `processes`
- * (the three site processes, through their driver `impl/driver-processes.ts`), or any other text, a driver
+ * (the three site processes, through their driver `impl/drivers/driver-processes.ts`), or any other text, a driver
  * command speaking the driver protocol (`conformance/sut-driver.ts`).
  */
 function selectSut(value: string): SelectedSut {
@@ -113,9 +113,9 @@ const usage = `usage: npm start -- [options]
                       (default ${defaultGatesText()}; graphEdges=1 with --edges)
   --no-faults         skip the fault catalogue
   --sut S             the system under test: inprocess (default); processes, the three site processes
-                      (threesite serve) driven over NBD and their control ports by impl/driver-processes.ts;
+                      (threesite serve) driven over NBD and their control ports by impl/drivers/driver-processes.ts;
                       or a driver command run with sh -c that speaks the driver protocol (README), e.g.
-                      --sut "npx tsx impl/driver.ts"; a driver skips the fault catalogue (it wraps the
+                      --sut "npx tsx impl/drivers/driver.ts"; a driver skips the fault catalogue (it wraps the
                       in-process cluster)
   --replay SEED:PATH  replay one shrunk random walk (as printed by a failure) and exit
   --replay-fixture F  replay one saved fixture and exit

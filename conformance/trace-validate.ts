@@ -1,5 +1,5 @@
 /**
- * Trace validation: checks an implementation's ndjson trace (impl/trace.ts, schema in conformance/TRACE.md)
+ * Trace validation: checks an implementation's ndjson trace (impl/cluster/trace.ts, schema in conformance/TRACE.md)
  * against the model, step by step, and reports the first step the model does not allow. This is how an
  * implementation the harness does not drive (a real deployment, another team's code) is checked.
  *
@@ -13,7 +13,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { initialTransition, transition, type SnapshotFrom } from 'xstate';
-import { traceLineBytesMax, traceVersion, type TraceAction, type TraceConfig, type TraceWriterName } from '../impl/trace.ts';
+import { traceLineBytesMax, traceVersion, type TraceAction, type TraceConfig, type TraceWriterName } from '../impl/cluster/trace.ts';
 import { formatEvent, type ModelEvent } from '../model/events.ts';
 import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
 import type { Observation } from '../model/observation.ts';

@@ -2,7 +2,7 @@
 // the mutation score does not count, each for a stated reason. Ignored mutants still appear in
 // reports/mutation/mutation.json with status "Ignored" and the reason, so the raw figures stay visible.
 //
-// 1. Invariant checks, `assert(condition, invariant, message)` (impl/invariant.ts). A mutant that weakens the
+// 1. Invariant checks, `assert(condition, invariant, message)` (impl/core/invariant.ts). A mutant that weakens the
 //    condition changes nothing on a correct run: the check fires only on a bug, and no test of a correct
 //    implementation can kill it. The checks still run in every test: a mutant elsewhere that breaks an
 //    invariant is killed by the InvariantError it raises.

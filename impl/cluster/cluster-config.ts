@@ -3,18 +3,18 @@
  * typed {@link ConfigError} naming the field.
  */
 
-import { ConfigError } from './errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import {
   entriesMaxCeiling,
   entryDataBytesMax,
   entryHeaderBytes,
   memoryJournalBytesMaxCeiling,
   type JournalLimits,
-} from './journal.ts';
-import { fileJournalBytesMaxCeiling } from './journal-file.ts';
-import { batchItemsMax, bitmapBytesMax, messageVolumesMax } from './messages.ts';
-import { inFlightWritesMaxDefault } from './storage-system.ts';
-import { memoryVolumeBytesMax, validateVolumeConfig, VolumeConfigError, volumeBytesMax } from './volume.ts';
+} from '../core/journal.ts';
+import { fileJournalBytesMaxCeiling } from '../storage/journal-file.ts';
+import { batchItemsMax, bitmapBytesMax, messageVolumesMax } from '../core/messages.ts';
+import { inFlightWritesMaxDefault } from '../core/storage-system.ts';
+import { memoryVolumeBytesMax, validateVolumeConfig, VolumeConfigError, volumeBytesMax } from '../core/volume.ts';
 
 /** Where the sites keep their volumes, journals and state. */
 export type StorageConfig = { kind: 'memory' } | { kind: 'file'; dir: string };

@@ -24,7 +24,7 @@ import type {
   SiteObservation,
   SyncPairState,
   SyncSiteId,
-} from '../model/observation.ts';
+} from '../../model/observation.ts';
 import { advanceTicksMax, hostWriteBytesMax, validateClusterConfig, type ClusterConfig } from './cluster-config.ts';
 import {
   InvalidArgumentError,
@@ -38,15 +38,16 @@ import {
   SiteFailedError,
   SiteUpError,
   ConfigError,
-} from './errors.ts';
-import { assert } from './invariant.ts';
-import { asyncPairAfter, journalCovers } from './judge.ts';
-import type { JudgePurpose, Message } from './messages.ts';
-import { readStateFile, writeStateFile } from './state-file.ts';
-import { openSite, siteConfigOf, type SiteStorage } from './site-open.ts';
-import { StorageSystem, syncMemberMode, type SiteId, type SiteNote, type SiteOutput } from './storage-system.ts';
-import { linkName, Transport, type Envelope } from './transport.ts';
-import { checkRange, OutOfRangeError } from './volume.ts';
+} from '../core/errors.ts';
+import { assert } from '../core/invariant.ts';
+import { asyncPairAfter, journalCovers } from '../core/judge.ts';
+import type { JudgePurpose, Message } from '../core/messages.ts';
+import { readStateFile, writeStateFile } from '../storage/state-file.ts';
+import { openSite, siteConfigOf, type SiteStorage } from '../storage/site-open.ts';
+import { StorageSystem, syncMemberMode, type SiteId, type SiteNote, type SiteOutput } from '../core/storage-system.ts';
+import { linkName, type Envelope } from '../core/link.ts';
+import { Transport } from './transport.ts';
+import { checkRange, OutOfRangeError } from '../core/volume.ts';
 
 /** The configuration of a cluster (see `cluster-config.ts`). */
 export type { ClusterConfig } from './cluster-config.ts';

@@ -17,10 +17,10 @@
  */
 
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { Observation, SiteId } from '../model/observation.ts';
+import type { Observation, SiteId } from '../../model/observation.ts';
 import type { Cluster } from './cluster.ts';
-import { InvalidArgumentError, RefusalError } from './errors.ts';
-import type { StorageSystem } from './storage-system.ts';
+import { InvalidArgumentError, RefusalError } from '../core/errors.ts';
+import type { StorageSystem } from '../core/storage-system.ts';
 
 /** The schema version this file writes and the validator reads. */
 export const traceVersion = 1;

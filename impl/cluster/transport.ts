@@ -19,17 +19,8 @@
  * first (global send order), so that an undisturbed run is one fixed sequence.
  */
 
-import { assert } from './invariant.ts';
-
-/** A site on a link. */
-export type LinkSite = 1 | 2 | 3;
-
-/** A message on its way: sender, receiver, and the message itself. */
-export interface Envelope<M> {
-  readonly from: LinkSite;
-  readonly to: LinkSite;
-  readonly message: M;
-}
+import { assert } from '../core/invariant.ts';
+import { linkName, type Envelope, type LinkSite } from '../core/link.ts';
 
 /** One queued message with its send order and the tick from which it is deliverable. */
 interface Queued<M> {
@@ -43,11 +34,6 @@ export const deliveriesPerRunMax = 1_000_000;
 
 /** Largest number of messages queued on one direction of a link (back-pressure is the sites' job; this catches leaks). */
 export const queuedMessagesMax = 1_000_000;
-
-/** The name of a link, smaller site first: `"1-2"`. */
-export function linkName(a: LinkSite, b: LinkSite): string {
-  return a < b ? `${a}-${b}` : `${b}-${a}`;
-}
 
 const directions: readonly [LinkSite, LinkSite][] = [
   [1, 2],

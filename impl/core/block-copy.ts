@@ -7,7 +7,7 @@
 
 import type { ChangedBlocks } from './changed-blocks.ts';
 import type { CopyPurpose } from './messages.ts';
-import type { LinkSite } from './transport.ts';
+import type { LinkSite } from './link.ts';
 
 /** Walks the blocks of a group in (volume, block) order: all of them, or those marked in a record. */
 export class BlockCursor {

@@ -4,7 +4,7 @@
  * A pure function: the sites call it with the numbers they hold.
  */
 
-import type { AsyncPairState } from '../model/observation.ts';
+import type { AsyncPairState } from '../../model/observation.ts';
 import type { Verdict } from './messages.ts';
 
 /** What the source knows when it judges. */

@@ -153,7 +153,7 @@ export interface PullEntriesMessage {
   entries: WireEntry[];
   /**
    * When the source read these entries from its journal: its trace clock (milliseconds since the epoch,
-   * impl/trace.ts `traceTime`), or 0 when the source keeps no trace. Site 3's trace records the pull at this
+   * impl/cluster/trace.ts `traceTime`), or 0 when the source keeps no trace. Site 3's trace records the pull at this
    * instant, where the model's atomic PULL_JOURNAL took place (the entries are what the journal held then).
    */
   servedAt: number;

@@ -17,7 +17,7 @@
  * changed-block record; see `setSyncPair`.)
  */
 
-import type { SiteMode, SiteRole, SyncPairState } from '../model/observation.ts';
+import type { SiteMode, SiteRole, SyncPairState } from '../../model/observation.ts';
 import { BlockCursor, type CopySession } from './block-copy.ts';
 import { ChangedBlocks } from './changed-blocks.ts';
 import {
@@ -57,7 +57,7 @@ import {
   type WireBlock,
   type WireEntry,
 } from './messages.ts';
-import type { Envelope, LinkSite } from './transport.ts';
+import type { Envelope, LinkSite } from './link.ts';
 import { digestVolumes, type Volume } from './volume.ts';
 
 /** A site. */

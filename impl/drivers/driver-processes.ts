@@ -1,9 +1,9 @@
 /**
  * The driver of the deployment: a program that speaks the JSON-lines driver protocol (`threesite-driver-v1`,
  * README "Checking another implementation: the driver protocol") and carries every model event out on three
- * site processes (`threesite serve`, `impl/site-serve.ts`) the way a storage administrator and two hosts
+ * site processes (`threesite serve`, `impl/site/site-serve.ts`) the way a storage administrator and two hosts
  * would: host writes over NBD to the serving site's export, everything else through the operator
- * (`impl/operator.ts`) over the sites' control ports. `npm start -- --sut processes` runs it.
+ * (`impl/site/operator.ts`) over the sites' control ports. `npm start -- --sut processes` runs it.
  *
  * - **reset** gives a fresh deployment: a `cluster.json` with the reset's bounds, a new data directory, new
  *   free loopback ports, a new cluster id, and site 3's pull and restore timers effectively off
@@ -11,7 +11,7 @@
  *   events. The first reset starts the three processes; each later one rewrites the file and sends them
  *   SIGHUP, on which each closes its site and serves anew from the file (`cli.ts`): the same as new
  *   processes over a new directory, in milliseconds instead of a process start. The driver answers once the
- *   three sites are up and connected. The processes run `impl/cli.ts` compiled once into one file by
+ *   three sites are up and connected. The processes run `impl/site/cli.ts` compiled once into one file by
  *   esbuild (0.2 s a start instead of tsx's 0.9 s; `bin/threesite.js` when esbuild is missing), and their
  *   data lives on `/dev/shm` when there is one (every state file is fsynced).
  * - **HOST_WRITE** is an NBD write (`nbd-client.ts`) to export `vol<volume>` of site `host`, on one
@@ -40,25 +40,25 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Observation, SiteObservation, SyncSiteId } from '../model/observation.ts';
-import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
+import type { Observation, SiteObservation, SyncSiteId } from '../../model/observation.ts';
+import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from '../site/deployment-config.ts';
 import { clusterConfigOf, driverLimits as inProcessDriverLimits, driverProtocol } from './driver.ts';
-import { InvalidArgumentError, MalformedMessageError, RefusalError } from './errors.ts';
-import { NbdClient, NbdClientError, NbdReplyError } from './nbd-client.ts';
-import { memberRoleOf, Operator, remoteModeOf, type DeploymentStatus } from './operator.ts';
-import { tcpClient } from './site-control.ts';
-import type { SiteStatus } from './site-node.ts';
-import type { SiteId } from './storage-system.ts';
+import { InvalidArgumentError, MalformedMessageError, RefusalError } from '../core/errors.ts';
+import { NbdClient, NbdClientError, NbdReplyError } from '../net/nbd-client.ts';
+import { memberRoleOf, Operator, remoteModeOf, type DeploymentStatus } from '../site/operator.ts';
+import { tcpClient } from '../site/site-control.ts';
+import type { SiteStatus } from '../site/site-node.ts';
+import type { SiteId } from '../core/storage-system.ts';
 
 /** The command that runs this driver from the repository's root (`--sut processes`). */
-export const processDriverCommand = 'npx tsx impl/driver-processes.ts';
+export const processDriverCommand = 'npx tsx impl/drivers/driver-processes.ts';
 
 /** The name the driver gives in its `hello` answer. */
-export const driverName = 'threesite impl/driver-processes.ts (three site processes: threesite serve, NBD, control ports)';
+export const driverName = 'threesite impl/drivers/driver-processes.ts (three site processes: threesite serve, NBD, control ports)';
 
 /** Limits and timing of the driver. */
 export const processDriverLimits = {
-  /** Longest request line (as `impl/driver.ts`). */
+  /** Longest request line (as `impl/drivers/driver.ts`). */
   requestLineBytesMax: inProcessDriverLimits.requestLineBytesMax,
   /** From spawning the three processes to all three up and connected. */
   startTimeoutMs: 20_000,
@@ -79,11 +79,11 @@ export const processDriverLimits = {
   reconnectDelayMsMax: 16,
 };
 
-const repository = fileURLToPath(new URL('..', import.meta.url));
+const repository = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
  * How a site process is started: `node bin/threesite.js serve ...` (tsx compiles `impl/` as it loads, about
- * 0.9 s a process), or the same `impl/cli.ts` compiled once by esbuild into one file under
+ * 0.9 s a process), or the same `impl/site/cli.ts` compiled once by esbuild into one file under
  * `node_modules/.cache/` (0.2 s a process; its packages resolve from the repository's `node_modules`).
  * The bundle is this driver's own and removed at its exit; without esbuild the driver uses the former.
  */
@@ -96,7 +96,7 @@ function siteCommandOf(): Promise<{ file: string; bundled: boolean }> {
       const esbuild = await import('esbuild');
       mkdirSync(path.dirname(file), { recursive: true });
       await esbuild.build({
-        stdin: { contents: "import { main } from './impl/cli.ts';\nprocess.exitCode = await main(process.argv.slice(2));\n", resolveDir: repository, loader: 'ts', sourcefile: 'site-process.ts' },
+        stdin: { contents: "import { main } from './impl/site/cli.ts';\nprocess.exitCode = await main(process.argv.slice(2));\n", resolveDir: repository, loader: 'ts', sourcefile: 'site-process.ts' },
         bundle: true,
         platform: 'node',
         format: 'esm',

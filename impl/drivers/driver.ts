@@ -2,7 +2,7 @@
  * The implementation's driver: a program that speaks the JSON-lines driver protocol
  * (`threesite-driver-v1`, README "Checking another implementation: the driver protocol") over stdin and
  * stdout, so that the conformance harness checks this implementation the way it checks one written in any
- * language: `npm start -- --sut "npx tsx impl/driver.ts"`.
+ * language: `npm start -- --sut "npx tsx impl/drivers/driver.ts"`.
  *
  * One request per line in, one answer per line out. The requests are the implementation's own API
  * vocabulary (a host write is a volume, a byte offset and base64 bytes), mapped here to the in-process
@@ -11,15 +11,15 @@
  * The driver exits after `close` or when its stdin ends.
  */
 import { pathToFileURL } from 'node:url';
-import { Cluster, type ClusterConfig } from './cluster.ts';
-import { MalformedMessageError, RefusalError } from './errors.ts';
-import type { SiteId, SyncSiteId } from '../model/observation.ts';
+import { Cluster, type ClusterConfig } from '../cluster/cluster.ts';
+import { MalformedMessageError, RefusalError } from '../core/errors.ts';
+import type { SiteId, SyncSiteId } from '../../model/observation.ts';
 
 /** The protocol this driver speaks, as the `hello` request names it. */
 export const driverProtocol = 'threesite-driver-v1';
 
 /** The name the driver gives in its `hello` answer. */
-export const driverName = 'threesite impl/driver.ts (in-process Cluster, memory storage)';
+export const driverName = 'threesite impl/drivers/driver.ts (in-process Cluster, memory storage)';
 
 /** Limits of the driver. */
 export const driverLimits = {

@@ -69,8 +69,8 @@
  */
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { NotWritableError } from './errors.ts';
-import { assert } from './invariant.ts';
+import { NotWritableError } from '../core/errors.ts';
+import { assert } from '../core/invariant.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Protocol constants (the spec's names, camelCased).

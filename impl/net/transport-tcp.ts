@@ -46,10 +46,10 @@
  */
 
 import * as net from 'node:net';
-import { ConfigError } from './errors.ts';
-import { assert } from './invariant.ts';
-import { messageBytesMax } from './messages.ts';
-import { linkName, type LinkSite } from './transport.ts';
+import { ConfigError } from '../core/errors.ts';
+import { assert } from '../core/invariant.ts';
+import { messageBytesMax } from '../core/messages.ts';
+import { linkName, type LinkSite } from '../core/link.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Limits

@@ -20,14 +20,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { SiteId, SyncSiteId } from '../model/observation.ts';
+import type { SiteId, SyncSiteId } from '../../model/observation.ts';
 import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
-import { ConfigError, RefusalError } from './errors.ts';
+import { ConfigError, RefusalError } from '../core/errors.ts';
 import { Operator, SiteUnreachableError, type DeploymentStatus } from './operator.ts';
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { traceConfigOf, traceTime, type TraceAction } from './trace.ts';
+import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
 const usage = `usage: threesite COMMAND [options]
   init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]

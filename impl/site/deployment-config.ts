@@ -15,17 +15,17 @@
  *
  * Optional: `inFlightWritesMax`, `flushEachWrite`, the dialling site's reconnect backoff
  * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`), and
- * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site-trace.ts),
+ * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site/site-trace.ts),
  * for `npm start -- --validate-trace DIR/*.ndjson`; no trace when absent.
  */
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hostWriteBytesMax, validateClusterConfig } from './cluster-config.ts';
-import { ConfigError } from './errors.ts';
-import type { JournalLimits } from './journal.ts';
-import type { SiteId } from './storage-system.ts';
-import { reconnectDelayMsCeiling, reconnectDelayMsDefault, reconnectDelayMsMaxDefault } from './transport-tcp.ts';
+import { hostWriteBytesMax, validateClusterConfig } from '../cluster/cluster-config.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { JournalLimits } from '../core/journal.ts';
+import type { SiteId } from '../core/storage-system.ts';
+import { reconnectDelayMsCeiling, reconnectDelayMsDefault, reconnectDelayMsMaxDefault } from '../net/transport-tcp.ts';
 
 /** Largest configuration file: 1 MiB. */
 export const deploymentConfigBytesMax = 1 << 20;

@@ -1,5 +1,5 @@
 /**
- * The operator's trace (impl/trace.ts, writer `operator`): the model events that only the operator sees
+ * The operator's trace (impl/cluster/trace.ts, writer `operator`): the model events that only the operator sees
  * whole, written by each `threesite` command into one log, `operator.ndjson` in the deployment's trace
  * directory, appended to by every command in turn. site-trace.ts says which events the sites record
  * themselves; the operator records the rest:
@@ -18,10 +18,10 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { SiteId } from '../model/observation.ts';
-import { InvalidArgumentError, RefusalError } from './errors.ts';
+import type { SiteId } from '../../model/observation.ts';
+import { InvalidArgumentError, RefusalError } from '../core/errors.ts';
 import { memberRoleOf, remoteModeOf, type DeploymentStatus } from './operator.ts';
-import { fileTraceSink, traceLineBytesMax, TraceWriter, type PartialView, type TraceAction, type TraceConfig } from './trace.ts';
+import { fileTraceSink, traceLineBytesMax, TraceWriter, type PartialView, type TraceAction, type TraceConfig } from '../cluster/trace.ts';
 
 /** The operator's log in a trace directory. */
 export const operatorTraceName = 'operator.ndjson';

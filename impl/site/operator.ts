@@ -11,10 +11,10 @@
  * host 2 has writes in flight) before site 1 is promoted.
  */
 
-import type { AsyncPairState, Judgement, SiteId, StandbyPairState, SyncPairState, SyncSiteId } from '../model/observation.ts';
-import { NotAllowedError, RefusalError, RemoteAheadError, SiteFailedError } from './errors.ts';
-import { asyncPairAfter, journalCovers } from './judge.ts';
-import type { JudgePurpose } from './messages.ts';
+import type { AsyncPairState, Judgement, SiteId, StandbyPairState, SyncPairState, SyncSiteId } from '../../model/observation.ts';
+import { NotAllowedError, RefusalError, RemoteAheadError, SiteFailedError } from '../core/errors.ts';
+import { asyncPairAfter, journalCovers } from '../core/judge.ts';
+import type { JudgePurpose } from '../core/messages.ts';
 import type { JudgedVerdict, SiteStatus } from './site-node.ts';
 
 /** One site as the operator reaches it. Every method rejects with the site's typed refusal. */
@@ -122,7 +122,7 @@ export class Operator {
   #committedAt: number | null = null;
 
   /**
-   * `clock`: the time the operator's trace uses (impl/trace.ts `traceTime`), read when a failover or failback
+   * `clock`: the time the operator's trace uses (impl/cluster/trace.ts `traceTime`), read when a failover or failback
    * takes effect (see {@link takeCommittedAt}); the operator reads no clock otherwise.
    */
   constructor(
@@ -133,7 +133,7 @@ export class Operator {
   /**
    * When the last failover or failback took effect: the instant before it promoted the new primary, after
    * which host writes may be acknowledged there and site 3 may pull from it. The operator's trace records the
-   * event at that instant (impl/operator-trace.ts). Cleared when read.
+   * event at that instant (impl/site/operator-trace.ts). Cleared when read.
    */
   takeCommittedAt(): number | undefined {
     const at = this.#committedAt;

@@ -14,12 +14,12 @@
  */
 
 import * as net from 'node:net';
-import type { AsyncPairState, Judgement, SyncPairState, SyncSiteId } from '../model/observation.ts';
-import { InvalidArgumentError, RefusalError, type RefusalCodeName } from './errors.ts';
-import type { JudgePurpose } from './messages.ts';
+import type { AsyncPairState, Judgement, SyncPairState, SyncSiteId } from '../../model/observation.ts';
+import { InvalidArgumentError, RefusalError, type RefusalCodeName } from '../core/errors.ts';
+import type { JudgePurpose } from '../core/messages.ts';
 import { SiteUnreachableError, type SiteClient } from './operator.ts';
 import type { SiteNode } from './site-node.ts';
-import type { SiteId } from './storage-system.ts';
+import type { SiteId } from '../core/storage-system.ts';
 
 /** Longest request or answer line: 1 MiB (a status is a few hundred bytes). */
 export const controlLineBytesMax = 1 << 20;

@@ -36,7 +36,7 @@
  * about the state, which the operator's next step or the answer timeout settles.
  */
 
-import type { AsyncPairState, Judgement, SiteMode, SyncPairState, SyncSiteId } from '../model/observation.ts';
+import type { AsyncPairState, Judgement, SiteMode, SyncPairState, SyncSiteId } from '../../model/observation.ts';
 import {
   InvalidArgumentError,
   LinkStateError,
@@ -48,12 +48,12 @@ import {
   RefusalError,
   SiteFailedError,
   SiteUpError,
-} from './errors.ts';
-import { assert } from './invariant.ts';
-import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from './messages.ts';
+} from '../core/errors.ts';
+import { assert } from '../core/invariant.ts';
+import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from '../core/messages.ts';
 import type { SiteTrace, TracedWrite } from './site-trace.ts';
-import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from './storage-system.ts';
-import { checkRange, OutOfRangeError } from './volume.ts';
+import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from '../core/storage-system.ts';
+import { checkRange, OutOfRangeError } from '../core/volume.ts';
 
 /**
  * Bytes of host data one batch of sync writes carries at most: 256 KiB. Small writes gain from going

@@ -17,17 +17,17 @@ import * as fs from 'node:fs';
 import type { Server } from 'node:net';
 import * as path from 'node:path';
 import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
-import { NotWritableError, RefusalError, SiteFailedError } from './errors.ts';
-import { NbdErrno, NbdError, NbdServer, type NbdExport } from './nbd-server.ts';
-import { readStateFile, writeStateFile } from './state-file.ts';
+import { NotWritableError, RefusalError, SiteFailedError } from '../core/errors.ts';
+import { NbdErrno, NbdError, NbdServer, type NbdExport } from '../net/nbd-server.ts';
+import { readStateFile, writeStateFile } from '../storage/state-file.ts';
 import { serveControl } from './site-control.ts';
 import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
-import { openSite, siteConfigOf, siteExists } from './site-open.ts';
-import type { SiteId } from './storage-system.ts';
-import { traceConfigOf } from './trace.ts';
-import { PeerNetwork, peerIdsOf } from './transport-tcp.ts';
-import { OutOfRangeError } from './volume.ts';
+import { openSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
+import type { SiteId } from '../core/storage-system.ts';
+import { traceConfigOf } from '../cluster/trace.ts';
+import { PeerNetwork, peerIdsOf } from '../net/transport-tcp.ts';
+import { OutOfRangeError } from '../core/volume.ts';
 
 /** How often the process gives its node the time (answer timeouts), in milliseconds. */
 export const tickIntervalMs = 50;

@@ -1,5 +1,5 @@
 /**
- * A site process's trace (impl/trace.ts, writer `site-N`): what one storage system did, as the model's
+ * A site process's trace (impl/cluster/trace.ts, writer `site-N`): what one storage system did, as the model's
  * events, written where that site is the one that knows the step took place, so that the logs of the three
  * site processes and the operator, merged by time, replay on the model (`npm start -- --validate-trace`).
  *
@@ -34,8 +34,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { SyncSiteId } from '../model/observation.ts';
-import type { StorageSystem } from './storage-system.ts';
+import type { SyncSiteId } from '../../model/observation.ts';
+import type { StorageSystem } from '../core/storage-system.ts';
 import {
   fileTraceSink,
   fillOf,
@@ -48,7 +48,7 @@ import {
   type TraceAction,
   type TraceConfig,
   type TraceOutcome,
-} from './trace.ts';
+} from '../cluster/trace.ts';
 
 /** A host write's facts, kept from its arrival to its acknowledgement. */
 export interface TracedWrite {
@@ -85,7 +85,7 @@ export class SiteTrace {
     return new SiteTrace(site, file, config);
   }
 
-  /** The trace clock (impl/trace.ts `traceTime`), for `pullEntries.servedAt`. */
+  /** The trace clock (impl/cluster/trace.ts `traceTime`), for `pullEntries.servedAt`. */
   now(): number {
     return traceTime();
   }

@@ -39,7 +39,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assert } from './invariant.ts';
+import { assert } from '../core/invariant.ts';
 import {
   checkAllFit,
   checkBatchArgument,
@@ -60,7 +60,7 @@ import {
   type Journal,
   type JournalEntry,
   type JournalLimits,
-} from './journal.ts';
+} from '../core/journal.ts';
 
 /** Default size at which a segment is closed and the next one started: 64 MiB. */
 export const segmentBytesMax = 64 * 1024 * 1024;

@@ -10,12 +10,12 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError } from './errors.ts';
-import { MemoryJournal, type Journal, type JournalLimits } from './journal.ts';
+import { ConfigError } from '../core/errors.ts';
+import { MemoryJournal, type Journal, type JournalLimits } from '../core/journal.ts';
 import { FileJournal } from './journal-file.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
-import { StorageSystem, type SiteConfig, type SiteDurableState } from './storage-system.ts';
-import { MemoryVolume, type Volume } from './volume.ts';
+import { StorageSystem, type SiteConfig, type SiteDurableState } from '../core/storage-system.ts';
+import { MemoryVolume, type Volume } from '../core/volume.ts';
 import { FileVolume } from './volume-file.ts';
 
 /** The format tag of a site's state file. */

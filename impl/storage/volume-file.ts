@@ -7,7 +7,7 @@
  */
 
 import * as fs from 'node:fs';
-import { assert } from './invariant.ts';
+import { assert } from '../core/invariant.ts';
 import {
   blocksOfRange,
   checkRange,
@@ -15,7 +15,7 @@ import {
   VolumeConfigError,
   volumeBytesMax,
   type Volume,
-} from './volume.ts';
+} from '../core/volume.ts';
 
 /** A volume stored in one sparse file. */
 export class FileVolume implements Volume {

@@ -5,7 +5,7 @@
  * checker itself must be able to fail: each property is shown a broken cluster.
  */
 import { describe, expect, it } from 'vitest';
-import { Cluster, type ClusterConfig } from '../../impl/cluster.ts';
+import { Cluster, type ClusterConfig } from '../../impl/cluster/cluster.ts';
 import { exploreInterleavings, ImplPropertyChecker, PropertyViolation, type SubmittedWrite } from '../../conformance/interleavings.ts';
 
 /** Interleavings per storage kind in this suite (the benchmark runs more). */

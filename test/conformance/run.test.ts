@@ -93,7 +93,7 @@ describe('npm start arguments', () => {
 
   it('--sut: a driver command, and processes (the three site processes), replay a fixture', () => {
     const fixture = readdirSync('test/fixtures/failures').find((file) => file.endsWith('.json'))!;
-    const replayed = start('--sut', 'npx tsx impl/driver.ts', '--replay-fixture', join('test/fixtures/failures', fixture));
+    const replayed = start('--sut', 'npx tsx impl/drivers/driver.ts', '--replay-fixture', join('test/fixtures/failures', fixture));
     expect(replayed.stdout).toMatch(/fixture passes/);
     expect(replayed.status).toBe(0);
     const processes = start('--sut', 'processes', '--replay-fixture', join('test/fixtures/failures', fixture));

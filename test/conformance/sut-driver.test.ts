@@ -1,5 +1,5 @@
 /**
- * The driver protocol seam: generated paths and walks through `impl/driver.ts` behind `DriverSut` give what
+ * The driver protocol seam: generated paths and walks through `impl/drivers/driver.ts` behind `DriverSut` give what
  * the in-process system gives; a broken driver (garbage, exit, silence, a line too long, two answers) is a
  * `DriverProtocolError` and a crash divergence within its deadline; a driver that lies about one field of
  * its observation is an observation divergence. One driver process serves each factory (reset per path).
@@ -11,11 +11,11 @@ import { runPath, type PathRun } from '../../conformance/lockstep.ts';
 import { statePaths, type GeneratedPath } from '../../conformance/paths.ts';
 import { DriverProtocolError, driverSutFactory, type DriverSutFactory } from '../../conformance/sut-driver.ts';
 import { runWalks } from '../../conformance/walks.ts';
-import { DriverSession, driverLimits as implDriverLimits, runDriver } from '../../impl/driver.ts';
+import { DriverSession, driverLimits as implDriverLimits, runDriver } from '../../impl/drivers/driver.ts';
 import type { ModelEvent } from '../../model/events.ts';
 import { validateParams, type FencePolicy, type ModelParams } from '../../model/params.ts';
 
-const driverCommand = 'npx tsx impl/driver.ts';
+const driverCommand = 'npx tsx impl/drivers/driver.ts';
 const factories: DriverSutFactory[] = [];
 const factory = (command: string, options: Parameters<typeof driverSutFactory>[1] = {}): DriverSutFactory => {
   const made = driverSutFactory(command, options);
@@ -38,7 +38,7 @@ function samplePaths(params: ModelParams): GeneratedPath[] {
 
 const outcome = (run: PathRun) => ({ steps: run.steps, divergence: run.divergence?.summary ?? null, expected: run.expected });
 
-describe('impl/driver.ts behind DriverSut agrees with the in-process system', () => {
+describe('impl/drivers/driver.ts behind DriverSut agrees with the in-process system', () => {
   const driver = factory(driverCommand);
 
   for (const fencePolicy of ['keepWriting', 'refuse'] as FencePolicy[]) {
@@ -172,7 +172,7 @@ describe('a broken driver is a DriverProtocolError and a crash divergence, never
 
 describe('a driver that lies about one field', () => {
   it('is caught as an observation divergence', () => {
-    // impl/driver.ts's answers, with site 1's last update number raised by one once it wrote anything.
+    // impl/drivers/driver.ts's answers, with site 1's last update number raised by one once it wrote anything.
     const lie = answerEach(
       'const a = JSON.parse(line); const s = a.observation && a.observation.sites["1"]; if (s && s.lastUpdateNumber > 0) s.lastUpdateNumber += 1; console.log(JSON.stringify(a))',
     );
@@ -183,7 +183,7 @@ describe('a driver that lies about one field', () => {
   });
 });
 
-describe('impl/driver.ts on its own', () => {
+describe('impl/drivers/driver.ts on its own', () => {
   it('answers malformed requests with ok: false and goes on', () => {
     const session = new DriverSession();
     const answer = (request: unknown) => JSON.parse(session.handle(typeof request === 'string' ? request : JSON.stringify(request)).line);

@@ -1,5 +1,5 @@
 /**
- * `--sut processes`: generated paths and random walks through `impl/driver-processes.ts`, which carries every
+ * `--sut processes`: generated paths and random walks through `impl/drivers/driver-processes.ts`, which carries every
  * event out on three site processes (`threesite serve`) as the hosts and the operator would (host writes over
  * NBD, everything else through the operator over the control ports), give what the model and the in-process
  * system give. The sample covers failover (judged, forced, with site 3 failed), delta resync, full copy,
@@ -12,7 +12,7 @@ import { runPath, type PathRun } from '../../conformance/lockstep.ts';
 import { statePaths, type GeneratedPath } from '../../conformance/paths.ts';
 import { driverSutFactory } from '../../conformance/sut-driver.ts';
 import { runWalks } from '../../conformance/walks.ts';
-import { processDriverCommand } from '../../impl/driver-processes.ts';
+import { processDriverCommand } from '../../impl/drivers/driver-processes.ts';
 import type { ModelEvent } from '../../model/events.ts';
 import { validateParams, type FencePolicy, type ModelParams } from '../../model/params.ts';
 

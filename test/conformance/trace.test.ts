@@ -1,5 +1,5 @@
 /**
- * Trace validation: the implementation's own ndjson trace (impl/trace.ts), written while a real cluster runs
+ * Trace validation: the implementation's own ndjson trace (impl/cluster/trace.ts), written while a real cluster runs
  * generated paths and a failover story, is accepted by the validator; a log with one altered step is
  * rejected at exactly that step; malformed logs are refused with a typed error naming the line.
  */
@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cluster } from '../../impl/cluster.ts';
-import { fileTraceSink, TracedCluster } from '../../impl/trace.ts';
+import { Cluster } from '../../impl/cluster/cluster.ts';
+import { fileTraceSink, TracedCluster } from '../../impl/cluster/trace.ts';
 import { ClusterSut, clusterConfigFor } from '../../conformance/adapter.ts';
 import { statePaths } from '../../conformance/paths.ts';
 import { TraceFormatError, validateTrace } from '../../conformance/trace-validate.ts';

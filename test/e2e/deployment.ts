@@ -9,10 +9,10 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { localDeploymentConfig } from '../../impl/deployment-config.ts';
-import type { DeploymentStatus } from '../../impl/operator.ts';
-import { tcpClient } from '../../impl/site-control.ts';
-import type { SiteId } from '../../impl/storage-system.ts';
+import { localDeploymentConfig } from '../../impl/site/deployment-config.ts';
+import type { DeploymentStatus } from '../../impl/site/operator.ts';
+import { tcpClient } from '../../impl/site/site-control.ts';
+import type { SiteId } from '../../impl/core/storage-system.ts';
 
 export const run = promisify(execFile);
 

@@ -5,9 +5,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BlockCursor } from '../../impl/block-copy.ts';
-import { ChangedBlocks } from '../../impl/changed-blocks.ts';
-import { InvariantError } from '../../impl/invariant.ts';
+import { BlockCursor } from '../../impl/core/block-copy.ts';
+import { ChangedBlocks } from '../../impl/core/changed-blocks.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
 
 const volumes = 3;
 const blocks = 21;

@@ -4,7 +4,7 @@
  * Small on purpose: an overflow, a batch cut or a full copy takes a few writes.
  */
 
-import type { ClusterConfig } from '../../impl/cluster.ts';
+import type { ClusterConfig } from '../../impl/cluster/cluster.ts';
 
 /** Bytes of a block in the shared configuration. */
 export const blockBytes = 4096;

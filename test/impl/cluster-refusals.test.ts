@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { advanceTicksMax } from '../../impl/cluster-config.ts';
-import { Cluster, rejectionsKeptMax, type ClusterConfig } from '../../impl/cluster.ts';
+import { advanceTicksMax } from '../../impl/cluster/cluster-config.ts';
+import { Cluster, rejectionsKeptMax, type ClusterConfig } from '../../impl/cluster/cluster.ts';
 import { block, blockBytes, config } from './cluster-fixture.ts';
 import {
   ConfigError,
@@ -22,9 +22,9 @@ import {
   RefusalError,
   SiteFailedError,
   UnexpectedMessageError,
-} from '../../impl/errors.ts';
-import { InvariantError } from '../../impl/invariant.ts';
-import { encodeMessage, type Message } from '../../impl/messages.ts';
+} from '../../impl/core/errors.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
+import { encodeMessage, type Message } from '../../impl/core/messages.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-refusals-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

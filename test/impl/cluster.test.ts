@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cluster, type ClusterConfig } from '../../impl/cluster.ts';
+import { Cluster, type ClusterConfig } from '../../impl/cluster/cluster.ts';
 import { block, blockBytes, config } from './cluster-fixture.ts';
 import {
   ConfigError,
@@ -25,9 +25,9 @@ import {
   RemoteAheadError,
   SiteFailedError,
   SiteUpError,
-} from '../../impl/errors.ts';
-import { encodeMessage } from '../../impl/messages.ts';
-import { OutOfRangeError } from '../../impl/volume.ts';
+} from '../../impl/core/errors.ts';
+import { encodeMessage } from '../../impl/core/messages.ts';
+import { OutOfRangeError } from '../../impl/core/volume.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-cluster-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -12,9 +12,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Cluster, type ClusterConfig, type HostWriteHandle } from '../../impl/cluster.ts';
-import { RefusalError } from '../../impl/errors.ts';
-import { digestVolumes, MemoryVolume } from '../../impl/volume.ts';
+import { Cluster, type ClusterConfig, type HostWriteHandle } from '../../impl/cluster/cluster.ts';
+import { RefusalError } from '../../impl/core/errors.ts';
+import { digestVolumes, MemoryVolume } from '../../impl/core/volume.ts';
 
 const blockBytes = 512;
 

@@ -8,7 +8,7 @@
 
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { InvariantError } from '../../impl/invariant.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
 import {
   entryBytes,
   entryHeaderBytes,
@@ -19,7 +19,7 @@ import {
   type Journal,
   type JournalEntry,
   type JournalLimits,
-} from '../../impl/journal.ts';
+} from '../../impl/core/journal.ts';
 
 /** Makes an empty journal with the given limits and base; `reopen` (optional) closes and reopens one. */
 export interface JournalFactory {

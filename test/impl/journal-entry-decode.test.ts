@@ -8,10 +8,10 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { describe, expect, it } from 'vitest';
-import { CorruptEntryError, decodeEntry, encodeEntry, entryDataBytesMax, entryHeaderBytes } from '../../impl/journal.ts';
+import { CorruptEntryError, decodeEntry, encodeEntry, entryDataBytesMax, entryHeaderBytes } from '../../impl/core/journal.ts';
 import { makeEntry } from './journal-contract.ts';
 
-/** Header field offsets, from the encoding table in impl/journal.ts. */
+/** Header field offsets, from the encoding table in impl/core/journal.ts. */
 const at = { length: 4, updateNumber: 8, offset: 16, checksum: 28, headerChecksum: 32 } as const;
 
 /**

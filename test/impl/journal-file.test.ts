@@ -9,8 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptJournalError, FileJournal, journalMetaName, tailCacheEntryBytesMax, type RecoveryReport } from '../../impl/journal-file.ts';
-import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/journal.ts';
+import { CorruptJournalError, FileJournal, journalMetaName, tailCacheEntryBytesMax, type RecoveryReport } from '../../impl/storage/journal-file.ts';
+import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/core/journal.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-journal-'));

@@ -21,8 +21,8 @@ import {
   MemoryJournal,
   memoryJournalBytesMaxCeiling,
   type JournalEntry,
-} from '../../impl/journal.ts';
-import { InvariantError } from '../../impl/invariant.ts';
+} from '../../impl/core/journal.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
 /** Compares entries field by field, the data byte for byte (fast for megabytes, unlike a deep equal of arrays). */

@@ -5,7 +5,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { judge, journalCovers } from '../../impl/judge.ts';
+import { judge, journalCovers } from '../../impl/core/judge.ts';
 
 describe('judge', () => {
   it('gives each verdict at its boundary', () => {

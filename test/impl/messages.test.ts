@@ -7,8 +7,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Cluster, type ClusterConfig } from '../../impl/cluster.ts';
-import { MalformedMessageError, OutOfOrderError, RefusalError, UnexpectedMessageError } from '../../impl/errors.ts';
+import { Cluster, type ClusterConfig } from '../../impl/cluster/cluster.ts';
+import { MalformedMessageError, OutOfOrderError, RefusalError, UnexpectedMessageError } from '../../impl/core/errors.ts';
 import {
   batchItemsMax,
   decodeMessage,
@@ -17,7 +17,7 @@ import {
   messageKinds,
   validateMessage,
   type Message,
-} from '../../impl/messages.ts';
+} from '../../impl/core/messages.ts';
 
 const config: ClusterConfig = {
   volumeCount: 2,

@@ -1,13 +1,13 @@
 /**
- * The minimal NBD client (impl/nbd-client.ts) against this repository's NBD server on loopback: the
+ * The minimal NBD client (impl/net/nbd-client.ts) against this repository's NBD server on loopback: the
  * handshake gives the export's size and read-only flag; writes and reads round-trip; the server's errors come
  * back as the spec's errno (EPERM on a read-only export, ENOSPC past the end) on a connection that stays
  * usable; an export the server does not have is `unknownExport`; a server that stops answering is a timeout.
  */
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NbdClient, NbdClientError, NbdReplyError } from '../../impl/nbd-client.ts';
-import { NbdServer, type NbdExport } from '../../impl/nbd-server.ts';
+import { NbdClient, NbdClientError, NbdReplyError } from '../../impl/net/nbd-client.ts';
+import { NbdServer, type NbdExport } from '../../impl/net/nbd-server.ts';
 
 const sizeBytes = 4096;
 

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NotWritableError } from '../../impl/errors.ts';
+import { NotWritableError } from '../../impl/core/errors.ts';
 import {
   checkRequest,
   encodeGreeting,
@@ -49,8 +49,8 @@ import {
   type NbdExport,
   type NbdLogEntry,
   type NbdRequestHeader,
-} from '../../impl/nbd-server.ts';
-import { MemoryVolume } from '../../impl/volume.ts';
+} from '../../impl/net/nbd-server.ts';
+import { MemoryVolume } from '../../impl/core/volume.ts';
 
 const run = promisify(execFile);
 

@@ -27,9 +27,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cluster, type ClusterConfig, type HostWriteHandle } from '../../impl/cluster.ts';
-import { RefusalError } from '../../impl/errors.ts';
-import { digestVolumes, MemoryVolume, OutOfRangeError } from '../../impl/volume.ts';
+import { Cluster, type ClusterConfig, type HostWriteHandle } from '../../impl/cluster/cluster.ts';
+import { RefusalError } from '../../impl/core/errors.ts';
+import { digestVolumes, MemoryVolume, OutOfRangeError } from '../../impl/core/volume.ts';
 import type { Observation, SiteObservation } from '../../model/observation.ts';
 
 const dataDir = path.join(import.meta.dirname, 'testdata');

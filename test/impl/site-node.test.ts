@@ -1,20 +1,20 @@
 /**
- * Site nodes (impl/site-node.ts) and the operator (impl/operator.ts) without processes: three nodes over an
+ * Site nodes (impl/site/site-node.ts) and the operator (impl/site/operator.ts) without processes: three nodes over an
  * in-memory network that delivers frames in order and reports connections going up and down as a real one
  * does, driven through the operator's control-port client. The patent's story end to end (site 1 crashes,
  * failover with delta resync, host 2 writes, site 1 returns, resync, reversed writes, failback), with volume
  * bytes compared; then each local rule and each refusal on its own.
  */
 import { describe, expect, it } from 'vitest';
-import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/storage-system.ts';
-import { MemoryJournal } from '../../impl/journal.ts';
-import { MemoryVolume } from '../../impl/volume.ts';
-import { NotWritableError, RefusalError } from '../../impl/errors.ts';
-import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/operator.ts';
-import { localClient } from '../../impl/site-control.ts';
-import { SiteNode, type NodeLinks } from '../../impl/site-node.ts';
-import { openSite } from '../../impl/site-open.ts';
-import { encodeMessage } from '../../impl/messages.ts';
+import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
+import { MemoryJournal } from '../../impl/core/journal.ts';
+import { MemoryVolume } from '../../impl/core/volume.ts';
+import { NotWritableError, RefusalError } from '../../impl/core/errors.ts';
+import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
+import { localClient } from '../../impl/site/site-control.ts';
+import { SiteNode, type NodeLinks } from '../../impl/site/site-node.ts';
+import { openSite } from '../../impl/storage/site-open.ts';
+import { encodeMessage } from '../../impl/core/messages.ts';
 
 const blockBytes = 512;
 const volumeCount = 2;

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readStateFile, StateFileError, writeStateFile } from '../../impl/state-file.ts';
+import { readStateFile, StateFileError, writeStateFile } from '../../impl/storage/state-file.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-state-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -9,8 +9,8 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { MalformedMessageError, OutOfOrderError, SiteFailedError, UnexpectedMessageError } from '../../impl/errors.ts';
-import { entryBytes, MemoryJournal, type JournalLimits } from '../../impl/journal.ts';
+import { MalformedMessageError, OutOfOrderError, SiteFailedError, UnexpectedMessageError } from '../../impl/core/errors.ts';
+import { entryBytes, MemoryJournal, type JournalLimits } from '../../impl/core/journal.ts';
 import {
   batchBytesMax,
   type CopyBlocksMessage,
@@ -18,9 +18,9 @@ import {
   type Message,
   type PullEntriesMessage,
   type SyncWriteBatchMessage,
-} from '../../impl/messages.ts';
-import { StorageSystem, type SiteConfig, type SiteDurableState, type SiteEnvelope, type SiteId } from '../../impl/storage-system.ts';
-import { MemoryVolume } from '../../impl/volume.ts';
+} from '../../impl/core/messages.ts';
+import { StorageSystem, type SiteConfig, type SiteDurableState, type SiteEnvelope, type SiteId } from '../../impl/core/storage-system.ts';
+import { MemoryVolume } from '../../impl/core/volume.ts';
 
 const blockBytes = 4096;
 

@@ -10,8 +10,8 @@
 import fc from 'fast-check';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, MalformedMessageError } from '../../impl/errors.ts';
-import { decodeMessage, encodeMessage, messageBytesMax, type Message } from '../../impl/messages.ts';
+import { ConfigError, MalformedMessageError } from '../../impl/core/errors.ts';
+import { decodeMessage, encodeMessage, messageBytesMax, type Message } from '../../impl/core/messages.ts';
 import {
   checkHello,
   decodeHello,
@@ -28,8 +28,8 @@ import {
   PeerNetwork,
   type PeerAddress,
   type PeerNetworkConfig,
-} from '../../impl/transport-tcp.ts';
-import type { LinkSite } from '../../impl/transport.ts';
+} from '../../impl/net/transport-tcp.ts';
+import type { LinkSite } from '../../impl/core/link.ts';
 
 const cluster = 'test-cluster';
 const host = '127.0.0.1';

@@ -6,8 +6,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvariantError } from '../../impl/invariant.ts';
-import { linkName, Transport, type Envelope, type LinkSite } from '../../impl/transport.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
+import { linkName, type Envelope, type LinkSite } from '../../impl/core/link.ts';
+import { Transport } from '../../impl/cluster/transport.ts';
 
 type Sent = { id: number };
 

@@ -6,8 +6,8 @@
 
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { InvariantError } from '../../impl/invariant.ts';
-import { digestVolumes, ioBytesMax, OutOfRangeError, type Volume } from '../../impl/volume.ts';
+import { InvariantError } from '../../impl/core/invariant.ts';
+import { digestVolumes, ioBytesMax, OutOfRangeError, type Volume } from '../../impl/core/volume.ts';
 import { createHash } from 'node:crypto';
 
 /** Makes a fresh all-zero volume of the given geometry; `reopen` (optional) closes and reopens one. */

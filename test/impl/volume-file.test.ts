@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileVolume } from '../../impl/volume-file.ts';
-import { VolumeConfigError, volumeBytesMax, type Volume } from '../../impl/volume.ts';
+import { FileVolume } from '../../impl/storage/volume-file.ts';
+import { VolumeConfigError, volumeBytesMax, type Volume } from '../../impl/core/volume.ts';
 import { pattern, volumeContract } from './volume-contract.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-volume-'));

@@ -12,7 +12,7 @@ import {
   VolumeConfigError,
   validateVolumeConfig,
   volumeBytesMax,
-} from '../../impl/volume.ts';
+} from '../../impl/core/volume.ts';
 import { pattern, volumeContract } from './volume-contract.ts';
 
 function configReason(action: () => unknown): string {
