@@ -32,7 +32,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { loadDeploymentConfig, type DeploymentConfig } from '../impl/site/deployment-config.ts';
-import { nbdInFlightBytesMax } from '../impl/net/nbd-server.ts';
+import { nbdInFlightBytesMax } from '../impl/net/nbd-protocol.ts';
 import { Operator, type DeploymentStatus } from '../impl/site/operator.ts';
 import { tcpClient } from '../impl/site/site-control.ts';
 import type { SiteStatus } from '../impl/site/site-node.ts';

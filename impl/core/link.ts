@@ -7,6 +7,11 @@
 /** A site on a link. */
 export type LinkSite = 1 | 2 | 3;
 
+/** Whether a value names a site on a link (wire input is checked with it). */
+export function isLinkSite(value: unknown): value is LinkSite {
+  return value === 1 || value === 2 || value === 3;
+}
+
 /** A message on its way: sender, receiver, and the message itself. */
 export interface Envelope<M> {
   readonly from: LinkSite;

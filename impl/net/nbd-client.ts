@@ -16,28 +16,7 @@
  */
 
 import * as net from 'node:net';
-import {
-  NbdClientFlag,
-  NbdCommand,
-  NbdCommandFlag,
-  NbdErrno,
-  NbdHandshakeFlag,
-  NbdInfo,
-  NbdOption,
-  NbdReply,
-  NbdTransmissionFlag,
-  nbdGreetingBytes,
-  nbdMagic,
-  nbdOptionBytesMax,
-  nbdOptionMagic,
-  nbdOptionReplyHeaderBytes,
-  nbdOptionReplyMagic,
-  nbdPayloadBytesMax,
-  nbdRequestHeaderBytes,
-  nbdRequestMagic,
-  nbdSimpleReplyBytes,
-  nbdSimpleReplyMagic,
-} from './nbd-server.ts';
+import { NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdHandshakeFlag, NbdInfo, NbdOption, NbdReply, NbdTransmissionFlag, nbdGreetingBytes, nbdMagic, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyHeaderBytes, nbdOptionReplyMagic, nbdPayloadBytesMax, nbdRequestHeaderBytes, nbdRequestMagic, nbdSimpleReplyBytes, nbdSimpleReplyMagic } from './nbd-protocol.ts';
 
 /** Default deadline of the handshake and of each reply, in milliseconds. */
 export const nbdClientTimeoutMsDefault = 10_000;

@@ -7,7 +7,8 @@
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NbdClient, NbdClientError, NbdReplyError } from '../../impl/net/nbd-client.ts';
-import { NbdServer, type NbdExport } from '../../impl/net/nbd-server.ts';
+import { NbdServer } from '../../impl/net/nbd-server.ts';
+import { type NbdExport } from '../../impl/net/nbd-protocol.ts';
 
 const sizeBytes = 4096;
 

@@ -18,38 +18,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotWritableError } from '../../impl/core/errors.ts';
-import {
-  checkRequest,
-  encodeGreeting,
-  NbdClientFlag,
-  NbdCommand,
-  NbdCommandFlag,
-  NbdErrno,
-  NbdError,
-  NbdFrameReader,
-  NbdInfo,
-  nbdInFlightBytesMax,
-  nbdOptionBytesMax,
-  nbdOptionMagic,
-  nbdOptionReplyMagic,
-  NbdOption,
-  nbdPayloadBytesMax,
-  NbdProtocolError,
-  NbdReply,
-  nbdRequestHeaderBytes,
-  nbdRequestMagic,
-  nbdRequestsInFlightMax,
-  NbdServer,
-  nbdSimpleReplyMagic,
-  NbdTransmissionFlag,
-  parseClientFlags,
-  parseInfoRequest,
-  parseOptionHeader,
-  parseRequestHeader,
-  type NbdExport,
-  type NbdLogEntry,
-  type NbdRequestHeader,
-} from '../../impl/net/nbd-server.ts';
+import { NbdServer, type NbdLogEntry } from '../../impl/net/nbd-server.ts';
+import { checkRequest, encodeGreeting, NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdError, NbdFrameReader, NbdInfo, nbdInFlightBytesMax, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyMagic, NbdOption, nbdPayloadBytesMax, NbdProtocolError, NbdReply, nbdRequestHeaderBytes, nbdRequestMagic, nbdRequestsInFlightMax, nbdSimpleReplyMagic, NbdTransmissionFlag, parseClientFlags, parseInfoRequest, parseOptionHeader, parseRequestHeader, type NbdExport, type NbdRequestHeader } from '../../impl/net/nbd-protocol.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
 
 const run = promisify(execFile);

@@ -12,23 +12,8 @@ import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, MalformedMessageError } from '../../impl/core/errors.ts';
 import { decodeMessage, encodeMessage, messageBytesMax, type Message } from '../../impl/core/messages.ts';
-import {
-  checkHello,
-  decodeHello,
-  encodeFrame,
-  encodeHello,
-  FrameDecoder,
-  FrameError,
-  frameBytesMax,
-  frameHeaderBytes,
-  HelloError,
-  helloBytesMax,
-  helloVersion,
-  peerIdsOf,
-  PeerNetwork,
-  type PeerAddress,
-  type PeerNetworkConfig,
-} from '../../impl/net/transport-tcp.ts';
+import { peerIdsOf, PeerNetwork, type PeerAddress, type PeerNetworkConfig } from '../../impl/net/transport-tcp.ts';
+import { checkHello, decodeHello, encodeFrame, encodeHello, FrameDecoder, FrameError, frameBytesMax, frameHeaderBytes, HelloError, helloBytesMax, helloVersion } from '../../impl/net/peer-frames.ts';
 import type { LinkSite } from '../../impl/core/link.ts';
 
 const cluster = 'test-cluster';
