@@ -42,6 +42,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Observation, SiteObservation, SyncSiteId } from '../../model/observation.ts';
 import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from '../site/deployment-config.ts';
+import { createCredentialsFor } from '../site/credentials.ts';
 import { clusterConfigOf, driverLimits as inProcessDriverLimits, driverProtocol } from './driver.ts';
 import { InvalidArgumentError, MalformedMessageError, RefusalError } from '../core/errors.ts';
 import { NbdClient, NbdClientError, NbdReplyError } from '../net/nbd-client.ts';
@@ -283,6 +284,8 @@ class SiteProcesses {
   async serve(raw: Json, reload: boolean): Promise<void> {
     const temporary = `${this.configFile}.tmp`;
     writeFileSync(temporary, `${JSON.stringify(raw, null, 2)}\n`);
+    // The reset's cluster is a new cluster: its own authority and certificates (tens of milliseconds).
+    await createCredentialsFor(validateDeploymentConfig(raw, this.home));
     renameSync(temporary, this.configFile);
     if (reload && this.exited === null && this.#children.size === 3) {
       for (const child of this.#children.values()) child.kill('SIGHUP');

@@ -1,7 +1,9 @@
 /**
  * `threesite`: the command of a deployment of site processes.
  *
- *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json
+ *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json and DIR/tls
+ *     threesite credentials issue --host N|--operator|--site N --config FILE             a new certificate (rotation)
+ *     threesite credentials rotate --config FILE                                         a new authority and every certificate
  *     threesite serve --site N --config FILE                                             run one site
  *                                                  (SIGTERM, SIGINT: close and exit; SIGHUP: close, read FILE again and serve anew)
  *     threesite status [--json] [--digest] --config FILE                                 every site's state
@@ -27,10 +29,14 @@ import { Operator, SiteUnreachableError, type DeploymentStatus } from './operato
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
+import { createCredentialsFor, credentialsLayoutOf, issue, readAuthority, writeCredentials } from './credentials.ts';
+import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
 const usage = `usage: threesite COMMAND [options]
   init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]
+  credentials issue (--host N | --operator | --site N) --config FILE
+  credentials rotate --config FILE
   serve --site N --config FILE
   status [--json] [--digest] --config FILE
   fail --site N | recover --site N | fence | failover [--force] | delta-resync | full-copy
@@ -48,6 +54,23 @@ function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
 function operatorFor(config: DeploymentConfig): Operator {
   const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort);
   return new Operator({ 1: client(1), 2: client(2), 3: client(3) }, traceTime);
+}
+
+/** What `init` prints about the credentials it made: how hosts use them, and how to rotate them. */
+function credentialsHelp(config: DeploymentConfig): string {
+  const layout = credentialsLayoutOf(config);
+  const site1 = config.sites[1];
+  const host1 = layout.hostDir(1);
+  return [
+    `credentials (TLS 1.3, the cluster's own authority in ${layout.caDir}; every private key 0600):`,
+    `  sites: <site dir>/tls; operator: ${layout.operatorDir}; hosts: ${layout.hostDir(1).replace(/1$/, '{1,2,3}')}`,
+    `  NBD TLS is ${config.nbdTls}. A host uses its directory as it is, for example:`,
+    `    nbdinfo 'nbds://${site1.host}:${site1.nbdPort}/vol0?tls-certificates=${host1}'`,
+    `    qemu-img info --object tls-creds-x509,id=tls0,endpoint=client,dir=${host1} --image-opts driver=nbd,host=${site1.host},port=${site1.nbdPort},export=vol0,tls-creds=tls0`,
+    `  more hosts: threesite credentials issue --host N --config ${path.join(path.dirname(layout.caDir), '..', 'cluster.json')}`,
+    '  rotate: threesite credentials issue --site N|--operator|--host N (same authority), or credentials rotate (a new',
+    '  authority and every certificate; restart the sites); keep tls/ca/ca-key.pem offline between rotations.',
+  ].join('\n');
 }
 
 /** The status as a person reads it: one line per site, then the pairs. */
@@ -79,10 +102,13 @@ export function formatStatus(status: DeploymentStatus): string {
 async function run(argv: string[]): Promise<number> {
   if (argv[0] === '--help' || argv[0] === '-h') argv = ['help', ...argv.slice(1)];
   const [command, ...rest] = argv;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
+    allowPositionals: command === 'credentials',
     options: {
       config: { type: 'string' },
+      operator: { type: 'boolean', default: false },
+      host: { type: 'string' },
       site: { type: 'string' },
       link: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -118,9 +144,40 @@ async function run(argv: string[]): Promise<number> {
       ...(policy ? { fencePolicy: policy } : {}),
     });
     const file = path.join(dir, 'cluster.json');
-    validateDeploymentConfig(config, dir);
+    const validated = validateDeploymentConfig(config, dir);
     fs.writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+    await createCredentialsFor(validated);
     console.log(file);
+    console.log(credentialsHelp(validated));
+    return 0;
+  }
+  if (command === 'credentials') {
+    if (values.config === undefined) throw new UsageError('credentials needs --config FILE');
+    const config = loadDeploymentConfig(values.config);
+    const layout = credentialsLayoutOf(config);
+    const action = positionals[0];
+    if (action === 'rotate') {
+      await createCredentialsFor(config);
+      console.log(`a new authority in ${layout.caDir} and every certificate: restart the three sites (threesite serve, or SIGHUP) and hand hosts their new ${layout.hostDir(1).replace(/1$/, 'N')} directories`);
+      return 0;
+    }
+    if (action !== 'issue') throw new UsageError('credentials needs issue or rotate');
+    const authority = await readAuthority(layout.caDir, config.cluster);
+    if (values.operator) {
+      writeCredentials(layout.operatorDir, 'client', authority, await issue(authority, { kind: 'operator' }));
+      console.log(layout.operatorDir);
+    } else if (values.host !== undefined) {
+      const host = Number(values.host);
+      if (!Number.isInteger(host) || host < 1 || host > hostsMax) throw new UsageError(`--host must be in [1, ${hostsMax}], got ${values.host}`);
+      writeCredentials(layout.hostDir(host), 'client', authority, await issue(authority, { kind: 'host', host }));
+      console.log(layout.hostDir(host));
+    } else if (values.site !== undefined) {
+      const site = siteOf(values.site, [1, 2, 3]);
+      writeCredentials(layout.siteDir(site), 'server', authority, await issue(authority, { kind: 'site', site }, [config.sites[site].host]));
+      console.log(`${layout.siteDir(site)} (restart site ${site}, or send it SIGHUP, to take it)`);
+    } else {
+      throw new UsageError('credentials issue needs --host N, --operator or --site N');
+    }
     return 0;
   }
   if (values.config === undefined) throw new UsageError(`${command} needs --config FILE`);

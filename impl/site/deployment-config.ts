@@ -15,6 +15,8 @@
  *
  * Optional: `inFlightWritesMax`, `flushEachWrite`, the dialling site's reconnect backoff
  * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`), and
+ * `credentialsDir` (default `tls`): the cluster's authority and the operator's and hosts' credentials
+ * (`credentials.ts`); `nbdTls` (default `required`): whether hosts must start TLS on the NBD port.
  * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site/site-trace.ts),
  * for `npm start -- --validate-trace DIR/*.ndjson`; no trace when absent.
  */
@@ -49,6 +51,14 @@ export interface SiteEndpoint {
   dir: string;
 }
 
+/** Whether the NBD port requires TLS of its hosts. */
+export type NbdTlsMode = 'required' | 'optional';
+
+/** Whether an address is loopback (a deployment that listens only there may serve plain NBD). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 /** A deployment's configuration, validated. */
 export interface DeploymentConfig {
   cluster: string;
@@ -70,6 +80,17 @@ export interface DeploymentConfig {
   flushEachWrite: boolean;
   /** Where the site processes and the operator write their traces (absolute once loaded), or null: none. */
   traceDir: string | null;
+  /**
+   * Where the cluster's authority, the operator's and the hosts' credentials live (absolute once loaded;
+   * `tls` beside the configuration by default); each site's own are in `<its dir>/tls` (credentials.ts).
+   */
+  credentialsDir: string;
+  /**
+   * Whether a host must start TLS on the NBD port (`required`: a client that does not is refused before it
+   * sees an export) or may (`optional`: plain NBD is served too). `threesite init` writes `required` when a
+   * site listens on anything but loopback. Peer links and control ports always require TLS.
+   */
+  nbdTls: NbdTlsMode;
   sites: Record<SiteId, SiteEndpoint>;
 }
 
@@ -119,6 +140,10 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
   if (typeof flushEachWrite !== 'boolean') throw new ConfigError('flushEachWrite', flushEachWrite, 'must be a boolean');
   const reconnectDelayMs = integer('reconnectDelayMs', v.reconnectDelayMs ?? reconnectDelayMsDefault, 1, reconnectDelayMsCeiling);
   const traceDir = v.traceDir ?? null;
+  const credentialsDir = v.credentialsDir ?? 'tls';
+  if (typeof credentialsDir !== 'string' || credentialsDir.length === 0) throw new ConfigError('credentialsDir', credentialsDir, 'must be a directory path');
+  const nbdTls = v.nbdTls ?? 'required';
+  if (nbdTls !== 'required' && nbdTls !== 'optional') throw new ConfigError('nbdTls', nbdTls, 'must be "required" or "optional"');
   if (traceDir !== null && (typeof traceDir !== 'string' || traceDir.length === 0)) throw new ConfigError('traceDir', traceDir, 'must be a directory path');
   const config: DeploymentConfig = {
     cluster: v.cluster,
@@ -136,6 +161,8 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
     inFlightWritesMax: group.inFlightWritesMax,
     flushEachWrite,
     traceDir: traceDir === null ? null : path.resolve(base, traceDir),
+    credentialsDir: path.resolve(base, credentialsDir),
+    nbdTls,
     sites: { 1: endpoint(1, sites['1'], base), 2: endpoint(2, sites['2'], base), 3: endpoint(3, sites['3'], base) },
   };
   const ports = new Set<string>();
@@ -180,8 +207,9 @@ export function deploymentHostWriteBytesMax(config: DeploymentConfig): number {
  * then site 2, then site 3), data under `dir`. What `threesite init` writes and the tests use.
  */
 export function localDeploymentConfig(options: { cluster: string; dir: string; basePort: number; volumeCount?: number; volumeBytes?: number; fencePolicy?: 'refuse' | 'keepWriting' }): Record<string, unknown> {
+  const host = '127.0.0.1';
   const site = (id: SiteId): Record<string, unknown> => ({
-    host: '127.0.0.1',
+    host,
     peerPort: options.basePort + (id - 1) * 3,
     nbdPort: options.basePort + (id - 1) * 3 + 1,
     controlPort: options.basePort + (id - 1) * 3 + 2,
@@ -200,6 +228,9 @@ export function localDeploymentConfig(options: { cluster: string; dir: string; b
     fencePolicy: options.fencePolicy ?? 'keepWriting',
     inFlightWritesMax: 256,
     flushEachWrite: false,
+    credentialsDir: path.join(options.dir, 'tls'),
+    // Plain NBD is served on loopback only; any other address requires TLS of its hosts.
+    nbdTls: isLoopback(host) ? 'optional' : 'required',
     sites: { 1: site(1), 2: site(2), 3: site(3) },
   };
 }

@@ -9,7 +9,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { localDeploymentConfig } from '../../impl/site/deployment-config.ts';
+import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
+import { createCredentialsFor } from '../../impl/site/credentials.ts';
 import type { DeploymentStatus } from '../../impl/site/operator.ts';
 import { tcpClient } from '../../impl/site/site-control.ts';
 import type { SiteId } from '../../impl/core/storage-system.ts';
@@ -69,6 +70,7 @@ export class Deployment {
     const config = { ...localDeploymentConfig({ cluster: 'e2e', dir, basePort, volumeBytes: 16 * 1024 * 1024 }), ...overrides };
     const deployment = new Deployment(dir, basePort, config);
     writeFileSync(deployment.configFile, JSON.stringify(config, null, 2));
+    await createCredentialsFor(validateDeploymentConfig(config, dir));
     return deployment;
   }
 
