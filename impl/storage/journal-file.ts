@@ -80,7 +80,7 @@ export const journalMetaName = 'journal.meta';
 const metaTempName = 'journal.meta.tmp';
 const metaFormat = 'threesite-journal-meta';
 /** Version 2 adds `floorExact`; a version-1 file (every trim rewrote it) always holds the exact floor. */
-const metaVersion = 2;
+const metaVersion = 3;
 const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
 
 /** Bytes appended to a segment after which it is fsynced in the background (see the file comment): 8 MiB. */
@@ -108,6 +108,13 @@ export interface FileJournalOptions {
   backgroundSyncBytes?: number;
   /** Bytes of recent entries kept in memory; defaults to {@link tailCacheBytesMax}; 0 reads every entry from its segment. */
   tailCacheBytes?: number;
+  /**
+   * Called before a trim or a reset is made durable (before `journal.meta` moves the floor and segments are
+   * deleted): the write-ahead rule. The entries about to be discarded must be durable in the volumes first,
+   * so the site flushes its volumes here; a crash afterwards can then lose no write the journal no longer
+   * holds. Unset: nothing to flush (tests of the journal alone).
+   */
+  beforeDurableTrim?: () => void;
 }
 
 /** What `open` found and did. */
@@ -123,6 +130,12 @@ export interface RecoveryReport {
    * limits (see the file comment): they had been trimmed before the crash. 0 after a clean close.
    */
   floorRaisedEntries: number;
+  /**
+   * Whether the journal was closed cleanly before this open (`close` recorded its last update number). After a
+   * clean shutdown there is no torn tail to cut: a bad last entry is corruption ({@link CorruptJournalError}),
+   * and the site need not redo its journal into its volumes.
+   */
+  cleanShutdown: boolean;
 }
 
 /** Why a journal directory cannot be opened. */
@@ -151,6 +164,8 @@ interface Meta {
   firstSegment: number;
   /** The floor is the real trim point (written by `close`), not a lower bound of it. */
   floorExact: boolean;
+  /** The last update number at a clean `close`, or null while the journal is open (or was not closed cleanly). */
+  cleanLast: number | null;
 }
 
 /** One segment file in use: entries with consecutive update numbers from `firstU`, at `offsets`. */
@@ -276,6 +291,8 @@ export class FileJournal implements Journal {
   #savedFloor: number;
   /** Set when a write failed: the journal's files may disagree with its memory, so only close is allowed. */
   #failure: unknown = null;
+  /** See {@link FileJournalOptions.beforeDurableTrim}. */
+  readonly #beforeDurableTrim: (() => void) | null;
 
   private constructor(
     dir: string,
@@ -291,6 +308,7 @@ export class FileJournal implements Journal {
       metaExact: boolean;
       backgroundSyncBytes: number;
       tailCacheBytes: number;
+      beforeDurableTrim: (() => void) | null;
     },
   ) {
     this.dir = dir;
@@ -306,6 +324,7 @@ export class FileJournal implements Journal {
     this.#savedFloor = options.floor;
     this.#backgroundSyncBytes = options.backgroundSyncBytes;
     this.#tailCacheBytes = options.tailCacheBytes;
+    this.#beforeDurableTrim = options.beforeDurableTrim;
     this.#tail = { firstU: options.last + 1, encoded: [], head: 0, bytes: 0 };
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
@@ -341,7 +360,7 @@ export class FileJournal implements Journal {
       if (indexes.length > 0) {
         throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `missing while ${indexes.length} segments exist`);
       }
-      meta = { floor: 0, firstSegment: 1, floorExact: true };
+      meta = { floor: 0, firstSegment: 1, floorExact: true, cleanLast: 0 };
       FileJournal.#writeMeta(dir, meta);
     }
     const { firstSegment } = meta;
@@ -356,7 +375,8 @@ export class FileJournal implements Journal {
     let expected: number | null = null;
     let entries = 0;
     let bytes = 0;
-    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 };
+    const cleanLast = meta.cleanLast;
+    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: cleanLast !== null };
     for (let k = 0; k < live.length; k += 1) {
       const index = live[k] as number;
       const name = segmentName(index);
@@ -388,9 +408,14 @@ export class FileJournal implements Journal {
         }
         const laterData = sizes.slice(k + 1).some((later) => later > 0);
         const lastGood = expected === null ? 0 : expected - 1;
+        const why = result.kind === 'corrupt' ? result.error.message : `entry ends past byte ${at + result.neededBytes}`;
         if (laterData || validEntryFollows(buffer, at, result, lastGood)) {
-          const why = result.kind === 'corrupt' ? result.error.message : `entry ends past byte ${at + result.neededBytes}`;
           throw new CorruptJournalError(dir, name, at, result.kind, `followed by valid data: ${why}`);
+        }
+        // A clean close left a whole journal: a bad tail now was damaged at rest, and cutting it would
+        // silently drop an entry that may have been acknowledged (and hand its update number out again).
+        if (cleanLast !== null) {
+          throw new CorruptJournalError(dir, name, at, 'corrupt', `after a clean shutdown at u=${cleanLast}, the entry after u=${lastGood} is damaged: ${why}`);
         }
         recovery.discardedBytes = buffer.length - at;
         recovery.discardedReason = result.kind;
@@ -412,6 +437,9 @@ export class FileJournal implements Journal {
       }
     }
     const last = expected === null ? floor : Math.max(floor, expected - 1);
+    if (cleanLast !== null && last !== cleanLast) {
+      throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `closed cleanly at u=${cleanLast}, but the segments end at u=${last}`);
+    }
     if (!meta.floorExact && (entries > checkedLimits.entriesMax || bytes > checkedLimits.bytesMax)) {
       // A stale floor (see the file comment): raise it, oldest entries first, until the rest fit.
       const raised = FileJournal.#floorWithin(segments, floor, last, entries, bytes, checkedLimits);
@@ -422,7 +450,7 @@ export class FileJournal implements Journal {
       let obsolete = 0;
       while (obsolete < segments.length - 1 && segmentLast(segments[obsolete] as Segment) <= floor) obsolete += 1;
       const kept = segments[obsolete];
-      FileJournal.#writeMeta(dir, { floor, firstSegment: kept === undefined ? firstSegment : kept.index, floorExact: false });
+      FileJournal.#writeMeta(dir, { floor, firstSegment: kept === undefined ? firstSegment : kept.index, floorExact: false, cleanLast: null });
       for (const segment of segments.splice(0, obsolete)) fs.unlinkSync(path.join(dir, segment.name));
     }
     fsyncDir(dir);
@@ -434,6 +462,8 @@ export class FileJournal implements Journal {
       throw new JournalLimitsError(checkedLimits, 'bytesMax', checkedLimits.bytesMax, `recovered ${bytes} bytes`);
     }
     const nextSegment = Math.max(firstSegment, (indexes.at(-1) ?? 0) + 1);
+    // Open from here on: a crash before the next clean close must not be taken for one.
+    if (cleanLast !== null) FileJournal.#writeMeta(dir, { floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact, cleanLast: null });
     const journal = new FileJournal(dir, checkedLimits, {
       segmentBytesMax: rollBytes,
       segments,
@@ -445,6 +475,7 @@ export class FileJournal implements Journal {
       metaExact: meta.floorExact && recovery.floorRaisedEntries === 0,
       backgroundSyncBytes: syncBytes,
       tailCacheBytes: cacheBytes,
+      beforeDurableTrim: options.beforeDurableTrim ?? null,
     });
     return { journal, recovery };
   }
@@ -651,6 +682,7 @@ export class FileJournal implements Journal {
     if (obsolete > 0 || this.#metaExact) {
       // Before a segment goes, the saved floor must reach past it (the next open would see a gap otherwise);
       // and a saved floor marked exact must stop claiming so before the floor moves without it.
+      this.#beforeDurableTrim?.();
       this.#saveMeta(newFloor, (this.#segments[obsolete] as Segment).index, false);
     }
     this.#deleteSegments(obsolete);
@@ -668,6 +700,7 @@ export class FileJournal implements Journal {
   reset(last: number): void {
     this.#checkUsable('reset');
     checkUpdateNumberArgument(last, 'reset');
+    this.#beforeDurableTrim?.();
     this.#saveMeta(last, this.#nextSegment, false);
     this.#tail = { firstU: last + 1, encoded: [], head: 0, bytes: 0 };
     this.#deleteSegments(this.#segments.length);
@@ -691,10 +724,8 @@ export class FileJournal implements Journal {
     if (this.#failure === null) {
       this.flush();
       // The exact floor, so that a clean reopen neither brings back trimmed entries nor mistakes a lowered
-      // limit for a stale floor.
-      if (!this.#metaExact || this.#savedFloor !== this.#floor) {
-        this.#saveMeta(this.#floor, this.#segments[0]?.index ?? this.#nextSegment, true);
-      }
+      // limit for a stale floor; and the last update number, which marks the shutdown clean.
+      this.#saveMeta(this.#floor, this.#segments[0]?.index ?? this.#nextSegment, true, this.#last);
     }
     this.#open = false;
     if (this.#writeFd !== null) this.#release(this.#writeFd);
@@ -796,8 +827,8 @@ export class FileJournal implements Journal {
   }
 
   /** Replaces `journal.meta` (atomically, durably) and remembers what it now holds. */
-  #saveMeta(floor: number, firstSegment: number, floorExact: boolean): void {
-    FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact });
+  #saveMeta(floor: number, firstSegment: number, floorExact: boolean, cleanLast: number | null = null): void {
+    FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact, cleanLast });
     this.#savedFloor = floor;
     this.#metaExact = floorExact;
   }
@@ -845,12 +876,13 @@ export class FileJournal implements Journal {
     } catch {
       throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', 'not JSON');
     }
-    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown; floorExact?: unknown };
+    const meta = parsed as { format?: unknown; version?: unknown; floor?: unknown; firstSegment?: unknown; floorExact?: unknown; cleanLast?: unknown };
+    const cleanLastValid = meta?.cleanLast === null || (typeof meta?.cleanLast === 'number' && Number.isSafeInteger(meta.cleanLast) && meta.cleanLast >= 0);
     const valid =
       meta !== null &&
       typeof meta === 'object' &&
       meta.format === metaFormat &&
-      (meta.version === 1 || (meta.version === metaVersion && typeof meta.floorExact === 'boolean')) &&
+      (meta.version === 1 || (meta.version === 2 && typeof meta.floorExact === 'boolean') || (meta.version === metaVersion && typeof meta.floorExact === 'boolean' && cleanLastValid)) &&
       typeof meta.floor === 'number' &&
       Number.isSafeInteger(meta.floor) &&
       meta.floor >= 0 &&
@@ -858,12 +890,14 @@ export class FileJournal implements Journal {
       Number.isSafeInteger(meta.firstSegment) &&
       meta.firstSegment >= 1;
     if (!valid) throw new CorruptJournalError(dir, journalMetaName, 0, 'metadata', `unexpected content ${text.slice(0, 200)}`);
-    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number, floorExact: meta.version === 1 || meta.floorExact === true };
+    // Versions 1 and 2 did not record a clean shutdown: taken as unclean (a torn tail is cut, as then).
+    const cleanLast = meta.version === metaVersion ? (meta.cleanLast as number | null) : null;
+    return { floor: meta.floor as number, firstSegment: meta.firstSegment as number, floorExact: meta.version === 1 || meta.floorExact === true, cleanLast };
   }
 
   static #writeMeta(dir: string, meta: Meta): void {
     const temp = path.join(dir, metaTempName);
-    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact });
+    const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact, cleanLast: meta.cleanLast });
     const fd = fs.openSync(temp, 'w', 0o644);
     try {
       writeAll(fd, Buffer.from(text, 'utf8'), 0);

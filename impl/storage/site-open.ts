@@ -6,13 +6,23 @@
  *
  * Layout of a site directory: `volume-N.img` (one per volume), `journal/` (FileJournal segments),
  * `state.json` (the site's durable state, {@link SiteDurableState}).
+ *
+ * The journal is the write-ahead log of a sync member's volumes (claims 4, 6, 10: every write is journaled
+ * with its update number). Two rules keep the volumes whole across a crash:
+ * - **redo at restart**: after a shutdown that was not clean, every entry still in the journal is written
+ *   again into the volumes, in update-number order, and the volumes flushed, before the storage system is
+ *   made: a volume write the crash tore is repaired before the site serves anything. (Site 3 is left alone:
+ *   its journal holds what it has not restored yet, and restoring it early would break write-order
+ *   fidelity, P2; its restore applies those entries in order anyway.)
+ * - **flush before discard**: the volumes are flushed before the journal makes a trim or a reset durable
+ *   (`FileJournalOptions.beforeDurableTrim`), so an entry leaves the journal only once its write is on disk.
  */
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { MemoryJournal, type Journal, type JournalLimits } from '../core/journal.ts';
-import { FileJournal } from './journal-file.ts';
+import { FileJournal, type RecoveryReport } from './journal-file.ts';
 import { readStateFile, writeStateFile } from './state-file.ts';
 import { StorageSystem, type SiteConfig, type SiteDurableState } from '../core/storage-system.ts';
 import { MemoryVolume, type Volume } from '../core/volume.ts';
@@ -34,8 +44,41 @@ export function siteConfigOf(
   return { id, volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax, flushEachWrite };
 }
 
-/** A storage system over new memory, or over a site directory (created, or reopened when `reopen`). */
-export function openSite(config: SiteConfig, journalLimits: JournalLimits, storage: SiteStorage): StorageSystem {
+/** What opening a site directory found and repaired. */
+export interface SiteRecovery {
+  /** What the journal's recovery found (torn tail cut, clean shutdown or not). */
+  readonly journal: RecoveryReport;
+  /** Journal entries written again into the volumes (0 after a clean shutdown, and always at site 3). */
+  readonly redoneEntries: number;
+}
+
+/** Journal entries read at a time while redoing a journal. */
+export const redoBatchEntries = 256;
+
+/**
+ * Writes every entry of `journal` into `volumes` again, in update-number order, and flushes them: the redo
+ * of a write-ahead log after a crash. Returns the entries written.
+ */
+export function redoJournal(journal: Journal, volumes: readonly Volume[]): number {
+  let after = journal.first - 1;
+  let redone = 0;
+  while (after < journal.last) {
+    const batch = journal.readAfter(after, redoBatchEntries);
+    for (const entry of batch) {
+      (volumes[entry.volume] as Volume).write(entry.offset, entry.data);
+      after = entry.updateNumber;
+      redone += 1;
+    }
+  }
+  for (const volume of volumes) volume.flush();
+  return redone;
+}
+
+/**
+ * A storage system over new memory, or over a site directory (created, or reopened when `reopen`: the
+ * journal recovered and, after a crash, redone into the volumes; `onRecovery` hears what was found).
+ */
+export function openSite(config: SiteConfig, journalLimits: JournalLimits, storage: SiteStorage, onRecovery?: (recovery: SiteRecovery) => void): StorageSystem {
   if (storage.kind === 'memory') {
     const volumes = Array.from({ length: config.volumeCount }, () => new MemoryVolume(config.volumeBytes, config.blockBytes));
     return new StorageSystem(config, volumes, new MemoryJournal(journalLimits), null, null);
@@ -48,7 +91,13 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
   const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
     FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
   );
-  const journal: Journal = FileJournal.open(path.join(dir, 'journal'), journalLimits).journal;
+  const flushVolumes = (): void => {
+    for (const volume of volumes) volume.flush();
+  };
+  const opened = FileJournal.open(path.join(dir, 'journal'), journalLimits, { beforeDurableTrim: flushVolumes });
+  const journal: Journal = opened.journal;
+  const redoneEntries = storage.reopen && !opened.recovery.cleanShutdown && config.id !== 3 ? redoJournal(journal, volumes) : 0;
+  onRecovery?.({ journal: opened.recovery, redoneEntries });
   const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
   return new StorageSystem(config, volumes, journal, saved, save);
 }

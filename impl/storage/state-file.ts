@@ -2,8 +2,14 @@
  * A small state file written atomically: the durable mode, role and counters of a site, or the pair states
  * of the cluster. A write goes to a temporary file, is fsynced, renamed over the old one and the directory
  * fsynced, so a crash leaves either the old content or the new one, never a mix.
+ *
+ * Checked: the file carries the CRC-32C of its value's JSON text (`{"format", "crc32c", "value"}`), so one
+ * changed character anywhere in the value (a bit of a changed-block record, a role) is a
+ * {@link StateFileError} naming the file, never a site started from a state it never had. Readable by its
+ * owner alone (0600): it says what a site holds.
  */
 
+import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -14,7 +20,7 @@ export const stateFileBytesMax = 64 * 1024 * 1024;
 export class StateFileError extends Error {
   constructor(
     readonly file: string,
-    readonly reason: 'tooLarge' | 'notJson' | 'wrongFormat',
+    readonly reason: 'tooLarge' | 'notJson' | 'wrongFormat' | 'checksum',
     detail: string,
   ) {
     super(`state file ${file}: ${detail}`);
@@ -24,9 +30,10 @@ export class StateFileError extends Error {
 
 /** Writes `value` as JSON to `file` atomically (temporary file, fsync, rename, fsync of the directory). */
 export function writeStateFile(file: string, format: string, value: unknown): void {
-  const text = JSON.stringify({ format, value });
+  const body = JSON.stringify(value);
+  const text = `{"format":${JSON.stringify(format)},"crc32c":${JSON.stringify(checksumOf(body))},"value":${body}}`;
   const temporary = `${file}.tmp`;
-  const fd = fs.openSync(temporary, 'w', 0o644);
+  const fd = fs.openSync(temporary, 'w', 0o600);
   try {
     fs.writeSync(fd, text);
     fs.fsyncSync(fd);
@@ -58,9 +65,20 @@ export function readStateFile(file: string, format: string): unknown {
   } catch {
     throw new StateFileError(file, 'notJson', 'not valid JSON');
   }
-  const record = parsed as { format?: unknown; value?: unknown } | null;
+  const record = parsed as { format?: unknown; crc32c?: unknown; value?: unknown } | null;
   if (typeof record !== 'object' || record === null || record.format !== format || !('value' in record)) {
     throw new StateFileError(file, 'wrongFormat', `not a ${format} file`);
   }
+  // JSON.stringify gives back the very text the writer checksummed: the value was made by it, and a parse
+  // keeps key order, strings and integers as they were.
+  const actual = checksumOf(JSON.stringify(record.value));
+  if (record.crc32c !== actual) {
+    throw new StateFileError(file, 'checksum', `checksum ${JSON.stringify(record.crc32c)} does not match its content (${actual}): the file was damaged; the site does not start from it`);
+  }
   return record.value;
+}
+
+/** The CRC-32C of a text's UTF-8 bytes, as 8 hex digits. */
+function checksumOf(text: string): string {
+  return (crc32c(Buffer.from(text, 'utf8')) >>> 0).toString(16).padStart(8, '0');
 }

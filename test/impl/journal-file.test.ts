@@ -37,6 +37,15 @@ function open(dir: string, limits: JournalLimits = roomy, segmentBytesMax?: numb
   return FileJournal.open(dir, limits, segmentBytesMax === undefined ? {} : { segmentBytesMax });
 }
 
+/**
+ * Leaves `journal.meta` as a crash leaves it: the journal was open (no clean shutdown recorded), so a damaged
+ * tail is taken for a torn write and cut. The damage tests write their damage into a closed journal.
+ */
+function markUnclean(dir: string): void {
+  const file = path.join(dir, journalMetaName);
+  fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), cleanLast: null }));
+}
+
 function openError(dir: string, limits: JournalLimits = roomy): unknown {
   try {
     open(dir, limits).journal.close();
@@ -51,7 +60,7 @@ describe('FileJournal', () => {
     create: (limits, last) => {
       // Small segments and background fsyncs every 100 bytes: rolls and background syncs happen all the time.
       const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100, tailCacheBytes: 300 });
-      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
       if (last !== undefined) journal.reset(last);
       return journal;
     },
@@ -63,6 +72,25 @@ describe('FileJournal', () => {
       expect(again.recovery.entriesRecovered).toBe(again.journal.entries);
       return again.journal;
     },
+  });
+
+  it('calls beforeDurableTrim before a trim or a reset is made durable, while journal.meta still holds the old floor', () => {
+    const dir = freshDir();
+    const size = entryBytes(makeEntry(1, 64));
+    const seen: number[] = [];
+    const floorNow = (): number => JSON.parse(fs.readFileSync(path.join(dir, journalMetaName), 'utf8')).floor;
+    const { journal } = FileJournal.open(dir, roomy, { segmentBytesMax: 3 * size, beforeDurableTrim: () => seen.push(floorNow()) });
+    for (let u = 1; u <= 10; u += 1) journal.append(makeEntry(u, 64));
+    journal.trimThrough(1); // the first trim after an open clears the exact floor: durable
+    expect(seen).toEqual([0]);
+    journal.trimThrough(2); // inside the first segment: nothing durable, nothing flushed
+    expect(seen).toEqual([0]);
+    journal.trimThrough(7); // two segments go
+    expect(seen).toEqual([0, 1]);
+    journal.reset(20);
+    expect(seen).toEqual([0, 1, 7]);
+    expect(floorNow()).toBe(20);
+    journal.close();
   });
 
   it('rolls segments at segmentBytesMax and trims by deleting whole segments', () => {
@@ -78,7 +106,7 @@ describe('FileJournal', () => {
     expect(plain(journal.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     journal.close();
     const { journal: again, recovery } = open(dir, roomy, 3 * size);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
     expect([again.first, again.last, again.entries, again.bytes]).toEqual([8, 10, 3, 3 * size]);
     expect(plain(again.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     again.append(makeEntry(11, 64));
@@ -195,7 +223,7 @@ describe('FileJournal', () => {
     expect(journal.trimThrough(4)).toBe(1);
     journal.close();
     const { journal: again, recovery } = open(dir);
-    expect(recovery).toEqual({ entriesRecovered: 1, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+    expect(recovery).toEqual({ entriesRecovered: 1, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
     expect([again.first, again.last, again.bytes]).toEqual([5, 5, entryBytes(makeEntry(5, 30))]);
     again.close();
   });
@@ -234,7 +262,7 @@ describe('FileJournal', () => {
       const copy = crashCopy(journal);
       journal.close();
       const { journal: again, recovery } = open(copy);
-      expect(recovery).toEqual({ entriesRecovered: 6, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+      expect(recovery).toEqual({ entriesRecovered: 6, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: false });
       // The saved floor is a lower bound of the real one (6): entries 3..6 come back, none is lost.
       expect([again.first, again.last]).toEqual([3, 8]);
       expect(plain(again.readAfter(2, 10))).toEqual(plain([3, 4, 5, 6, 7, 8].map((u) => makeEntry(u, 30))));
@@ -255,7 +283,7 @@ describe('FileJournal', () => {
       const copy = crashCopy(journal);
       journal.close();
       const { journal: again, recovery } = open(copy, limits, 100 * size);
-      expect(recovery).toEqual({ entriesRecovered: 4, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 2 });
+      expect(recovery).toEqual({ entriesRecovered: 4, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 2, cleanShutdown: false });
       expect([again.first, again.last, again.entries, again.bytes]).toEqual([5, 8, 4, 4 * size]);
       expect(savedMeta(copy)).toMatchObject({ floor: 4, floorExact: false });
       again.close();
@@ -330,7 +358,7 @@ describe('FileJournal', () => {
     journal.close();
     fs.writeFileSync(path.join(dir, 'journal-000002.seg'), new Uint8Array(0));
     const { journal: again, recovery } = open(dir);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0 });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
     expect(segments(dir)).toEqual(['journal-000001.seg']);
     again.append(makeEntry(4));
     again.close();
@@ -415,6 +443,7 @@ describe('FileJournal', () => {
     }
 
     function expectRecovered(dir: string, entries: number, report: RecoveryReport, entryData = dataBytes): void {
+      markUnclean(dir);
       const { journal, recovery } = open(dir);
       expect(recovery).toEqual(report);
       expect([journal.first, journal.last, journal.entries]).toEqual([1, entries, entries]);
@@ -432,10 +461,11 @@ describe('FileJournal', () => {
         expectRecovered(dir, count - 1, {
           entriesRecovered: count - 1,
           discardedBytes: discarded,
-          discardedReason: discarded === 0 ? null : 'torn', floorRaisedEntries: 0 });
+          discardedReason: discarded === 0 ? null : 'torn', floorRaisedEntries: 0, cleanShutdown: false });
         expect(fs.statSync(file).size).toBe(lastStart);
       }
       fs.writeFileSync(file, bytes);
+      markUnclean(dir);
       const { journal } = open(dir);
       expect(journal.last).toBe(count);
       journal.close();
@@ -444,6 +474,7 @@ describe('FileJournal', () => {
     it('appends after a recovered torn tail, over the truncated bytes', () => {
       const { dir, file, bytes } = build();
       fs.writeFileSync(file, bytes.subarray(0, lastStart + 17));
+      markUnclean(dir);
       const { journal } = open(dir);
       journal.append(makeEntry(count, dataBytes));
       journal.append(makeEntry(count + 1, dataBytes));
@@ -461,8 +492,47 @@ describe('FileJournal', () => {
         const damaged = Buffer.from(bytes);
         damaged[at]! ^= 0x5a;
         fs.writeFileSync(file, damaged);
-        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt', floorRaisedEntries: 0 });
+        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false });
       }
+    });
+
+    it('after a clean shutdown, a flipped bit in the last entry is corruption, named, and the file is left as it was', () => {
+      const { dir, file, bytes } = build();
+      const damaged = Buffer.from(bytes);
+      damaged[lastStart + 30]! ^= 0x01;
+      fs.writeFileSync(file, damaged);
+      const error = openError(dir);
+      expect(error).toBeInstanceOf(CorruptJournalError);
+      expect(error).toMatchObject({ reason: 'corrupt', offset: lastStart });
+      expect((error as Error).message).toMatch(new RegExp(`after a clean shutdown at u=${count}, the entry after u=${count - 1} is damaged`));
+      // Nothing was cut: the update number of the damaged entry can never be handed out again from here.
+      expect(fs.readFileSync(file).equals(damaged)).toBe(true);
+    });
+
+    it('after a clean shutdown, a whole entry missing from the end is corruption too', () => {
+      const { dir, file, bytes } = build();
+      fs.writeFileSync(file, bytes.subarray(0, lastStart));
+      const error = openError(dir);
+      expect(error).toBeInstanceOf(CorruptJournalError);
+      expect(error).toMatchObject({ reason: 'metadata' });
+      expect((error as Error).message).toMatch(new RegExp(`closed cleanly at u=${count}, but the segments end at u=${count - 1}`));
+    });
+
+    it('records the shutdown: clean after close, not after a crash; an open journal is marked open at once', () => {
+      const { dir } = build();
+      const { journal, recovery } = open(dir);
+      expect(recovery.cleanShutdown).toBe(true);
+      expect(JSON.parse(fs.readFileSync(path.join(dir, journalMetaName), 'utf8')).cleanLast).toBeNull();
+      journal.append(makeEntry(count + 1, dataBytes));
+      journal.flush();
+      const crashed = freshDir();
+      fs.cpSync(dir, crashed, { recursive: true });
+      journal.close();
+      expect(JSON.parse(fs.readFileSync(path.join(dir, journalMetaName), 'utf8')).cleanLast).toBe(count + 1);
+      const after = open(crashed);
+      expect(after.recovery.cleanShutdown).toBe(false);
+      expect(after.journal.last).toBe(count + 1);
+      after.journal.close();
     });
 
     it('handles the last entry alone in the last segment: a torn or corrupt one is discarded with its segment', () => {
@@ -470,7 +540,7 @@ describe('FileJournal', () => {
       expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg']);
       expect(bytes.length).toBe(size);
       fs.writeFileSync(file, bytes.subarray(0, 10));
-      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn', floorRaisedEntries: 0 });
+      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn', floorRaisedEntries: 0, cleanShutdown: false });
       expect(segments(dir)).toEqual(['journal-000001.seg']);
     });
 
@@ -483,12 +553,12 @@ describe('FileJournal', () => {
         fc.property(fc.integer({ min: 0, max: bigSize - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (at, mask, tear) => {
           if (tear) {
             fs.writeFileSync(file, bytes.subarray(0, start + at));
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn', floorRaisedEntries: 0 }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn', floorRaisedEntries: 0, cleanShutdown: false }, big);
           } else {
             const damaged = Buffer.from(bytes);
             damaged[start + at]! ^= mask;
             fs.writeFileSync(file, damaged);
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt', floorRaisedEntries: 0 }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false }, big);
           }
         }),
         { numRuns: 200 },

@@ -12,7 +12,7 @@ const implDir = path.join(import.meta.dirname, '..', '..', 'impl');
 /** The rooms, bottom first, and what each may import: rooms of impl/, files of model/, and packages. */
 const rooms = {
   core: { rooms: ['core'], model: ['observation.ts'], packages: ['@node-rs/crc32', 'node:crypto'] },
-  storage: { rooms: ['core', 'storage'], model: [], packages: ['node:fs', 'node:path'] },
+  storage: { rooms: ['core', 'storage'], model: [], packages: ['node:fs', 'node:path', '@node-rs/crc32'] },
   cluster: { rooms: ['core', 'storage', 'cluster'], model: ['observation.ts'], packages: ['node:fs', 'node:path'] },
   net: { rooms: ['core', 'net'], model: [], packages: ['node:net', 'node:tls', 'node:crypto', 'node:events'] },
   site: { rooms: ['core', 'storage', 'cluster', 'net', 'site'], model: ['observation.ts'], packages: ['*'] },

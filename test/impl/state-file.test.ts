@@ -28,4 +28,37 @@ describe('state file', () => {
     fs.writeFileSync(file, '{"format":"f"}');
     expect(() => readStateFile(file, 'f')).toThrow(/not a f file/);
   });
+
+  it('is readable by its owner alone', () => {
+    const file = path.join(root, 'c.json');
+    writeStateFile(file, 'f', { n: 1 });
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses a file with any one character of its value changed, naming the file', () => {
+    const file = path.join(root, 'd.json');
+    // A site's changed-block record (base64 bitmaps) is what a damaged byte must never silently alter.
+    writeStateFile(file, 'f', { role: 'secondary', changed: [Buffer.from([0, 0b100, 0, 0xff]).toString('base64')], ackedAlone: 12 });
+    const text = fs.readFileSync(file, 'utf8');
+    const valueStart = text.indexOf('"value":') + '"value":'.length;
+    let refused = 0;
+    for (let at = valueStart; at < text.length - 1; at += 1) {
+      const replacement = text[at] === 'A' ? 'B' : text[at] === '1' ? '3' : text[at] === 's' ? 'S' : null;
+      if (replacement === null) continue;
+      fs.writeFileSync(file, text.slice(0, at) + replacement + text.slice(at + 1));
+      let error: unknown;
+      try {
+        readStateFile(file, 'f');
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, `character ${at}`).toBeInstanceOf(StateFileError);
+      expect(error).toMatchObject({ reason: 'checksum', file });
+      expect((error as Error).message).toContain(file);
+      refused += 1;
+    }
+    expect(refused).toBeGreaterThan(5);
+    fs.writeFileSync(file, text);
+    expect(readStateFile(file, 'f')).toMatchObject({ ackedAlone: 12 });
+  });
 });
