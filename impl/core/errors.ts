@@ -65,6 +65,59 @@ export class SiteFailedError extends RefusalError {
   }
 }
 
+/** The storage a device error came from. */
+export type DeviceName = 'volume' | 'journal' | 'state';
+
+/** Device errors a storage backend reports as a {@link DeviceError}: what a disk, a full file system or a quota says. */
+export const deviceErrnos: readonly string[] = ['EIO', 'ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'ENXIO', 'EBADF'];
+
+/**
+ * A storage backend's device error (EIO, ENOSPC, EDQUOT, ...): the write, flush or save did not happen, or not
+ * wholly. Not a refusal: the site that meets one takes it as a fault of its storage and detaches (DRBD's
+ * `on-io-error detach`): it fails, stays up to answer its status with the fault, and serves nothing until its
+ * process is restarted over repaired storage. Backends throw it; the core and the site node never swallow it.
+ */
+export class DeviceError extends Error {
+  constructor(
+    readonly device: DeviceName,
+    readonly file: string,
+    readonly operation: string,
+    readonly errno: string,
+    override readonly cause: unknown,
+  ) {
+    super(`${device} ${file}: ${operation} failed with ${errno}${cause instanceof Error ? ` (${cause.message})` : ''}`);
+    this.name = 'DeviceError';
+  }
+}
+
+/**
+ * `error` as a {@link DeviceError} of `device` when it is a system error of the file system (it has an errno
+ * `code` such as ENOSPC), else `error` itself: a backend calls this in its catch and rethrows what it returns.
+ */
+export function asDeviceError(device: DeviceName, file: string, operation: string, error: unknown): unknown {
+  if (error instanceof DeviceError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return new DeviceError(device, file, operation, code, error);
+  return error;
+}
+
+/**
+ * A host write (or another step) that a device error at this site ended: it was not done, nor acknowledged,
+ * and the site has failed (see {@link DeviceError}). `errno` is the device's, so the host hears ENOSPC for a
+ * full disk and EIO for a broken one.
+ */
+export class StorageFaultError extends RefusalError {
+  readonly code = 'SiteFailed' as const;
+  constructor(
+    readonly site: 1 | 2 | 3,
+    readonly operation: string,
+    readonly fault: DeviceError,
+  ) {
+    super(`${operation}: site ${site} failed on a device error: ${fault.message}`);
+    this.name = 'StorageFaultError';
+  }
+}
+
 /** `recoverSite` of a site that is up. */
 export class SiteUpError extends RefusalError {
   readonly code = 'SiteUp' as const;

@@ -16,7 +16,8 @@
  *     threesite failback --config FILE                                                   back to site 1 as primary
  *
  * Exit status: 0 done, 1 refused by the system (the refusal's code and message on stderr), 2 bad usage or
- * configuration, 3 a site needed for the command is unreachable.
+ * configuration, 3 a site needed for the command is unreachable, 4 a site's storage or credentials are damaged or
+ * unreadable (the file is named; the site does not start from it).
  */
 
 import * as fs from 'node:fs';
@@ -24,12 +25,14 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SiteId, SyncSiteId } from '../../model/observation.ts';
 import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
-import { ConfigError, RefusalError } from '../core/errors.ts';
+import { ConfigError, DeviceError, RefusalError } from '../core/errors.ts';
+import { StateFileError } from '../storage/state-file.ts';
+import { CorruptJournalError } from '../storage/journal-file.ts';
 import { Operator, SiteUnreachableError, type DeploymentStatus } from './operator.ts';
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { createCredentialsFor, credentialsLayoutOf, issue, readAuthority, writeCredentials } from './credentials.ts';
+import { createCredentialsFor, CredentialsError, credentialsLayoutOf, issue, readAuthority, writeCredentials } from './credentials.ts';
 import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
@@ -89,6 +92,7 @@ export function formatStatus(status: DeploymentStatus): string {
         ? `  received ${s.remote.received} restored ${s.remote.restored} source ${s.remote.source}`
         : `  ${s.acceptsHostWrites ? 'accepts writes' : 'no writes'}${s.fenced ? ', fenced' : ''}, changed blocks ${s.changedBlocks}, sync pair ${s.syncPair}`;
     lines.push(head + tail + (s.volumeDigest ? `  sha256 ${s.volumeDigest.slice(0, 16)}` : ''));
+    if (s.fault !== null) lines.push(`site ${id}  STORAGE FAULT ${s.fault.errno} (${s.fault.device} ${s.fault.operation}): detached until its process is restarted over repaired storage`);
   }
   lines.push(`sync pair ${status.syncPair} (primary site ${status.primary}), async pair ${status.asyncPair ?? 'unknown'}, standby pair ${status.standbyPair}, lag ${status.lag ?? 'unknown'}`);
   if (status.ackedOnOneSite > 0) lines.push(`writes acknowledged on one site only: ${status.ackedOnOneSite}`);
@@ -358,6 +362,11 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof RefusalError) {
       console.error(`threesite: refused (${error.code}): ${error.message}`);
       return 1;
+    }
+    if (error instanceof StateFileError || error instanceof CorruptJournalError || error instanceof DeviceError || error instanceof CredentialsError) {
+      // Damaged or unreadable storage: the site does not start from it (README "Restart").
+      console.error(`threesite: storage: ${error.message}`);
+      return 4;
     }
     throw error;
   }

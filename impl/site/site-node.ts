@@ -38,6 +38,7 @@
 
 import type { AsyncPairState, Judgement, SiteMode, SyncPairState, SyncSiteId } from '../../model/observation.ts';
 import {
+  DeviceError,
   InvalidArgumentError,
   LinkStateError,
   MalformedMessageError,
@@ -48,6 +49,7 @@ import {
   RefusalError,
   SiteFailedError,
   SiteUpError,
+  StorageFaultError,
 } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
 import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from '../core/messages.ts';
@@ -104,9 +106,20 @@ export interface RemoteDurableState {
 }
 
 /** What a site reports on its control port (`threesite status`). */
+/** A device error a site detached on (see {@link SiteNode.fault}), as its status reports it. */
+export interface DeviceFault {
+  device: DeviceError['device'];
+  file: string;
+  operation: string;
+  errno: string;
+  message: string;
+}
+
 export interface SiteStatus {
   site: SiteId;
   up: boolean;
+  /** The device error this site detached on, or null: the site is failed until restarted over repaired storage. */
+  fault: DeviceFault | null;
   role: 'primary' | 'secondary' | 'remote';
   mode: SiteMode;
   fenced: boolean;
@@ -192,6 +205,8 @@ export class SiteNode {
   readonly config: Readonly<NodeConfig>;
   readonly #links: NodeLinks;
   readonly #log: (line: string) => void;
+  /** The device error this site detached on ({@link #detach}), or null. */
+  #fault: DeviceError | null = null;
   readonly #remote: RemoteDurableState;
   readonly #saveRemote: ((state: RemoteDurableState) => void) | null;
   /** The process's trace (site-trace.ts), or null: then nothing is recorded and nothing waits for it. */
@@ -335,7 +350,13 @@ export class SiteNode {
   /** Makes the journal and volumes durable (NBD flush and FUA). */
   flush(): void {
     if (!this.site.up) throw new SiteFailedError(this.id, 'flush');
-    this.site.flush();
+    this.#guard('flush', () => this.site.flush());
+    if (this.#fault !== null) throw new StorageFaultError(this.id, 'flush', this.#fault);
+  }
+
+  /** The device error this site detached on, or null (DRBD's `on-io-error detach`; see {@link #detach}). */
+  get fault(): DeviceError | null {
+    return this.#fault;
   }
 
   /** Whether a host write would be taken now (the NBD export's read-only flag). */
@@ -368,9 +389,11 @@ export class SiteNode {
     this.#gatheredBytes = 0;
     const trace = this.#trace;
     const mark = trace?.mark();
-    this.#emit(this.site.hostWrites(gathered));
-    if (trace && mark) trace.details(mark);
-    this.site.saveIfDirtyBesidesHostWrites();
+    this.#guard('host write', () => {
+      this.#emit(this.site.hostWrites(gathered));
+      if (trace && mark) trace.details(mark);
+      this.site.saveIfDirtyBesidesHostWrites();
+    });
   }
 
   #submit(volume: number, offset: number, data: Uint8Array, resolve: (r: HostWriteResult) => void, reject: (e: RefusalError) => void): void {
@@ -393,9 +416,11 @@ export class SiteNode {
       return;
     }
     const mark = trace?.mark();
-    this.#emit(this.site.hostWrite(writeId, volume, offset, data));
-    if (trace && mark) trace.details(mark);
-    this.site.saveIfDirtyBesidesHostWrites();
+    this.#guard('host write', () => {
+      this.#emit(this.site.hostWrite(writeId, volume, offset, data));
+      if (trace && mark) trace.details(mark);
+      this.site.saveIfDirtyBesidesHostWrites();
+    });
   }
 
   /** Submits the waiting writes there is room for, together as one batch (or more, at the batch limits). */
@@ -464,22 +489,24 @@ export class SiteNode {
       return;
     }
     if (this.#refusedForOverflow(peer, message)) return;
-    const trace = this.#trace;
-    const mark = trace?.mark();
-    let out: SiteOutput;
-    try {
-      out = this.site.handle({ from: peer, to: this.id, message });
-    } catch (error) {
-      if (!(error instanceof RefusalError)) throw error;
-      this.#refuse(peer, message.kind, error);
-      return;
-    }
-    if (trace && message.kind === 'pullEntries') trace.action({ type: 'PULL_JOURNAL' }, this.#remoteView(), message.servedAt);
-    this.#emit(out);
-    this.#afterMessage(peer, message);
-    this.#applyRules();
-    if (trace && mark) this.#traceAfterFrame(trace, mark, message);
-    this.site.saveIfDirty();
+    this.#guard(`message ${message.kind}`, () => {
+      const trace = this.#trace;
+      const mark = trace?.mark();
+      let out: SiteOutput;
+      try {
+        out = this.site.handle({ from: peer, to: this.id, message });
+      } catch (error) {
+        if (!(error instanceof RefusalError)) throw error;
+        this.#refuse(peer, message.kind, error);
+        return;
+      }
+      if (trace && message.kind === 'pullEntries') trace.action({ type: 'PULL_JOURNAL' }, this.#remoteView(), message.servedAt);
+      this.#emit(out);
+      this.#afterMessage(peer, message);
+      this.#applyRules();
+      if (trace && mark) this.#traceAfterFrame(trace, mark, message);
+      this.site.saveIfDirty();
+    });
   }
 
   /** The time, from the process: answers due for longer than `answerTimeoutMs` are taken as lost. */
@@ -495,7 +522,7 @@ export class SiteNode {
     }
     this.#nowMs = nowMs;
     // What host writes acknowledged alone changed is saved here, once a tick, not after each write.
-    if (this.site.up) this.site.saveIfDirty();
+    if (this.site.up) this.#guard('state save', () => this.site.saveIfDirty());
     const timeout = this.config.answerTimeoutMs;
     if (this.#waiter !== null && nowMs - this.#waiterSinceMs > timeout) {
       this.#failWaiter(new NotAcknowledgedError(this.#waiter.kind, `no answer within ${timeout} ms`));
@@ -527,7 +554,7 @@ export class SiteNode {
     if (this.#remote.asyncPair === 'fullCopy' || this.#remote.asyncPair === 'suspendedOverflow') return;
     // With a trace, restores fall between pulls (site-trace.ts): the next interval restores.
     if (this.#trace !== null && this.#pullOutstanding) return;
-    this.#restore();
+    this.#guard('restore', () => this.#restore());
   }
 
   /**
@@ -617,6 +644,9 @@ export class SiteNode {
   recover(primary: SyncSiteId): void {
     if (primary !== 1 && primary !== 2) throw new InvalidArgumentError('recoverSite', 'primary', primary);
     if (this.site.up) throw new SiteUpError(this.id, 'recoverSite');
+    if (this.#fault !== null) {
+      throw new NotAllowedError('recoverSite', `site ${this.id} detached on a device error (${this.#fault.message}): repair the storage and restart the site process, then recover it`);
+    }
     this.site.recover();
     this.#links.setOnline(true);
     if (this.id === 3) {
@@ -776,6 +806,10 @@ export class SiteNode {
     return {
       site: this.id,
       up: site.up,
+      fault:
+        this.#fault === null
+          ? null
+          : { device: this.#fault.device, file: this.#fault.file, operation: this.#fault.operation, errno: this.#fault.errno, message: this.#fault.message },
       role: site.role,
       mode: site.mode,
       fenced: site.fenced,
@@ -823,6 +857,49 @@ export class SiteNode {
 
   // -------------------------------------------------------------------------------------------------------
   // Internals
+
+  /**
+   * Runs a step that does I/O; a {@link DeviceError} from the site's storage detaches the site
+   * ({@link #detach}) instead of escaping: the process stays up and reports the fault. Other errors pass.
+   */
+  #guard(operation: string, step: () => void): void {
+    if (this.#fault !== null) {
+      // Detached: the storage is not touched again until a restart.
+      for (const pending of this.#pending.values()) pending.reject(new StorageFaultError(this.id, operation, this.#fault));
+      this.#pending.clear();
+      return;
+    }
+    try {
+      step();
+    } catch (error) {
+      if (!(error instanceof DeviceError)) throw error;
+      this.#detach(error, operation);
+    }
+  }
+
+  /**
+   * DRBD's `on-io-error detach`: the site met a device error (EIO, ENOSPC, EDQUOT, a failed fsync), so what
+   * its storage holds is no longer known to match what it did. It fails (FAIL_SITE: its links go down, so
+   * its peers follow the rules for a failed site), every host write not yet answered fails with the device's
+   * errno (never acknowledged), and it serves nothing, not even `recover`, until its process is restarted over
+   * repaired storage (the restart recovers the files: torn tail, redo, checked state).
+   */
+  #detach(fault: DeviceError, operation: string): void {
+    this.#fault = fault;
+    this.#log(`storage fault during ${operation}: ${fault.message}; the site detaches (failed) until restarted`);
+    if (this.site.up) {
+      try {
+        this.fail();
+      } catch (error) {
+        // fail() saves the site's state: the same device may refuse that too; the fault is recorded already.
+        if (!(error instanceof DeviceError)) throw error;
+      }
+    }
+    const error = new StorageFaultError(this.id, operation, fault);
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    for (const write of this.#queued.splice(0)) write.reject(error);
+  }
 
   #peer(): SyncSiteId {
     return this.id === 1 ? 2 : 1;
@@ -962,7 +1039,7 @@ export class SiteNode {
         const pending = this.#pending.get(note.writeId);
         assert(pending !== undefined, 'every failure answers a submitted write', () => `write ${note.writeId}`);
         this.#pending.delete(note.writeId);
-        pending.reject(note.error);
+        pending.reject(this.#fault === null ? note.error : new StorageFaultError(this.id, 'host write', this.#fault));
         return;
       }
       case 'journalOverflow':

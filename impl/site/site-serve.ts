@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import type { Server } from 'node:net';
 import * as path from 'node:path';
 import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
-import { NotWritableError, RefusalError, SiteFailedError } from '../core/errors.ts';
+import { NotWritableError, RefusalError, SiteFailedError, StorageFaultError } from '../core/errors.ts';
 import { NbdServer } from '../net/nbd-server.ts';
 import { NbdErrno, NbdError, type NbdExport } from '../net/nbd-protocol.ts';
 import { readStateFile, writeStateFile } from '../storage/state-file.ts';
@@ -49,6 +49,9 @@ function nbdErrorOf(error: unknown): NbdError {
   if (error instanceof NbdError) return error;
   if (error instanceof NotWritableError) return new NbdError(NbdErrno.EPERM, error.message);
   if (error instanceof OutOfRangeError) return new NbdError(NbdErrno.ENOSPC, error.message);
+  // A device error the site detached on: a full device is ENOSPC to the host (EDQUOT and EFBIG have no NBD
+  // value and mean the same to it), anything else EIO.
+  if (error instanceof StorageFaultError) return new NbdError(['ENOSPC', 'EDQUOT', 'EFBIG'].includes(error.fault.errno) ? NbdErrno.ENOSPC : NbdErrno.EIO, error.message);
   if (error instanceof SiteFailedError) return new NbdError(NbdErrno.EIO, error.message);
   if (error instanceof RefusalError) return new NbdError(NbdErrno.EIO, error.message);
   throw error;

@@ -39,6 +39,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { asDeviceError, DeviceError } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
 import {
   checkAllFit,
@@ -523,8 +524,8 @@ export class FileJournal implements Journal {
       this.#writeDirty = true;
       this.#wrote(encoded.length);
     } catch (error) {
-      this.#failure = error;
-      throw error;
+      this.#failure = asDeviceError('journal', this.dir, 'append', error);
+      throw this.#failure;
     }
     this.#last = entry.updateNumber;
     this.#entries += 1;
@@ -561,8 +562,8 @@ export class FileJournal implements Journal {
         this.#wrote(end - start);
       }
     } catch (error) {
-      this.#failure = error;
-      throw error;
+      this.#failure = asDeviceError('journal', this.dir, 'append', error);
+      throw this.#failure;
     }
     for (const bytes of encoded) this.#bytes += bytes.length;
     this.#entries += entries.length;
@@ -712,10 +713,15 @@ export class FileJournal implements Journal {
 
   flush(): void {
     this.#checkUsable('flush');
-    if (this.#writeDirty && this.#writeFd !== null) fs.fsyncSync(this.#writeFd);
-    this.#writeDirty = false;
-    if (this.#dirDirty) fsyncDir(this.dir);
-    this.#dirDirty = false;
+    try {
+      if (this.#writeDirty && this.#writeFd !== null) fs.fsyncSync(this.#writeFd);
+      this.#writeDirty = false;
+      if (this.#dirDirty) fsyncDir(this.dir);
+      this.#dirDirty = false;
+    } catch (error) {
+      this.#failure = asDeviceError('journal', this.dir, 'flush', error);
+      throw this.#failure;
+    }
   }
 
   /** Flushes (unless a write failed) and releases the files. */
@@ -747,7 +753,7 @@ export class FileJournal implements Journal {
         fs.closeSync(fd);
       }
       // The data may not have reached the disk: the journal fails as it does when a write fails.
-      if (error !== null && this.#failure === null) this.#failure = error;
+      if (error !== null && this.#failure === null) this.#failure = asDeviceError('journal', this.dir, 'background fsync', error);
     });
   }
 
@@ -823,12 +829,19 @@ export class FileJournal implements Journal {
 
   #checkUsable(operation: string): void {
     assert(this.#open, 'journal is open', () => `${operation} after close`);
+    // A device error stays what it is for every later call (the site detaches on it); anything else is a bug.
+    if (this.#failure instanceof DeviceError) throw this.#failure;
     assert(this.#failure === null, 'journal has not failed a write', () => `${operation} after a failed write: ${String(this.#failure)}`);
   }
 
   /** Replaces `journal.meta` (atomically, durably) and remembers what it now holds. */
   #saveMeta(floor: number, firstSegment: number, floorExact: boolean, cleanLast: number | null = null): void {
-    FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact, cleanLast });
+    try {
+      FileJournal.#writeMeta(this.dir, { floor, firstSegment, floorExact, cleanLast });
+    } catch (error) {
+      this.#failure = asDeviceError('journal', this.dir, 'metadata write', error);
+      throw this.#failure;
+    }
     this.#savedFloor = floor;
     this.#metaExact = floorExact;
   }

@@ -12,6 +12,7 @@
 import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { asDeviceError } from '../core/errors.ts';
 
 /** Largest state file: 64 MiB (changed-block bitmaps of large volumes are the bulk). */
 export const stateFileBytesMax = 64 * 1024 * 1024;
@@ -33,19 +34,26 @@ export function writeStateFile(file: string, format: string, value: unknown): vo
   const body = JSON.stringify(value);
   const text = `{"format":${JSON.stringify(format)},"crc32c":${JSON.stringify(checksumOf(body))},"value":${body}}`;
   const temporary = `${file}.tmp`;
-  const fd = fs.openSync(temporary, 'w', 0o600);
   try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temporary, file);
-  const dir = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
+    const fd = fs.openSync(temporary, 'w', 0o600);
+    try {
+      const bytes = Buffer.from(text, 'utf8');
+      let done = 0;
+      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, done);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temporary, file);
+    const dir = fs.openSync(path.dirname(file), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+  } catch (error) {
+    // The old content is still in place (the rename is the commit point): a full disk loses no state.
+    throw asDeviceError('state', file, 'save', error);
   }
 }
 

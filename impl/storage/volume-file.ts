@@ -8,6 +8,7 @@
 
 import * as fs from 'node:fs';
 import { assert } from '../core/invariant.ts';
+import { asDeviceError } from '../core/errors.ts';
 import {
   blocksOfRange,
   checkRange,
@@ -73,8 +74,12 @@ export class FileVolume implements Volume {
     const fd = this.#openFd('write');
     checkRange(offset, data.length, this.sizeBytes);
     let done = 0;
-    while (done < data.length) {
-      done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+    try {
+      while (done < data.length) {
+        done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+      }
+    } catch (error) {
+      throw asDeviceError('volume', this.path, `write of ${data.length} bytes at ${offset}`, error);
     }
   }
 
@@ -85,7 +90,12 @@ export class FileVolume implements Volume {
   }
 
   flush(): void {
-    fs.fsyncSync(this.#openFd('flush'));
+    const fd = this.#openFd('flush');
+    try {
+      fs.fsyncSync(fd);
+    } catch (error) {
+      throw asDeviceError('volume', this.path, 'flush', error);
+    }
   }
 
   close(): void {

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
 import { MemoryJournal } from '../../impl/core/journal.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
-import { NotWritableError, RefusalError } from '../../impl/core/errors.ts';
+import { DeviceError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
 import { SiteNode, type NodeLinks } from '../../impl/site/site-node.ts';
@@ -528,5 +528,61 @@ describe('the operator: steps in the model’s order', () => {
     const d = deploy();
     await d.operator.fail(3);
     await expect(d.operator.failback()).rejects.toMatchObject({ code: 'NotAllowed' });
+  });
+});
+
+describe('device faults: a site detaches (DRBD on-io-error detach), nothing is acknowledged that is not stored', () => {
+  /** Makes the `nth` call of `method` on `target` (counting from 1) throw the device error, as a full or broken disk does. */
+  function failAt<T extends object>(target: T, method: keyof T & string, nth: number, fault: DeviceError): void {
+    const original = (target[method] as (...args: unknown[]) => unknown).bind(target);
+    let calls = 0;
+    (target as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      calls += 1;
+      if (calls === nth) throw fault;
+      return original(...args);
+    };
+  }
+  const enospc = (device: 'volume' | 'journal' | 'state'): DeviceError =>
+    new DeviceError(device, `${device}-file`, 'write', 'ENOSPC', Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+
+  it('a full journal device at the primary fails the host write with ENOSPC, unacknowledged and never sent; the site fails and says why', async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    await nodes[1].hostWrite(0, 0, block(1));
+    failAt(nodes[1].site.journal, 'appendAll', 1, enospc('journal'));
+    failAt(nodes[1].site.journal, 'append', 1, enospc('journal'));
+    const refused = await nodes[1].hostWrite(0, blockBytes, block(2)).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(StorageFaultError);
+    expect(refused).toMatchObject({ code: 'SiteFailed', site: 1, fault: { errno: 'ENOSPC', device: 'journal' } });
+    await settle();
+    // Never sent: site 2 holds only the first write, and no update number was spent on the second.
+    expect(nodes[2].site.last).toBe(1);
+    const status = nodes[1].status(false);
+    expect(status).toMatchObject({ up: false, fault: { device: 'journal', errno: 'ENOSPC' }, acceptsHostWrites: false });
+    // The process stays up and answers; a later write is refused at once; recover waits for a restart.
+    expect(() => nodes[1].hostWrite(0, 0, block(3))).toThrow(NotWritableError);
+    await expect(operator.recover(1)).rejects.toMatchObject({ code: 'NotAllowed' });
+    // Its peers follow the rules for a failed site 1: the link is down, the pair suspended at site 2.
+    expect(nodes[2].status(false).connected).not.toContain(1);
+  });
+
+  it('an I/O error at the secondary\'s volume detaches the secondary; the primary suspends the pair by R1 and the write is not acknowledged as in sync', async () => {
+    const d = deploy('refuse');
+    const { nodes } = d;
+    await nodes[1].hostWrite(0, 0, block(1));
+    failAt(nodes[2].site.volumes[0]!, 'write', 1, new DeviceError('volume', 'volume-0.img', 'write', 'EIO', new Error('input/output error')));
+    const second = await nodes[1].hostWrite(0, blockBytes, block(2)).then(
+      (result) => result,
+      (error: unknown) => error,
+    );
+    await settle();
+    expect(nodes[2].status(false)).toMatchObject({ up: false, fault: { device: 'volume', errno: 'EIO' } });
+    // Under fence policy refuse, a write that reached one site only is never acknowledged.
+    expect(second).toBeInstanceOf(RefusalError);
+    expect(nodes[1].status(false).syncPair).toBe('suspended');
+    expect(nodes[1].status(false).fault).toBeNull();
   });
 });
