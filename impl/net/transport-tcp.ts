@@ -328,6 +328,12 @@ export class PeerNetwork {
    * first and uncorked once the tick's callbacks and promise reactions have run, one writev for all of
    * them instead of a syscall each (the acknowledgements of every sync write one chunk carried, say).
    */
+  /** Bytes sent to `peer` and still waiting in this side's socket (0 when not connected): what a sender's back-pressure reads. */
+  queuedBytes(peer: LinkSite): number {
+    const connection = this.#peers.get(peer)?.connection;
+    return connection === null || connection === undefined ? 0 : connection.socket.writableLength;
+  }
+
   send(peer: LinkSite, payload: Uint8Array): boolean {
     const state = this.#state(peer);
     checkFramePayload(payload);

@@ -66,8 +66,22 @@ import { checkRange, OutOfRangeError } from '../core/volume.ts';
 export const syncBatchBytesMax = 256 * 1024;
 assert(syncBatchBytesMax <= batchBytesMax, 'a batch of sync writes fits one message', () => `${syncBatchBytesMax} > ${batchBytesMax}`);
 
-/** Host writes a node holds waiting (for a resync to end, or for room among the writes in flight) at most. */
-export const queuedHostWritesMax = 1024;
+/**
+ * Host writes a node holds waiting (for a resync to end, for room among the writes in flight, or for room on
+ * the link to the secondary) at most: every write the NBD server can have in flight, on every connection
+ * (`nbdConnectionsMax` x `nbdRequestsInFlightMax`), so a write that waits is never refused for want of room
+ * here; their bytes are bounded by the NBD server's own limits, which they are counted in.
+ */
+export const queuedHostWritesMax = 128 * 64;
+
+/**
+ * Default bytes queued on the link to the secondary above which a primary holds new host writes
+ * (back-pressure): 8 MiB. Far under the link's own limit (`outgoingBytesMaxDefault`, 64 MiB), so a whole
+ * write of the largest size (16 MiB) still fits behind it and the link never has to be broken for want of
+ * room; and small, because a write's answer timeout runs from when it is queued on the link: 8 MiB drains in
+ * tens of milliseconds, where 32 MiB of 4 MiB writes behind a busy secondary outlived a 2 s timeout.
+ */
+export const peerQueueBytesHighDefault = 8 * 1024 * 1024;
 
 /** How a node reaches its peers: the process's network (`transport-tcp.ts`), or a test's. */
 export interface NodeLinks {
@@ -83,6 +97,8 @@ export interface NodeLinks {
   setOnline(online: boolean): void;
   /** Cuts the link to a peer (closed, neither dialled nor accepted) or restores it; a cut outlives `setOnline`. */
   setCut(peer: SiteId, cut: boolean): void;
+  /** Bytes sent to `peer` and still waiting on this side of the link (0 when not connected): back-pressure's measure. */
+  queuedBytes(peer: SiteId): number;
 }
 
 /** The parts of the deployment's configuration a node needs. */
@@ -97,6 +113,12 @@ export interface NodeConfig {
    * again); an operator step that waits for a peer fails with {@link NotAcknowledgedError}.
    */
   answerTimeoutMs: number;
+  /**
+   * Back-pressure: while the link to the secondary holds more than this many bytes, a primary holds new host
+   * writes (they wait, in order; the host's NBD requests stay unanswered) until the link drains. A full queue
+   * never suspends the pair: only rules R1 and R2 do. Default {@link peerQueueBytesHighDefault}.
+   */
+  peerQueueBytesHigh?: number;
 }
 
 /** Site 3's part of the controller's state: the async pair and the last judgement (its state file). */
@@ -371,9 +393,20 @@ export class SiteNode {
     if (reason !== null && reason !== 'inFlightWritesMax') throw new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, reason);
   }
 
-  /** A write waits while the primary sends a resync, or while its writes in flight are at their limit. */
+  /**
+   * A write waits while the primary sends a resync, while its writes in flight are at their limit, or while
+   * the link to its in-sync secondary is full (back-pressure: it drains as the secondary reads, and the
+   * node tries again at every frame and tick).
+   */
   #mustQueue(): boolean {
-    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax' || this.#gatheredAtLimit();
+    return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax' || this.#gatheredAtLimit() || this.#linkFull();
+  }
+
+  /** The link to the secondary holds more than its high-water mark of bytes (while the pair is in sync). */
+  #linkFull(): boolean {
+    if (this.id === 3 || !this.#pairInSync()) return false;
+    const high = this.config.peerQueueBytesHigh ?? peerQueueBytesHighDefault;
+    return this.#links.queuedBytes(this.#peer()) + this.#gatheredBytes > high;
   }
 
   /** The writes gathered for a batch fill the room left among the writes in flight. */
@@ -521,6 +554,8 @@ export class SiteNode {
       for (const pending of this.#pending.values()) pending.sentAtMs = nowMs;
     }
     this.#nowMs = nowMs;
+    // Writes held for room on the link go when it has drained (frames from the peer also drain the queue).
+    if (this.site.up && this.#queued.length > 0) this.#drainQueue();
     // What host writes acknowledged alone changed is saved here, once a tick, not after each write.
     if (this.site.up) this.#guard('state save', () => this.site.saveIfDirty());
     const timeout = this.config.answerTimeoutMs;

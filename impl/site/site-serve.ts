@@ -176,6 +176,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     send: (peer, payload) => network.send(peer, payload),
     isConnected: (peer) => network.isConnected(peer),
     disconnect: (peer, reason) => network.disconnect(peer, reason),
+    queuedBytes: (peer) => network.queuedBytes(peer),
     setOnline: (value) => {
       online = value;
       applyBlocks();

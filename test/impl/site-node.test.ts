@@ -12,7 +12,7 @@ import { MemoryVolume } from '../../impl/core/volume.ts';
 import { DeviceError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
-import { SiteNode, type NodeLinks } from '../../impl/site/site-node.ts';
+import { SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { encodeMessage } from '../../impl/core/messages.ts';
 
@@ -29,6 +29,8 @@ class MemoryNetwork {
     [3, true],
   ]);
   readonly cut = new Set<string>();
+  /** Directions (`"1>2"`) whose frames wait undelivered: a slow or stalled receiver, its link filling up. */
+  readonly held = new Set<string>();
   readonly queue: { from: SiteId; to: SiteId; payload: Uint8Array }[] = [];
   readonly log: string[] = [];
   #pumping = false;
@@ -54,6 +56,7 @@ class MemoryNetwork {
       },
       setOnline: (online) => this.change(() => this.online.set(self, online)),
       setCut: (peer, cut) => this.change(() => (cut ? this.cut.add(key(self, peer)) : this.cut.delete(key(self, peer)))),
+      queuedBytes: (peer) => this.queue.reduce((sum, frame) => (frame.from === self && frame.to === peer ? sum + frame.payload.length : sum), 0),
     };
   }
 
@@ -93,8 +96,14 @@ class MemoryNetwork {
   }
 
   deliverAll(): void {
-    while (this.queue.length > 0) {
-      const frame = this.queue.shift()!;
+    let k = 0;
+    while (k < this.queue.length) {
+      const frame = this.queue[k]!;
+      if (this.held.has(`${frame.from}>${frame.to}`)) {
+        k += 1;
+        continue;
+      }
+      this.queue.splice(k, 1);
       if (!this.connected(frame.from, frame.to)) continue;
       this.nodes.get(frame.to)!.onFrame(frame.from, frame.payload);
     }
@@ -114,7 +123,7 @@ interface Deployment {
   catchUp(): Promise<void>;
 }
 
-function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64): Deployment {
+function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64, nodeConfig: Partial<NodeConfig> = {}): Deployment {
   const net = new MemoryNetwork();
   const nodes = {} as Record<SiteId, SiteNode>;
   for (const id of [1, 2, 3] as const) {
@@ -123,7 +132,7 @@ function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEn
       { entriesMax: journalEntriesMax, bytesMax: journalEntriesMax * (blockBytes + 128) },
       { kind: 'memory' },
     );
-    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`));
+    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000, ...nodeConfig }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`));
     net.nodes.set(id, nodes[id]);
   }
   const crashed = new Set<SiteId>();
@@ -284,7 +293,7 @@ describe('site nodes: local rules', () => {
     const config = { id: 1 as const, volumeCount, volumeBytes, blockBytes, fencePolicy: 'keepWriting' as const, inFlightWritesMax: 16, flushEachWrite: false };
     const volumes = Array.from({ length: volumeCount }, () => new MemoryVolume(volumeBytes, blockBytes));
     const site = new StorageSystem(config, volumes, new MemoryJournal({ entriesMax: 64, bytesMax: 64 * 1024 }), null, (state) => saves.push(state));
-    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined };
+    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined, queuedBytes: () => 0 };
     const node = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, links, () => undefined);
     // The first write finds no link: the pair is suspended (saved at once), the write acknowledged alone.
     expect(await node.hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: true });
@@ -584,5 +593,49 @@ describe('device faults: a site detaches (DRBD on-io-error detach), nothing is a
     expect(second).toBeInstanceOf(RefusalError);
     expect(nodes[1].status(false).syncPair).toBe('suspended');
     expect(nodes[1].status(false).fault).toBeNull();
+  });
+});
+
+describe('back-pressure: a full link to the secondary holds host writes, it never breaks the pair', () => {
+  it('writes wait while the link holds more than its high-water mark, then go in order once it drains, every one in sync', async () => {
+    const d = deploy('keepWriting', 64, { peerQueueBytesHigh: 2 * blockBytes });
+    const { nodes, net } = d;
+    net.held.add('1>2'); // site 2 reads nothing for now: the link from site 1 fills
+    const writes = Array.from({ length: 8 }, (_, k) => nodes[1].hostWrite(0, (k % 8) * blockBytes, block(0x40 + k)));
+    await settle();
+    const held = nodes[1].status(false);
+    // Two writes went (a frame is a block plus its header: two fill the 2-block mark); the other six wait.
+    expect(held.inFlightWrites).toBe(2);
+    expect(held.queuedWrites).toBe(6);
+    expect(held.syncPair).toBe('inSync');
+    expect(net.log.filter((line) => line.includes('disconnects'))).toEqual([]);
+    // The receiver catches up: the answers drain the queue, and every write is acknowledged in sync, in order.
+    net.held.delete('1>2');
+    net.deliverAll();
+    const results = await Promise.all(writes);
+    expect(results.map((r) => r.updateNumber)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(results.every((r) => !r.alone)).toBe(true);
+    expect(nodes[1].status(false)).toMatchObject({ syncPair: 'inSync', ackedAlone: 0, queuedWrites: 0 });
+    expect(nodes[2].site.last).toBe(8);
+    expect(nodes[2].site.read(0, 7 * blockBytes, blockBytes)).toEqual(block(0x47));
+  });
+
+  it('a link that stays full past the answer timeout is rule R1 (no answer), not the size of a queue', async () => {
+    const d = deploy('keepWriting', 64, { peerQueueBytesHigh: 2 * blockBytes });
+    const { nodes, net } = d;
+    net.held.add('1>2');
+    const writes = Array.from({ length: 4 }, (_, k) => nodes[1].hostWrite(0, k * blockBytes, block(k + 1)));
+    await settle();
+    nodes[1].onTick(0);
+    nodes[1].onTick(500);
+    expect(nodes[1].status(false).syncPair).toBe('inSync');
+    nodes[1].onTick(1501); // answerTimeoutMs 1000: the first writes were never answered
+    const results = await Promise.all(writes);
+    // R1 suspended the pair (the link came back at once, so it is already resyncing), and said why.
+    expect(nodes[1].status(false).syncPair).not.toBe('inSync');
+    expect(net.log.some((line) => line.includes('was not answered within 1000 ms'))).toBe(true);
+    // keepWriting: acknowledged on site 1 alone and recorded as such (P1's exposure, never hidden).
+    expect(results.every((r) => r.alone)).toBe(true);
+    expect(nodes[1].status(false).ackedAlone).toBe(4);
   });
 });
