@@ -17,6 +17,8 @@
  * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`), and
  * `credentialsDir` (default `tls`): the cluster's authority and the operator's and hosts' credentials
  * (`credentials.ts`); `nbdTls` (default `required`): whether hosts must start TLS on the NBD port.
+ * `inflowControl` (absent: off): `{"delayMs": N}` delays each host write N ms (at most 1000) while the primary's
+ * journal is past its high-water mark and site 3 is reachable (journal inflow control, `site-node.ts`).
  * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site/site-trace.ts),
  * for `npm start -- --validate-trace DIR/*.ndjson`; no trace when absent.
  */
@@ -27,6 +29,7 @@ import { hostWriteBytesMax, validateClusterConfig } from '../cluster/cluster-con
 import { ConfigError } from '../core/errors.ts';
 import type { JournalLimits } from '../core/journal.ts';
 import type { SiteId } from '../core/storage-system.ts';
+import { inflowDelayMsMax } from './site-node.ts';
 import { reconnectDelayMsCeiling, reconnectDelayMsDefault, reconnectDelayMsMaxDefault } from '../net/transport-tcp.ts';
 
 /** Largest configuration file: 1 MiB. */
@@ -91,6 +94,8 @@ export interface DeploymentConfig {
    * site listens on anything but loopback. Peer links and control ports always require TLS.
    */
   nbdTls: NbdTlsMode;
+  /** Journal inflow control (`site-node.ts` `NodeConfig.inflowControl`): a delay per host write in ms, or null: off. */
+  inflowControl: { delayMs: number } | null;
   sites: Record<SiteId, SiteEndpoint>;
 }
 
@@ -142,6 +147,9 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
   const traceDir = v.traceDir ?? null;
   const credentialsDir = v.credentialsDir ?? 'tls';
   if (typeof credentialsDir !== 'string' || credentialsDir.length === 0) throw new ConfigError('credentialsDir', credentialsDir, 'must be a directory path');
+  const inflow = v.inflowControl ?? null;
+  if (inflow !== null && (typeof inflow !== 'object' || Array.isArray(inflow))) throw new ConfigError('inflowControl', inflow, 'must be {"delayMs": N} or absent');
+  const inflowControl = inflow === null ? null : { delayMs: integer('inflowControl.delayMs', (inflow as Record<string, unknown>).delayMs, 1, inflowDelayMsMax) };
   const nbdTls = v.nbdTls ?? 'required';
   if (nbdTls !== 'required' && nbdTls !== 'optional') throw new ConfigError('nbdTls', nbdTls, 'must be "required" or "optional"');
   if (traceDir !== null && (typeof traceDir !== 'string' || traceDir.length === 0)) throw new ConfigError('traceDir', traceDir, 'must be a directory path');
@@ -163,6 +171,7 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
     traceDir: traceDir === null ? null : path.resolve(base, traceDir),
     credentialsDir: path.resolve(base, credentialsDir),
     nbdTls,
+    inflowControl,
     sites: { 1: endpoint(1, sites['1'], base), 2: endpoint(2, sites['2'], base), 3: endpoint(3, sites['3'], base) },
   };
   const ports = new Set<string>();

@@ -119,7 +119,18 @@ export interface NodeConfig {
    * never suspends the pair: only rules R1 and R2 do. Default {@link peerQueueBytesHighDefault}.
    */
   peerQueueBytesHigh?: number;
+  /**
+   * Journal inflow control (Hitachi Universal Replicator's inflow control, SRDF/A write pacing), or absent
+   * (off, the default): while the primary's journal is past its high-water mark and site 3 is reachable, each
+   * new host write waits `delayMs` before it is taken, so that the hosts slow down to what site 3 pulls
+   * instead of overflowing the journal (which would suspend the async pair and cost a full copy). A write is
+   * never held longer than `delayMs` (plus one tick) for it; the delays are counted in the status.
+   */
+  inflowControl?: { delayMs: number };
 }
+
+/** Longest inflow-control delay per host write a configuration may ask for: 1 s. */
+export const inflowDelayMsMax = 1000;
 
 /** Site 3's part of the controller's state: the async pair and the last judgement (its state file). */
 export interface RemoteDurableState {
@@ -142,6 +153,8 @@ export interface SiteStatus {
   up: boolean;
   /** The device error this site detached on, or null: the site is failed until restarted over repaired storage. */
   fault: DeviceFault | null;
+  /** Journal inflow control: its delay per write and the writes it delayed so far, or null when off. */
+  inflow: { delayMs: number; delayedWrites: number; delayMsTotal: number } | null;
   role: 'primary' | 'secondary' | 'remote';
   mode: SiteMode;
   fenced: boolean;
@@ -197,6 +210,10 @@ interface QueuedWrite {
   volume: number;
   offset: number;
   data: Uint8Array;
+  /** When it was queued (the node's clock): inflow control holds it until this plus its delay. */
+  queuedAtMs: number;
+  /** Whether inflow control was delaying writes when it was queued (its wait is then counted as a delay). */
+  paced: boolean;
   resolve(result: HostWriteResult): void;
   reject(error: RefusalError): void;
 }
@@ -227,6 +244,8 @@ export class SiteNode {
   readonly config: Readonly<NodeConfig>;
   readonly #links: NodeLinks;
   readonly #log: (line: string) => void;
+  /** Host writes inflow control delayed, and their delays' sum in milliseconds (status `inflow`). */
+  #inflow = { delayedWrites: 0, delayMsTotal: 0 };
   /** The device error this site detached on ({@link #detach}), or null. */
   #fault: DeviceError | null = null;
   readonly #remote: RemoteDurableState;
@@ -320,12 +339,12 @@ export class SiteNode {
       throw error;
     }
     return new Promise((resolve, reject) => {
-      if (this.#queued.length > 0 || this.#mustQueue()) {
+      if (this.#queued.length > 0 || this.#mustQueue() || this.#inflowDelaying()) {
         if (this.#queued.length >= queuedHostWritesMax) {
           reject(new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, 'inFlightWritesMax'));
           return;
         }
-        this.#queued.push({ volume, offset, data, resolve, reject });
+        this.#queued.push({ volume, offset, data, queuedAtMs: this.#nowMs, paced: this.#inflowDelaying(), resolve, reject });
         return;
       }
       this.#submit(volume, offset, data, resolve, reject);
@@ -402,6 +421,25 @@ export class SiteNode {
     return this.site.copySending === 'resync' || this.site.writeRefusal() === 'inFlightWritesMax' || this.#gatheredAtLimit() || this.#linkFull();
   }
 
+  /** Whether inflow control delays host writes now: on, this site primary, its journal past high water, site 3 reachable. */
+  #inflowDelaying(): boolean {
+    const inflow = this.config.inflowControl;
+    return inflow !== undefined && this.id !== 3 && this.site.role === 'primary' && this.site.journal.highWater && this.#links.isConnected(3);
+  }
+
+  /** Whether a queued write must still wait for inflow control (counted once, when it goes). */
+  #inflowHolds(write: QueuedWrite): boolean {
+    const inflow = this.config.inflowControl;
+    if (inflow === undefined) return false;
+    const waited = this.#nowMs - write.queuedAtMs;
+    if (this.#inflowDelaying() && waited < inflow.delayMs) return true;
+    if (write.paced) {
+      this.#inflow.delayedWrites += 1;
+      this.#inflow.delayMsTotal += Math.min(waited, inflow.delayMs);
+    }
+    return false;
+  }
+
   /** The link to the secondary holds more than its high-water mark of bytes (while the pair is in sync). */
   #linkFull(): boolean {
     if (this.id === 3 || !this.#pairInSync()) return false;
@@ -465,7 +503,7 @@ export class SiteNode {
       this.#gatheredBytes = 0;
     }
     try {
-      while (this.#queued.length > 0 && !this.#mustQueue()) {
+      while (this.#queued.length > 0 && !this.#mustQueue() && !this.#inflowHolds(this.#queued[0] as QueuedWrite)) {
         const write = this.#queued.shift() as QueuedWrite;
         try {
           this.#requireWritable();
@@ -864,6 +902,7 @@ export class SiteNode {
       ackedAlone: site.ackedAlone,
       inFlightWrites: site.inFlightWrites,
       queuedWrites: this.#queued.length,
+      inflow: this.config.inflowControl === undefined ? null : { delayMs: this.config.inflowControl.delayMs, ...this.#inflow },
       takeover: site.takeover,
       knownRestored: site.knownRestored,
       connected,

@@ -191,7 +191,12 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   if (trace !== null) log(`trace: ${trace.file}`);
   const node = new SiteNode(
     site,
-    { pullBatchEntriesMax: config.pullBatchEntriesMax, hostWriteBytesMax: deploymentHostWriteBytesMax(config), answerTimeoutMs: config.answerTimeoutMs },
+    {
+      pullBatchEntriesMax: config.pullBatchEntriesMax,
+      hostWriteBytesMax: deploymentHostWriteBytesMax(config),
+      answerTimeoutMs: config.answerTimeoutMs,
+      ...(config.inflowControl === null ? {} : { inflowControl: config.inflowControl }),
+    },
     links,
     log,
     { saved: savedRemote, save: id === 3 ? (state) => writeStateFile(remoteFile, remoteStateFormat, state) : null },

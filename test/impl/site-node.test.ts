@@ -639,3 +639,43 @@ describe('back-pressure: a full link to the secondary holds host writes, it neve
     expect(nodes[1].status(false).ackedAlone).toBe(4);
   });
 });
+
+describe('journal inflow control (UR inflow control, SRDF/A write pacing)', () => {
+  /** Site 1 with a journal of 10 entries (high water at 8) whose entries site 3 has not pulled. */
+  async function pastHighWater(inflow: Partial<NodeConfig>): Promise<Deployment> {
+    const d = deploy('keepWriting', 10, inflow);
+    d.nodes[1].onTick(0);
+    for (let k = 0; k < 8; k += 1) await d.nodes[1].hostWrite(0, k * blockBytes, block(k + 1));
+    expect(d.nodes[1].status(false).journal.highWater).toBe(true);
+    return d;
+  }
+
+  it('past the journal high-water mark with site 3 reachable, each host write waits its delay, and no longer; the delays are counted', async () => {
+    const d = await pastHighWater({ inflowControl: { delayMs: 100 } });
+    const { nodes } = d;
+    let done = false;
+    const paced = nodes[1].hostWrite(0, 0, block(0x99)).then((result) => {
+      done = true;
+      return result;
+    });
+    await settle();
+    expect(done).toBe(false);
+    expect(nodes[1].status(false).queuedWrites).toBe(1);
+    nodes[1].onTick(50);
+    await settle();
+    expect(done).toBe(false);
+    nodes[1].onTick(100);
+    expect(await paced).toEqual({ updateNumber: 9, alone: false });
+    expect(nodes[1].status(false).inflow).toEqual({ delayMs: 100, delayedWrites: 1, delayMsTotal: 100 });
+  });
+
+  it('does not delay when site 3 is unreachable (there is no one to keep up with), nor when it is off', async () => {
+    const cut = await pastHighWater({ inflowControl: { delayMs: 100 } });
+    cut.net.change(() => cut.net.cut.add('1-3'));
+    expect(await cut.nodes[1].hostWrite(0, 0, block(0x99))).toEqual({ updateNumber: 9, alone: false });
+    expect(cut.nodes[1].status(false).inflow).toMatchObject({ delayedWrites: 0 });
+    const off = await pastHighWater({});
+    expect(await off.nodes[1].hostWrite(0, 0, block(0x99))).toEqual({ updateNumber: 9, alone: false });
+    expect(off.nodes[1].status(false).inflow).toBeNull();
+  });
+});
