@@ -4,7 +4,8 @@
  *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json and DIR/tls
  *     threesite credentials issue --host N|--operator|--site N --config FILE             a new certificate (rotation)
  *     threesite credentials rotate --config FILE                                         a new authority and every certificate
- *     threesite serve --site N --config FILE                                             run one site
+ *     threesite serve --site N [--rebuild] --config FILE                                 run one site (--rebuild: a damaged
+ *                                                  state file or journal is moved aside; the site starts failed, to be resynced)
  *                                                  (SIGTERM, SIGINT: close and exit; SIGHUP: close, read FILE again and serve anew)
  *     threesite status [--json] [--digest] --config FILE                                 every site's state
  *     threesite fail|recover --site N --config FILE
@@ -40,7 +41,7 @@ const usage = `usage: threesite COMMAND [options]
   init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]
   credentials issue (--host N | --operator | --site N) --config FILE
   credentials rotate --config FILE
-  serve --site N --config FILE
+  serve --site N [--rebuild] --config FILE
   status [--json] [--digest] --config FILE
   fail --site N | recover --site N | fence | failover [--force] | delta-resync | full-copy
   cut-link --link A-B | restore-link --link A-B
@@ -114,6 +115,7 @@ async function run(argv: string[]): Promise<number> {
       operator: { type: 'boolean', default: false },
       host: { type: 'string' },
       site: { type: 'string' },
+      rebuild: { type: 'boolean', default: false },
       link: { type: 'string' },
       json: { type: 'boolean', default: false },
       digest: { type: 'boolean', default: false },
@@ -192,7 +194,7 @@ async function run(argv: string[]): Promise<number> {
     const log = (line: string): void => {
       process.stderr.write(`${new Date().toISOString()} site ${id} ${line}\n`);
     };
-    let running = await serveSite(config, id, log);
+    let running = await serveSite(config, id, log, { rebuild: values.rebuild === true });
     return new Promise<number>((resolve) => {
       // Signals are handled one at a time, in order.
       let chain = Promise.resolve();

@@ -24,7 +24,7 @@ import { readStateFile, writeStateFile } from '../storage/state-file.ts';
 import { serveControl } from './site-control.ts';
 import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
-import { openSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
+import { openSite, rebuildSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
 import type { SiteId } from '../core/storage-system.ts';
 import { traceConfigOf } from '../cluster/trace.ts';
 import { PeerNetwork, peerIdsOf } from '../net/transport-tcp.ts';
@@ -140,8 +140,16 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
 }
 
 /** Starts site `id` of a deployment. `log` receives one line per event worth an operator's attention. */
-export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line: string) => void): Promise<RunningSite> {
+export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line: string) => void, options: { rebuild?: boolean } = {}): Promise<RunningSite> {
   const endpoint = config.sites[id];
+  if (options.rebuild === true && siteExists(endpoint.dir)) {
+    // The operator's answer to a damaged state file or journal: start as a failed site that knows nothing.
+    const aside = rebuildSite(siteConfigOf(id, config, config.flushEachWrite), endpoint.dir, new Date().toISOString());
+    const remote = path.join(endpoint.dir, 'remote.json');
+    if (fs.existsSync(remote)) fs.renameSync(remote, path.join(aside, 'remote.json'));
+    if (id === 3) writeStateFile(remote, remoteStateFormat, { asyncPair: 'fullCopy', judgement: null } satisfies RemoteDurableState);
+    log(`rebuilt ${endpoint.dir}: state and journal moved to ${aside}; the site is failed, ${id === 3 ? 'needing a full copy' : 'every block to be resynced'}`);
+  }
   const reopen = siteExists(endpoint.dir);
   fs.mkdirSync(endpoint.dir, { recursive: true });
   const site = openSite(siteConfigOf(id, config, config.flushEachWrite), config.journal, { kind: 'file', dir: endpoint.dir, reopen }, (recovery) => {

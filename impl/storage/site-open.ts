@@ -102,6 +102,48 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
   return new StorageSystem(config, volumes, journal, saved, save);
 }
 
+/** Where {@link rebuildSite} moves what it will not start from: `damaged-<time>` in the site directory. */
+export const damagedDirPrefix = 'damaged-';
+
+/**
+ * Rebuilds a site whose state file or journal is damaged (the operator's `threesite serve --rebuild`): the
+ * state file and the journal are moved aside (kept for a post-mortem, never read again), and the site is
+ * written anew as a failed site that knows nothing: a sync member with every block of every volume in its
+ * changed-block record (its resync copies them all from the primary) and an empty journal; site 3 with an
+ * empty journal (its caller marks its async pair as needing a full copy). Its volumes stay: every block is
+ * copied over anyway. Returns the directory the damaged files went to.
+ */
+export function rebuildSite(config: SiteConfig, dir: string, nowIso: string): string {
+  const aside = path.join(dir, `${damagedDirPrefix}${nowIso.replace(/[:.]/g, '-')}`);
+  fs.mkdirSync(aside, { recursive: true });
+  for (const name of ['state.json', 'state.json.tmp', 'journal']) {
+    const from = path.join(dir, name);
+    if (fs.existsSync(from)) fs.renameSync(from, path.join(aside, name));
+  }
+  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
+  const blocks = config.volumeBytes / config.blockBytes;
+  const everyBlock = (): Uint8Array => {
+    const bitmap = new Uint8Array(Math.ceil(blocks / 8)).fill(0xff);
+    // Bits past the last block stay clear: the record holds blocks of the volume only.
+    if (blocks % 8 !== 0) bitmap[bitmap.length - 1] = (1 << (blocks % 8)) - 1;
+    return bitmap;
+  };
+  const state: SiteDurableState = {
+    role: config.id === 3 ? 'remote' : 'secondary',
+    mode: 'failed',
+    up: false,
+    fenced: false,
+    knownRestored: 0,
+    takeover: null,
+    ackedAlone: 0,
+    syncPair: 'suspended',
+    source: 1,
+    changed: Array.from({ length: config.volumeCount }, () => (config.id === 3 ? new Uint8Array(Math.ceil(blocks / 8)) : everyBlock())),
+  };
+  writeStateFile(path.join(dir, 'state.json'), siteStateFormat, encodeSiteState(state));
+  return aside;
+}
+
 /**
  * Whether a directory already holds a site: its state file or its first volume. A directory with volumes but
  * no state file is reopened, and refused for the missing file, never taken for a new site (which would come

@@ -82,9 +82,9 @@ export class Deployment {
     return `nbd://127.0.0.1:${this.nbdPort(site)}/vol${volume}`;
   }
 
-  /** Starts a site process (`threesite serve`); its stderr is kept for the failure report. */
-  start(site: SiteId): ChildProcess {
-    const child = spawn(process.execPath, [cli, 'serve', '--site', String(site), '--config', this.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  /** Starts a site process (`threesite serve`, with `options` such as `--rebuild`); its stderr is kept for the failure report. */
+  start(site: SiteId, ...options: string[]): ChildProcess {
+    const child = spawn(process.execPath, [cli, 'serve', '--site', String(site), ...options, '--config', this.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
     const lines: string[] = this.logs.get(site) ?? [];
     this.logs.set(site, lines);
     child.stderr?.setEncoding('utf8');
