@@ -2,15 +2,18 @@
  * The wire format of the links between site processes: frames and hellos, pure and tested without sockets.
  *
  * Frames. Every frame is a 4-byte little-endian unsigned length `n`, then `n` payload bytes. `n` is at
- * least 1 and at most the receiver's limit: {@link helloBytesMax} for the first frame of a connection,
- * {@link frameBytesMax} (`messageBytesMax` plus a margin) after it. A zero or oversized length is a
- * {@link FrameError}; the connection is closed. {@link FrameDecoder} is the pure incremental decoder: it
+ * most the receiver's limit: {@link helloBytesMax} for the first frame of a connection, {@link frameBytesMax}
+ * (`messageBytesMax` plus a margin) after it. A zero length is a keepalive ({@link keepaliveFrame}: it says
+ * "I am here" and carries nothing), allowed only after the hello (the decoder's {@link FrameDecoder.keepalives});
+ * before it, and an oversized length always, is a {@link FrameError}; the connection is closed. {@link FrameDecoder} is the pure incremental decoder: it
  * keeps the chunks it is given in a list and copies each frame out once, so a 16 MiB frame that arrives
  * in thousands of chunks costs one copy, not a quadratic concatenation.
  *
  * Hello. The first frame in each direction of every connection is a hello, UTF-8 JSON with exactly
- * `{ "hello": "threesite-peer-v1", "site": N, "cluster": "<cluster id>" }` ({@link encodeHello},
- * {@link decodeHello}, {@link checkHello}). `transport-tcp.ts` says who sends it when.
+ * `{ "hello": "threesite-peer-v2", "site": N, "cluster": "<cluster id>" }` ({@link encodeHello},
+ * {@link decodeHello}, {@link checkHello}). It travels inside TLS, after the certificates: the certificate
+ * decides who the peer is, and the hello must agree with it ({@link HelloExpectation.certified}).
+ * `transport-tcp.ts` says who sends it when.
  */
 
 import { ConfigError } from '../core/errors.ts';
@@ -33,8 +36,14 @@ export const helloBytesMax = 1024;
 /** Largest cluster id in a hello, in UTF-8 bytes. */
 export const clusterIdBytesMax = 256;
 
-/** The protocol tag every hello carries; another value is another protocol (or version) and is refused. */
-export const helloVersion = 'threesite-peer-v1';
+/**
+ * The protocol tag every hello carries; another value is another protocol (or version) and is refused. v2:
+ * inside TLS 1.3 with the cluster's certificates, and zero-length frames are keepalives (v1 refused them).
+ */
+export const helloVersion = 'threesite-peer-v2';
+
+/** The keepalive frame on the wire: a zero length and no payload (written as it is; nothing changes it). */
+export const keepaliveFrame: Uint8Array = new Uint8Array(frameHeaderBytes);
 
 // ---------------------------------------------------------------------------------------------------------
 // Frames
@@ -76,7 +85,6 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
 }
 
 /** Throws {@link FrameError} for a payload a frame cannot carry: empty, or above {@link frameBytesMax}. */
-/** Checks a payload's length against the frame limits; {@link FrameError} otherwise. */
 export function checkFramePayload(payload: Uint8Array): void {
   if (payload.length === 0) throw new FrameError('zeroLength', 0, frameBytesMax);
   if (payload.length > frameBytesMax) throw new FrameError('tooLarge', payload.length, frameBytesMax);
@@ -102,6 +110,11 @@ const consumedChunksCompactMin = 1024;
  * connection. The caller drains after every push, so at most one frame plus one chunk is buffered.
  */
 export class FrameDecoder {
+  /**
+   * Whether a zero length is a keepalive ({@link next} returns an empty payload) rather than a
+   * {@link FrameError}: false until the connection's hello has been checked.
+   */
+  keepalives = false;
   #chunks: (Uint8Array | undefined)[] = [];
   /** Index of the first chunk not wholly consumed. */
   #first = 0;
@@ -141,9 +154,9 @@ export class FrameDecoder {
   }
 
   /**
-   * The next complete frame's payload (a fresh copy), or undefined when more bytes are needed. Throws
-   * {@link FrameError} for a zero or oversized length, and the same error on every later call: after it
-   * the stream is unusable.
+   * The next complete frame's payload (a fresh copy; empty for a keepalive when {@link keepalives}), or
+   * undefined when more bytes are needed. Throws {@link FrameError} for an oversized length or a zero one
+   * while keepalives are not allowed, and the same error on every later call: after it the stream is unusable.
    */
   next(): Uint8Array | undefined {
     if (this.#error !== undefined) throw this.#error;
@@ -151,7 +164,7 @@ export class FrameDecoder {
       if (this.#bufferedBytes < frameHeaderBytes) return undefined;
       const prefix = this.#take(frameHeaderBytes);
       const length = new DataView(prefix.buffer).getUint32(0, true);
-      if (length === 0) this.#fail(new FrameError('zeroLength', 0, this.#limitBytes));
+      if (length === 0 && !this.keepalives) this.#fail(new FrameError('zeroLength', 0, this.#limitBytes));
       if (length > this.#limitBytes) this.#fail(new FrameError('tooLarge', length, this.#limitBytes));
       this.#pendingBytes = length;
     }
@@ -210,7 +223,7 @@ export interface Hello {
 }
 
 /** Why a hello is refused. */
-export type HelloRejection = 'malformed' | 'version' | 'cluster' | 'ownSite' | 'unexpectedSite';
+export type HelloRejection = 'malformed' | 'version' | 'cluster' | 'ownSite' | 'unexpectedSite' | 'notCertified';
 
 /** A first frame that is not an acceptable hello: `rejection` says which check failed, `detail` the facts. */
 export class HelloError extends Error {
@@ -275,6 +288,8 @@ export interface HelloExpectation {
   readonly cluster: string;
   /** The sites this connection may come from: the dialed peer, or the lower-id peers at an acceptor. */
   readonly from: readonly LinkSite[];
+  /** The site the connection's TLS certificate names: the hello must name the same site. */
+  readonly certified: LinkSite;
 }
 
 /** Checks a parsed hello against what this connection expects; throws {@link HelloError} if it is not. */
@@ -285,6 +300,9 @@ export function checkHello(hello: Hello, expected: HelloExpectation): void {
   if (hello.site === expected.self) throw new HelloError('ownSite', `hello names site ${hello.site}, our own id`);
   if (!expected.from.includes(hello.site)) {
     throw new HelloError('unexpectedSite', `hello names site ${hello.site}, expected site ${expected.from.join(' or ') || '(none)'}`);
+  }
+  if (hello.site !== expected.certified) {
+    throw new HelloError('notCertified', `hello names site ${hello.site}, but the connection's certificate names site ${expected.certified}`);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * A site process (`threesite serve --site N --config FILE`): one storage system over its data directory
- * (file volumes, segmented journal, state files), its peers over TCP (`transport-tcp.ts`), its volumes over
- * NBD (`nbd-server.ts`) and its control port for the operator (`site-control.ts`). This file is the edge:
+ * (file volumes, segmented journal, state files), its peers over TLS with its own certificate (`transport-tcp.ts`,
+ * `credentials.ts`), its volumes over NBD (`nbd-server.ts`) and its control port for the operator
+ * (`site-control.ts`). This file is the edge:
  * it owns the sockets and the timers and hands every event to the site node (`site-node.ts`).
  *
  * Every site exports its volumes (`vol0`, `vol1`, ...): the writable primary read-write to its host; the
@@ -29,6 +30,7 @@ import type { SiteId } from '../core/storage-system.ts';
 import { traceConfigOf } from '../cluster/trace.ts';
 import { PeerNetwork, peerIdsOf } from '../net/transport-tcp.ts';
 import { OutOfRangeError } from '../core/volume.ts';
+import { siteCredentials } from './credentials.ts';
 
 /** How often the process gives its node the time (answer timeouts), in milliseconds. */
 export const tickIntervalMs = 50;
@@ -165,6 +167,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   const network = new PeerNetwork({
     self: id,
     cluster: config.cluster,
+    credentials: siteCredentials(config, id),
     listen: { host: endpoint.host, port: endpoint.peerPort },
     peers: Object.fromEntries(peers.map((peer) => [peer, { host: config.sites[peer].host, port: config.sites[peer].peerPort }])),
     reconnectDelayMs: config.reconnectDelayMs,

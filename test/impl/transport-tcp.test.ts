@@ -1,19 +1,54 @@
 /**
- * The TCP link layer: the frame decoder round-trips any payloads cut at any points and refuses zero and
- * oversized lengths with FrameError only; hellos are checked; three real PeerNetworks on 127.0.0.1 connect
- * pairwise, carry frames in order and intact (one at the frame limit, many small ones, real encoded
- * messages), reconnect after a lost connection or a restarted peer, honour block/unblock on either side,
- * refuse raw sockets that send garbage or a wrong hello while the real links stay up, bound their outgoing
- * queue, and leave no handle open after close(). Every wait is for an event, with a bounded timeout.
+ * The peer links: the frame decoder round-trips any payloads cut at any points and refuses oversized lengths
+ * (and zero ones before the hello) with FrameError only; hellos are checked, against the certificate too;
+ * three real PeerNetworks on 127.0.0.1 connect pairwise over TLS 1.3 with the cluster's certificates, carry
+ * frames in order and intact (one at the frame limit, many small ones, real encoded messages), send
+ * keepalives, reconnect after a lost connection or a restarted peer, honour block/unblock on either side,
+ * bound their outgoing queue, and leave no handle open after close(). The security cases (`describe` "who
+ * gets in"): plain TCP, TLS without a certificate, a certificate of another cluster, of the operator, of a
+ * site that does not dial us, a hello that disagrees with its certificate, a second connection of the real
+ * peer while its link is healthy: each refused with the link untouched; a silent link is replaced; idle and
+ * slow connections are bounded in time and number and never lock the real peer out. Every wait is for an
+ * event, with a bounded timeout. Credentials are made once per file.
  */
 
 import fc from 'fast-check';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, MalformedMessageError } from '../../impl/core/errors.ts';
 import { decodeMessage, encodeMessage, messageBytesMax, type Message } from '../../impl/core/messages.ts';
-import { peerIdsOf, PeerNetwork, type PeerAddress, type PeerNetworkConfig } from '../../impl/net/transport-tcp.ts';
-import { checkHello, decodeHello, encodeFrame, encodeHello, FrameDecoder, FrameError, frameBytesMax, frameHeaderBytes, HelloError, helloBytesMax, helloVersion } from '../../impl/net/peer-frames.ts';
+import {
+  evictionVictim,
+  handshakeTimeoutMsCeiling,
+  idleTimeoutMsCeiling,
+  keepaliveIntervalMsCeiling,
+  peerIdsOf,
+  PeerNetwork,
+  pendingConnectionsMax,
+  silenceMsMaxCeiling,
+  type PeerAddress,
+  type PeerNetworkConfig,
+} from '../../impl/net/transport-tcp.ts';
+import {
+  checkHello,
+  decodeHello,
+  encodeFrame,
+  encodeHello,
+  FrameDecoder,
+  FrameError,
+  frameBytesMax,
+  frameHeaderBytes,
+  HelloError,
+  helloBytesMax,
+  helloVersion,
+  keepaliveFrame,
+} from '../../impl/net/peer-frames.ts';
+import type { TlsCredentials } from '../../impl/net/tls-identity.ts';
+import { createDeploymentCredentials, credentialsLayout, readCredentials } from '../../impl/site/credentials.ts';
 import type { LinkSite } from '../../impl/core/link.ts';
 
 const cluster = 'test-cluster';
@@ -22,6 +57,42 @@ const host = '127.0.0.1';
 const eventTimeoutMs = 5000;
 /** Short backoff so that reconnects are quick. */
 const fastReconnect = { reconnectDelayMs: 10, reconnectDelayMsMax: 100, helloTimeoutMs: 2000 } as const;
+
+// -----------------------------------------------------------------------------------------------------------
+// Credentials, made once for the file: our cluster's, and two other clusters' (one with our cluster's very
+// name: only its authority differs).
+
+interface ClusterCredentials {
+  readonly sites: Record<LinkSite, TlsCredentials>;
+  readonly operator: TlsCredentials;
+  readonly host: TlsCredentials;
+}
+
+let credentialsDir = '';
+let ours: ClusterCredentials;
+let otherNamed: ClusterCredentials;
+let sameNamed: ClusterCredentials;
+
+async function makeCluster(name: string, dirName: string): Promise<ClusterCredentials> {
+  const dir = join(credentialsDir, dirName);
+  const layout = credentialsLayout(join(dir, 'tls'), { 1: join(dir, 'site-1'), 2: join(dir, 'site-2'), 3: join(dir, 'site-3') });
+  await createDeploymentCredentials(layout, name, { 1: host, 2: host, 3: host }, [1]);
+  const site = (id: LinkSite): TlsCredentials => readCredentials(layout.siteDir(id), 'server', name);
+  return {
+    sites: { 1: site(1), 2: site(2), 3: site(3) },
+    operator: readCredentials(layout.operatorDir, 'client', name),
+    host: readCredentials(layout.hostDir(1), 'client', name),
+  };
+}
+
+beforeAll(async () => {
+  credentialsDir = mkdtempSync(join(tmpdir(), 'threesite-peer-credentials-'));
+  ours = await makeCluster(cluster, 'ours');
+  otherNamed = await makeCluster('another-cluster', 'other-named');
+  sameNamed = await makeCluster(cluster, 'same-named');
+});
+
+afterAll(() => rmSync(credentialsDir, { recursive: true, force: true }));
 
 // -----------------------------------------------------------------------------------------------------------
 // Helpers
@@ -127,17 +198,23 @@ class Log {
 
 const opened: PeerNetwork[] = [];
 const rawSockets: net.Socket[] = [];
-const rawServers: net.Server[] = [];
+const tlsServers: tls.Server[] = [];
 
-function network(config: Omit<PeerNetworkConfig, 'log' | 'cluster'> & { log: Log; cluster?: string }): PeerNetwork {
-  const result = new PeerNetwork({ ...fastReconnect, ...config, cluster: config.cluster ?? cluster, log: config.log.write });
+function network(config: Omit<PeerNetworkConfig, 'log' | 'cluster' | 'credentials'> & { log: Log; cluster?: string; credentials?: TlsCredentials }): PeerNetwork {
+  const result = new PeerNetwork({
+    ...fastReconnect,
+    ...config,
+    cluster: config.cluster ?? cluster,
+    credentials: config.credentials ?? ours.sites[config.self],
+    log: config.log.write,
+  });
   opened.push(result);
   return result;
 }
 
 afterEach(async () => {
   for (const socket of rawSockets.splice(0)) socket.destroy();
-  await Promise.all(rawServers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  for (const server of tlsServers.splice(0)) server.close();
   await Promise.all(opened.splice(0).map((n) => n.close()));
 });
 
@@ -148,15 +225,15 @@ interface Trio {
 }
 
 /** Three networks on ephemeral ports, started highest first (each dials only the ones already bound), all links up. */
-async function startTrio(): Promise<Trio> {
+async function startTrio(limits: Partial<PeerNetworkConfig> = {}): Promise<Trio> {
   const logs = { 1: new Log(), 2: new Log(), 3: new Log() };
-  const net3 = network({ self: 3, listen: { host, port: 0 }, peers: {}, log: logs[3] });
+  const net3 = network({ ...limits, self: 3, listen: { host, port: 0 }, peers: {}, log: logs[3] });
   await net3.start();
   const a3 = net3.listenAddress();
-  const net2 = network({ self: 2, listen: { host, port: 0 }, peers: { 3: a3 }, log: logs[2] });
+  const net2 = network({ ...limits, self: 2, listen: { host, port: 0 }, peers: { 3: a3 }, log: logs[2] });
   await net2.start();
   const a2 = net2.listenAddress();
-  const net1 = network({ self: 1, listen: { host, port: 0 }, peers: { 2: a2, 3: a3 }, log: logs[1] });
+  const net1 = network({ ...limits, self: 1, listen: { host, port: 0 }, peers: { 2: a2, 3: a3 }, log: logs[1] });
   await net1.start();
   const nets = { 1: net1, 2: net2, 3: net3 };
   await allConnected(nets);
@@ -192,17 +269,54 @@ async function rawConnect(address: PeerAddress): Promise<{ socket: net.Socket; r
   return { socket, received, closed };
 }
 
-/** A raw listener that runs `onConnection` for each connection. */
-async function rawServer(onConnection: (socket: net.Socket) => void): Promise<PeerAddress> {
-  const server = net.createServer((socket) => {
+/** What a TLS client saw of a connection: its socket, the frames it received, its handshake and its end. */
+interface TlsClient {
+  readonly socket: tls.TLSSocket;
+  readonly frames: Uint8Array[];
+  /** Resolves when the client's side of the handshake is done, rejects with the TLS error. */
+  readonly secure: Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+/**
+ * A TLS 1.3 client of `address` presenting `credentials`' certificate (null: none at all), which does not
+ * check the server (an outsider has no reason to): the attacker's side, or a stolen-certificate replay.
+ */
+function tlsConnect(address: PeerAddress, credentials: TlsCredentials | null): TlsClient {
+  const options: tls.ConnectionOptions = { minVersion: 'TLSv1.3', rejectUnauthorized: false };
+  if (credentials !== null) Object.assign(options, { cert: credentials.cert, key: credentials.key });
+  const socket = tls.connect({ host: address.host, port: address.port, ...options });
+  rawSockets.push(socket);
+  const frames: Uint8Array[] = [];
+  const decoder = new FrameDecoder(frameBytesMax);
+  decoder.keepalives = true;
+  socket.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    drain(decoder, frames);
+  });
+  const secure = within(
+    new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+    }),
+    'the TLS client to finish its handshake',
+  );
+  secure.catch(() => undefined);
+  socket.on('error', () => {});
+  const closed = within(new Promise<void>((resolve) => socket.once('close', () => resolve())), 'the TLS client to be closed');
+  return { socket, frames, secure, closed };
+}
+
+/** A TLS server with `credentials` that runs `onConnection` for each connection (a fake peer). */
+async function tlsServer(credentials: TlsCredentials, onConnection: (socket: tls.TLSSocket) => void): Promise<PeerAddress> {
+  const server = tls.createServer({ minVersion: 'TLSv1.3', cert: credentials.cert, key: credentials.key }, (socket) => {
     rawSockets.push(socket);
     socket.on('error', () => {});
     onConnection(socket);
   });
-  rawServers.push(server);
+  tlsServers.push(server);
   await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
-  const bound = server.address() as net.AddressInfo;
-  return { host, port: bound.port };
+  return { host, port: (server.address() as net.AddressInfo).port };
 }
 
 /** A port nothing listens on (bound on 0, then released). */
@@ -270,7 +384,20 @@ describe('FrameDecoder and encodeFrame', () => {
     expect(out).toEqual(payloads);
   });
 
-  it('refuses a zero length with FrameError, and keeps refusing', () => {
+  it('takes a zero length for a keepalive (an empty payload) once keepalives are allowed, and a prefix split anywhere', () => {
+    const decoder = new FrameDecoder();
+    decoder.keepalives = true;
+    const wire = concat([keepaliveFrame, encodeFrame(bytesOf('a')), keepaliveFrame]);
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < wire.length; i += 1) {
+      decoder.push(wire.subarray(i, i + 1));
+      drain(decoder, out);
+    }
+    expect(out).toEqual([new Uint8Array(0), bytesOf('a'), new Uint8Array(0)]);
+    expect(keepaliveFrame).toEqual(new Uint8Array(frameHeaderBytes));
+  });
+
+  it('refuses a zero length with FrameError while keepalives are not allowed (before the hello), and keeps refusing', () => {
     const decoder = new FrameDecoder();
     decoder.push(new Uint8Array([0, 0, 0, 0, 1, 2, 3]));
     let error: unknown;
@@ -352,10 +479,12 @@ describe('hello', () => {
   it('round-trips and is checked against the expected cluster and peers', () => {
     const hello = decodeHello(encodeHello(1, cluster));
     expect(hello).toEqual({ hello: helloVersion, site: 1, cluster });
-    expect(() => checkHello(hello, { self: 2, cluster, from: [1] })).not.toThrow();
-    expect(rejection(() => checkHello(hello, { self: 2, cluster: 'other', from: [1] }))).toBe('cluster');
-    expect(rejection(() => checkHello(hello, { self: 1, cluster, from: [] }))).toBe('ownSite');
-    expect(rejection(() => checkHello(hello, { self: 3, cluster, from: [2] }))).toBe('unexpectedSite');
+    expect(() => checkHello(hello, { self: 2, cluster, from: [1], certified: 1 })).not.toThrow();
+    expect(rejection(() => checkHello(hello, { self: 2, cluster: 'other', from: [1], certified: 1 }))).toBe('cluster');
+    expect(rejection(() => checkHello(hello, { self: 1, cluster, from: [], certified: 1 }))).toBe('ownSite');
+    expect(rejection(() => checkHello(hello, { self: 3, cluster, from: [2], certified: 2 }))).toBe('unexpectedSite');
+    // The certificate says site 2; a hello that says site 1 is not believed, though site 1 may dial site 3.
+    expect(rejection(() => checkHello(hello, { self: 3, cluster, from: [1, 2], certified: 2 }))).toBe('notCertified');
   });
 
   it('refuses anything that is not exactly a hello', () => {
@@ -395,13 +524,69 @@ describe('PeerNetwork configuration', () => {
     expect(() => network({ ...base, reconnectDelayMs: 0 })).toThrow(ConfigError);
     expect(() => network({ ...base, reconnectDelayMs: 100, reconnectDelayMsMax: 50 })).toThrow(ConfigError);
     expect(() => network({ ...base, listen: { host, port: 70000 } })).toThrow(ConfigError);
+    expect(() => network({ ...base, credentials: { ...ours.sites[1], cert: 'not pem' } })).toThrow(ConfigError);
+    expect(() => network({ ...base, credentials: otherNamed.sites[1] })).toThrow(/credentials.cluster/);
+  });
+
+  it('takes each pre-authentication and keepalive limit from 1 ms to its ceiling, and refuses either side of that', () => {
+    const log = new Log();
+    const base = { self: 1 as const, listen: { host, port: 0 }, peers: { 2: { host, port: 1 }, 3: { host, port: 2 } }, log };
+    const limits: [keyof PeerNetworkConfig, number][] = [
+      ['idleTimeoutMs', idleTimeoutMsCeiling],
+      ['handshakeTimeoutMs', handshakeTimeoutMsCeiling],
+      ['keepaliveIntervalMs', keepaliveIntervalMsCeiling],
+    ];
+    for (const [field, ceiling] of limits) {
+      for (const ok of [1, ceiling]) expect(() => network({ ...base, [field]: ok, silenceMsMax: silenceMsMaxCeiling }), `${field} ${ok}`).not.toThrow();
+      for (const bad of [0, ceiling + 1, 1.5]) expect(() => network({ ...base, [field]: bad, silenceMsMax: silenceMsMaxCeiling }), `${field} ${bad}`).toThrow(ConfigError);
+    }
+    // A link is judged silent only after two keepalive intervals at least.
+    expect(() => network({ ...base, keepaliveIntervalMs: 100, silenceMsMax: 200 })).not.toThrow();
+    expect(() => network({ ...base, keepaliveIntervalMs: 100, silenceMsMax: 199 })).toThrow(ConfigError);
+    expect(() => network({ ...base, silenceMsMax: silenceMsMaxCeiling })).not.toThrow();
+    expect(() => network({ ...base, silenceMsMax: silenceMsMaxCeiling + 1 })).toThrow(ConfigError);
+  });
+});
+
+describe('evictionVictim', () => {
+  const c = (remoteAddress: string, sequence: number, silent: boolean) => ({ remoteAddress, sequence, silent });
+
+  it('evicts a silent connection before one in its handshake, from the address holding most, the oldest first', () => {
+    expect(evictionVictim([])).toBeUndefined();
+    // Silent before handshaking, even when the handshaking one is older.
+    expect(evictionVictim([c('a', 1, false), c('a', 2, true), c('a', 3, false)])).toEqual(c('a', 2, true));
+    // The address with the most pending connections pays, though another's is older.
+    expect(evictionVictim([c('peer', 1, true), c('flood', 2, true), c('flood', 3, true)])).toEqual(c('flood', 2, true));
+    // Counted over every pending connection, silent or not.
+    expect(evictionVictim([c('peer', 1, true), c('flood', 2, false), c('flood', 3, true)])).toEqual(c('flood', 3, true));
+    // Nothing silent: among handshakes, by address then age.
+    expect(evictionVictim([c('peer', 1, false), c('flood', 5, false), c('flood', 4, false)])).toEqual(c('flood', 4, false));
+    // Ties: the oldest.
+    expect(evictionVictim([c('b', 7, true), c('a', 3, true)])).toEqual(c('a', 3, true));
+  });
+
+  it('on any pool: a silent victim whenever one is silent, none of its stage older at its address or at an address holding more', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.boolean()), { minLength: 1, maxLength: 20 }), (rows) => {
+        const pool = rows.map(([address, silent], i) => c(address, i, silent));
+        const victim = evictionVictim(pool)!;
+        expect(pool).toContain(victim);
+        if (pool.some((x) => x.silent)) expect(victim.silent).toBe(true);
+        const held = (address: string): number => pool.filter((x) => x.remoteAddress === address).length;
+        for (const other of pool.filter((x) => x.silent === victim.silent && x !== victim)) {
+          expect(held(other.remoteAddress) > held(victim.remoteAddress), JSON.stringify(other)).toBe(false);
+          if (other.remoteAddress === victim.remoteAddress) expect(other.sequence).toBeGreaterThan(victim.sequence);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
 // -----------------------------------------------------------------------------------------------------------
 // Real sockets
 
-describe('PeerNetwork over TCP on 127.0.0.1', () => {
+describe('PeerNetwork over TLS on 127.0.0.1', () => {
   it('connects the three sites pairwise, the lower id dialing the higher', async () => {
     const { nets, logs } = await startTrio();
     expectAllConnected(nets);
@@ -558,69 +743,34 @@ describe('PeerNetwork over TCP on 127.0.0.1', () => {
     expectAllConnected(nets);
   });
 
-  it('refuses raw sockets that send garbage or a wrong hello, and logs why, while the real links stay up', async () => {
-    const { nets, logs, addresses } = await startTrio();
-    const downs = countDowns(nets);
-    const cases: { what: string; bytes: Uint8Array; reason: string }[] = [
-      { what: 'an HTTP request', bytes: bytesOf('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), reason: 'bad first frame' },
-      { what: 'a zero length', bytes: new Uint8Array([0, 0, 0, 0]), reason: 'frame length 0' },
-      { what: 'a frame that is not JSON', bytes: encodeFrame(bytesOf('hello?')), reason: 'not UTF-8 JSON' },
-      { what: 'another protocol', bytes: helloFrame({ hello: 'other-v1', site: 1, cluster }), reason: 'is not "threesite-peer-v1"' },
-      { what: 'a wrong cluster', bytes: helloFrame({ hello: helloVersion, site: 1, cluster: 'other' }), reason: 'wrong cluster' },
-      { what: 'a site that must not dial site 2', bytes: helloFrame({ hello: helloVersion, site: 3, cluster }), reason: 'expected site 1' },
-      { what: 'our own id', bytes: helloFrame({ hello: helloVersion, site: 2, cluster }), reason: 'our own id' },
-      { what: 'no site 4', bytes: helloFrame({ hello: helloVersion, site: 4, cluster }), reason: 'is not 1, 2 or 3' },
-    ];
-    for (const { what, bytes, reason } of cases) {
-      const refusals = nets[2].counters().rejectedConnections;
-      const raw = await rawConnect(addresses[2]);
-      const logged = logs[2].next(reason);
-      raw.socket.write(bytes);
-      await raw.closed;
-      expect(await logged, what).toContain('refused');
-      expect(raw.received, `${what}: site 2 sends no hello to a refused connection`).toEqual([]);
-      expect(nets[2].counters().rejectedConnections).toBe(refusals + 1);
-    }
-    expect(downs()).toBe(0);
-    expectAllConnected(nets);
-    const arrived = collect(nets[2], 1, 1);
-    expect(nets[1].send(2, bytesOf('still here'))).toBe(true);
-    expect(await arrived).toEqual([bytesOf('still here')]);
-  });
-
-  it('an acceptor takes a new connection from a peer in place of the old one (the dialer saw the old one die first)', async () => {
-    const { nets } = await startTrio();
-    const downAt2 = nextDown(nets[2], 1);
-    const upAt2 = nextUp(nets[2], 1);
-    const downAt1 = nextDown(nets[1], 2);
-    const raw = await rawConnect(nets[2].listenAddress());
-    raw.socket.write(encodeFrame(encodeHello(1, cluster)));
-    expect(await downAt2).toContain('replaced by a new connection');
-    await upAt2;
-    await downAt1;
-    // The impostor goes away; site 1 dials again and wins the link back.
-    const back = nextUp(nets[2], 1);
-    raw.socket.destroy();
-    await back;
-    await connected(nets[1], 2);
-    expectAllConnected(nets);
-  });
-
-  it('a dialer refuses an acceptor whose hello names the wrong site or cluster, and keeps retrying', async () => {
+  it('a dialer refuses an acceptor with another site\'s or another cluster\'s certificate, or a hello that disagrees, and keeps retrying', async () => {
     const log = new Log();
-    const wrongSite = await rawServer((socket) => socket.once('data', () => socket.write(encodeFrame(encodeHello(3, cluster)))));
-    const wrongCluster = await rawServer((socket) => socket.once('data', () => socket.write(encodeFrame(encodeHello(3, 'other')))));
-    const net1 = network({ self: 1, listen: { host, port: 0 }, peers: { 2: wrongSite, 3: wrongCluster }, log });
+    const answer = (hello: Uint8Array) => (socket: tls.TLSSocket) => socket.once('data', () => socket.write(encodeFrame(hello)));
+    const site3Certificate = await tlsServer(ours.sites[3], answer(encodeHello(2, cluster)));
+    // Site 3's own certificate, but a hello that names site 2.
+    const wrongSite = await tlsServer(ours.sites[3], answer(encodeHello(2, cluster)));
+    const net1 = network({ self: 1, listen: { host, port: 0 }, peers: { 2: site3Certificate, 3: wrongSite }, log });
     let ups = 0;
     net1.onPeerUp(() => (ups += 1));
-    const refusedSite = log.next('expected site 2');
-    const refusedCluster = log.next('wrong cluster');
+    const refusedCertificate = log.next('dial to site 2');
+    const refusedHello = log.next('expected site 3');
     await net1.start();
-    expect(await refusedSite).toContain(`connection to site 2 at ${host}:${wrongSite.port} refused`);
-    await refusedCluster;
-    await log.next('expected site 2'); // dialed again after a backoff
+    expect(await refusedCertificate).toContain('certificate names site-3, expected site-2');
+    expect(await refusedHello).toContain(`connection to site 3 at ${host}:${wrongSite.port} refused`);
+    await log.next('expected site 3'); // dialed again after a backoff
     expect(ups).toBe(0);
-    expect(net1.isConnected(2)).toBe(false);
+
+    // A valid site 2 certificate of another cluster, named like ours or not: its chain does not lead to our authority.
+    for (const other of [sameNamed, otherNamed]) {
+      const foreignLog = new Log();
+      const foreign = await tlsServer(other.sites[2], answer(encodeHello(2, cluster)));
+      const net = network({ self: 1, listen: { host, port: 0 }, peers: { 2: foreign, 3: await closedPort() }, log: foreignLog });
+      net.onPeerUp(() => (ups += 1));
+      const failed = foreignLog.next('dial to site 2');
+      await net.start();
+      expect(await failed).toMatch(/failed: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|CERT_SIGNATURE_FAILURE)/);
+    }
+    expect(ups).toBe(0);
   });
 
   it('send to a down peer returns false; a peer that refuses connections only makes the dialer retry', async () => {
@@ -638,7 +788,7 @@ describe('PeerNetwork over TCP on 127.0.0.1', () => {
   it('destroys a connection whose outgoing queue would exceed outgoingBytesMax instead of buffering', async () => {
     const log = new Log();
     // A fake site 2 that completes the hello, then stops reading.
-    const stalled = await rawServer((socket) =>
+    const stalled = await tlsServer(ours.sites[2], (socket) =>
       socket.once('data', () => {
         socket.write(encodeFrame(encodeHello(2, cluster)));
         socket.pause();
@@ -659,7 +809,7 @@ describe('PeerNetwork over TCP on 127.0.0.1', () => {
 
   it('close() stops everything and leaves no socket, listener or timer open', async () => {
     const handles = (): number =>
-      process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap' || kind === 'TCPServerWrap' || kind === 'Timeout').length;
+      process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap' || kind === 'TLSWrap' || kind === 'TCPServerWrap' || kind === 'Timeout').length;
     const baseline = handles();
     const { nets } = await startTrio();
     // A fourth dial target that refuses, so that backoff timers are running at close time.
@@ -675,5 +825,279 @@ describe('PeerNetwork over TCP on 127.0.0.1', () => {
     expect(nets[1].isConnected(2)).toBe(false);
     expect(nets[1].send(2, bytesOf('x'))).toBe(false);
     expect(handles()).toBeLessThanOrEqual(baseline);
+  });
+});
+
+// -----------------------------------------------------------------------------------------------------------
+// Who gets in: each attack on a peer port, refused with the real links untouched.
+
+/** The hello frame of `site` as an outsider sends it (any cluster, any site: what it says is not believed). */
+function forgedHello(site: number, clusterId = cluster): Uint8Array {
+  return helloFrame({ hello: helloVersion, site, cluster: clusterId });
+}
+
+/** Waits until `condition()` holds, checking at every event-loop turn, within the event timeout. */
+function until(what: string, condition: () => boolean): Promise<void> {
+  return within(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (condition()) resolve();
+        else setTimeout(check, 5);
+      };
+      check();
+    }),
+    what,
+  );
+}
+
+/** One attacking TLS connection: its certificate, then `send` once its handshake is done; resolves when it is closed. */
+async function attack(address: PeerAddress, credentials: TlsCredentials | null, send: Uint8Array): Promise<TlsClient> {
+  const client = tlsConnect(address, credentials);
+  client.secure.then(() => client.socket.write(send), () => undefined);
+  await client.closed;
+  return client;
+}
+
+/** Site 2 alone (site 3 never answers), with `limits`, started. */
+async function lonelySite2(limits: Partial<PeerNetworkConfig> = {}): Promise<{ net2: PeerNetwork; log: Log; address: PeerAddress }> {
+  const log = new Log();
+  const net2 = network({ ...limits, self: 2, listen: { host, port: 0 }, peers: { 3: await closedPort() }, log });
+  await net2.start();
+  return { net2, log, address: net2.listenAddress() };
+}
+
+describe('who gets in: the peer port', () => {
+  it('refuses plain TCP (garbage, or a hello as site 1) and TLS without a certificate, while the real links stay up', async () => {
+    const { nets, logs, addresses } = await startTrio();
+    const downs = countDowns(nets);
+    const plain: { what: string; bytes: Uint8Array }[] = [
+      { what: 'an HTTP request', bytes: bytesOf('GET / HTTP/1.1\r\nHost: x\r\n\r\n') },
+      { what: 'a hello as site 1 in the clear', bytes: forgedHello(1) },
+      { what: 'forged frames in the clear', bytes: concat([forgedHello(1), encodeFrame(bytesOf('{"kind":"verdict"}'))]) },
+    ];
+    for (const { what, bytes } of plain) {
+      const refusals = nets[2].counters().rejectedConnections;
+      const raw = await rawConnect(addresses[2]);
+      const logged = logs[2].next('refused: TLS handshake');
+      raw.socket.write(bytes);
+      await raw.closed;
+      expect(await logged, what).toContain('refused');
+      expect(Buffer.concat(raw.received).includes('threesite'), `${what}: site 2 sends no hello`).toBe(false);
+      expect(nets[2].counters().rejectedConnections).toBe(refusals + 1);
+    }
+    const logged = logs[2].next('refused: TLS handshake failed');
+    const noCertificate = await attack(addresses[2], null, forgedHello(1));
+    expect(await logged).toContain('CERTIFICATE');
+    expect(noCertificate.frames).toEqual([]);
+    expect(downs()).toBe(0);
+    expectAllConnected(nets);
+    expect(nets[2].counters().peers[1]).toMatchObject({ connects: 1, framesReceived: 0 });
+    const arrived = collect(nets[2], 1, 1);
+    expect(nets[1].send(2, bytesOf('still here'))).toBe(true);
+    expect(await arrived).toEqual([bytesOf('still here')]);
+  });
+
+  it('refuses a certificate of another cluster (named like ours or not), of the operator, of a host, of a site that does not dial us', async () => {
+    const { nets, logs, addresses } = await startTrio();
+    const downs = countDowns(nets);
+    const cases: { what: string; credentials: TlsCredentials; reason: string }[] = [
+      { what: 'site 1 of a cluster with our name', credentials: sameNamed.sites[1], reason: 'TLS handshake not completed' },
+      { what: 'site 1 of another cluster', credentials: otherNamed.sites[1], reason: 'TLS handshake not completed' },
+      { what: 'our operator', credentials: ours.operator, reason: 'certificate names operator: only site 1 connects to site 2' },
+      { what: 'our host 1', credentials: ours.host, reason: 'certificate names host-1' },
+      { what: 'site 3, which does not dial site 2', credentials: ours.sites[3], reason: 'certificate names site-3' },
+      { what: 'site 2 itself', credentials: ours.sites[2], reason: 'certificate names site-2' },
+    ];
+    for (const { what, credentials, reason } of cases) {
+      const refusals = nets[2].counters().rejectedConnections;
+      const logged = logs[2].next('refused');
+      const client = await attack(addresses[2], credentials, forgedHello(1));
+      expect(await logged, what).toContain(reason);
+      expect(client.frames, `${what}: no hello from site 2`).toEqual([]);
+      expect(nets[2].counters().rejectedConnections).toBe(refusals + 1);
+    }
+    expect(downs()).toBe(0);
+    expectAllConnected(nets);
+    expect(nets[2].counters().peers[1]).toMatchObject({ connects: 1, framesReceived: 0 });
+  });
+
+  it('refuses, after a good certificate, a first frame that is not a hello or a hello that disagrees with the certificate', async () => {
+    const { nets, logs, addresses } = await startTrio();
+    const downs = countDowns(nets);
+    const cases: { what: string; to: PeerAddress; at: LinkSite; bytes: Uint8Array; reason: string }[] = [
+      { what: 'a zero length', to: addresses[2], at: 2, bytes: new Uint8Array(4), reason: 'frame length 0' },
+      { what: 'not JSON', to: addresses[2], at: 2, bytes: encodeFrame(bytesOf('hello?')), reason: 'not UTF-8 JSON' },
+      { what: 'another protocol', to: addresses[2], at: 2, bytes: helloFrame({ hello: 'threesite-peer-v1', site: 1, cluster }), reason: 'is not "threesite-peer-v2"' },
+      { what: 'a wrong cluster', to: addresses[2], at: 2, bytes: forgedHello(1, 'other'), reason: 'wrong cluster' },
+      { what: 'site 3 with site 1\'s certificate', to: addresses[2], at: 2, bytes: forgedHello(3), reason: 'expected site 1' },
+      { what: 'site 2 with site 1\'s certificate, at site 3', to: addresses[3], at: 3, bytes: forgedHello(2), reason: 'certificate names site 1' },
+    ];
+    for (const { what, to, at, bytes, reason } of cases) {
+      const logged = logs[at].next('refused');
+      const client = await attack(to, ours.sites[1], bytes);
+      expect(await logged, what).toContain(reason);
+      expect(client.frames, what).toEqual([]);
+    }
+    expect(downs()).toBe(0);
+    expectAllConnected(nets);
+  });
+
+  it('never lets a second connection with the real peer\'s certificate replace a healthy link, however long it keeps trying', async () => {
+    const limits = { keepaliveIntervalMs: 50, silenceMsMax: 300 };
+    const { nets, logs, addresses } = await startTrio(limits);
+    const downs = countDowns(nets);
+    const started = performance.now();
+    let attempts = 0;
+    // Attempts span three silenceMsMax: the real link's keepalives keep it healthy all along.
+    while (performance.now() - started < 3 * limits.silenceMsMax) {
+      const logged = logs[2].next('refused');
+      const client = await attack(addresses[2], ours.sites[1], forgedHello(1));
+      expect(await logged).toContain('site 1 is already connected');
+      expect(client.frames).toEqual([]);
+      attempts += 1;
+    }
+    expect(attempts).toBeGreaterThan(1);
+    expect(downs()).toBe(0);
+    expectAllConnected(nets);
+    expect(nets[2].counters().peers[1]).toMatchObject({ connects: 1, disconnects: 0 });
+    expect(nets[2].counters().peers[1]!.keepalivesReceived).toBeGreaterThan(0);
+    const arrived = collect(nets[2], 1, 1);
+    expect(nets[1].send(2, bytesOf('still the real link'))).toBe(true);
+    expect(await arrived).toEqual([bytesOf('still the real link')]);
+  });
+
+  it('lets a new authenticated connection of the peer replace a link silent beyond silenceMsMax (the dialer saw it die first)', async () => {
+    const { net2, log, address } = await lonelySite2({ keepaliveIntervalMs: 50, silenceMsMax: 500 });
+    // Site 1's connection comes up, then falls silent without closing (a lost FIN, a host gone).
+    const up = nextUp(net2, 1);
+    const old = tlsConnect(address, ours.sites[1]);
+    await old.secure;
+    old.socket.write(forgedHello(1));
+    await up;
+    await until('the hello of site 2', () => old.frames.length > 0);
+    const firstRefusal = log.next('refused');
+    const early = await attack(address, ours.sites[1], forgedHello(1));
+    expect(await firstRefusal).toContain('site 1 is already connected');
+    expect(early.frames).toEqual([]);
+    // Site 1 keeps dialing; once the old link has been silent long enough, a new connection takes over.
+    const replaced = log.next('replaced by a new connection');
+    let taken: TlsClient | undefined;
+    await within(
+      (async () => {
+        while (taken === undefined) {
+          const client = tlsConnect(address, ours.sites[1]);
+          await client.secure;
+          client.socket.write(forgedHello(1));
+          await Promise.race([client.closed, until('a hello', () => client.frames.length > 0)]);
+          if (client.frames.length > 0) taken = client;
+        }
+      })(),
+      'a new connection to replace the silent one',
+    );
+    expect(await replaced).toMatch(/silent for \d+ ms, above silenceMsMax 500/);
+    await old.closed;
+    expect(net2.isConnected(1)).toBe(true);
+    expect(net2.counters().peers[1]).toMatchObject({ connects: 2, disconnects: 1 });
+  });
+
+  it('closes an inbound connection silent for idleTimeoutMs, and one that trickles its handshake at handshakeTimeoutMs', async () => {
+    const { net2, log, address } = await lonelySite2({ idleTimeoutMs: 100, handshakeTimeoutMs: 600, helloTimeoutMs: 5000 });
+    const silentLogged = log.next('(idleTimeoutMs)');
+    const silent = await rawConnect(address);
+    await silent.closed;
+    expect(await silentLogged).toContain('silent for 100 ms');
+    // A TLS record header announcing 16 KiB, then one byte at a time: never silent, never a handshake.
+    const slowLogged = log.next('(handshakeTimeoutMs)');
+    const slow = await rawConnect(address);
+    slow.socket.write(new Uint8Array([0x16, 0x03, 0x01, 0x40, 0x00]));
+    const trickle = setInterval(() => slow.socket.write(new Uint8Array([0])), 50);
+    await slow.closed;
+    clearInterval(trickle);
+    expect(await slowLogged).toContain('no TLS handshake within 600 ms');
+    expect(log.count('(idleTimeoutMs)')).toBe(1);
+    expect(net2.counters().pendingConnections).toBe(0);
+  });
+
+  it(`keeps at most pendingConnectionsMax (${pendingConnectionsMax}) waiting: one more evicts the oldest silent one, never one in its handshake`, async () => {
+    const { net2, log, address } = await lonelySite2({ idleTimeoutMs: 30_000, handshakeTimeoutMs: 30_000, helloTimeoutMs: 30_000 });
+    // A connection from 127.0.0.1 that has begun its handshake (a TLS record header, then nothing).
+    const handshaking = await rawConnect(address);
+    handshaking.socket.write(new Uint8Array([0x16, 0x03, 0x01, 0x40, 0x00]));
+    let handshakingClosed = false;
+    void handshaking.closed.then(() => (handshakingClosed = true), () => undefined);
+    const flood: Awaited<ReturnType<typeof rawConnect>>[] = [];
+    for (let i = 1; i < pendingConnectionsMax; i += 1) flood.push(await rawConnect(address));
+    await until('the pool to be full', () => net2.counters().pendingConnections === pendingConnectionsMax);
+    expect(net2.counters().evictedConnections).toBe(0);
+    // One more: the oldest silent connection goes, the pool stays full.
+    const evictedLogged = log.next('evicted');
+    flood.push(await rawConnect(address));
+    await flood[0]!.closed;
+    expect(await evictedLogged).toContain(`${pendingConnectionsMax} connections were waiting to authenticate`);
+    expect(net2.counters()).toMatchObject({ pendingConnections: pendingConnectionsMax, evictedConnections: 1 });
+    // A flood twice the pool's size: every silent connection but the newest goes; the handshaking one stays.
+    for (let i = 0; i < 2 * pendingConnectionsMax; i += 1) flood.push(await rawConnect(address));
+    await until('the flood evicted', () => net2.counters().evictedConnections === 1 + 2 * pendingConnectionsMax);
+    await Promise.all(flood.slice(0, flood.length - (pendingConnectionsMax - 1)).map((c) => c.closed));
+    expect(handshakingClosed).toBe(false);
+    expect(log.lines.filter((line) => line.includes(`:${handshaking.socket.localPort} refused`))).toEqual([]);
+    expect(net2.counters().pendingConnections).toBe(pendingConnectionsMax);
+  });
+
+  it('a flood of connections from another address evicts itself before a handshake from the peer\'s address', async () => {
+    const { net2, log, address } = await lonelySite2({ idleTimeoutMs: 30_000, handshakeTimeoutMs: 30_000, helloTimeoutMs: 30_000 });
+    const fromAddress = async (localAddress: string, handshake: boolean) => {
+      const socket = net.connect({ ...address, localAddress });
+      rawSockets.push(socket);
+      socket.on('error', () => {});
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await within(new Promise<void>((resolve) => socket.once('connect', () => resolve())), 'connect');
+      if (handshake) socket.write(new Uint8Array([0x16, 0x03, 0x01, 0x40, 0x00]));
+      // Every connection has begun its handshake before the next one comes: no silent one to evict first.
+      await until('no silent connection at site 2', () => net2.counters().silentConnections === 0);
+      return { socket, closed };
+    };
+    // The peer's address holds one connection in its handshake; 127.0.0.2 floods with handshakes too.
+    const peer = await fromAddress('127.0.0.1', true);
+    let peerClosed = false;
+    void peer.closed.then(() => (peerClosed = true));
+    for (let i = 0; i < 2 * pendingConnectionsMax; i += 1) await fromAddress('127.0.0.2', true);
+    await until('the flood evicted', () => net2.counters().evictedConnections === pendingConnectionsMax + 1);
+    expect(log.lines.filter((line) => line.includes('evicted') && line.includes('127.0.0.1:'))).toEqual([]);
+    expect(peerClosed).toBe(false);
+  });
+
+  it('a real site 1 connects through a pool full of silent connections, and so after site 2 restarts', async () => {
+    const limits = { idleTimeoutMs: 30_000, handshakeTimeoutMs: 30_000, helloTimeoutMs: 30_000 };
+    const { net2, log, address } = await lonelySite2(limits);
+    const flood: Awaited<ReturnType<typeof rawConnect>>[] = [];
+    for (let i = 0; i < 2 * pendingConnectionsMax; i += 1) flood.push(await rawConnect(address));
+    await until('the pool to be full', () => net2.counters().pendingConnections === pendingConnectionsMax);
+    const net1Log = new Log();
+    const net1 = network({ ...limits, self: 1, listen: { host, port: 0 }, peers: { 2: address, 3: await closedPort() }, log: net1Log });
+    const up = nextUp(net2, 1);
+    await net1.start();
+    await up;
+    await connected(net1, 2);
+    expect(log.count('link 1-2 up')).toBe(1);
+    // Site 2 restarts on its port; the flood is back before site 1 redials.
+    const down = nextDown(net1, 2);
+    await net2.close();
+    await down;
+    const restarted = network({ ...limits, self: 2, listen: address, peers: { 3: await closedPort() }, log });
+    const upAgain = nextUp(restarted, 1);
+    await restarted.start();
+    for (let i = 0; i < 2 * pendingConnectionsMax; i += 1) flood.push(await rawConnect(address));
+    await upAgain;
+    await connected(net1, 2);
+  });
+
+  it('sends keepalives on an idle link; they are not frames to a listener', async () => {
+    const { nets } = await startTrio({ keepaliveIntervalMs: 20, silenceMsMax: 100 });
+    let frames = 0;
+    nets[2].onFrame(() => (frames += 1));
+    await until('keepalives at site 2 from site 1 and site 3', () => nets[2].counters().peers[1]!.keepalivesReceived >= 3 && nets[2].counters().peers[3]!.keepalivesReceived >= 3);
+    expect(frames).toBe(0);
+    expect(nets[2].counters().peers[1]).toMatchObject({ framesReceived: 0, bytesReceived: 0 });
   });
 });
