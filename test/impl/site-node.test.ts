@@ -301,7 +301,7 @@ describe('site nodes: local rules', () => {
     expect(saves.length).toBe(afterSuspend + 1);
     // A trim (site 3's progress) that would discard an entry of an unsaved write saves first.
     await node.hostWrite(0, 7 * blockBytes, block(7));
-    site.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 9, restored: 9, entriesMax: 0, bytesMax: 0 } });
+    site.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 9, restored: 9, entriesMax: 0, bytesMax: 0 } });
     expect(saves.length).toBe(afterSuspend + 2);
     expect(saves.at(-1)!.changed[0]![0]).toBe(0b10011111);
     expect(site.journal.first).toBe(10);
@@ -365,7 +365,7 @@ describe('site nodes: local rules', () => {
     expect(d.nodes[2].site.last).toBe(1);
     // A well-formed message the site does not take now is dropped, not acted on.
     const after = state(d.nodes[2]);
-    d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', updateNumber: 9 }));
+    d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', epoch: 1, updateNumber: 9 }));
     expect(d.nodes[2].refused.get('syncWriteAck')).toBe(1);
     expect(state(d.nodes[2])).toBe(after);
   });
