@@ -15,6 +15,13 @@
  * answers; the primary then acknowledges the host. (The primary journals before sending so that a write it
  * holds and the secondary may lack is always in its own journal and, if the pair breaks, in its
  * changed-block record; see `setSyncPair`.)
+ *
+ * Epochs (fencing tokens; model/README.md "Epochs"): a site keeps the highest epoch it was given
+ * ({@link StorageSystem.setEpoch}, at each promotion) or learnt, durably, and stamps it on every message it
+ * sends. {@link StorageSystem.handle} refuses a message of a lower epoch before anything else, and adopts a
+ * higher one first ({@link StorageSystem.learnEpoch}): the one change a refused message can make, because the
+ * epoch is learnt from the authenticated peer whatever it then says. A primary that learns of a higher epoch
+ * was deposed and steps down.
  */
 
 import type { SiteMode, SiteRole, SyncPairState } from '../../model/observation.ts';
