@@ -957,7 +957,7 @@ export class SiteNode {
     if (error instanceof StaleEpochError) {
       // Nothing of it is applied; its sender learns the epoch from the answer (and steps down if primary).
       this.#staleEpochRefused += 1;
-      this.#log(`refused ${kind} from site ${peer}: ${error.message}`);
+      this.#log(`${error.message}: nothing of it applied; answered with epoch ${this.site.epoch}`);
       this.#sendAll(this.site.epochNotice(peer));
       return;
     }

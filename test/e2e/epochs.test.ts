@@ -13,12 +13,21 @@ import { tcpClient } from '../../impl/site/site-control.ts';
 import type { SiteId } from '../../impl/core/storage-system.ts';
 import { Deployment, run } from './deployment.ts';
 
-let deployment: Deployment | null = null;
+const deployments: Deployment[] = [];
 
 afterAll(async () => {
-  for (const child of deployment?.processes.values() ?? []) child.kill('SIGCONT');
-  await deployment?.stop();
+  for (const d of deployments) {
+    for (const child of d.processes.values()) child.kill('SIGCONT');
+    await d.stop();
+  }
 });
+
+/** The operator in this process, with a short answer timeout for site 1 (stopped: it never answers). */
+function operatorOf(d: Deployment): Operator {
+  const ports = d.config.sites as Record<string, { controlPort: number }>;
+  const client = (site: SiteId, timeoutMs: number) => tcpClient(site, '127.0.0.1', ports[String(site)]!.controlPort, timeoutMs);
+  return new Operator({ 1: client(1, 2000), 2: client(2, 30_000), 3: client(3, 30_000) });
+}
 
 /** A qemu-io run that may fail: its output either way. Reads open the export read-only (`-r`). */
 async function qemuIo(uri: string, ...commands: string[]): Promise<{ ok: boolean; text: string }> {
@@ -33,7 +42,7 @@ async function qemuIo(uri: string, ...commands: string[]): Promise<{ ok: boolean
 describe('epochs between site processes: a stopped primary that missed its demotion', () => {
   it('learns the higher epoch from its peers, refuses host writes, and nothing of its old epoch is journaled elsewhere', async () => {
     const d = await Deployment.create();
-    deployment = d;
+    deployments.push(d);
     for (const site of [1, 2, 3] as const) d.start(site);
     const start = await d.waitFor('the three sites connected', Deployment.allConnected);
     expect([1, 2, 3].map((site) => start.sites[site as SiteId]?.epoch)).toEqual([1, 1, 1]);
@@ -49,9 +58,7 @@ describe('epochs between site processes: a stopped primary that missed its demot
     // Its links are cut where the operator reaches them (sites 2 and 3; site 1's end does not answer within
     // 2 s and is skipped), and the operator fails over: site 1's control port does not answer, so it counts
     // as failed (the rule of today's operator; a failover --force or a fence would do as well).
-    const ports = d.config.sites as Record<string, { controlPort: number }>;
-    const client = (site: SiteId, timeoutMs: number) => tcpClient(site, '127.0.0.1', ports[String(site)]!.controlPort, timeoutMs);
-    const operator = new Operator({ 1: client(1, 2000), 2: client(2, 30_000), 3: client(3, 30_000) });
+    const operator = operatorOf(d);
     await operator.setLinkCut(1, 2, true);
     await operator.setLinkCut(1, 3, true);
     await operator.failover(false);
@@ -93,7 +100,7 @@ describe('epochs between site processes: a stopped primary that missed its demot
     // (counted and logged), not applied.
     const staleAtPeers = (digests.sites[2]?.staleEpochRefused ?? 0) + (digests.sites[3]?.staleEpochRefused ?? 0);
     expect(staleAtPeers).toBeGreaterThanOrEqual(1);
-    expect([...(d.logs.get(2) ?? []), ...(d.logs.get(3) ?? [])].join('\n')).toMatch(/refused epochNotice from site 1: .*epoch 1 is lower than 2/);
+    expect([...(d.logs.get(2) ?? []), ...(d.logs.get(3) ?? [])].join('\n')).toMatch(/refuses epochNotice from site 1: its epoch 1 is lower than 2/);
 
     // Epochs survive a restart of every process (each comes back failed, with its epoch).
     for (const site of [1, 2, 3] as const) await d.kill(site);
@@ -114,4 +121,32 @@ describe('epochs between site processes: a stopped primary that missed its demot
     const end = await d.status();
     expect([1, 2, 3].map((site) => end.sites[site as SiteId]?.epoch)).toEqual([2, 2, 2]);
   }, 180_000);
+
+  it('with its links left open, it learns the epoch its peers announced when they took it, before any write of its own', async () => {
+    const d = await Deployment.create();
+    deployments.push(d);
+    for (const site of [1, 2, 3] as const) d.start(site);
+    await d.waitFor('the three sites connected', Deployment.allConnected);
+    expect((await qemuIo(d.nbdUri(1), 'write -P 0x11 0 64k')).ok).toBe(true);
+    const one = d.processes.get(1);
+    if (one === undefined) throw new Error('no site 1 process');
+    one.kill('SIGSTOP');
+    // Nothing is cut: to sites 2 and 3 the link to site 1 is up. The promotion's epoch is announced on it
+    // (site 2 at setRole, site 3 at attach) and waits in site 1's sockets.
+    const operator = operatorOf(d);
+    await operator.failover(false);
+    expect((await qemuIo(d.nbdUri(2), 'write -P 0x22 0 64k')).ok).toBe(true);
+    const lastAtTwo = (await operator.status()).sites[2]!.lastUpdateNumber;
+    one.kill('SIGCONT');
+    const deposed = await d.waitFor('site 1 deposed by epoch 2', (s) => s.sites[1]?.deposedBy === 2);
+    expect(deposed.sites[1]).toMatchObject({ epoch: 2, role: 'secondary', acceptsHostWrites: false });
+    const refused = await qemuIo(d.nbdUri(1), 'write -P 0x33 0 64k');
+    expect(refused.ok).toBe(false);
+    expect(refused.text).toMatch(/Permission denied|Operation not permitted|read-only/i);
+    const after = await d.waitFor('site 3 caught up with site 2', (s) => s.lag === 0 && s.sites[3]?.remote?.source === 2);
+    expect(after.sites[2]?.lastUpdateNumber).toBe(lastAtTwo);
+    expect(after.ackedOnOneSite).toBe(1); // host 2's write, alone at site 2; none at site 1
+    const atTwo = await qemuIo(d.nbdUri(2), 'read -P 0x22 0 64k');
+    expect(atTwo.ok, atTwo.text).toBe(true);
+  }, 120_000);
 });
