@@ -597,6 +597,14 @@ export class Cluster {
     return this.#rejections;
   }
 
+  /**
+   * The cluster's epoch (raised by one at each failover and failback): the highest of its sites', which all
+   * hold it (after a crash between two of their saves, some may hold the one before).
+   */
+  get epoch(): number {
+    return Math.max(...this.#sites.map((site) => site.epoch));
+  }
+
   /** Host writes submitted and not yet acknowledged or failed. */
   get pendingWrites(): number {
     return this.#pending.size;
@@ -725,10 +733,6 @@ export class Cluster {
     for (const site of this.#sites) site.setEpoch(epoch);
   }
 
-  /** The cluster's epoch: the highest of its sites' (they all hold it, but after a crash between two saves). */
-  get epoch(): number {
-    return Math.max(...this.#sites.map((site) => site.epoch));
-  }
 
   #emit(out: SiteOutput): void {
     const { send, notes } = out;

@@ -8,7 +8,9 @@
  *
  * The order of the steps keeps P4 (at most one site accepts host writes) at every moment: a failover
  * requires site 1 failed or fenced before site 2 becomes primary; a failback demotes site 2 (refused while
- * host 2 has writes in flight) before site 1 is promoted.
+ * host 2 has writes in flight) before site 1 is promoted.  Each promotion carries the next epoch (the highest any
+ * reachable site reports, plus one) to the sites it reaches; a site it could not reach learns it from its
+ * peers, or at its `recover`, and a primary among them that missed its demotion is deposed (site-node.ts).
  */
 
 import type { AsyncPairState, Judgement, SiteId, StandbyPairState, SyncPairState, SyncSiteId } from '../../model/observation.ts';
@@ -16,6 +18,7 @@ import { NotAllowedError, RefusalError, RemoteAheadError, SiteFailedError } from
 import { asyncPairAfter, journalCovers } from '../core/judge.ts';
 import type { JudgePurpose } from '../core/messages.ts';
 import type { JudgedVerdict, SiteStatus } from './site-node.ts';
+import { epochInitial } from '../core/storage-system.ts';
 
 /** One site as the operator reaches it. Every method rejects with the site's typed refusal. */
 export interface SiteClient {
@@ -183,7 +186,7 @@ export class Operator {
       judgement: three?.remote?.judgement ?? null,
       lag: primaryStatus !== null && restored !== null ? primaryStatus.lastUpdateNumber - restored : null,
       ackedOnOneSite: (one?.ackedAlone ?? 0) + (two?.ackedAlone ?? 0),
-      epoch: Math.max(one?.epoch ?? 1, two?.epoch ?? 1, three?.epoch ?? 1),
+      epoch: Math.max(one?.epoch ?? epochInitial, two?.epoch ?? epochInitial, three?.epoch ?? epochInitial),
     };
   }
 

@@ -19,6 +19,13 @@
  *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
  *   be judged, run a delta resync, a full copy or a resync. Each step checks its own preconditions here and
  *   is refused with a typed error (changing nothing) when they do not hold.
+ * - **Epochs** (fencing tokens; model/README.md "Epochs"). Every frame's epoch is looked at first: a higher
+ *   one is adopted and saved (a primary that learns one was deposed: its writes in flight fail, its queued
+ *   ones too, it steps down and refuses host writes), a lower one is refused, counted and logged, and its
+ *   sender answered with this site's epoch. Each end of a link tells the other its epoch when the link comes
+ *   up, and a site that an operator step gives a higher epoch (`setRole` at a promotion, `attach`, `recover`)
+ *   saves it and tells every connected peer at once, so a primary that missed its demotion hears of it
+ *   before it can get a write acknowledged.
  * - **Two refinements of the atomic steps** (model/README.md records where the implementation refines them):
  *   host writes that arrive while the primary is sending a resync to its secondary wait until it is done,
  *   so no write lands between the resync's copy of a block and the pair going back in sync; and a site
