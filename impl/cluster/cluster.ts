@@ -37,6 +37,7 @@ import {
   RemoteAheadError,
   SiteFailedError,
   SiteUpError,
+  StaleEpochError,
   ConfigError,
 } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
@@ -439,6 +440,9 @@ export class Cluster {
         throw new RemoteAheadError(judged.remoteReceived, judged.sourceLast);
       }
     }
+    // A promotion: every site takes the next epoch (the controller reaches them all, failed ones included, as
+    // it sets their roles), so a message sent before it and delivered after is refused as stale.
+    this.#raiseEpoch();
     this.#primary = 2;
     one.setRole('secondary');
     two.setRole('primary');
@@ -534,6 +538,7 @@ export class Cluster {
     if (this.#site(2).inFlightWrites > 0) throw new NotAllowedError('failback', 'host 2 has writes in flight (quiesce first)');
     const judged = this.#judge(1, 'failback');
     if (judged === null) throw new NotAcknowledgedError('failback', "site 1 did not receive site 3's update number");
+    this.#raiseEpoch();
     this.#primary = 1;
     this.#site(1).setRole('primary');
     this.#site(2).setRole('secondary');
@@ -590,6 +595,14 @@ export class Cluster {
   /** Messages sites refused on delivery (typed errors), the most recent last. */
   get rejections(): readonly Rejection[] {
     return this.#rejections;
+  }
+
+  /**
+   * The cluster's epoch (raised by one at each failover and failback): the highest of its sites', which all
+   * hold it (after a crash between two of their saves, some may hold the one before).
+   */
+  get epoch(): number {
+    return Math.max(...this.#sites.map((site) => site.epoch));
   }
 
   /** Host writes submitted and not yet acknowledged or failed. */
@@ -699,6 +712,7 @@ export class Cluster {
   #receive(envelope: Envelope<Message>): void {
     const site = this.#site(envelope.to);
     if (!site.up) return;
+    this.#emit(site.learnEpoch(envelope.message.epoch));
     let out: SiteOutput;
     try {
       out = site.handle(envelope);
@@ -706,10 +720,19 @@ export class Cluster {
       if (!(error instanceof RefusalError)) throw error;
       if (this.#rejections.length >= rejectionsKeptMax) this.#rejections.shift();
       this.#rejections.push({ from: envelope.from, to: envelope.to, kind: envelope.message.kind, error });
+      // The sender of a stale message is told the current epoch (a sender that was a primary steps down).
+      if (error instanceof StaleEpochError) this.#emit(site.epochNotice(envelope.from));
       return;
     }
     this.#emit(out);
   }
+
+  /** A promotion (failover, failback): every site takes the cluster's next epoch. */
+  #raiseEpoch(): void {
+    const epoch = Math.max(...this.#sites.map((site) => site.epoch)) + 1;
+    for (const site of this.#sites) site.setEpoch(epoch);
+  }
+
 
   #emit(out: SiteOutput): void {
     const { send, notes } = out;

@@ -20,6 +20,7 @@ export type RefusalCodeName =
   | 'MalformedMessage'
   | 'OutOfOrder'
   | 'UnexpectedMessage'
+  | 'StaleEpoch'
   | 'NotAcknowledged'
   | 'InvalidConfig'
   | 'InvalidArgument';
@@ -33,8 +34,12 @@ export abstract class RefusalError extends Error {
   abstract readonly code: RefusalCodeName;
 }
 
-/** Why a site does not accept a host write. */
-export type NotWritableReason = 'failed' | 'notPrimary' | 'fenced' | 'fencePolicy' | 'inFlightWritesMax';
+/**
+ * Why a site does not accept a host write. `deposed`: it was primary and learnt of a higher epoch (another
+ * site was promoted while it did not hear of it), so it stepped down and takes no write until the operator
+ * gives it a role again.
+ */
+export type NotWritableReason = 'failed' | 'notPrimary' | 'fenced' | 'fencePolicy' | 'inFlightWritesMax' | 'deposed';
 
 /**
  * A host write is refused: the site serving that host is failed, not the primary, fenced, refusing by fence
@@ -47,8 +52,10 @@ export class NotWritableError extends RefusalError {
     readonly site: 1 | 2,
     readonly host: 1 | 2,
     readonly reason: NotWritableReason,
+    /** Reason `deposed`: the higher epoch the site learnt (null for the other reasons). */
+    readonly epoch: number | null = null,
   ) {
-    super(`site ${site} does not accept host ${host} writes (${reason})`);
+    super(`site ${site} does not accept host ${host} writes (${reason}${epoch === null ? '' : `: epoch ${epoch} promoted another site`})`);
     this.name = 'NotWritableError';
   }
 }
@@ -258,6 +265,28 @@ export class UnexpectedMessageError extends RefusalError {
   ) {
     super(`site ${to} does not take ${kind} from site ${from}: ${reason}`);
     this.name = 'UnexpectedMessageError';
+  }
+}
+
+/**
+ * A well-formed message of an epoch lower than the receiver's: its sender was deposed or missed a promotion
+ * (it was stopped, cut off, or its answer was delayed across a failover). The receiver applies nothing of it
+ * (nothing journaled, restored or acknowledged) and answers with its own epoch, from which the sender learns.
+ * @see P4 (a deposed primary cannot get a sync write acknowledged)
+ */
+export class StaleEpochError extends RefusalError {
+  readonly code = 'StaleEpoch' as const;
+  constructor(
+    readonly kind: string,
+    readonly from: number,
+    readonly to: number,
+    /** The epoch the message carried. */
+    readonly messageEpoch: number,
+    /** The receiver's epoch. */
+    readonly epoch: number,
+  ) {
+    super(`site ${to} refuses ${kind} from site ${from}: its epoch ${messageEpoch} is lower than ${epoch}`);
+    this.name = 'StaleEpochError';
   }
 }
 

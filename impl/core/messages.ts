@@ -23,17 +23,23 @@
  *
  * | offset | bytes | field |
  * | --- | --- | --- |
- * | 0 | 4 | magic `0x31425354` ("TSB1") |
+ * | 0 | 4 | magic `0x32425354` ("TSB2": the second layout, with the epoch) |
  * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch`, 4 `pullEntries` |
- * | 8 | ... | `syncWriteAck`: u64 updateNumber (16 bytes in all) |
- * | 8 | ... | `syncWrite`: u64 restoredKnown, then one entry |
- * | 8 | ... | `syncWriteBatch`: u64 restoredKnown, u32 entry count, then the entries back to back |
- * | 8 | ... | `pullEntries`: f64 servedAt, u32 entry count, then the entries back to back |
+ * | 8 | 8 | u64 epoch (every kind) |
+ * | 16 | ... | `syncWriteAck`: u64 updateNumber (24 bytes in all) |
+ * | 16 | ... | `syncWrite`: u64 restoredKnown, then one entry |
+ * | 16 | ... | `syncWriteBatch`: u64 restoredKnown, u32 entry count, then the entries back to back |
+ * | 16 | ... | `pullEntries`: f64 servedAt, u32 entry count, then the entries back to back |
  *
  * An entry is u64 updateNumber, u32 volume, u64 offset, u32 data length, then the data. The message must
  * end exactly after its last entry (a length that runs past the end, or bytes left over, are malformed),
  * and the decoded fields go through {@link validateMessage} like those of a JSON message. A JSON message of
  * these kinds is still read (the binary layout is what {@link encodeMessage} writes).
+ *
+ * **Epochs.** Every message carries the sender's epoch ({@link EpochMessage}): the fencing token that every
+ * promotion raises (storage-system.ts says what a site does with it). It is a field like any other: required,
+ * an integer in [1, {@link epochMax}], in the JSON header and at offset 8 of the binary layout. A message of
+ * the layout before epochs (magic "TSB1", or a JSON header without `epoch`) is malformed.
  */
 
 import { MalformedMessageError } from './errors.ts';
@@ -59,11 +65,26 @@ export const messageVolumesMax = 1024;
 /** Bytes of one changed-block bitmap: enough for 2^30 bytes of volume in 512-byte blocks. */
 export const bitmapBytesMax = 2 ** 18;
 
+/**
+ * Largest epoch: the largest safe integer. A promotion raises the epoch by one, so it is never reached; a
+ * message or a state file that names a larger one is malformed.
+ */
+export const epochMax = Number.MAX_SAFE_INTEGER;
+
 const messageMagic = 0x314d5354;
 const prefixBytes = 8;
 
 /** A site on the wire. */
 export type WireSite = 1 | 2 | 3;
+
+/**
+ * What every message carries: the sender's epoch when it sent it. A site refuses a message of an epoch
+ * lower than its own and adopts a higher one (DRBD's generation identifiers, Raft's terms).
+ */
+export interface EpochMessage {
+  /** The sender's epoch, in [1, {@link epochMax}]. */
+  epoch: number;
+}
 
 /**
  * A journal entry on the wire: a write of `data` at byte `offset` of `volume`, with its update number.
@@ -97,7 +118,7 @@ export type CopyPurpose = 'fullCopy' | 'resync';
  * and the primary's known site-3 progress (progress forwarding: the secondary trims by it).
  * @see claims 3, 4, 5, 6, 33, 34, 35
  */
-export interface SyncWriteMessage {
+export interface SyncWriteMessage extends EpochMessage {
   kind: 'syncWrite';
   updateNumber: number;
   volume: number;
@@ -113,7 +134,7 @@ export interface SyncWriteMessage {
  * the secondary with one write and answered with one {@link SyncWriteAckMessage} for the last.
  * @see claims 3, 4, 5, 6, 33, 34, 35
  */
-export interface SyncWriteBatchMessage {
+export interface SyncWriteBatchMessage extends EpochMessage {
   kind: 'syncWriteBatch';
   /** Consecutive update numbers, at least one entry. */
   entries: WireEntry[];
@@ -126,7 +147,7 @@ export interface SyncWriteBatchMessage {
  * batch is answered once, for its last write).
  * @see claims 3, 5, 34
  */
-export interface SyncWriteAckMessage {
+export interface SyncWriteAckMessage extends EpochMessage {
   kind: 'syncWriteAck';
   updateNumber: number;
 }
@@ -136,7 +157,7 @@ export interface SyncWriteAckMessage {
  * bytes (the room in its journal: back-pressure). `restored` tells the source what it may trim.
  * @see claims 8, 9, 22, 23, 24, 36, 37
  */
-export interface PullRequestMessage {
+export interface PullRequestMessage extends EpochMessage {
   kind: 'pullRequest';
   received: number;
   restored: number;
@@ -148,7 +169,7 @@ export interface PullRequestMessage {
  * The source's answer to a pull: consecutive entries from `received + 1` (possibly none).
  * @see claims 8, 11, 38, 39
  */
-export interface PullEntriesMessage {
+export interface PullEntriesMessage extends EpochMessage {
   kind: 'pullEntries';
   entries: WireEntry[];
   /**
@@ -163,7 +184,7 @@ export interface PullEntriesMessage {
  * Site 3 sends its latest received update number to a (new) source, which judges.
  * @see claim 18
  */
-export interface JudgeRequestMessage {
+export interface JudgeRequestMessage extends EpochMessage {
   kind: 'judgeRequest';
   purpose: JudgePurpose;
   received: number;
@@ -173,7 +194,7 @@ export interface JudgeRequestMessage {
  * The source's verdict on site 3's number.
  * @see claims 18, 19, 20, 28
  */
-export interface VerdictMessage {
+export interface VerdictMessage extends EpochMessage {
   kind: 'verdict';
   purpose: JudgePurpose;
   verdict: Verdict;
@@ -185,7 +206,7 @@ export interface VerdictMessage {
  * Site 3 asks the source for every entry after `received` (delta resync), in batches that fit its journal.
  * @see claims 19, 20
  */
-export interface DeltaResyncRequestMessage {
+export interface DeltaResyncRequestMessage extends EpochMessage {
   kind: 'deltaResyncRequest';
   received: number;
   entriesMax: number;
@@ -197,7 +218,7 @@ export interface DeltaResyncRequestMessage {
  * last entry is `sourceLast`.
  * @see claims 19, 20
  */
-export interface DeltaResyncEntriesMessage {
+export interface DeltaResyncEntriesMessage extends EpochMessage {
   kind: 'deltaResyncEntries';
   entries: WireEntry[];
   sourceLast: number;
@@ -205,7 +226,7 @@ export interface DeltaResyncEntriesMessage {
 }
 
 /** Site 3 restored a delta resync batch through `restored`; the source sends the next one or, after the final, trims. */
-export interface DeltaResyncAckMessage {
+export interface DeltaResyncAckMessage extends EpochMessage {
   kind: 'deltaResyncAck';
   restored: number;
   final: boolean;
@@ -215,7 +236,7 @@ export interface DeltaResyncAckMessage {
  * The source's journal no longer holds the entry after `received` (P5): a full copy is needed.
  * @see claims 19, 20 (a delta resync only when the journal covers)
  */
-export interface DeltaResyncRefusedMessage {
+export interface DeltaResyncRefusedMessage extends EpochMessage {
   kind: 'deltaResyncRefused';
   received: number;
   journalFirst: number;
@@ -228,14 +249,14 @@ export interface DeltaResyncRefusedMessage {
  * never sends such a pull; between processes site 3 learns of the overflow this way.
  * @see P5, P7
  */
-export interface PullRefusedMessage {
+export interface PullRefusedMessage extends EpochMessage {
   kind: 'pullRefused';
   received: number;
   journalFirst: number;
 }
 
 /** Site 3 asks the source for a full copy of its volumes. */
-export interface FullCopyRequestMessage {
+export interface FullCopyRequestMessage extends EpochMessage {
   kind: 'fullCopyRequest';
 }
 
@@ -244,7 +265,7 @@ export interface FullCopyRequestMessage {
  * per volume, bit `b` of byte `b >> 3` for block `b`).
  * @see claims 29, 30, 31
  */
-export interface ResyncRequestMessage {
+export interface ResyncRequestMessage extends EpochMessage {
   kind: 'resyncRequest';
   changed: Uint8Array[];
 }
@@ -253,7 +274,7 @@ export interface ResyncRequestMessage {
  * A batch of whole blocks of a full copy or a resync. The `final` batch carries the sender's last update
  * number and known site-3 progress, which the receiver takes over.
  */
-export interface CopyBlocksMessage {
+export interface CopyBlocksMessage extends EpochMessage {
   kind: 'copyBlocks';
   purpose: CopyPurpose;
   blocks: WireBlock[];
@@ -263,14 +284,25 @@ export interface CopyBlocksMessage {
 }
 
 /** The receiver wrote a batch of blocks; the sender sends the next one or, after the final, completes. */
-export interface CopyAckMessage {
+export interface CopyAckMessage extends EpochMessage {
   kind: 'copyAck';
   purpose: CopyPurpose;
   final: boolean;
 }
 
+/**
+ * A site tells a peer its epoch: when the link comes up (as DRBD's peers exchange their generation
+ * identifiers at connect), when it took a new epoch from the operator, and in answer to a message of a lower
+ * epoch it refused (as a Raft node answers a stale term with its own). The receiver adopts a higher epoch;
+ * it carries nothing else.
+ */
+export interface EpochNoticeMessage extends EpochMessage {
+  kind: 'epochNotice';
+}
+
 /** Every message between sites. */
 export type Message =
+  | EpochNoticeMessage
   | SyncWriteMessage
   | SyncWriteBatchMessage
   | SyncWriteAckMessage
@@ -293,6 +325,7 @@ export type MessageKind = Message['kind'];
 
 /** Every message kind, for validation and tests. */
 export const messageKinds: readonly MessageKind[] = [
+  'epochNotice',
   'syncWrite',
   'syncWriteBatch',
   'syncWriteAck',
@@ -330,6 +363,7 @@ function isRecord(value: unknown): value is Fields {
 
 /** The exact set of fields a message of a kind has: anything else is malformed. */
 const fieldsOf: Record<MessageKind, readonly string[]> = {
+  epochNotice: [],
   syncWrite: ['updateNumber', 'volume', 'offset', 'data', 'restoredKnown'],
   syncWriteBatch: ['entries', 'restoredKnown'],
   syncWriteAck: ['updateNumber'],
@@ -349,7 +383,7 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
 };
 
 function exactFields(value: Fields, kind: MessageKind, path: string): void {
-  const expected = fieldsOf[kind];
+  const expected = [...fieldsOf[kind], 'epoch'];
   for (const key of Object.keys(value)) {
     if (key !== 'kind' && !expected.includes(key)) fail(`${path}.${key}`, 'unknown field');
   }
@@ -459,10 +493,14 @@ export function validateMessage(value: unknown): Message {
   const kind = oneOf<MessageKind>(value.kind, messageKinds, 'kind');
   exactFields(value, kind, kind);
   const v = value;
+  const epoch = positive(v.epoch, `${kind}.epoch`, epochMax);
   switch (kind) {
+    case 'epochNotice':
+      return { kind, epoch };
     case 'syncWrite':
       return {
         kind,
+        epoch,
         updateNumber: positive(v.updateNumber, 'syncWrite.updateNumber'),
         volume: count(v.volume, 'syncWrite.volume', messageVolumesMax - 1),
         offset: count(v.offset, 'syncWrite.offset'),
@@ -472,16 +510,17 @@ export function validateMessage(value: unknown): Message {
     case 'syncWriteBatch': {
       const list = entries(v.entries, 'syncWriteBatch.entries');
       if (list.length === 0) fail('syncWriteBatch.entries', 'a batch holds at least one write');
-      return { kind, entries: list, restoredKnown: count(v.restoredKnown, 'syncWriteBatch.restoredKnown') };
+      return { kind, epoch, entries: list, restoredKnown: count(v.restoredKnown, 'syncWriteBatch.restoredKnown') };
     }
     case 'syncWriteAck':
-      return { kind, updateNumber: positive(v.updateNumber, 'syncWriteAck.updateNumber') };
+      return { kind, epoch, updateNumber: positive(v.updateNumber, 'syncWriteAck.updateNumber') };
     case 'pullRequest': {
       const received = count(v.received, 'pullRequest.received');
       const restored = count(v.restored, 'pullRequest.restored');
       if (restored > received) fail('pullRequest.restored', `restored ${restored} > received ${received} (P2)`);
       return {
         kind,
+        epoch,
         received,
         restored,
         entriesMax: count(v.entriesMax, 'pullRequest.entriesMax', batchItemsMax),
@@ -489,12 +528,13 @@ export function validateMessage(value: unknown): Message {
       };
     }
     case 'pullEntries':
-      return { kind, entries: entries(v.entries, 'pullEntries.entries'), servedAt: time(v.servedAt, 'pullEntries.servedAt') };
+      return { kind, epoch, entries: entries(v.entries, 'pullEntries.entries'), servedAt: time(v.servedAt, 'pullEntries.servedAt') };
     case 'judgeRequest':
-      return { kind, purpose: oneOf(v.purpose, judgePurposes, 'judgeRequest.purpose'), received: count(v.received, 'judgeRequest.received') };
+      return { kind, epoch, purpose: oneOf(v.purpose, judgePurposes, 'judgeRequest.purpose'), received: count(v.received, 'judgeRequest.received') };
     case 'verdict':
       return {
         kind,
+        epoch,
         purpose: oneOf(v.purpose, judgePurposes, 'verdict.purpose'),
         verdict: oneOf(v.verdict, verdicts, 'verdict.verdict'),
         remoteReceived: count(v.remoteReceived, 'verdict.remoteReceived'),
@@ -503,6 +543,7 @@ export function validateMessage(value: unknown): Message {
     case 'deltaResyncRequest':
       return {
         kind,
+        epoch,
         received: count(v.received, 'deltaResyncRequest.received'),
         entriesMax: positive(v.entriesMax, 'deltaResyncRequest.entriesMax', batchItemsMax),
         bytesMax: positive(v.bytesMax, 'deltaResyncRequest.bytesMax'),
@@ -518,28 +559,30 @@ export function validateMessage(value: unknown): Message {
       if (final && lastEntry !== undefined && lastEntry.updateNumber !== sourceLast) {
         fail('deltaResyncEntries.final', `final batch ends at ${lastEntry.updateNumber}, not sourceLast ${sourceLast}`);
       }
-      return { kind, entries: list, sourceLast, final };
+      return { kind, epoch, entries: list, sourceLast, final };
     }
     case 'deltaResyncAck':
-      return { kind, restored: count(v.restored, 'deltaResyncAck.restored'), final: bool(v.final, 'deltaResyncAck.final') };
+      return { kind, epoch, restored: count(v.restored, 'deltaResyncAck.restored'), final: bool(v.final, 'deltaResyncAck.final') };
     case 'pullRefused':
-      return { kind, received: count(v.received, 'pullRefused.received'), journalFirst: positive(v.journalFirst, 'pullRefused.journalFirst') };
+      return { kind, epoch, received: count(v.received, 'pullRefused.received'), journalFirst: positive(v.journalFirst, 'pullRefused.journalFirst') };
     case 'deltaResyncRefused':
       return {
         kind,
+        epoch,
         received: count(v.received, 'deltaResyncRefused.received'),
         journalFirst: positive(v.journalFirst, 'deltaResyncRefused.journalFirst'),
         sourceLast: count(v.sourceLast, 'deltaResyncRefused.sourceLast'),
       };
     case 'fullCopyRequest':
-      return { kind };
+      return { kind, epoch };
     case 'resyncRequest': {
       const items = list(v.changed, 'resyncRequest.changed', messageVolumesMax);
-      return { kind, changed: items.map((item, i) => bytes(item, `resyncRequest.changed[${i}]`, bitmapBytesMax)) };
+      return { kind, epoch, changed: items.map((item, i) => bytes(item, `resyncRequest.changed[${i}]`, bitmapBytesMax)) };
     }
     case 'copyBlocks':
       return {
         kind,
+        epoch,
         purpose: oneOf(v.purpose, copyPurposes, 'copyBlocks.purpose'),
         blocks: blocks(v.blocks, 'copyBlocks.blocks'),
         final: bool(v.final, 'copyBlocks.final'),
@@ -547,14 +590,14 @@ export function validateMessage(value: unknown): Message {
         restoredKnown: count(v.restoredKnown, 'copyBlocks.restoredKnown'),
       };
     case 'copyAck':
-      return { kind, purpose: oneOf(v.purpose, copyPurposes, 'copyAck.purpose'), final: bool(v.final, 'copyAck.final') };
+      return { kind, epoch, purpose: oneOf(v.purpose, copyPurposes, 'copyAck.purpose'), final: bool(v.final, 'copyAck.final') };
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Binary layout of the hot messages (see the file header)
 
-const binaryMagic = 0x31425354;
+const binaryMagic = 0x32425354;
 const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3, pullEntries: 4 } as const;
 /** u64 updateNumber, u32 volume, u64 offset, u32 data length. */
 const binaryEntryHeaderBytes = 24;
@@ -585,23 +628,24 @@ function setEntry(out: Uint8Array, view: DataView, at: number, entry: WireEntry)
 /** Encodes a valid hot message in its binary layout (the caller validated it). */
 function encodeBinary(message: BinaryMessage): Uint8Array {
   const list = message.kind === 'syncWriteBatch' || message.kind === 'pullEntries' ? message.entries : message.kind === 'syncWrite' ? [message] : [];
-  let total = message.kind === 'syncWriteAck' || message.kind === 'syncWrite' ? 16 : 20;
+  let total = message.kind === 'syncWriteAck' || message.kind === 'syncWrite' ? 24 : 28;
   for (const entry of list) total += binaryEntryHeaderBytes + entry.data.length;
   if (total > messageBytesMax) fail('message', `${total} bytes exceed messageBytesMax ${messageBytesMax}`);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   view.setUint32(0, binaryMagic, true);
   view.setUint32(4, binaryKindCode[message.kind], true);
+  setU64(view, 8, message.epoch);
   if (message.kind === 'syncWriteAck') {
-    setU64(view, 8, message.updateNumber);
+    setU64(view, 16, message.updateNumber);
     return out;
   }
-  if (message.kind === 'pullEntries') view.setFloat64(8, message.servedAt, true);
-  else setU64(view, 8, message.restoredKnown);
-  let at = 16;
+  if (message.kind === 'pullEntries') view.setFloat64(16, message.servedAt, true);
+  else setU64(view, 16, message.restoredKnown);
+  let at = 24;
   if (message.kind === 'syncWriteBatch' || message.kind === 'pullEntries') {
-    view.setUint32(16, list.length, true);
-    at = 20;
+    view.setUint32(24, list.length, true);
+    at = 28;
   }
   for (const entry of list) at = setEntry(out, view, at, entry);
   assert(at === total, 'a binary message fills its buffer', () => `${at} of ${total} bytes`);
@@ -614,7 +658,9 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
     if (at + bytes > input.length) fail(field, `data length mismatch: ${at}+${bytes} > ${input.length} bytes`);
   };
   const code = view.getUint32(4, true);
-  let at = 8;
+  need(8, 8, 'epoch');
+  const epoch = getU64(view, 8, 'epoch');
+  let at = 16;
   const entryAt = (field: string): Fields => {
     need(at, binaryEntryHeaderBytes, field);
     const length = view.getUint32(at + 20, true);
@@ -642,28 +688,28 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
   switch (code) {
     case binaryKindCode.syncWriteAck:
       need(at, 8, 'syncWriteAck.updateNumber');
-      value = { kind: 'syncWriteAck', updateNumber: getU64(view, at, 'syncWriteAck.updateNumber') };
+      value = { kind: 'syncWriteAck', epoch, updateNumber: getU64(view, at, 'syncWriteAck.updateNumber') };
       at += 8;
       break;
     case binaryKindCode.syncWrite: {
       need(at, 8, 'syncWrite.restoredKnown');
       const restoredKnown = getU64(view, at, 'syncWrite.restoredKnown');
       at += 8;
-      value = { kind: 'syncWrite', ...entryAt('syncWrite'), restoredKnown };
+      value = { kind: 'syncWrite', epoch, ...entryAt('syncWrite'), restoredKnown };
       break;
     }
     case binaryKindCode.syncWriteBatch: {
       need(at, 12, 'syncWriteBatch');
       const restoredKnown = getU64(view, at, 'syncWriteBatch.restoredKnown');
       at += 8;
-      value = { kind: 'syncWriteBatch', entries: entryList('syncWriteBatch'), restoredKnown };
+      value = { kind: 'syncWriteBatch', epoch, entries: entryList('syncWriteBatch'), restoredKnown };
       break;
     }
     case binaryKindCode.pullEntries: {
       need(at, 12, 'pullEntries');
       const servedAt = view.getFloat64(at, true);
       at += 8;
-      value = { kind: 'pullEntries', entries: entryList('pullEntries'), servedAt };
+      value = { kind: 'pullEntries', epoch, entries: entryList('pullEntries'), servedAt };
       break;
     }
     default:

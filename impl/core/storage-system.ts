@@ -15,6 +15,13 @@
  * answers; the primary then acknowledges the host. (The primary journals before sending so that a write it
  * holds and the secondary may lack is always in its own journal and, if the pair breaks, in its
  * changed-block record; see `setSyncPair`.)
+ *
+ * Epochs (fencing tokens; model/README.md "Epochs"): a site keeps the highest epoch it was given
+ * ({@link StorageSystem.setEpoch}, at each promotion) or learnt, durably, and stamps it on every message it
+ * sends. {@link StorageSystem.handle} refuses a message of a lower epoch before anything else, and adopts a
+ * higher one first ({@link StorageSystem.learnEpoch}): the one change a refused message can make, because the
+ * epoch is learnt from the authenticated peer whatever it then says. A primary that learns of a higher epoch
+ * was deposed and steps down.
  */
 
 import type { SiteMode, SiteRole, SyncPairState } from '../../model/observation.ts';
@@ -25,6 +32,7 @@ import {
   NotWritableError,
   OutOfOrderError,
   SiteFailedError,
+  StaleEpochError,
   UnexpectedMessageError,
   type NotWritableReason,
   type RefusalError,
@@ -36,12 +44,14 @@ import {
   batchBytesMax,
   batchItemsMax,
   decodeMessage,
+  epochMax,
   type CopyAckMessage,
   type CopyBlocksMessage,
   type CopyPurpose,
   type DeltaResyncAckMessage,
   type DeltaResyncEntriesMessage,
   type DeltaResyncRequestMessage,
+  type EpochNoticeMessage,
   type JudgePurpose,
   type JudgeRequestMessage,
   type Message,
@@ -72,6 +82,9 @@ export type SiteEnvelope = Envelope<Message>;
  */
 // Stryker disable next-line ArithmeticOperator: the restore cache only saves reading the journal back (see #pulled).
 export const restoreCacheBytesMax = 64 * 1024 * 1024;
+
+/** The epoch of a new cluster, before any promotion: each failover or failback raises it by one. */
+export const epochInitial = 1;
 
 /** Largest number of host writes a primary holds in flight (sent to the secondary, not yet answered). */
 export const inFlightWritesMaxDefault = 256;
@@ -138,6 +151,11 @@ export interface SiteDurableState {
   source: 1 | 2;
   /** The changed-block record, one bitmap per volume (sync members). */
   changed: Uint8Array[];
+  /**
+   * The highest epoch this site has been given or learnt (the fencing token; see {@link StorageSystem.handle}):
+   * never decreases, saved before the site acts on a new one.
+   */
+  epoch: number;
 }
 
 /** A host write sent to the secondary and not yet answered. */
@@ -214,6 +232,7 @@ export class StorageSystem {
   // Stryker disable next-line ArrayDeclaration: the restore cache only saves reading the journal back; restore() uses it only when it starts at restored + 1.
   #pulled: { entries: WireEntry[]; bytes: number } = { entries: [], bytes: 0 };
   #dirty = false;
+  #deposedBy: number | null = null;
   /**
    * The changed-block record or the count of writes acknowledged alone changed by host writes with the pair
    * not in sync, and not saved yet. Those changes are saved by {@link saveIfDirty} (the site process calls it
@@ -249,7 +268,8 @@ export class StorageSystem {
     const role: SiteRole = config.id === 1 ? 'primary' : config.id === 2 ? 'secondary' : 'remote';
     this.#state = saved
       ? { ...saved }
-      : { role, mode: 'normal', up: true, fenced: false, knownRestored: 0, takeover: null, ackedAlone: 0, syncPair: 'inSync', source: 1 };
+      : { role, mode: 'normal', up: true, fenced: false, knownRestored: 0, takeover: null, ackedAlone: 0, syncPair: 'inSync', source: 1, epoch: epochInitial };
+    assert(Number.isSafeInteger(this.#state.epoch) && this.#state.epoch >= epochInitial, 'an epoch is a positive integer', () => `${this.#state.epoch}`);
     if (saved) this.changed.loadBitmaps(saved.changed);
     // Site 3's journal holds exactly what it received and has not restored (model/README.md "Journals").
     assert(config.id !== 3 || journal.first >= 1, 'P2 restoredUpTo <= receivedUpTo', () => `journal [${journal.first}..${journal.last}]`);
@@ -284,6 +304,17 @@ export class StorageSystem {
   }
   get source(): 1 | 2 {
     return this.#state.source;
+  }
+  /** The highest epoch this site has been given or learnt (durable). */
+  get epoch(): number {
+    return this.#state.epoch;
+  }
+  /**
+   * The epoch that deposed this site, or null: it was primary when it learnt of that higher epoch, stepped
+   * down, and refuses host writes (reason `deposed`) until a controller gives it a role ({@link setRole}).
+   */
+  get deposedBy(): number | null {
+    return this.#deposedBy;
   }
   /** A sync member's last update number (P3: its journal's last). */
   get last(): number {
@@ -400,6 +431,7 @@ export class StorageSystem {
    */
   writeRefusal(): NotWritableReason | null {
     if (!this.#state.up) return 'failed';
+    if (this.#deposedBy !== null) return 'deposed';
     if (this.#state.role !== 'primary') return 'notPrimary';
     if (this.#state.fenced) return 'fenced';
     if (this.id === 1 && this.config.fencePolicy === 'refuse' && !this.#pairInSync()) return 'fencePolicy';
@@ -418,6 +450,7 @@ export class StorageSystem {
     assert(this.writeRefusal() === null, 'P4 only the writable primary takes host writes', () => `site ${this.id}: ${this.writeRefusal()}`);
     const message: SyncWriteMessage = {
       kind: 'syncWrite',
+      epoch: this.#state.epoch,
       updateNumber: this.journal.last + 1,
       volume,
       offset,
@@ -462,7 +495,7 @@ export class StorageSystem {
       for (const [i, write] of writes.entries()) {
         this.#inFlight.push({ writeId: write.writeId, updateNumber: first + i, volume: write.volume, offset: write.offset, length: write.data.length });
       }
-      const message: SyncWriteBatchMessage = { kind: 'syncWriteBatch', entries, restoredKnown: this.#state.knownRestored };
+      const message: SyncWriteBatchMessage = { kind: 'syncWriteBatch', epoch: this.#state.epoch, entries, restoredKnown: this.#state.knownRestored };
       return output([{ from: this.id, to: this.#peer(), message }], notes);
     }
     for (const [i, write] of writes.entries()) {
@@ -498,14 +531,76 @@ export class StorageSystem {
     this.#dirty = true;
   }
 
-  /** Sets the role (failover, failback). */
+  /**
+   * The refusal of a host write for `reason` ({@link writeRefusal}), with the epoch that deposed the site
+   * when that is the reason.
+   */
+  notWritable(reason: NotWritableReason): NotWritableError {
+    assert(this.id !== 3, 'only sync members take host writes', () => `site ${this.id}`);
+    const id = this.id as 1 | 2;
+    return new NotWritableError(id, id, reason, reason === 'deposed' ? this.#deposedBy : null);
+  }
+
+  /** Sets the role (failover, failback); a deposed site takes the role it is given and is deposed no more. */
   setRole(role: SiteRole): void {
     assert(this.id !== 3 || role === 'remote', 'site 3 is the remote', () => role);
     assert(this.id === 3 || role !== 'remote', 'sync members are primary or secondary', () => role);
+    this.#deposedBy = null;
     if (this.#state.role !== role) {
       this.#state.role = role;
       this.#dirty = true;
     }
+  }
+
+  /**
+   * A controller's step gives this site the epoch `epoch`: a new one at a promotion (failover, failback,
+   * forced takeover: each raises the cluster's epoch by one), or the current one when it tells a site that
+   * missed it (recovery, attach). It never decreases (the controller checks: an invariant here). Nothing
+   * else changes: the controller sets the roles itself.
+   */
+  setEpoch(epoch: number): void {
+    assert(Number.isSafeInteger(epoch) && epoch <= epochMax, 'an epoch is an integer within epochMax', () => `${epoch}`);
+    assert(epoch >= this.#state.epoch, 'an epoch never decreases', () => `site ${this.id}: ${epoch} < ${this.#state.epoch}`);
+    if (epoch === this.#state.epoch) return;
+    this.#state.epoch = epoch;
+    this.#dirty = true;
+  }
+
+  /**
+   * This site learns of `epoch` from a message of a peer (before {@link handle}: the controllers call this
+   * first, so that what it returns reaches them even when the message itself is then refused). A higher
+   * epoch is adopted (and saved with the next save); a lower or equal one changes nothing, and a failed site
+   * learns nothing. A primary that learns of a higher epoch was deposed: another site was promoted while it
+   * did not hear of it. It must not acknowledge another write: every write in flight fails with
+   * {@link NotWritableError} `deposed` (its blocks go to the changed-block record: its peer refused them),
+   * it steps down to secondary with the sync pair suspended (a resync from the new primary brings it back),
+   * and it refuses host writes as `deposed` until a controller gives it a role.
+   * @see P4 (single writer)
+   */
+  learnEpoch(epoch: number): SiteOutput {
+    if (!this.#state.up || epoch <= this.#state.epoch) return nothing;
+    assert(Number.isSafeInteger(epoch) && epoch <= epochMax, 'an epoch is an integer within epochMax', () => `${epoch}`);
+    this.#state.epoch = epoch;
+    this.#dirty = true;
+    if (this.#state.role !== 'primary') return nothing;
+    const notes: SiteNote[] = [];
+    for (const write of this.#inFlight) {
+      this.#markChanged(write.volume, write.offset, write.length);
+      notes.push({ kind: 'hostWriteFailed', writeId: write.writeId, error: new NotWritableError(this.id as 1 | 2, this.id as 1 | 2, 'deposed', epoch) });
+    }
+    this.#inFlight = [];
+    this.#endSessions();
+    this.#deposedBy = epoch;
+    this.#state.role = 'secondary';
+    this.#state.syncPair = 'suspended';
+    return output(noEnvelopes, notes);
+  }
+
+  /** This site tells `to` its epoch (at link up, after a new epoch, in answer to a lower one it refused). */
+  epochNotice(to: SiteId): SiteOutput {
+    assert(to !== this.id, 'a site tells its epoch to a peer', () => `site ${to}`);
+    const message: EpochNoticeMessage = { kind: 'epochNotice', epoch: this.#state.epoch };
+    return output([{ from: this.id, to, message }]);
   }
 
   /** Sets the mode the controller derived (model/README.md "Modes"). */
@@ -571,6 +666,7 @@ export class StorageSystem {
     const room = this.journal.limits.entriesMax - this.journal.entries;
     const message: PullRequestMessage = {
       kind: 'pullRequest',
+      epoch: this.#state.epoch,
       received: this.received,
       restored: this.restored,
       entriesMax: Math.max(0, Math.min(batchEntriesMax, room, batchItemsMax)),
@@ -620,7 +716,7 @@ export class StorageSystem {
   /** Site 3: sends its received number to `to`, which judges (claim 18). */
   requestJudge(to: 1 | 2, purpose: JudgePurpose): SiteOutput {
     this.#mustBe(3, 'requestJudge');
-    const message: JudgeRequestMessage = { kind: 'judgeRequest', purpose, received: this.received };
+    const message: JudgeRequestMessage = { kind: 'judgeRequest', epoch: this.#state.epoch, purpose, received: this.received };
     return output([{ from: 3, to, message }]);
   }
 
@@ -629,6 +725,7 @@ export class StorageSystem {
     this.#mustBe(3, 'requestDeltaResync');
     const message: DeltaResyncRequestMessage = {
       kind: 'deltaResyncRequest',
+      epoch: this.#state.epoch,
       received: this.received,
       entriesMax: Math.max(1, Math.min(batchEntriesMax, this.journal.limits.entriesMax, batchItemsMax)),
       bytesMax: this.journal.limits.bytesMax,
@@ -641,14 +738,14 @@ export class StorageSystem {
   requestFullCopy(): SiteOutput {
     this.#mustBe(3, 'requestFullCopy');
     this.#waiting = 'fullCopy';
-    return output([{ from: 3, to: this.#state.source, message: { kind: 'fullCopyRequest' } }]);
+    return output([{ from: 3, to: this.#state.source, message: { kind: 'fullCopyRequest', epoch: this.#state.epoch } }]);
   }
 
   /** The returning sync secondary asks the primary for a resync, with its own changed-block record (claims 29-31). */
   requestResync(): SiteOutput {
     assert(this.id !== 3 && this.#state.role === 'secondary', 'only the sync secondary resyncs', () => `site ${this.id} ${this.#state.role}`);
     this.#resyncRequested = true;
-    const message: ResyncRequestMessage = { kind: 'resyncRequest', changed: this.changed.toBitmaps() };
+    const message: ResyncRequestMessage = { kind: 'resyncRequest', epoch: this.#state.epoch, changed: this.changed.toBitmaps() };
     return output([{ from: this.id, to: this.#peer(), message }]);
   }
 
@@ -662,17 +759,35 @@ export class StorageSystem {
 
   /**
    * Handles one message. Throws a typed error (and changes nothing) for a message this site does not take
-   * now: {@link UnexpectedMessageError}, {@link OutOfOrderError}, {@link MalformedMessageError}.
+   * now: {@link StaleEpochError}, {@link UnexpectedMessageError}, {@link OutOfOrderError},
+   * {@link MalformedMessageError}.
+   *
+   * Epochs first (fencing tokens: DRBD's generation identifiers, Raft's terms): a message of an epoch lower
+   * than this site's is refused with {@link StaleEpochError} before anything else is looked at, so nothing of
+   * it is journaled, restored, acknowledged or judged (its sender should be told this site's epoch:
+   * {@link epochNotice}); a higher one is adopted first ({@link learnEpoch}, which a controller calls before
+   * this so that a deposed primary's failed writes reach it even when the message is refused).
    */
   handle(envelope: SiteEnvelope): SiteOutput {
     const { from, message } = envelope;
     assert(envelope.to === this.id, 'a site handles its own messages', () => `site ${this.id} got a message for ${envelope.to}`);
     if (!this.#state.up) throw new UnexpectedMessageError(message.kind, from, this.id, 'the site is failed');
     if (from === this.id) throw new UnexpectedMessageError(message.kind, from, this.id, 'a site takes no message from itself');
+    if (message.epoch < this.#state.epoch) throw new StaleEpochError(message.kind, from, this.id, message.epoch, this.#state.epoch);
+    const learned = this.learnEpoch(message.epoch);
+    const out = this.#dispatch(from, message);
+    if (learned === nothing) return out;
+    return output([...learned.send, ...out.send], [...learned.notes, ...out.notes]);
+  }
+
+  #dispatch(from: SiteId, message: Message): SiteOutput {
     // Each handler's guard names what it needs once: site 3's role is always remote (setRole asserts it), and
     // only site 3 waits for a delta resync or a full copy, only a sync member asks for a resync or holds a
     // delta session, so a role or session check also excludes the wrong site.
     switch (message.kind) {
+      case 'epochNotice':
+        // Its epoch is all it says, and handle() has taken it.
+        return nothing;
       case 'syncWrite':
         return this.#onSyncWrite(from, message);
       case 'syncWriteBatch':
@@ -720,7 +835,7 @@ export class StorageSystem {
     this.#state.knownRestored = Math.max(this.#state.knownRestored, message.restoredKnown);
     this.journal.trimThrough(this.#state.knownRestored);
     const overflowed = this.#journalAndWrite(message);
-    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: message.updateNumber };
+    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', epoch: this.#state.epoch, updateNumber: message.updateNumber };
     const send = [{ from: this.id, to: from, message: ack } satisfies SiteEnvelope];
     return overflowed ? output(send, [this.#overflowNote(message.updateNumber)]) : output(send);
   }
@@ -738,7 +853,7 @@ export class StorageSystem {
     this.journal.trimThrough(this.#state.knownRestored);
     const overflows = this.#journalAndWriteAll(message.entries);
     const last = (message.entries.at(-1) as WireEntry).updateNumber;
-    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', updateNumber: last };
+    const ack: SyncWriteAckMessage = { kind: 'syncWriteAck', epoch: this.#state.epoch, updateNumber: last };
     return output([{ from: this.id, to: from, message: ack }], overflows.map((u) => this.#overflowNote(u)));
   }
 
@@ -776,7 +891,7 @@ export class StorageSystem {
     if (message.received + 1 < this.journal.first) {
       // The journal overflowed past site 3 (P7): it no longer holds received + 1. Refuse rather than serve a
       // gap (P5). (A site 3 at or past the journal's last is covered, or ahead, and gets nothing.)
-      const refused: PullRefusedMessage = { kind: 'pullRefused', received: message.received, journalFirst: this.journal.first };
+      const refused: PullRefusedMessage = { kind: 'pullRefused', epoch: this.#state.epoch, received: message.received, journalFirst: this.journal.first };
       return output([{ from: this.id, to: 3, message: refused }]);
     }
     this.#learnRestored(message.restored);
@@ -796,7 +911,7 @@ export class StorageSystem {
         send.push(entry);
       }
     }
-    const answer: PullEntriesMessage = { kind: 'pullEntries', entries: send, servedAt: 0 };
+    const answer: PullEntriesMessage = { kind: 'pullEntries', epoch: this.#state.epoch, entries: send, servedAt: 0 };
     return output([{ from: this.id, to: 3, message: answer }]);
   }
 
@@ -831,7 +946,7 @@ export class StorageSystem {
     const sourceLast = this.journal.last;
     const takeover = message.purpose === 'failover' ? sourceLast : this.#state.takeover;
     const verdict = judge({ received: message.received, sourceLast, journalFirst: this.journal.first, takeover });
-    const answer: VerdictMessage = { kind: 'verdict', purpose: message.purpose, verdict, remoteReceived: message.received, sourceLast };
+    const answer: VerdictMessage = { kind: 'verdict', epoch: this.#state.epoch, purpose: message.purpose, verdict, remoteReceived: message.received, sourceLast };
     return output(
       [{ from: this.id, to: 3, message: answer }],
       [{ kind: 'judged', purpose: message.purpose, verdict, remoteReceived: message.received, sourceLast }],
@@ -858,7 +973,7 @@ export class StorageSystem {
         {
           from: this.id,
           to: 3,
-          message: { kind: 'deltaResyncRefused', received: message.received, journalFirst: this.journal.first, sourceLast: this.journal.last },
+          message: { kind: 'deltaResyncRefused', epoch: this.#state.epoch, received: message.received, journalFirst: this.journal.first, sourceLast: this.journal.last },
         },
       ]);
     }
@@ -884,6 +999,7 @@ export class StorageSystem {
     session.next += entries.length;
     const message: DeltaResyncEntriesMessage = {
       kind: 'deltaResyncEntries',
+      epoch: this.#state.epoch,
       entries,
       sourceLast: session.sourceLast,
       final: session.next > session.sourceLast,
@@ -904,7 +1020,7 @@ export class StorageSystem {
       assert(this.received === message.sourceLast, 'P2 a delta resync ends at the source last', () => `${this.received} != ${message.sourceLast}`);
       this.#waiting = 'none';
     }
-    const ack: DeltaResyncAckMessage = { kind: 'deltaResyncAck', restored: this.restored, final: message.final };
+    const ack: DeltaResyncAckMessage = { kind: 'deltaResyncAck', epoch: this.#state.epoch, restored: this.restored, final: message.final };
     return output([{ from: 3, to: from, message: ack }]);
   }
 
@@ -987,6 +1103,7 @@ export class StorageSystem {
     }));
     const message: CopyBlocksMessage = {
       kind: 'copyBlocks',
+      epoch: this.#state.epoch,
       purpose: session.purpose,
       blocks,
       final: session.cursor.done,
@@ -1028,7 +1145,7 @@ export class StorageSystem {
         this.#dirty = true;
       }
     }
-    const ack: CopyAckMessage = { kind: 'copyAck', purpose: message.purpose, final: message.final };
+    const ack: CopyAckMessage = { kind: 'copyAck', epoch: this.#state.epoch, purpose: message.purpose, final: message.final };
     return output([{ from: this.id, to: from, message: ack }]);
   }
 

@@ -8,7 +8,9 @@
  *
  * The order of the steps keeps P4 (at most one site accepts host writes) at every moment: a failover
  * requires site 1 failed or fenced before site 2 becomes primary; a failback demotes site 2 (refused while
- * host 2 has writes in flight) before site 1 is promoted.
+ * host 2 has writes in flight) before site 1 is promoted.  Each promotion carries the next epoch (the highest any
+ * reachable site reports, plus one) to the sites it reaches; a site it could not reach learns it from its
+ * peers, or at its `recover`, and a primary among them that missed its demotion is deposed (site-node.ts).
  */
 
 import type { AsyncPairState, Judgement, SiteId, StandbyPairState, SyncPairState, SyncSiteId } from '../../model/observation.ts';
@@ -16,18 +18,21 @@ import { NotAllowedError, RefusalError, RemoteAheadError, SiteFailedError } from
 import { asyncPairAfter, journalCovers } from '../core/judge.ts';
 import type { JudgePurpose } from '../core/messages.ts';
 import type { JudgedVerdict, SiteStatus } from './site-node.ts';
+import { epochInitial } from '../core/storage-system.ts';
 
 /** One site as the operator reaches it. Every method rejects with the site's typed refusal. */
 export interface SiteClient {
   status(digest: boolean): Promise<SiteStatus>;
   fail(): Promise<void>;
-  recover(primary: SyncSiteId): Promise<void>;
+  /** `epoch`: the cluster's current epoch, which a site that was down may have missed. */
+  recover(primary: SyncSiteId, epoch: number): Promise<void>;
   fence(): Promise<void>;
   cutLink(peer: SiteId): Promise<void>;
   restoreLink(peer: SiteId): Promise<void>;
-  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): Promise<void>;
+  /** `epoch`: the next epoch at a promotion (failover, failback), the current one otherwise. */
+  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean, epoch: number): Promise<void>;
   judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict>;
-  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): Promise<void>;
+  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null, epoch: number): Promise<void>;
   recordJudgement(judgement: Judgement): Promise<void>;
   /** Site 3 pulls once from its source now (PULL_JOURNAL); resolves when the answer has been handled. */
   pullNow(): Promise<void>;
@@ -70,6 +75,11 @@ export interface DeploymentStatus {
   lag: number | null;
   /** Writes acknowledged on one sync member alone (P1 exposure). */
   ackedOnOneSite: number;
+  /**
+   * The cluster's epoch as far as the operator sees it: the highest any reachable site reports. A promotion
+   * gives the sites this plus one; a site that was down is told it when it recovers.
+   */
+  epoch: number;
 }
 
 /** Which site is primary: the reachable sync member that says it is; else the other one's view. */
@@ -176,6 +186,7 @@ export class Operator {
       judgement: three?.remote?.judgement ?? null,
       lag: primaryStatus !== null && restored !== null ? primaryStatus.lastUpdateNumber - restored : null,
       ackedOnOneSite: (one?.ackedAlone ?? 0) + (two?.ackedAlone ?? 0),
+      epoch: Math.max(one?.epoch ?? epochInitial, two?.epoch ?? epochInitial, three?.epoch ?? epochInitial),
     };
   }
 
@@ -187,7 +198,7 @@ export class Operator {
   /** RECOVER_SITE: the site is up again, told which sync member is primary now. */
   async recover(site: SiteId): Promise<void> {
     const status = await this.status();
-    await this.clients[site].recover(status.primary);
+    await this.clients[site].recover(status.primary, status.epoch);
   }
 
   /**
@@ -248,12 +259,14 @@ export class Operator {
       }
       judgement = { ...judged, forced: judged.verdict === 'remoteAhead' };
     }
-    // Site 2 first: site 1 is failed or fenced, so no moment has two writers (P4).
+    // Site 2 first: site 1 is failed or fenced, so no moment has two writers (P4). The promotion raises the
+    // epoch: a site 1 that missed it (stopped, cut off) can get no write acknowledged by a site that has it.
+    const epoch = status.epoch + 1;
     this.#committedAt = this.clock();
-    await this.clients[2].setRole('primary', 'suspended', !threeUp);
-    if (one !== null && one.up) await this.clients[1].setRole('secondary', 'suspended', false);
+    await this.clients[2].setRole('primary', 'suspended', !threeUp, epoch);
+    if (one !== null && one.up) await this.clients[1].setRole('secondary', 'suspended', false, epoch);
     if (threeUp && judgement !== null) {
-      await this.clients[3].attach(2, asyncPairAfter(judgement.verdict), judgement);
+      await this.clients[3].attach(2, asyncPairAfter(judgement.verdict), judgement, epoch);
     }
     return judgement;
   }
@@ -305,7 +318,7 @@ export class Operator {
     const own = three?.remote?.asyncPair;
     if (pair === 'suspendedOverflow' && own !== 'fullCopy' && own !== 'suspendedOverflow' && three !== null) {
       if (!three.up || !three.connected.includes(status.primary)) throw new NotAllowedError('fullCopy', 'source unreachable from site 3');
-      await this.clients[3].attach(status.primary, 'suspendedOverflow', status.judgement);
+      await this.clients[3].attach(status.primary, 'suspendedOverflow', status.judgement, status.epoch);
     }
     await this.clients[3].fullCopy();
   }
@@ -334,20 +347,22 @@ export class Operator {
     const [one, two, three] = [status.sites[1], status.sites[2], status.sites[3]] as [SiteStatus, SiteStatus, SiteStatus];
     if (one.connected.length < 2 || two.connected.length < 2 || three.connected.length < 2) throw new NotAllowedError('failback', 'every link must be up');
     if (status.asyncPair !== 'copying') throw new NotAllowedError('failback', `async pair is ${status.asyncPair}`);
-    await this.clients[2].setRole('secondary', 'reversed', false);
+    await this.clients[2].setRole('secondary', 'reversed', false, status.epoch);
     let judged: JudgedVerdict;
     try {
       judged = await this.clients[3].judge(1, 'failback');
     } catch (error) {
       if (!(error instanceof RefusalError)) throw error;
-      await this.clients[2].setRole('primary', 'reversed', false);
+      await this.clients[2].setRole('primary', 'reversed', false, status.epoch);
       throw error;
     }
+    // The promotion of site 1 raises the epoch (site 2 was demoted first: no moment has two writers).
+    const epoch = status.epoch + 1;
     this.#committedAt = this.clock();
-    await this.clients[1].setRole('primary', 'inSync', false);
-    await this.clients[2].setRole('secondary', 'inSync', false);
+    await this.clients[1].setRole('primary', 'inSync', false, epoch);
+    await this.clients[2].setRole('secondary', 'inSync', false, epoch);
     const judgement: Judgement = { ...judged, forced: false };
-    await this.clients[3].attach(1, asyncPairAfter(judged.verdict), judgement);
+    await this.clients[3].attach(1, asyncPairAfter(judged.verdict), judgement, epoch);
     return judgement;
   }
 }

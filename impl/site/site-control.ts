@@ -4,7 +4,7 @@
  *
  *     → {"id":1,"op":"status","args":{"digest":false}}
  *     ← {"id":1,"ok":true,"result":{...SiteStatus...}}
- *     → {"id":2,"op":"setRole","args":{"role":"primary","syncPair":"suspended","takeover":false}}
+ *     → {"id":2,"op":"setRole","args":{"role":"primary","syncPair":"suspended","takeover":false,"epoch":2}}
  *     ← {"id":2,"ok":false,"error":{"code":"NotAllowed","name":"NotAllowedError","message":"..."}}
  *
  * A request is validated field by field before the node sees it; a malformed one is answered with
@@ -16,7 +16,7 @@
 import * as net from 'node:net';
 import type { AsyncPairState, Judgement, SyncPairState, SyncSiteId } from '../../model/observation.ts';
 import { InvalidArgumentError, RefusalError, type RefusalCodeName } from '../core/errors.ts';
-import type { JudgePurpose } from '../core/messages.ts';
+import { epochMax, type JudgePurpose } from '../core/messages.ts';
 import { SiteUnreachableError, type SiteClient } from './operator.ts';
 import type { SiteNode } from './site-node.ts';
 import type { SiteId } from '../core/storage-system.ts';
@@ -63,6 +63,8 @@ const isSite = (value: unknown): boolean => value === 1 || value === 2 || value 
 const isBool = (value: unknown): boolean => typeof value === 'boolean';
 const inList = (list: readonly string[]) => (value: unknown) => typeof value === 'string' && list.includes(value);
 const isCount = (value: unknown): boolean => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+/** An epoch a step carries (the cluster's, raised at each promotion): an integer in [1, epochMax]. */
+const isEpoch = (value: unknown): boolean => typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= epochMax;
 
 function judgementOf(value: unknown): Judgement | null {
   if (value === null) return null;
@@ -84,7 +86,7 @@ export async function dispatchControl(node: SiteNode, op: string, args: Args): P
     case 'fail':
       return node.fail();
     case 'recover':
-      return node.recover(field<SyncSiteId>(args, 'primary', isSync));
+      return node.recover(field<SyncSiteId>(args, 'primary', isSync), field<number>(args, 'epoch', isEpoch));
     case 'fence':
       return node.fence();
     case 'cutLink':
@@ -96,11 +98,17 @@ export async function dispatchControl(node: SiteNode, op: string, args: Args): P
         field<'primary' | 'secondary'>(args, 'role', inList(['primary', 'secondary'])),
         field<SyncPairState>(args, 'syncPair', inList(syncPairs)),
         field<boolean>(args, 'takeover', isBool),
+        field<number>(args, 'epoch', isEpoch),
       );
     case 'judge':
       return node.judge(field<SyncSiteId>(args, 'to', isSync), field<JudgePurpose>(args, 'purpose', inList(purposes)));
     case 'attach':
-      return node.attach(field<SyncSiteId>(args, 'source', isSync), field<AsyncPairState>(args, 'asyncPair', inList(asyncPairs)), judgementOf(args.judgement));
+      return node.attach(
+        field<SyncSiteId>(args, 'source', isSync),
+        field<AsyncPairState>(args, 'asyncPair', inList(asyncPairs)),
+        judgementOf(args.judgement),
+        field<number>(args, 'epoch', isEpoch),
+      );
     case 'recordJudgement': {
       const judgement = judgementOf(args.judgement);
       if (judgement === null) throw new InvalidArgumentError('recordJudgement', 'judgement', null);
@@ -131,13 +139,13 @@ function clientOver(call: (op: string, args?: Args) => Promise<never>): SiteClie
   return {
     status: (digest) => call('status', { digest }),
     fail: () => call('fail'),
-    recover: (primary) => call('recover', { primary }),
+    recover: (primary, epoch) => call('recover', { primary, epoch }),
     fence: () => call('fence'),
     cutLink: (peer) => call('cutLink', { peer }),
     restoreLink: (peer) => call('restoreLink', { peer }),
-    setRole: (role, syncPair, takeover) => call('setRole', { role, syncPair, takeover }),
+    setRole: (role, syncPair, takeover, epoch) => call('setRole', { role, syncPair, takeover, epoch }),
     judge: (to, purpose) => call('judge', { to, purpose }),
-    attach: (source, asyncPair, judgement) => call('attach', { source, asyncPair, judgement }),
+    attach: (source, asyncPair, judgement, epoch) => call('attach', { source, asyncPair, judgement, epoch }),
     recordJudgement: (judgement) => call('recordJudgement', { judgement }),
     pullNow: () => call('pullNow'),
     restoreNow: () => call('restoreNow'),

@@ -19,6 +19,13 @@
  *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
  *   be judged, run a delta resync, a full copy or a resync. Each step checks its own preconditions here and
  *   is refused with a typed error (changing nothing) when they do not hold.
+ * - **Epochs** (fencing tokens; model/README.md "Epochs"). Every frame's epoch is looked at first: a higher
+ *   one is adopted and saved (a primary that learns one was deposed: its writes in flight fail, its queued
+ *   ones too, it steps down and refuses host writes), a lower one is refused, counted and logged, and its
+ *   sender answered with this site's epoch. Each end of a link tells the other its epoch when the link comes
+ *   up, and a site that an operator step gives a higher epoch (`setRole` at a promotion, `attach`, `recover`)
+ *   saves it and tells every connected peer at once, so a primary that missed its demotion hears of it
+ *   before it can get a write acknowledged.
  * - **Two refinements of the atomic steps** (model/README.md records where the implementation refines them):
  *   host writes that arrive while the primary is sending a resync to its secondary wait until it is done,
  *   so no write lands between the resync's copy of a block and the pair going back in sync; and a site
@@ -50,6 +57,7 @@ import {
   SiteFailedError,
   SiteUpError,
   StorageFaultError,
+  StaleEpochError,
 } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
 import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from '../core/messages.ts';
@@ -186,6 +194,12 @@ export interface SiteStatus {
    * reattach; the operator's status combines the two views).
    */
   sourceOverflow: boolean;
+  /** The highest epoch this site has been given or learnt (the fencing token every promotion raises). */
+  epoch: number;
+  /** The higher epoch that deposed this site while it was primary (it refuses host writes), or null. */
+  deposedBy: number | null;
+  /** Messages of a lower epoch this site refused (nothing of them applied; each sender was told the epoch). */
+  staleEpochRefused: number;
   /** Site 3 only: received and restored update numbers, source, async pair and last judgement. */
   remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
   /** SHA-256 of the volumes, when asked for (it reads every byte). */
@@ -271,8 +285,10 @@ export class SiteNode {
   #sourceOverflow = false;
   readonly #frames = new Map<SiteId, { sent: number; received: number }>();
   readonly #cut = new Set<SiteId>();
-  /** Messages refused from peers, by kind (the peer was disconnected each time). */
+  /** Messages refused from peers, by kind (a malformed one disconnected the peer). */
   readonly refused = new Map<string, number>();
+  /** Messages of a lower epoch refused (counted in {@link refused} too). */
+  #staleEpochRefused = 0;
 
   constructor(
     site: StorageSystem,
@@ -409,7 +425,7 @@ export class SiteNode {
   #requireWritable(): void {
     if (this.id === 3) throw new NotWritableError(2, 2, 'notPrimary');
     const reason = this.site.writeRefusal();
-    if (reason !== null && reason !== 'inFlightWritesMax') throw new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, reason);
+    if (reason !== null && reason !== 'inFlightWritesMax') throw this.site.notWritable(reason);
   }
 
   /**
@@ -472,7 +488,7 @@ export class SiteNode {
     if (this.#pairInSync() && !this.#links.isConnected(this.#peer())) this.#suspendSyncPair('no link to the secondary at a host write');
     const reason = this.site.writeRefusal();
     if (reason !== null) {
-      reject(new NotWritableError(this.id as SyncSiteId, this.id as SyncSiteId, reason));
+      reject(this.site.notWritable(reason));
       return;
     }
     const writeId = this.#nextWriteId;
@@ -526,6 +542,9 @@ export class SiteNode {
   onPeerUp(peer: SiteId): void {
     this.#log(`peer ${peer} up`);
     this.#frames.set(peer, { sent: 0, received: 0 });
+    // Each end tells the other its epoch first (as DRBD's peers exchange generation identifiers at connect):
+    // a site that missed a promotion learns it here, before it can send anything the other would apply.
+    if (this.site.up) this.#sendAll(this.site.epochNotice(peer));
     this.#applyRules();
   }
 
@@ -557,6 +576,12 @@ export class SiteNode {
     } catch (error) {
       if (!(error instanceof MalformedMessageError)) throw error;
       this.#refuse(peer, 'malformed', error);
+      return;
+    }
+    // Epochs before anything else: a higher one is adopted (a primary is deposed), a lower one refused.
+    this.#learnEpoch(peer, message.epoch);
+    if (this.site.up && message.epoch < this.site.epoch) {
+      this.#refuse(peer, message.kind, new StaleEpochError(message.kind, peer, this.id, message.epoch, this.site.epoch));
       return;
     }
     if (this.#refusedForOverflow(peer, message)) return;
@@ -714,12 +739,15 @@ export class SiteNode {
    * RECOVER_SITE at this site: up again with what its storage held, told which sync member is primary now
    * (it may have changed while this site was down): a sync member takes its role from it, site 3 its source.
    */
-  recover(primary: SyncSiteId): void {
+  recover(primary: SyncSiteId, epoch: number): void {
     if (primary !== 1 && primary !== 2) throw new InvalidArgumentError('recoverSite', 'primary', primary);
     if (this.site.up) throw new SiteUpError(this.id, 'recoverSite');
     if (this.#fault !== null) {
       throw new NotAllowedError('recoverSite', `site ${this.id} detached on a device error (${this.#fault.message}): repair the storage and restart the site process, then recover it`);
     }
+    this.#checkStepEpoch('recoverSite', epoch);
+    // The epoch first: the site's first messages after it is back (its peer-up notices) carry it.
+    this.site.setEpoch(epoch);
     this.site.recover();
     this.#links.setOnline(true);
     if (this.id === 3) {
@@ -774,17 +802,24 @@ export class SiteNode {
    * `takeover`: record the last update number as the takeover point (failover with site 3 unreachable).
    * @see claims 16, 17, 25, 26, 27, 29
    */
-  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): void {
+  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean, epoch: number): void {
     if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
     if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+    this.#checkStepEpoch('setRole', epoch);
     if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
       throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
     }
+    const raised = epoch > this.site.epoch;
+    this.site.setEpoch(epoch);
     this.site.setRole(role);
     // A new source (failover, failback) is judged afresh; an old one no longer serves site 3.
     this.#sourceOverflow = false;
     this.#emit(this.site.setSyncPair(syncPair));
     if (takeover) this.site.setTakeover(this.site.last);
+    // Saved before anyone hears of it; then every connected peer is told (a deposed primary still connected
+    // to this site learns it here, before it can send a write this site would take).
+    this.site.saveIfDirty();
+    if (raised) this.#announceEpoch();
     // R1 at once: a suspended pair whose peer is connected (a fenced site 1 at failover) is resyncing.
     this.#applyRules();
     this.site.saveIfDirty();
@@ -802,9 +837,14 @@ export class SiteNode {
   }
 
   /** Site 3 takes a new source and async pair state, with the judgement that decided it. */
-  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): void {
+  attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null, epoch: number): void {
     if (this.id !== 3) throw new NotAllowedError('attach', 'only site 3 has a source');
     if (!this.site.up) throw new SiteFailedError(3, 'attach');
+    this.#checkStepEpoch('attach', epoch);
+    const raised = epoch > this.site.epoch;
+    this.site.setEpoch(epoch);
+    this.site.saveIfDirty();
+    if (raised) this.#announceEpoch();
     this.site.setSource(source);
     this.#remote.judgement = judgement;
     this.#endPull(new NotAcknowledgedError('pullJournal', `site 3 was attached to site ${source}`));
@@ -910,6 +950,9 @@ export class SiteNode {
       frames: Object.fromEntries(connected.map((peer) => [peer, { ...(this.#frames.get(peer) ?? { sent: 0, received: 0 }) }])),
       busy: this.#waiter?.kind ?? (this.#pullOutstanding ? 'pull' : null),
       sourceOverflow: this.#sourceOverflow && site.role === 'primary',
+      epoch: site.epoch,
+      deposedBy: site.deposedBy,
+      staleEpochRefused: this.#staleEpochRefused,
       remote:
         this.id === 3
           ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
@@ -1035,8 +1078,47 @@ export class SiteNode {
     if (this.#waiter !== null) throw new NotAllowedError(operation, `a ${this.#waiter.kind} is under way`);
   }
 
+  /**
+   * A peer's message named `epoch`: a higher one is adopted and saved before anything acts on it; a primary
+   * that learns it was deposed (its writes in flight fail, it steps down, refuses host writes).
+   */
+  #learnEpoch(peer: SiteId, epoch: number): void {
+    const before = this.site.epoch;
+    const wasPrimary = this.site.role === 'primary';
+    this.#emit(this.site.learnEpoch(epoch));
+    if (this.site.epoch === before) return;
+    this.#log(`epoch ${before} -> ${this.site.epoch}, learnt from site ${peer}`);
+    if (wasPrimary && this.site.deposedBy !== null) {
+      this.#log(`deposed: epoch ${this.site.epoch} promoted another site; host writes refused until the operator gives this site a role`);
+      this.#sourceOverflow = false;
+      for (const write of this.#queued.splice(0)) write.reject(this.site.notWritable('deposed'));
+      this.#applyRules();
+    }
+    this.site.saveIfDirty();
+  }
+
+  /** Tells every connected peer this site's epoch (after an operator step gave it a new one). */
+  #announceEpoch(): void {
+    for (const peer of [1, 2, 3] as const) {
+      if (peer !== this.id && this.#links.isConnected(peer)) this.#sendAll(this.site.epochNotice(peer));
+    }
+  }
+
+  /** An operator step's epoch: the site's own or higher (a lower one means the operator's view is stale). */
+  #checkStepEpoch(operation: string, epoch: number): void {
+    if (!Number.isSafeInteger(epoch) || epoch < 1) throw new InvalidArgumentError(operation, 'epoch', epoch);
+    if (epoch < this.site.epoch) throw new NotAllowedError(operation, `epoch ${epoch} is lower than site ${this.id}'s epoch ${this.site.epoch}`);
+  }
+
   #refuse(peer: SiteId, kind: string, error: RefusalError): void {
     this.refused.set(kind, (this.refused.get(kind) ?? 0) + 1);
+    if (error instanceof StaleEpochError) {
+      // Nothing of it is applied; its sender learns the epoch from the answer (and steps down if primary).
+      this.#staleEpochRefused += 1;
+      this.#log(`${error.message}: nothing of it applied; answered with epoch ${this.site.epoch}`);
+      this.#sendAll(this.site.epochNotice(peer));
+      return;
+    }
     if (!(error instanceof MalformedMessageError)) {
       this.#log(`dropped ${kind} from site ${peer}: ${error.message}`);
       return;
@@ -1085,7 +1167,7 @@ export class SiteNode {
     if (this.id === 3 || peer !== 3 || !this.#sourceOverflow || this.site.role !== 'primary' || !this.site.up) return false;
     if (message.kind !== 'pullRequest' && !(message.kind === 'judgeRequest' && message.purpose === 'reattach')) return false;
     this.#log(`refused a ${message.kind} from site 3: the journal overflowed since its last full copy`);
-    this.#send({ from: this.id, to: 3, message: { kind: 'pullRefused', received: message.received, journalFirst: this.site.journal.first } });
+    this.#send({ from: this.id, to: 3, message: { kind: 'pullRefused', epoch: this.site.epoch, received: message.received, journalFirst: this.site.journal.first } });
     return true;
   }
 

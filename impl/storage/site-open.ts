@@ -23,8 +23,9 @@ import * as path from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { MemoryJournal, type Journal, type JournalLimits } from '../core/journal.ts';
 import { FileJournal, type RecoveryReport } from './journal-file.ts';
-import { readStateFile, writeStateFile } from './state-file.ts';
-import { StorageSystem, type SiteConfig, type SiteDurableState } from '../core/storage-system.ts';
+import { readStateFile, StateFileError, writeStateFile } from './state-file.ts';
+import { epochInitial, StorageSystem, type SiteConfig, type SiteDurableState } from '../core/storage-system.ts';
+import { epochMax } from '../core/messages.ts';
 import { MemoryVolume, type Volume } from '../core/volume.ts';
 import { FileVolume } from './volume-file.ts';
 
@@ -86,7 +87,7 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
   const dir = storage.dir;
   fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
   const stateFile = path.join(dir, 'state.json');
-  const saved = storage.reopen ? decodeSiteState(readStateFile(stateFile, siteStateFormat)) : null;
+  const saved = storage.reopen ? decodeSiteState(stateFile, readStateFile(stateFile, siteStateFormat)) : null;
   if (storage.reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
   const volumes: Volume[] = Array.from({ length: config.volumeCount }, (_, v) =>
     FileVolume.open(path.join(dir, `volume-${v}.img`), config.volumeBytes, config.blockBytes),
@@ -130,6 +131,8 @@ export function rebuildSite(config: SiteConfig, dir: string, nowIso: string): st
   };
   const state: SiteDurableState = {
     role: config.id === 3 ? 'remote' : 'secondary',
+    // The first epoch: the operator's recover step carries the cluster's, which the site then takes.
+    epoch: epochInitial,
     mode: 'failed',
     up: false,
     fenced: false,
@@ -158,8 +161,17 @@ function encodeSiteState(state: SiteDurableState): unknown {
   return { ...state, changed: state.changed.map((bitmap) => Buffer.from(bitmap).toString('base64')) };
 }
 
-function decodeSiteState(value: unknown): SiteDurableState | null {
+/**
+ * The site state file's content back. The epoch is checked where it enters (an integer in [1, epochMax]);
+ * a file written before epochs existed has none and is read as {@link epochInitial}, the epoch its
+ * cluster had then.
+ */
+function decodeSiteState(file: string, value: unknown): SiteDurableState | null {
   if (value === null) return null;
-  const record = value as Omit<SiteDurableState, 'changed'> & { changed: string[] };
-  return { ...record, changed: record.changed.map((text) => new Uint8Array(Buffer.from(text, 'base64'))) };
+  const record = value as Omit<SiteDurableState, 'changed' | 'epoch'> & { changed: string[]; epoch?: unknown };
+  const epoch = 'epoch' in record ? record.epoch : epochInitial;
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < epochInitial || epoch > epochMax) {
+    throw new StateFileError(file, 'wrongFormat', `epoch ${JSON.stringify(epoch)} is not an integer in [${epochInitial}, ${epochMax}]`);
+  }
+  return { ...record, epoch, changed: record.changed.map((text) => new Uint8Array(Buffer.from(text, 'base64'))) };
 }

@@ -133,19 +133,19 @@ function logLines(site: SiteId, pattern: string): string[] {
 }
 
 const forgedEntries = (updateNumber: number): Message => ({
-  kind: 'pullEntries',
+  kind: 'pullEntries', epoch: 1,
   entries: [{ updateNumber, volume: 0, offset: 0, data: new Uint8Array(4096).fill(0xee) }],
   servedAt: 0,
 });
 
-const forgedVerdict: Message = { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 1_000_000 };
+const forgedVerdict: Message = { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 1_000_000 };
 
 describe('peer ports of three site processes under attack', () => {
   it('(a) an outsider saying hello as site 1 to site 2 is refused; the 1-2 link is untouched and writes are acknowledged on both', async () => {
     await hostWrite(0x11, '0');
     const before = await atRest();
     const downsBefore = logLines(2, 'link 1-2 down').length;
-    const forged: Message = { kind: 'syncWrite', updateNumber: before.sites[2]!.lastUpdateNumber + 1, volume: 1, offset: 0, data: new Uint8Array(4096).fill(0x66), restoredKnown: 0 };
+    const forged: Message = { kind: 'syncWrite', epoch: 1, updateNumber: before.sites[2]!.lastUpdateNumber + 1, volume: 1, offset: 0, data: new Uint8Array(4096).fill(0x66), restoredKnown: 0 };
     for (const approach of ['plain', 'tlsWithoutCertificate'] as const) {
       const outcome = await outsider(peerPort(2), approach, frames(encodeHello(1, 'e2e'), forged));
       expect(outcome.closedBySite, approach).toBe(true);
@@ -180,7 +180,7 @@ describe('peer ports of three site processes under attack', () => {
     const before = await atRest();
     const received = before.sites[3]!.remote!.received;
     const attacks: [SiteId, Uint8Array][] = [
-      [2, frames(encodeHello(1, 'e2e'), { kind: 'syncWrite', updateNumber: before.sites[2]!.lastUpdateNumber + 1, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 })],
+      [2, frames(encodeHello(1, 'e2e'), { kind: 'syncWrite', epoch: 1, updateNumber: before.sites[2]!.lastUpdateNumber + 1, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 })],
       [3, frames(encodeHello(1, 'e2e'), forgedEntries(received + 1), forgedVerdict)],
     ];
     for (const [site, bytes] of attacks) {

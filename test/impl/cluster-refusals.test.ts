@@ -122,7 +122,7 @@ describe('a refused command names its operation and the site or condition that r
     cluster.failSite(1);
     refused(cluster, () => cluster.hostRead(1, 0, 0, 1), SiteFailedError, { site: 1, operation: 'hostRead' });
     cluster.failSite(2);
-    const ack = encodeMessage({ kind: 'syncWriteAck', updateNumber: 1 });
+    const ack = encodeMessage({ kind: 'syncWriteAck', epoch: 1, updateNumber: 1 });
     refused(cluster, () => cluster.deliverBytes(1, 2, ack), SiteFailedError, { site: 2, operation: 'deliverBytes' });
   });
 
@@ -353,15 +353,15 @@ describe('site 3 keeps the last verdict with the purpose it was judged for', () 
     cluster.hostWrite(1, 0, 0, block(1));
     cluster.failSite(1);
     cluster.failover({ force: false });
-    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', purpose: 'failover', verdict: 'deltaResync', remoteReceived: 0, sourceLast: 1 });
+    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', epoch: 1, purpose: 'failover', verdict: 'deltaResync', remoteReceived: 0, sourceLast: 1 });
     cluster.deltaResync();
     cluster.cutLink(2, 3);
     cluster.restoreLink(2, 3);
-    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', purpose: 'reattach', verdict: 'noUpdateRequired', remoteReceived: 1, sourceLast: 1 });
+    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', epoch: 2, purpose: 'reattach', verdict: 'noUpdateRequired', remoteReceived: 1, sourceLast: 1 });
     cluster.recoverSite(1);
     cluster.resyncSite(1);
     cluster.failback();
-    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', purpose: 'failback', verdict: 'noUpdateRequired', remoteReceived: 1, sourceLast: 1 });
+    expect(cluster.site(3).lastVerdict).toEqual({ kind: 'verdict', epoch: 2, purpose: 'failback', verdict: 'noUpdateRequired', remoteReceived: 1, sourceLast: 1 });
   });
 });
 
@@ -499,8 +499,8 @@ describe('host write handles', () => {
 });
 
 describe('rejected deliveries', () => {
-  const judgeRequest = (received: number): Message => ({ kind: 'judgeRequest', purpose: 'failover', received });
-  const verdict: Message = { kind: 'verdict', purpose: 'failover', verdict: 'noUpdateRequired', remoteReceived: 0, sourceLast: 0 };
+  const judgeRequest = (received: number): Message => ({ kind: 'judgeRequest', epoch: 1, purpose: 'failover', received });
+  const verdict: Message = { kind: 'verdict', epoch: 1, purpose: 'failover', verdict: 'noUpdateRequired', remoteReceived: 0, sourceLast: 0 };
 
   it(`keeps the last ${rejectionsKeptMax}, the oldest forgotten first`, () => {
     const cluster = Cluster.create(config());
@@ -527,7 +527,7 @@ describe('rejected deliveries', () => {
 
   it('an error that is not a refusal (a bug) surfaces to the caller instead of being logged as a rejection', () => {
     const cluster = Cluster.create(config());
-    const broken = { kind: 'syncWrite', updateNumber: 1, volume: 0, offset: 0, data: null, restoredKnown: 0 } as unknown as Message;
+    const broken = { kind: 'syncWrite', epoch: 1, updateNumber: 1, volume: 0, offset: 0, data: null, restoredKnown: 0 } as unknown as Message;
     cluster.transport.send({ from: 1, to: 2, message: broken });
     expect(() => cluster.runUntilIdle()).toThrow(TypeError);
     expect(cluster.rejections).toEqual([]);
@@ -595,7 +595,7 @@ describe('close', () => {
       (c) => c.readVolume(1, 0, 0, 1),
       (c) => c.pullJournal(),
       (c) => c.runUntilIdle(),
-      (c) => c.deliverBytes(1, 2, encodeMessage({ kind: 'syncWriteAck', updateNumber: 1 })),
+      (c) => c.deliverBytes(1, 2, encodeMessage({ kind: 'syncWriteAck', epoch: 1, updateNumber: 1 })),
     ];
     for (const call of calls) expect(thrown(() => call(cluster), InvariantError).invariant).toBe('cluster is open');
     expect(Cluster.open(config({ storage: { kind: 'file', dir } })).observe().sites[1].lastUpdateNumber).toBe(1);

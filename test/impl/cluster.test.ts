@@ -143,7 +143,7 @@ describe('host writes and reads', () => {
     expect(third.state).toBe('pending');
     // The write in flight is u=2: an answer for u=3 (never sent) or u=1 (answered already) names no write in flight.
     for (const updateNumber of [3, 1]) {
-      expect(() => cluster.deliverBytes(2, 1, encodeMessage({ kind: 'syncWriteAck', updateNumber }))).toThrow(OutOfOrderError);
+      expect(() => cluster.deliverBytes(2, 1, encodeMessage({ kind: 'syncWriteAck', epoch: 1, updateNumber }))).toThrow(OutOfOrderError);
       expect(third.state).toBe('pending');
       expect(cluster.pendingWrites).toBe(1);
     }

@@ -15,6 +15,7 @@ import {
   encodeMessage,
   messageBytesMax,
   messageKinds,
+  epochMax,
   validateMessage,
   type Message,
 } from '../../impl/core/messages.ts';
@@ -42,6 +43,8 @@ function busyCluster(): Cluster {
 }
 
 const u = fc.integer({ min: 1, max: 2 ** 40 });
+/** An epoch: small, large, and the largest (epochMax). */
+const epoch = fc.oneof(fc.integer({ min: 1, max: 2 ** 40 }), fc.constant(epochMax));
 const n = fc.nat({ max: 2 ** 40 });
 const bytes = fc.uint8Array({ maxLength: 64 });
 const entry = fc.record({ updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes });
@@ -53,42 +56,43 @@ const purpose = fc.constantFrom('failover', 'failback', 'reattach' as const);
 
 /** Every kind of message, well formed. */
 const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
-  fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
-  fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
-  fc.record({ kind: fc.constant('syncWriteBatch' as const), entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
+  fc.record({ kind: fc.constant('epochNotice' as const), epoch }),
+  fc.record({ kind: fc.constant('syncWrite' as const), epoch, updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
+  fc.record({ kind: fc.constant('syncWriteAck' as const), epoch, updateNumber: u }),
+  fc.record({ kind: fc.constant('syncWriteBatch' as const), epoch, entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
   fc
-    .record({ kind: fc.constant('pullRequest' as const), received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
+    .record({ kind: fc.constant('pullRequest' as const), epoch, received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
     .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
-  fc.record({ kind: fc.constant('pullEntries' as const), entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
-  fc.record({ kind: fc.constant('judgeRequest' as const), purpose, received: n }),
+  fc.record({ kind: fc.constant('pullEntries' as const), epoch, entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
+  fc.record({ kind: fc.constant('judgeRequest' as const), epoch, purpose, received: n }),
   fc.record({
-    kind: fc.constant('verdict' as const),
+    kind: fc.constant('verdict' as const), epoch,
     purpose,
     verdict: fc.constantFrom('noUpdateRequired', 'deltaResync', 'fullCopy', 'remoteAhead' as const),
     remoteReceived: n,
     sourceLast: n,
   }),
-  fc.record({ kind: fc.constant('deltaResyncRequest' as const), received: n, entriesMax: fc.integer({ min: 1, max: batchItemsMax }), bytesMax: u }),
+  fc.record({ kind: fc.constant('deltaResyncRequest' as const), epoch, received: n, entriesMax: fc.integer({ min: 1, max: batchItemsMax }), bytesMax: u }),
   fc
-    .record({ kind: fc.constant('deltaResyncEntries' as const), entries, final: fc.boolean(), extra: fc.nat({ max: 10 }) })
+    .record({ kind: fc.constant('deltaResyncEntries' as const), epoch, entries, final: fc.boolean(), extra: fc.nat({ max: 10 }) })
     .map(({ extra, ...m }) => {
       const last = m.entries[m.entries.length - 1]?.updateNumber ?? extra;
       return { ...m, sourceLast: m.final ? last : last + extra };
     }),
-  fc.record({ kind: fc.constant('deltaResyncAck' as const), restored: n, final: fc.boolean() }),
-  fc.record({ kind: fc.constant('deltaResyncRefused' as const), received: n, journalFirst: u, sourceLast: n }),
-  fc.record({ kind: fc.constant('pullRefused' as const), received: n, journalFirst: u }),
-  fc.record({ kind: fc.constant('fullCopyRequest' as const) }),
-  fc.record({ kind: fc.constant('resyncRequest' as const), changed: fc.array(bytes, { maxLength: 4 }) }),
+  fc.record({ kind: fc.constant('deltaResyncAck' as const), epoch, restored: n, final: fc.boolean() }),
+  fc.record({ kind: fc.constant('deltaResyncRefused' as const), epoch, received: n, journalFirst: u, sourceLast: n }),
+  fc.record({ kind: fc.constant('pullRefused' as const), epoch, received: n, journalFirst: u }),
+  fc.record({ kind: fc.constant('fullCopyRequest' as const), epoch }),
+  fc.record({ kind: fc.constant('resyncRequest' as const), epoch, changed: fc.array(bytes, { maxLength: 4 }) }),
   fc.record({
-    kind: fc.constant('copyBlocks' as const),
+    kind: fc.constant('copyBlocks' as const), epoch,
     purpose: fc.constantFrom('fullCopy', 'resync' as const),
     blocks: fc.array(block, { maxLength: 4 }),
     final: fc.boolean(),
     sourceLast: n,
     restoredKnown: n,
   }),
-  fc.record({ kind: fc.constant('copyAck' as const), purpose: fc.constantFrom('fullCopy', 'resync' as const), final: fc.boolean() }),
+  fc.record({ kind: fc.constant('copyAck' as const), epoch, purpose: fc.constantFrom('fullCopy', 'resync' as const), final: fc.boolean() }),
 );
 
 /** Byte arrays compared by content (decoded arrays are views into the input). */
@@ -147,7 +151,7 @@ describe('message encoding', () => {
   });
 
   it('refuses a damaged encoding: truncated, extended, bad magic, bad header length, byte references that lie', () => {
-    const good = encodeMessage({ kind: 'syncWrite', updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array([1, 2, 3]), restoredKnown: 0 });
+    const good = encodeMessage({ kind: 'syncWrite', epoch: 1, updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array([1, 2, 3]), restoredKnown: 0 });
     const cases: [string, Uint8Array][] = [
       ['truncated payload', good.subarray(0, good.length - 1)],
       ['extra payload', new Uint8Array([...good, 9])],
@@ -170,15 +174,15 @@ describe('message encoding', () => {
 
   it('the binary layout of the hot messages: any byte changed, cut or added is refused as malformed or decodes to a valid message', () => {
     const hot = fc.oneof(
-      fc.record({ kind: fc.constant('syncWrite' as const), updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
-      fc.record({ kind: fc.constant('syncWriteAck' as const), updateNumber: u }),
-      fc.record({ kind: fc.constant('syncWriteBatch' as const), entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
-      fc.record({ kind: fc.constant('pullEntries' as const), entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
+      fc.record({ kind: fc.constant('syncWrite' as const), epoch, updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
+      fc.record({ kind: fc.constant('syncWriteAck' as const), epoch, updateNumber: u }),
+      fc.record({ kind: fc.constant('syncWriteBatch' as const), epoch, entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
+      fc.record({ kind: fc.constant('pullEntries' as const), epoch, entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
     );
     fc.assert(
       fc.property(hot, fc.nat(), fc.integer({ min: 1, max: 255 }), fc.constantFrom('flip', 'cut', 'add'), (message, position, mask, how) => {
         const good = encodeMessage(message as Message);
-        expect(new DataView(good.buffer).getUint32(0, true)).toBe(0x31425354);
+        expect(new DataView(good.buffer).getUint32(0, true)).toBe(0x32425354);
         const at = position % good.length;
         const damaged =
           how === 'flip' ? good.map((b, i) => (i === at ? b ^ mask : b)) : how === 'cut' ? good.subarray(0, at) : new Uint8Array([...good, mask]);
@@ -194,22 +198,22 @@ describe('message encoding', () => {
       }),
       { numRuns: 2000 },
     );
-    const batch = encodeMessage({ kind: 'syncWriteBatch', entries: [{ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(3) }], restoredKnown: 0 });
+    const batch = encodeMessage({ kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(3) }], restoredKnown: 0 });
     const huge = batch.slice();
-    new DataView(huge.buffer).setUint32(16, batchItemsMax + 1, true);
+    new DataView(huge.buffer).setUint32(24, batchItemsMax + 1, true);
     expect(() => decodeMessage(huge)).toThrow(/items exceed/);
-    const empty = batch.slice(0, 20);
-    new DataView(empty.buffer).setUint32(16, 0, true);
+    const empty = batch.slice(0, 28);
+    new DataView(empty.buffer).setUint32(24, 0, true);
     expect(() => decodeMessage(empty)).toThrow(/at least one write/);
     const unsafe = batch.slice();
-    new DataView(unsafe.buffer).setUint32(12, 0xffffffff, true);
+    new DataView(unsafe.buffer).setUint32(20, 0xffffffff, true);
     expect(() => decodeMessage(unsafe)).toThrow(/safe integer/);
   });
 
   it('refuses an oversize message before reading it', () => {
     expect(() => decodeMessage(new Uint8Array(messageBytesMax + 1))).toThrow(/exceed messageBytesMax/);
     const huge: Message = {
-      kind: 'pullEntries',
+      kind: 'pullEntries', epoch: 1,
       entries: Array.from({ length: 5 }, (_, i) => ({ updateNumber: i + 1, volume: 0, offset: 0, data: new Uint8Array(4 * 1024 * 1024) })),
       servedAt: 0,
     };
@@ -217,24 +221,73 @@ describe('message encoding', () => {
   });
 });
 
+describe('the epoch every message carries', () => {
+  const binary: Message[] = [
+    { kind: 'syncWrite', epoch: 1, updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
+    { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 },
+    { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
+    { kind: 'pullEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 0 },
+  ];
+  const json: Message[] = [
+    { kind: 'epochNotice', epoch: 1 },
+    { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
+  ];
+
+  it('round-trips at its bounds, 1 and epochMax, in the binary and the JSON layouts', () => {
+    for (const message of [...binary, ...json]) {
+      for (const epoch of [1, 2, epochMax]) {
+        const decoded = decodeMessage(encodeMessage({ ...message, epoch }));
+        expect(decoded.kind).toBe(message.kind);
+        expect(decoded.epoch).toBe(epoch);
+      }
+    }
+  });
+
+  it('refuses an epoch below 1 or above epochMax, or missing, by its field, in both layouts', () => {
+    for (const message of [...binary, ...json]) {
+      for (const epoch of [0, -1, epochMax + 1, 1.5, '2']) {
+        expect(() => validateMessage({ ...message, epoch }), `${message.kind} epoch ${epoch}`).toThrow(new RegExp(`${message.kind}\\.epoch`));
+      }
+      const { epoch: _dropped, ...missing } = message;
+      expect(() => validateMessage(missing), `${message.kind} without an epoch`).toThrow(/epoch: missing/);
+    }
+    // The binary layout: the u64 at offset 8 is the epoch; 0 and past 2^53 are refused.
+    for (const message of binary) {
+      const zero = encodeMessage(message).slice();
+      new DataView(zero.buffer).setUint32(8, 0, true);
+      expect(() => decodeMessage(zero), message.kind).toThrow(/epoch/);
+      const unsafe = encodeMessage(message).slice();
+      new DataView(unsafe.buffer).setUint32(12, 0x00200000, true);
+      expect(() => decodeMessage(unsafe), message.kind).toThrow(/epoch: must be a safe integer/);
+    }
+  });
+
+  it('refuses the layout before epochs (magic TSB1) as malformed', () => {
+    const old = encodeMessage(binary[1] as Message).slice();
+    new DataView(old.buffer).setUint32(0, 0x31425354, true);
+    expect(() => decodeMessage(old)).toThrow(/magic/);
+  });
+});
+
 describe('message validation, field by field', () => {
   const samples: Message[] = [
-    { kind: 'syncWrite', updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
-    { kind: 'syncWriteAck', updateNumber: 3 },
-    { kind: 'syncWriteBatch', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
-    { kind: 'pullRequest', received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
-    { kind: 'pullEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 1764672000123.25 },
-    { kind: 'judgeRequest', purpose: 'failover', received: 4 },
-    { kind: 'verdict', purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
-    { kind: 'deltaResyncRequest', received: 4, entriesMax: 2, bytesMax: 1000 },
-    { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], sourceLast: 5, final: true },
-    { kind: 'deltaResyncAck', restored: 5, final: false },
-    { kind: 'deltaResyncRefused', received: 1, journalFirst: 4, sourceLast: 6 },
-    { kind: 'pullRefused', received: 1, journalFirst: 4 },
-    { kind: 'fullCopyRequest' },
-    { kind: 'resyncRequest', changed: [new Uint8Array(1)] },
-    { kind: 'copyBlocks', purpose: 'resync', blocks: [{ volume: 0, offset: 0, data: new Uint8Array(8) }], final: true, sourceLast: 3, restoredKnown: 1 },
-    { kind: 'copyAck', purpose: 'fullCopy', final: true },
+    { kind: 'syncWrite', epoch: 1, updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
+    { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 },
+    { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
+    { kind: 'pullRequest', epoch: 1, received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
+    { kind: 'pullEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 1764672000123.25 },
+    { kind: 'judgeRequest', epoch: 1, purpose: 'failover', received: 4 },
+    { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
+    { kind: 'deltaResyncRequest', epoch: 1, received: 4, entriesMax: 2, bytesMax: 1000 },
+    { kind: 'deltaResyncEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], sourceLast: 5, final: true },
+    { kind: 'deltaResyncAck', epoch: 1, restored: 5, final: false },
+    { kind: 'deltaResyncRefused', epoch: 1, received: 1, journalFirst: 4, sourceLast: 6 },
+    { kind: 'pullRefused', epoch: 1, received: 1, journalFirst: 4 },
+    { kind: 'fullCopyRequest', epoch: 1 },
+    { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(1)] },
+    { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks: [{ volume: 0, offset: 0, data: new Uint8Array(8) }], final: true, sourceLast: 3, restoredKnown: 1 },
+    { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: true },
+    { kind: 'epochNotice', epoch: 7 },
   ];
 
   it('accepts every sample', () => {
@@ -274,14 +327,14 @@ describe('message validation, field by field', () => {
   it('refuses an unknown kind, a non-object, a gap in a batch, restored beyond received, a final batch short of sourceLast', () => {
     expect(() => validateMessage({ kind: 'launchMissiles' })).toThrow(/kind/);
     expect(() => validateMessage('syncWrite')).toThrow(MalformedMessageError);
-    const gap = { kind: 'pullEntries', entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })), servedAt: 0 };
+    const gap = { kind: 'pullEntries', epoch: 1, entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })), servedAt: 0 };
     expect(() => validateMessage(gap)).toThrow(/without a gap/);
-    expect(() => validateMessage({ kind: 'pullRequest', received: 1, restored: 2, entriesMax: 1, bytesMax: 1 })).toThrow(/P2/);
-    const short = { kind: 'deltaResyncEntries', entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(1) }], sourceLast: 6, final: true };
+    expect(() => validateMessage({ kind: 'pullRequest', epoch: 1, received: 1, restored: 2, entriesMax: 1, bytesMax: 1 })).toThrow(/P2/);
+    const short = { kind: 'deltaResyncEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(1) }], sourceLast: 6, final: true };
     expect(() => validateMessage(short)).toThrow(/final/);
-    expect(() => validateMessage({ kind: 'pullEntries', entries: Array.from({ length: batchItemsMax + 1 }, () => ({})), servedAt: 0 })).toThrow(/exceed/);
-    expect(() => validateMessage({ kind: 'pullEntries', entries: [], servedAt: -1 })).toThrow(/servedAt/);
-    expect(() => validateMessage({ kind: 'pullEntries', entries: [], servedAt: Number.POSITIVE_INFINITY })).toThrow(/servedAt/);
+    expect(() => validateMessage({ kind: 'pullEntries', epoch: 1, entries: Array.from({ length: batchItemsMax + 1 }, () => ({})), servedAt: 0 })).toThrow(/exceed/);
+    expect(() => validateMessage({ kind: 'pullEntries', epoch: 1, entries: [], servedAt: -1 })).toThrow(/servedAt/);
+    expect(() => validateMessage({ kind: 'pullEntries', epoch: 1, entries: [], servedAt: Number.POSITIVE_INFINITY })).toThrow(/servedAt/);
   });
 });
 
@@ -317,46 +370,46 @@ describe('a site receiving untrusted input', () => {
     const before = cluster.observe();
     const wire = (message: Message): Uint8Array => encodeMessage(message);
     const cases: [string, 1 | 2 | 3, 1 | 2 | 3, Message][] = [
-      ['any well-formed message to its sender', 3, 3, { kind: 'fullCopyRequest' }],
-      ['sync write from site 3', 3, 2, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
-      ['sync write to the primary', 2, 1, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
-      ['acknowledgement of nothing in flight', 2, 1, { kind: 'syncWriteAck', updateNumber: 3 }],
-      ['pull served by the secondary', 3, 2, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['pull entries from the secondary', 2, 3, { kind: 'pullEntries', entries: [], servedAt: 0 }],
-      ['copy blocks with no copy under way', 1, 3, { kind: 'copyBlocks', purpose: 'fullCopy', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
-      ['resync blocks with no resync under way', 1, 2, { kind: 'copyBlocks', purpose: 'resync', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
-      ['copy acknowledgement with no copy', 3, 1, { kind: 'copyAck', purpose: 'fullCopy', final: true }],
-      ['delta entries not asked for', 1, 3, { kind: 'deltaResyncEntries', entries: [], sourceLast: 3, final: true }],
-      ['delta acknowledgement with no delta resync', 3, 1, { kind: 'deltaResyncAck', restored: 3, final: true }],
-      ['resync request from the primary', 1, 2, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
-      ['judge request from a sync member', 1, 2, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
-      ['verdict to a sync member', 3, 1, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      ['any well-formed message to its sender', 3, 3, { kind: 'fullCopyRequest', epoch: 1 }],
+      ['sync write from site 3', 3, 2, { kind: 'syncWrite', epoch: 1, updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['sync write to the primary', 2, 1, { kind: 'syncWrite', epoch: 1, updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['acknowledgement of nothing in flight', 2, 1, { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 }],
+      ['pull served by the secondary', 3, 2, { kind: 'pullRequest', epoch: 1, received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull entries from the secondary', 2, 3, { kind: 'pullEntries', epoch: 1, entries: [], servedAt: 0 }],
+      ['copy blocks with no copy under way', 1, 3, { kind: 'copyBlocks', epoch: 1, purpose: 'fullCopy', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
+      ['resync blocks with no resync under way', 1, 2, { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
+      ['copy acknowledgement with no copy', 3, 1, { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: true }],
+      ['delta entries not asked for', 1, 3, { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 3, final: true }],
+      ['delta acknowledgement with no delta resync', 3, 1, { kind: 'deltaResyncAck', epoch: 1, restored: 3, final: true }],
+      ['resync request from the primary', 1, 2, { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['judge request from a sync member', 1, 2, { kind: 'judgeRequest', epoch: 1, purpose: 'reattach', received: 0 }],
+      ['verdict to a sync member', 3, 1, { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
       // One row per condition of each handler's guard: the wrong receiver, the wrong sender, the wrong role.
-      ['sync write to site 3', 1, 3, { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
-      ['sync write batch to site 3', 1, 3, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
-      ['sync write batch from site 3', 3, 2, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
-      ['sync write batch to the primary', 2, 1, { kind: 'syncWriteBatch', entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
-      ['acknowledgement to site 3', 1, 3, { kind: 'syncWriteAck', updateNumber: 3 }],
-      ['acknowledgement from site 3', 3, 1, { kind: 'syncWriteAck', updateNumber: 3 }],
-      ['acknowledgement to the secondary', 1, 2, { kind: 'syncWriteAck', updateNumber: 3 }],
-      ['pull request to site 3', 1, 3, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['pull request from a sync member', 2, 1, { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['pull entries to a sync member', 1, 2, { kind: 'pullEntries', entries: [], servedAt: 0 }],
-      ['judge request to site 3', 1, 3, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
-      ['verdict between sync members', 1, 2, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
-      ['delta resync request to site 3', 1, 3, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['delta resync request from a sync member', 2, 1, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['delta resync request to the secondary', 3, 2, { kind: 'deltaResyncRequest', received: 0, entriesMax: 1, bytesMax: 100000 }],
-      ['full copy request from a sync member', 2, 1, { kind: 'fullCopyRequest' }],
-      ['full copy request to the secondary', 3, 2, { kind: 'fullCopyRequest' }],
-      ['resync request from site 3', 3, 1, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
-      ['resync request to the secondary', 1, 2, { kind: 'resyncRequest', changed: [new Uint8Array(1), new Uint8Array(1)] }],
-      ['delta entries from a sync member that is not the source', 2, 3, { kind: 'deltaResyncEntries', entries: [], sourceLast: 3, final: true }],
-      ['delta refusal with no delta resync', 1, 3, { kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 3 }],
-      ['pull refusal from a sync member that is not the source', 2, 3, { kind: 'pullRefused', received: 2, journalFirst: 1 }],
-      ['verdict from site 3 to itself', 3, 3, { kind: 'verdict', purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
-      ['judge request from site 3 to itself', 3, 3, { kind: 'judgeRequest', purpose: 'reattach', received: 0 }],
-      ['pull refusal to a sync member, naming its last', 1, 2, { kind: 'pullRefused', received: 3, journalFirst: 1 }],
+      ['sync write to site 3', 1, 3, { kind: 'syncWrite', epoch: 1, updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 }],
+      ['sync write batch to site 3', 1, 3, { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['sync write batch from site 3', 3, 2, { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['sync write batch to the primary', 2, 1, { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096) }], restoredKnown: 0 }],
+      ['acknowledgement to site 3', 1, 3, { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 }],
+      ['acknowledgement from site 3', 3, 1, { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 }],
+      ['acknowledgement to the secondary', 1, 2, { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 }],
+      ['pull request to site 3', 1, 3, { kind: 'pullRequest', epoch: 1, received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull request from a sync member', 2, 1, { kind: 'pullRequest', epoch: 1, received: 0, restored: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['pull entries to a sync member', 1, 2, { kind: 'pullEntries', epoch: 1, entries: [], servedAt: 0 }],
+      ['judge request to site 3', 1, 3, { kind: 'judgeRequest', epoch: 1, purpose: 'reattach', received: 0 }],
+      ['verdict between sync members', 1, 2, { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      ['delta resync request to site 3', 1, 3, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['delta resync request from a sync member', 2, 1, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['delta resync request to the secondary', 3, 2, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 1, bytesMax: 100000 }],
+      ['full copy request from a sync member', 2, 1, { kind: 'fullCopyRequest', epoch: 1 }],
+      ['full copy request to the secondary', 3, 2, { kind: 'fullCopyRequest', epoch: 1 }],
+      ['resync request from site 3', 3, 1, { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['resync request to the secondary', 1, 2, { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(1), new Uint8Array(1)] }],
+      ['delta entries from a sync member that is not the source', 2, 3, { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 3, final: true }],
+      ['delta refusal with no delta resync', 1, 3, { kind: 'deltaResyncRefused', epoch: 1, received: 0, journalFirst: 1, sourceLast: 3 }],
+      ['pull refusal from a sync member that is not the source', 2, 3, { kind: 'pullRefused', epoch: 1, received: 2, journalFirst: 1 }],
+      ['verdict from site 3 to itself', 3, 3, { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
+      ['judge request from site 3 to itself', 3, 3, { kind: 'judgeRequest', epoch: 1, purpose: 'reattach', received: 0 }],
+      ['pull refusal to a sync member, naming its last', 1, 2, { kind: 'pullRefused', epoch: 1, received: 3, journalFirst: 1 }],
     ];
     for (const [name, from, to, message] of cases) {
       // Refused by the guard that names what is out of context: the site changes nothing and says why.
@@ -370,7 +423,7 @@ describe('a site receiving untrusted input', () => {
     // A failed site handles nothing, in context or not.
     cluster.failSite(2);
     const failed = cluster.observe();
-    const write: Message = { kind: 'syncWrite', updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 };
+    const write: Message = { kind: 'syncWrite', epoch: 1, updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 };
     expect(() => cluster.site(2).handle({ from: 1, to: 2, message: write })).toThrow(/the site is failed/);
     expect(cluster.observe()).toEqual(failed);
   });
@@ -379,7 +432,7 @@ describe('a site receiving untrusted input', () => {
     const cluster = busyCluster();
     const before = cluster.observe();
     const write = (updateNumber: number, volume = 0, offset = 0): Uint8Array =>
-      encodeMessage({ kind: 'syncWrite', updateNumber, volume, offset, data: new Uint8Array(4096).fill(7), restoredKnown: 0 });
+      encodeMessage({ kind: 'syncWrite', epoch: 1, updateNumber, volume, offset, data: new Uint8Array(4096).fill(7), restoredKnown: 0 });
     expect(() => cluster.deliverBytes(1, 2, write(3))).toThrow(OutOfOrderError);
     expect(() => cluster.deliverBytes(1, 2, write(5))).toThrow(OutOfOrderError);
     expect(() => cluster.deliverBytes(1, 2, write(4, 2))).toThrow(/no volume 2/);
@@ -393,7 +446,7 @@ describe('a site receiving untrusted input', () => {
     expect(before.sites[3].received).toBe(2);
     const entriesFrom = (first: number, count: number): Uint8Array =>
       encodeMessage({
-        kind: 'pullEntries',
+        kind: 'pullEntries', epoch: 1,
         entries: Array.from({ length: count }, (_, i) => ({ updateNumber: first + i, volume: 0, offset: 0, data: new Uint8Array(4096) })),
         servedAt: 0,
       });

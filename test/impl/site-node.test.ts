@@ -3,7 +3,8 @@
  * in-memory network that delivers frames in order and reports connections going up and down as a real one
  * does, driven through the operator's control-port client. The patent's story end to end (site 1 crashes,
  * failover with delta resync, host 2 writes, site 1 returns, resync, reversed writes, failback), with volume
- * bytes compared; then each local rule and each refusal on its own.
+ * bytes compared; then each local rule and each refusal on its own; then epochs: a primary that missed its
+ * demotion is deposed by the new primary's announcement and its old-epoch write is refused.
  */
 import { describe, expect, it } from 'vitest';
 import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
@@ -310,7 +311,7 @@ describe('site nodes: local rules', () => {
     expect(saves.length).toBe(afterSuspend + 1);
     // A trim (site 3's progress) that would discard an entry of an unsaved write saves first.
     await node.hostWrite(0, 7 * blockBytes, block(7));
-    site.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 9, restored: 9, entriesMax: 0, bytesMax: 0 } });
+    site.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 9, restored: 9, entriesMax: 0, bytesMax: 0 } });
     expect(saves.length).toBe(afterSuspend + 2);
     expect(saves.at(-1)!.changed[0]![0]).toBe(0b10011111);
     expect(site.journal.first).toBe(10);
@@ -374,7 +375,7 @@ describe('site nodes: local rules', () => {
     expect(d.nodes[2].site.last).toBe(1);
     // A well-formed message the site does not take now is dropped, not acted on.
     const after = state(d.nodes[2]);
-    d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', updateNumber: 9 }));
+    d.nodes[2].onFrame(1, encodeMessage({ kind: 'syncWriteAck', epoch: 1, updateNumber: 9 }));
     expect(d.nodes[2].refused.get('syncWriteAck')).toBe(1);
     expect(state(d.nodes[2])).toBe(after);
   });
@@ -677,5 +678,48 @@ describe('journal inflow control (UR inflow control, SRDF/A write pacing)', () =
     const off = await pastHighWater({});
     expect(await off.nodes[1].hostWrite(0, 0, block(0x99))).toEqual({ updateNumber: 9, alone: false });
     expect(off.nodes[1].status(false).inflow).toBeNull();
+  });
+});
+
+describe('site nodes: epochs', () => {
+  it('a primary the operator could not reach learns the promotion its peers announce, fails its write in flight as deposed, and its old-epoch write is refused', async () => {
+    const d = deploy('keepWriting');
+    const { nodes, operator, net } = d;
+    expect(await nodes[1].hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: false });
+    // Site 1 takes a write and sends it; the frame is still on its way (held here) when the operator, which
+    // cannot reach site 1's control port, fails over to site 2. Site 1 stays on the network.
+    const inFlight = nodes[1].hostWrite(0, blockBytes, block(2)).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    const held = net.queue.splice(0);
+    expect(held.map((frame) => frame.from)).toEqual([1]);
+    d.crashed.add(1);
+    await operator.failover(false);
+    await settle();
+    // Sites 2 and 3 announced epoch 2 when they took it; site 1 heard it: deposed, its write failed, never acknowledged.
+    expect(await inFlight).toMatchObject({ code: 'NotWritable', reason: 'deposed', epoch: 2 });
+    expect(nodes[1].site.deposedBy).toBe(2);
+    expect(() => nodes[1].hostWrite(0, 0, block(3))).toThrow(/deposed: epoch 2/);
+    expect(nodes[1].acceptsHostWrites()).toBe(false);
+    expect(nodes[1].status(false)).toMatchObject({ epoch: 2, deposedBy: 2, role: 'secondary' });
+    // The old-epoch sync write arrives at last: refused by epoch, nothing journaled, counted, answered.
+    const last = nodes[2].site.last;
+    net.queue.push(...held);
+    net.deliverAll();
+    expect(nodes[2].site.last).toBe(last);
+    expect(nodes[2].status(false).staleEpochRefused).toBe(1);
+    expect(net.log.join('\n')).toMatch(/site 2: site 2 refuses syncWrite from site 1: its epoch 1 is lower than 2: nothing of it applied; answered with epoch 2/);
+    // An operator step with an epoch lower than a site's is refused (the operator's view was stale).
+    await expect(operator.clients[2].setRole('primary', 'suspended', false, 1)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(operator.clients[3].attach(2, 'copying', null, 1)).rejects.toMatchObject({ code: 'NotAllowed' });
+    // The operator's ordinary steps bring site 1 back: fail, recover (with the epoch), resync.
+    d.crashed.delete(1);
+    await operator.fail(1);
+    await operator.recover(1);
+    expect(nodes[1].site.deposedBy).toBeNull();
+    await operator.resync(1);
+    expect(nodes[1].site.digest()).toBe(nodes[2].site.digest());
+    expect([1, 2, 3].map((id) => nodes[id as SiteId].site.epoch)).toEqual([2, 2, 2]);
   });
 });

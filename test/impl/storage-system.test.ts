@@ -98,7 +98,7 @@ function sent<K extends Message['kind']>(site: StorageSystem, message: Message, 
 
 /** The update numbers a pull with this room receives from `source` (site 3 received and restored nothing). */
 function pulled(source: StorageSystem, entriesMax: number, bytesMax: number): number[] {
-  const answer: PullEntriesMessage = sent(source, { kind: 'pullRequest', received: 0, restored: 0, entriesMax, bytesMax }, 'pullEntries');
+  const answer: PullEntriesMessage = sent(source, { kind: 'pullRequest', epoch: 1, received: 0, restored: 0, entriesMax, bytesMax }, 'pullEntries');
   return answer.entries.map((entry) => entry.updateNumber);
 }
 
@@ -106,14 +106,14 @@ function pulled(source: StorageSystem, entriesMax: number, bytesMax: number): nu
 function deltaBatches(source: StorageSystem, entriesMax: number, bytesMax: number): { sizes: number[]; finals: boolean[] } {
   const sizes: number[] = [];
   const finals: boolean[] = [];
-  let batch: DeltaResyncEntriesMessage = sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax, bytesMax }, 'deltaResyncEntries');
+  let batch: DeltaResyncEntriesMessage = sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax, bytesMax }, 'deltaResyncEntries');
   let restored = 0;
   for (;;) {
     sizes.push(batch.entries.length);
     finals.push(batch.final);
     expect(batch.entries.map((entry) => entry.updateNumber)).toEqual(batch.entries.map((_, i) => restored + 1 + i));
     restored += batch.entries.length;
-    const ack = { kind: 'deltaResyncAck', restored, final: batch.final } as const;
+    const ack = { kind: 'deltaResyncAck', epoch: 1, restored, final: batch.final } as const;
     if (batch.final) {
       expect(source.handle({ from: 3, to: 1, message: ack }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: source.last }]);
       return { sizes, finals };
@@ -163,8 +163,8 @@ describe('a delta resync sends every entry, batch by batch, within the room and 
 
   it('a site 3 that is already current gets one empty final batch', () => {
     const source = sourceWith(2, dataBytes);
-    const batch = sent(source, { kind: 'deltaResyncRequest', received: 2, entriesMax: 8, bytesMax: 64 * one }, 'deltaResyncEntries');
-    expect(batch).toEqual({ kind: 'deltaResyncEntries', entries: [], sourceLast: 2, final: true });
+    const batch = sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 2, entriesMax: 8, bytesMax: 64 * one }, 'deltaResyncEntries');
+    expect(batch).toEqual({ kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 2, final: true });
   });
 });
 
@@ -225,7 +225,7 @@ describe('host writes in a batch: one journal write, one message, one answer (cl
   const writes = (first: number, count: number) =>
     Array.from({ length: count }, (_, i) => ({ writeId: first + i, volume: 0, offset: ((first + i) % 16) * blockBytes, data: filled(blockBytes, first + i) }));
   const batch = (first: number, count: number, restoredKnown: number): SyncWriteBatchMessage => ({
-    kind: 'syncWriteBatch',
+    kind: 'syncWriteBatch', epoch: 1,
     entries: Array.from({ length: count }, (_, i) => ({ updateNumber: first + i, volume: 0, offset: i * blockBytes, data: filled(blockBytes, first + i) })),
     restoredKnown,
   });
@@ -240,7 +240,7 @@ describe('host writes in a batch: one journal write, one message, one answer (cl
     expect(message.entries.map((entry) => entry.updateNumber)).toEqual([1, 2, 3]);
     expect(primary.inFlightWrites).toBe(3);
     const answer = secondary.handle(out.send[0] as SiteEnvelope);
-    expect(answer).toEqual({ send: [{ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 3 } }], notes: [] });
+    expect(answer).toEqual({ send: [{ from: 2, to: 1, message: { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 } }], notes: [] });
     expect(secondary.last).toBe(3);
     expect(secondary.digest()).toBe(primary.digest());
     const acked = primary.handle(answer.send[0] as SiteEnvelope).notes;
@@ -262,7 +262,7 @@ describe('host writes in a batch: one journal write, one message, one answer (cl
     expect([primary.journal.first, primary.journal.last]).toEqual([5, 6]);
     const answer = secondary.handle(out.send[0] as SiteEnvelope);
     expect(answer.notes).toEqual([{ kind: 'journalOverflow', site: 2, updateNumber: 5 }]);
-    expect(answer.send[0]?.message).toEqual({ kind: 'syncWriteAck', updateNumber: 6 });
+    expect(answer.send[0]?.message).toEqual({ kind: 'syncWriteAck', epoch: 1, updateNumber: 6 });
     expect([secondary.journal.first, secondary.journal.last]).toEqual([5, 6]);
     expect(secondary.digest()).toBe(primary.digest());
   });
@@ -275,7 +275,7 @@ describe('host writes in a batch: one journal write, one message, one answer (cl
     expect([secondary.knownRestored, secondary.journal.first, secondary.journal.last]).toEqual([2, 3, 5]);
     secondary.handle({ from: 1, to: 2, message: batch(6, 1, 1) });
     expect([secondary.knownRestored, secondary.journal.first]).toEqual([2, 3]);
-    const write = (updateNumber: number, restoredKnown: number): Message => ({ kind: 'syncWrite', updateNumber, volume: 0, offset: 0, data: filled(blockBytes, 1), restoredKnown });
+    const write = (updateNumber: number, restoredKnown: number): Message => ({ kind: 'syncWrite', epoch: 1, updateNumber, volume: 0, offset: 0, data: filled(blockBytes, 1), restoredKnown });
     secondary.handle({ from: 1, to: 2, message: write(7, 1) });
     expect([secondary.knownRestored, secondary.journal.first]).toEqual([2, 3]);
     secondary.handle({ from: 1, to: 2, message: write(8, 4) });
@@ -321,9 +321,9 @@ describe('flushEachWrite: the journal and the volumes are durable before a write
       primary.handle(secondary.handle(two.send[0] as SiteEnvelope).send[0] as SiteEnvelope);
       expect([journalFlushes(secondary), volumeFlushes(secondary)]).toEqual([2 * n, [n, 2 * n]]);
       // Site 3: an empty pull answer flushes nothing; pulled entries are flushed; a restore flushes the volumes.
-      three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [], servedAt: 0 } });
+      three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries: [], servedAt: 0 } });
       expect(journalFlushes(three)).toBe(0);
-      const entries = primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 0, entriesMax: 8, bytesMax: 1 << 20 } }).send[0];
+      const entries = primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 0, restored: 0, entriesMax: 8, bytesMax: 1 << 20 } }).send[0];
       three.handle(entries as SiteEnvelope);
       expect([three.received, journalFlushes(three), volumeFlushes(three)]).toEqual([3, n, [0, 0]]);
       expect(three.restore()).toBe(3);
@@ -358,13 +358,13 @@ describe('a source whose journal no longer covers site 3 says so instead of serv
   // Six writes into a journal of four entries: the fifth overflowed it, so it holds [5..6].
   const overflowed = (): StorageSystem => sourceWith(6, dataBytes, { entriesMax: 4, bytesMax: 1 << 20 });
   const pull = (source: StorageSystem, received: number): Message =>
-    sent(source, { kind: 'pullRequest', received, restored: 0, entriesMax: 8, bytesMax: 1 << 20 }, source.journal.covers(received) || received >= source.last ? 'pullEntries' : 'pullRefused');
+    sent(source, { kind: 'pullRequest', epoch: 1, received, restored: 0, entriesMax: 8, bytesMax: 1 << 20 }, source.journal.covers(received) || received >= source.last ? 'pullEntries' : 'pullRefused');
 
   it('a pull below the journal is refused with its first update number; one it covers is served; one past its last gets nothing', () => {
     const source = overflowed();
     expect([source.journal.first, source.journal.last]).toEqual([5, 6]);
-    expect(pull(source, 2)).toEqual({ kind: 'pullRefused', received: 2, journalFirst: 5 });
-    expect(pull(source, 3)).toEqual({ kind: 'pullRefused', received: 3, journalFirst: 5 });
+    expect(pull(source, 2)).toEqual({ kind: 'pullRefused', epoch: 1, received: 2, journalFirst: 5 });
+    expect(pull(source, 3)).toEqual({ kind: 'pullRefused', epoch: 1, received: 3, journalFirst: 5 });
     expect((pull(source, 4) as PullEntriesMessage).entries.map((entry) => entry.updateNumber)).toEqual([5, 6]);
     expect((pull(source, 6) as PullEntriesMessage).entries).toEqual([]);
     expect((pull(source, 9) as PullEntriesMessage).entries).toEqual([]);
@@ -372,12 +372,12 @@ describe('a source whose journal no longer covers site 3 says so instead of serv
 
   it('a delta resync is refused when the journal does not cover site 3, or while writes are in flight', () => {
     const source = overflowed();
-    const request = (received: number): Message => ({ kind: 'deltaResyncRequest', received, entriesMax: 8, bytesMax: 1 << 20 });
-    expect(sent(source, request(3), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', received: 3, journalFirst: 5, sourceLast: 6 });
+    const request = (received: number): Message => ({ kind: 'deltaResyncRequest', epoch: 1, received, entriesMax: 8, bytesMax: 1 << 20 });
+    expect(sent(source, request(3), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', epoch: 1, received: 3, journalFirst: 5, sourceLast: 6 });
     expect(source.busy).toBe(false);
     const inSync = makeSite(1, 4 * blockBytes);
     inSync.hostWrite(1, 0, 0, filled(blockBytes, 1));
-    expect(sent(inSync, request(0), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 1 });
+    expect(sent(inSync, request(0), 'deltaResyncRefused')).toEqual({ kind: 'deltaResyncRefused', epoch: 1, received: 0, journalFirst: 1, sourceLast: 1 });
     expect(inSync.busy).toBe(false);
   });
 
@@ -386,27 +386,27 @@ describe('a source whose journal no longer covers site 3 says so instead of serv
     expect(three.busy).toBe(false);
     three.requestDeltaResync(8);
     expect(three.busy).toBe(true);
-    const out = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncRefused', received: 0, journalFirst: 5, sourceLast: 6 } });
+    const out = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncRefused', epoch: 1, received: 0, journalFirst: 5, sourceLast: 6 } });
     expect(out).toEqual({ send: [], notes: [{ kind: 'deltaResyncRefused', received: 0, journalFirst: 5 }] });
     expect(three.busy).toBe(false);
-    const error = thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', received: 1, journalFirst: 5 } }));
+    const error = thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', epoch: 1, received: 1, journalFirst: 5 } }));
     expect(error).toMatchObject({ kind: 'pullRefused', expected: 0, got: 1 });
     expect(error).toBeInstanceOf(OutOfOrderError);
-    expect(three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', received: 0, journalFirst: 5 } }).notes).toEqual([
+    expect(three.handle({ from: 1, to: 3, message: { kind: 'pullRefused', epoch: 1, received: 0, journalFirst: 5 } }).notes).toEqual([
       { kind: 'pullRefused', received: 0, journalFirst: 5 },
     ]);
   });
 
   it("a delta acknowledgement must name the last update number sent; the source is busy until the final one", () => {
     const source = sourceWith(4, dataBytes);
-    sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
+    sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
     expect(source.busy).toBe(true);
-    const error = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', restored: 3, final: false } }));
+    const error = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, restored: 3, final: false } }));
     expect(error).toBeInstanceOf(OutOfOrderError);
     expect(error).toMatchObject({ kind: 'deltaResyncAck', expected: 2, got: 3 });
-    const last = sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries');
+    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries');
     expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
-    expect(source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', restored: 4, final: true } }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: 4 }]);
+    expect(source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, restored: 4, final: true } }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: 4 }]);
     expect(source.busy).toBe(false);
   });
 });
@@ -445,7 +445,7 @@ describe('copies: batches of whole blocks, well-formed requests (claims 29-31)',
 
   it('a resync request carries one bitmap per volume of the right size; copied blocks are whole blocks', () => {
     const primary = makeSite(1, 16 * blockBytes, { volumeCount: 2 });
-    const resync = (changed: Uint8Array[]) => thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'resyncRequest', changed } }));
+    const resync = (changed: Uint8Array[]) => thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'resyncRequest', epoch: 1, changed } }));
     expect(resync([new Uint8Array(2)])).toMatchObject({ field: 'resyncRequest.changed' });
     expect(resync([new Uint8Array(2), new Uint8Array(3)])).toMatchObject({ field: 'resyncRequest.changed[1]' });
     expect(resync([new Uint8Array(2)])).toBeInstanceOf(MalformedMessageError);
@@ -454,7 +454,7 @@ describe('copies: batches of whole blocks, well-formed requests (claims 29-31)',
     secondary.requestResync();
     expect(secondary.busy).toBe(true);
     const copy = (blocks: CopyBlocksMessage['blocks']) =>
-      thrown(() => secondary.handle({ from: 1, to: 2, message: { kind: 'copyBlocks', purpose: 'resync', blocks, final: true, sourceLast: 0, restoredKnown: 0 } }));
+      thrown(() => secondary.handle({ from: 1, to: 2, message: { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks, final: true, sourceLast: 0, restoredKnown: 0 } }));
     const whole = { volume: 0, offset: 0, data: filled(blockBytes, 1) };
     expect(copy([whole, { volume: 1, offset: 100, data: filled(blockBytes, 1) }])).toMatchObject({ field: 'copyBlocks.blocks[1]' });
     expect(copy([{ volume: 0, offset: blockBytes, data: filled(blockBytes - 1, 1) }])).toMatchObject({ field: 'copyBlocks.blocks[0]' });
@@ -466,7 +466,7 @@ describe('copies: batches of whole blocks, well-formed requests (claims 29-31)',
   it('site 3 keeps the last verdict it received', () => {
     const three = makeSite(3, 4 * blockBytes);
     expect(three.lastVerdict).toBeNull();
-    const verdict: Message = { kind: 'verdict', purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 0, sourceLast: 3 };
+    const verdict: Message = { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 0, sourceLast: 3 };
     three.handle({ from: 1, to: 3, message: verdict });
     expect(three.lastVerdict).toEqual(verdict);
   });
@@ -480,16 +480,16 @@ describe('messages out of context in the middle of a session are refused, and th
 
   it('during a delta resync: an acknowledgement not from site 3; at site 3, entries or a refusal not from its source', () => {
     const source = sourceWith(4, 1000);
-    sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
-    unexpected(source, 2, { kind: 'deltaResyncAck', restored: 2, final: false });
-    expect(sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries').entries).toHaveLength(2);
+    sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
+    unexpected(source, 2, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false });
+    expect(sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries').entries).toHaveLength(2);
     const three = makeSite(3, 4 * blockBytes);
     three.requestDeltaResync(8);
-    unexpected(three, 2, { kind: 'deltaResyncRefused', received: 0, journalFirst: 1, sourceLast: 1 });
-    unexpected(three, 2, { kind: 'deltaResyncEntries', entries: [], sourceLast: 0, final: true });
+    unexpected(three, 2, { kind: 'deltaResyncRefused', epoch: 1, received: 0, journalFirst: 1, sourceLast: 1 });
+    unexpected(three, 2, { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 0, final: true });
     expect(three.busy).toBe(true);
-    expect(three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [], sourceLast: 0, final: true } }).send[0]?.message).toEqual({
-      kind: 'deltaResyncAck',
+    expect(three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 0, final: true } }).send[0]?.message).toEqual({
+      kind: 'deltaResyncAck', epoch: 1,
       restored: 0,
       final: true,
     });
@@ -502,11 +502,11 @@ describe('messages out of context in the middle of a session are refused, and th
     const three = makeSite(3, volumeBytes);
     const first = source.handle(three.requestFullCopy().send[0] as SiteEnvelope).send[0] as SiteEnvelope;
     expect((first.message as CopyBlocksMessage).final).toBe(false);
-    unexpected(source, 3, { kind: 'fullCopyRequest' });
-    unexpected(source, 2, { kind: 'resyncRequest', changed: [new Uint8Array(Math.ceil(volumeBytes / blockBytes / 8))] });
-    unexpected(source, 3, { kind: 'copyAck', purpose: 'resync', final: false });
-    unexpected(source, 2, { kind: 'copyAck', purpose: 'fullCopy', final: false });
-    const early = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'copyAck', purpose: 'fullCopy', final: true } }));
+    unexpected(source, 3, { kind: 'fullCopyRequest', epoch: 1 });
+    unexpected(source, 2, { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(Math.ceil(volumeBytes / blockBytes / 8))] });
+    unexpected(source, 3, { kind: 'copyAck', epoch: 1, purpose: 'resync', final: false });
+    unexpected(source, 2, { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: false });
+    const early = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: true } }));
     expect(early).toBeInstanceOf(OutOfOrderError);
     expect(early).toMatchObject({ expected: 0, got: 1 });
     // Site 3 takes the copy only from its source and for the purpose it asked.
@@ -532,10 +532,10 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
   it("site 3 asks for as many entries and bytes as its journal has room for, and at least one entry per delta batch", () => {
     const three = makeSite(3, 16 * blockBytes, { journal: { entriesMax: 8, bytesMax: 10 * (blockBytes + 36) } });
     const entries = [1, 2, 3].map((u) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) }));
-    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries, servedAt: 0 } });
-    expect(three.requestPull(100).send[0]?.message).toEqual({ kind: 'pullRequest', received: 3, restored: 0, entriesMax: 5, bytesMax: 7 * (blockBytes + 36) });
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries, servedAt: 0 } });
+    expect(three.requestPull(100).send[0]?.message).toEqual({ kind: 'pullRequest', epoch: 1, received: 3, restored: 0, entriesMax: 5, bytesMax: 7 * (blockBytes + 36) });
     expect(three.requestPull(2).send[0]?.message).toMatchObject({ entriesMax: 2 });
-    expect(three.requestDeltaResync(6).send[0]?.message).toEqual({ kind: 'deltaResyncRequest', received: 3, entriesMax: 6, bytesMax: 10 * (blockBytes + 36) });
+    expect(three.requestDeltaResync(6).send[0]?.message).toEqual({ kind: 'deltaResyncRequest', epoch: 1, received: 3, entriesMax: 6, bytesMax: 10 * (blockBytes + 36) });
     expect(three.requestDeltaResync(0).send[0]?.message).toMatchObject({ entriesMax: 1 });
     expect(three.requestDeltaResync(100).send[0]?.message).toMatchObject({ entriesMax: 8 });
   });
@@ -544,24 +544,24 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     const room = 2 * (blockBytes + 36);
     const three = makeSite(3, 4 * blockBytes, { journal: { entriesMax: 8, bytesMax: room } });
     const entry = (u: number, offset = 0) => ({ updateNumber: u, volume: 0, offset, data: filled(blockBytes, u) });
-    const pull = (entries: ReturnType<typeof entry>[]) => thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries, servedAt: 0 } }));
+    const pull = (entries: ReturnType<typeof entry>[]) => thrown(() => three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries, servedAt: 0 } }));
     expect(pull([entry(5)])).toMatchObject({ kind: 'pullEntries', expected: 1, got: 5 });
     expect(pull([entry(1), entry(2, 4 * blockBytes)])).toMatchObject({ field: 'pullEntries.entries[1].offset' });
     expect(pull([entry(1), entry(2), entry(3)])).toBeInstanceOf(UnexpectedMessageError);
     expect(three.received).toBe(0);
-    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [entry(1), entry(2)], servedAt: 0 } });
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries: [entry(1), entry(2)], servedAt: 0 } });
     expect([three.received, three.journal.bytes]).toEqual([2, room]);
   });
 
   it('a delta batch is restored before it is journaled: it needs room in an empty journal, not beside what site 3 holds', () => {
     const three = makeSite(3, 8 * blockBytes, { journal: { entriesMax: 4, bytesMax: 1 << 20 } });
     const entry = (u: number) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) });
-    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', entries: [entry(1), entry(2), entry(3)], servedAt: 0 } });
+    three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries: [entry(1), entry(2), entry(3)], servedAt: 0 } });
     three.requestDeltaResync(8);
-    const ack = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [entry(4), entry(5)], sourceLast: 7, final: false } });
-    expect(ack.send[0]?.message).toEqual({ kind: 'deltaResyncAck', restored: 5, final: false });
+    const ack = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [entry(4), entry(5)], sourceLast: 7, final: false } });
+    expect(ack.send[0]?.message).toEqual({ kind: 'deltaResyncAck', epoch: 1, restored: 5, final: false });
     expect([three.received, three.restored, three.busy]).toEqual([5, 5, true]);
-    three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', entries: [entry(6), entry(7)], sourceLast: 7, final: true } });
+    three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [entry(6), entry(7)], sourceLast: 7, final: true } });
     expect([three.received, three.restored, three.busy]).toEqual([7, 7, false]);
     expect(three.read(0, 7 * blockBytes, 4)).toEqual(filled(4, 7));
   });
@@ -582,7 +582,7 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     primary.setSyncPair('suspended');
     secondary.setSyncPair('suspended');
     primary.hostWrite(1, 0, 3 * blockBytes, filled(blockBytes, 3));
-    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
+    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
     expect([primary.ackedAlone, primary.knownRestored]).toEqual([1, 1]);
     // The secondary wrote block 7 that the primary never had (its own record): the union copies it back.
     secondary.journal.append({ updateNumber: 1, volume: 0, offset: 7 * blockBytes, data: filled(blockBytes, 7) });
@@ -630,12 +630,12 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
 
   it('an acknowledgement names a write in flight; the refusal says which one was expected', () => {
     const primary = makeSite(1, 4 * blockBytes);
-    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }))).toMatchObject({ expected: 0, got: 1 });
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', epoch: 1, updateNumber: 1 } }))).toMatchObject({ expected: 0, got: 1 });
     primary.hostWrite(1, 0, 0, filled(blockBytes, 1));
     primary.hostWrite(2, 0, 0, filled(blockBytes, 2));
-    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 3 } }))).toMatchObject({ expected: 1, got: 3 });
-    expect(primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }).notes).toHaveLength(1);
-    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', updateNumber: 1 } }))).toMatchObject({ expected: 2, got: 1 });
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 } }))).toMatchObject({ expected: 1, got: 3 });
+    expect(primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', epoch: 1, updateNumber: 1 } }).notes).toHaveLength(1);
+    expect(thrown(() => primary.handle({ from: 2, to: 1, message: { kind: 'syncWriteAck', epoch: 1, updateNumber: 1 } }))).toMatchObject({ expected: 2, got: 1 });
     expect(primary.inFlightWrites).toBe(1);
   });
 
@@ -663,7 +663,7 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     const primary = makeSite(1, 16 * blockBytes, { saves });
     primary.setSyncPair('suspended');
     for (const block of [2, 3, 3, 9]) primary.hostWrite(block, 0, block * blockBytes, filled(blockBytes, block));
-    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
+    primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 0, restored: 1, entriesMax: 0, bytesMax: 0 } });
     expect(primary.journal.first).toBe(2);
     primary.changed.clear();
     saves.length = 0;
@@ -683,7 +683,7 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     primary.setSyncPair('suspended');
     primary.saveIfDirty();
     for (let i = 1; i <= 4; i += 1) primary.hostWrite(i, 0, i * blockBytes, filled(blockBytes, i));
-    const pull = (restored: number): void => void primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', received: 4, restored, entriesMax: 0, bytesMax: 0 } });
+    const pull = (restored: number): void => void primary.handle({ from: 3, to: 1, message: { kind: 'pullRequest', epoch: 1, received: 4, restored, entriesMax: 0, bytesMax: 0 } });
     const count = saves.length;
     pull(0);
     expect([primary.knownRestored, primary.journal.first, saves.length]).toEqual([0, 1, count]);
@@ -715,24 +715,24 @@ describe('sessions and batches at their edges', () => {
     source.setSyncPair('suspended');
     for (const [i, blocks] of [2, 2, 1, 1].entries()) source.hostWrite(i + 1, 0, 4 * i * blockBytes, filled(blocks * blockBytes, i + 1));
     const big = entryBytes({ updateNumber: 1, volume: 0, offset: 0, data: new Uint8Array(2 * blockBytes) });
-    const first = sent(source, { kind: 'deltaResyncRequest', received: 0, entriesMax: 8, bytesMax: 2 * big }, 'deltaResyncEntries');
+    const first = sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 8, bytesMax: 2 * big }, 'deltaResyncEntries');
     expect([first.entries.length, first.sourceLast]).toEqual([2, 4]);
     source.hostWrite(9, 0, 0, filled(blockBytes, 9));
     expect(source.last).toBe(5);
-    const last = sent(source, { kind: 'deltaResyncAck', restored: 2, final: false }, 'deltaResyncEntries');
+    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries');
     expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
     expect([last.final, last.sourceLast]).toEqual([true, 4]);
   });
 
   it('a single sync write that overflows the secondary journal says so; a sync write names its field when it misses the volumes', () => {
     const secondary = makeSite(2, 4 * blockBytes, { journal: { entriesMax: 2, bytesMax: 1 << 20 } });
-    const write = (updateNumber: number, volume = 0, offset = 0): Message => ({ kind: 'syncWrite', updateNumber, volume, offset, data: filled(blockBytes, updateNumber), restoredKnown: 0 });
+    const write = (updateNumber: number, volume = 0, offset = 0): Message => ({ kind: 'syncWrite', epoch: 1, updateNumber, volume, offset, data: filled(blockBytes, updateNumber), restoredKnown: 0 });
     secondary.handle({ from: 1, to: 2, message: write(1) });
     secondary.handle({ from: 1, to: 2, message: write(2) });
     expect(secondary.handle({ from: 1, to: 2, message: write(3) }).notes).toEqual([{ kind: 'journalOverflow', site: 2, updateNumber: 3 }]);
     expect(thrown(() => secondary.handle({ from: 1, to: 2, message: write(4, 1) }))).toMatchObject({ field: 'syncWrite.volume' });
     const batch: Message = {
-      kind: 'syncWriteBatch',
+      kind: 'syncWriteBatch', epoch: 1,
       entries: [4, 5].map((u, i) => ({ updateNumber: u, volume: 0, offset: i * 4 * blockBytes, data: filled(blockBytes, u) })),
       restoredKnown: 0,
     };
@@ -754,10 +754,10 @@ describe('sessions and batches at their edges', () => {
   it('resync blocks come only from the peer the secondary asked', () => {
     const secondary = makeSite(2, 4 * blockBytes);
     secondary.requestResync();
-    const copy: Message = { kind: 'copyBlocks', purpose: 'resync', blocks: [], final: true, sourceLast: 0, restoredKnown: 0 };
+    const copy: Message = { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks: [], final: true, sourceLast: 0, restoredKnown: 0 };
     expect(thrown(() => secondary.handle({ from: 3, to: 2, message: copy }))).toBeInstanceOf(UnexpectedMessageError);
     expect(secondary.busy).toBe(true);
-    expect(secondary.handle({ from: 1, to: 2, message: copy }).send[0]?.message).toEqual({ kind: 'copyAck', purpose: 'resync', final: true });
+    expect(secondary.handle({ from: 1, to: 2, message: copy }).send[0]?.message).toEqual({ kind: 'copyAck', epoch: 1, purpose: 'resync', final: true });
     expect(secondary.busy).toBe(false);
   });
 });

@@ -628,9 +628,9 @@ describe('PeerNetwork over TLS on 127.0.0.1', () => {
   it('carries an encoded Message that decodes equal at the far end; a malformed one gets its sender disconnected', async () => {
     const { nets, logs } = await startTrio();
     const messages: Message[] = [
-      { kind: 'syncWrite', updateNumber: 42, volume: 1, offset: 8192, data: patterned(65536, 3), restoredKnown: 40 },
+      { kind: 'syncWrite', epoch: 1, updateNumber: 42, volume: 1, offset: 8192, data: patterned(65536, 3), restoredKnown: 40 },
       {
-        kind: 'pullEntries',
+        kind: 'pullEntries', epoch: 1,
         entries: [
           { updateNumber: 41, volume: 0, offset: 0, data: patterned(4096, 4) },
           { updateNumber: 42, volume: 1, offset: 8192, data: patterned(512, 5) },
