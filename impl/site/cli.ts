@@ -29,7 +29,7 @@ import { Operator, SiteUnreachableError, type DeploymentStatus } from './operato
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { createCredentialsFor, credentialsLayoutOf, issue, readAuthority, writeCredentials } from './credentials.ts';
+import { createCredentialsFor, credentialsLayoutOf, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
 import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
@@ -52,7 +52,9 @@ function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
 }
 
 function operatorFor(config: DeploymentConfig): Operator {
-  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort);
+  // Every control port requires the operator's certificate (site-control.ts).
+  const credentials = operatorCredentials(config);
+  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, credentials);
   return new Operator({ 1: client(1), 2: client(2), 3: client(3) }, traceTime);
 }
 

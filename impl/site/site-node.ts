@@ -50,6 +50,7 @@ import {
   SiteUpError,
 } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
+import { asyncPairAfter } from '../core/judge.ts';
 import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from '../core/messages.ts';
 import type { SiteTrace, TracedWrite } from './site-trace.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from '../core/storage-system.ts';
@@ -81,6 +82,39 @@ export interface NodeLinks {
   setOnline(online: boolean): void;
   /** Cuts the link to a peer (closed, neither dialled nor accepted) or restores it; a cut outlives `setOnline`. */
   setCut(peer: SiteId, cut: boolean): void;
+  /**
+   * Asks a peer what it is now (the process asks the peer's control port with the site's own certificate):
+   * a sync member asks before it takes the primary role. Rejects when the peer cannot be asked.
+   */
+  askPeer(peer: SiteId): Promise<PeerView>;
+}
+
+/** What a peer says of itself when asked ({@link NodeLinks.askPeer}): enough to know whether it takes host writes. */
+export interface PeerView {
+  up: boolean;
+  role: 'primary' | 'secondary' | 'remote';
+  fenced: boolean;
+}
+
+/**
+ * A sync member refused the primary role: it is connected to its peer, which says it is an unfenced primary
+ * (two sites would accept host writes: P4), or which it could not ask. The operator fails, fences or
+ * demotes the peer first (`threesite fail|fence`, or the failback's first step).
+ * @see P4
+ */
+export class PeerPrimaryError extends NotAllowedError {
+  constructor(
+    readonly site: SyncSiteId,
+    readonly peer: SyncSiteId,
+    /** This site's own view of the sync pair when it refused (`inSync`: the peer replicates to it). */
+    readonly syncPair: SyncPairState,
+    /** Why: the peer said it is an unfenced primary, or the peer could not be asked. */
+    readonly reason: 'peerIsPrimary' | 'peerNotAsked',
+    detail: string,
+  ) {
+    super('setRole', `site ${site} is connected to site ${peer} (sync pair ${syncPair}) and ${detail} (P4): fail, fence or demote site ${peer} first`);
+    this.name = 'PeerPrimaryError';
+  }
 }
 
 /** The parts of the deployment's configuration a node needs. */
@@ -213,6 +247,11 @@ export class SiteNode {
   #pullWaiter: { resolve(): void; reject(error: RefusalError): void } | null = null;
   /** See {@link SiteStatus.sourceOverflow}. */
   #sourceOverflow = false;
+  /**
+   * Site 3: the last failover or failback verdict a source sent it, until a step uses it: `attach` and
+   * `recordJudgement` take only this verdict (the operator carries it; site 3 checks it).
+   */
+  #judgedBy: (JudgedVerdict & { source: SyncSiteId }) | null = null;
   readonly #frames = new Map<SiteId, { sent: number; received: number }>();
   readonly #cut = new Set<SiteId>();
   /** Messages refused from peers, by kind (the peer was disconnected each time). */
@@ -617,6 +656,11 @@ export class SiteNode {
   recover(primary: SyncSiteId): void {
     if (primary !== 1 && primary !== 2) throw new InvalidArgumentError('recoverSite', 'primary', primary);
     if (this.site.up) throw new SiteUpError(this.id, 'recoverSite');
+    // Recovery may demote (the pair failed over while this site was down), never promote: only a failover or
+    // a failback, whose steps check the peer, makes a sync member primary.
+    if (this.id !== 3 && primary === this.id && this.site.role !== 'primary') {
+      throw new NotAllowedError('recoverSite', `site ${this.id} was ${this.site.role}: recovery does not promote (failover or failback does)`);
+    }
     this.site.recover();
     this.#links.setOnline(true);
     if (this.id === 3) {
@@ -667,15 +711,20 @@ export class SiteNode {
 
   /**
    * Failover and failback steps at a sync member: take the role `role`, with the sync pair in `syncPair`.
-   * Demoting a primary is refused while it has host writes in flight or waiting (quiesce first).
+   * Demoting a primary is refused while it has host writes in flight or waiting (quiesce first). Taking the
+   * primary role is refused with {@link PeerPrimaryError} while this site is connected to its peer and the
+   * peer, asked now, says it is an unfenced primary, or cannot be asked: the site checks the operator's
+   * claim that the old primary is gone against what it sees itself (P4). A peer that is not connected is
+   * failed, fenced off or cut: the operator's failover decided that with sites 2 and 3 as witnesses.
    * `takeover`: record the last update number as the takeover point (failover with site 3 unreachable).
-   * @see claims 16, 17, 25, 26, 27, 29
+   * @see claims 16, 17, 25, 26, 27, 29; P4
    */
-  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): void {
-    if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
-    if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
-    if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
-      throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
+  async setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): Promise<void> {
+    this.#checkSetRole(role);
+    if (role === 'primary' && this.site.role !== 'primary') {
+      await this.#requirePeerNotPrimary();
+      // The site may have changed while its peer answered.
+      this.#checkSetRole(role);
     }
     this.site.setRole(role);
     // A new source (failover, failback) is judged afresh; an old one no longer serves site 3.
@@ -685,6 +734,31 @@ export class SiteNode {
     // R1 at once: a suspended pair whose peer is connected (a fenced site 1 at failover) is resyncing.
     this.#applyRules();
     this.site.saveIfDirty();
+  }
+
+  #checkSetRole(role: 'primary' | 'secondary'): void {
+    if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
+    if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+    if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
+      throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
+    }
+  }
+
+  /** Refuses ({@link PeerPrimaryError}) while the peer is connected and says it is an unfenced primary, or cannot be asked. */
+  async #requirePeerNotPrimary(): Promise<void> {
+    const self = this.id as SyncSiteId;
+    const peer = this.#peer();
+    if (!this.#links.isConnected(peer)) return;
+    let view: PeerView;
+    try {
+      view = await this.#links.askPeer(peer);
+    } catch (error) {
+      throw new PeerPrimaryError(self, peer, this.site.syncPair, 'peerNotAsked', `could not ask it whether it is primary (${(error as Error).message})`);
+    }
+    if (view.up && view.role === 'primary' && !view.fenced) {
+      const inSync = this.#pairInSync() ? ', in sync with it,' : '';
+      throw new PeerPrimaryError(self, peer, this.site.syncPair, 'peerIsPrimary', `site ${peer}${inSync} says it is an unfenced primary`);
+    }
   }
 
   /** Site 3 asks `to` to judge its received number (claim 18) and returns the verdict. */
@@ -698,10 +772,25 @@ export class SiteNode {
     });
   }
 
-  /** Site 3 takes a new source and async pair state, with the judgement that decided it. */
+  /**
+   * Site 3 takes a new source and async pair state, with the judgement that decided it. Site 3 checks the
+   * step against what it saw: the judgement must be the verdict `source` itself sent it at this failover or
+   * failback (site 3 asked for it: {@link judge}), and the async pair the one that verdict makes
+   * (`asyncPairAfter`); only its current source may tell it of that source's overflow (`suspendedOverflow`,
+   * which asks for a full copy: the cautious direction). {@link NotAllowedError} otherwise.
+   * @see claims 18-20, 28
+   */
   attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null): void {
     if (this.id !== 3) throw new NotAllowedError('attach', 'only site 3 has a source');
     if (!this.site.up) throw new SiteFailedError(3, 'attach');
+    if (asyncPair === 'suspendedOverflow') {
+      if (source !== this.site.source) throw new NotAllowedError('attach', `site ${source} is not site 3's source (site ${this.site.source}): only the source reports its overflow`);
+    } else {
+      this.#requireOwnVerdict('attach', source, judgement);
+      const after = asyncPairAfter((judgement as Judgement).verdict);
+      if (asyncPair !== after) throw new NotAllowedError('attach', `verdict ${(judgement as Judgement).verdict} makes the async pair ${after}, not ${asyncPair}`);
+      this.#judgedBy = null;
+    }
     this.site.setSource(source);
     this.#remote.judgement = judgement;
     this.#endPull(new NotAcknowledgedError('pullJournal', `site 3 was attached to site ${source}`));
@@ -713,8 +802,28 @@ export class SiteNode {
   /** Records a judgement at site 3 without acting on it (a refused, unforced failover: RemoteAhead). */
   recordJudgement(judgement: Judgement): void {
     if (this.id !== 3) throw new NotAllowedError('recordJudgement', 'only site 3 records judgements');
+    if (judgement.forced) throw new NotAllowedError('recordJudgement', 'a recorded judgement was not acted on: it is not forced');
+    const source = this.#judgedBy?.source;
+    if (source === undefined) throw new NotAllowedError('recordJudgement', 'site 3 has no verdict to record');
+    this.#requireOwnVerdict('recordJudgement', source, judgement);
     this.#remote.judgement = judgement;
     this.#saveRemoteState();
+  }
+
+  /** Refuses unless `judgement` is the verdict `source` sent site 3 last ({@link attach}). */
+  #requireOwnVerdict(operation: string, source: SyncSiteId, judgement: Judgement | null): void {
+    const own = this.#judgedBy;
+    const same =
+      judgement !== null &&
+      own !== null &&
+      own.source === source &&
+      own.verdict === judgement.verdict &&
+      own.remoteReceived === judgement.remoteReceived &&
+      own.sourceLast === judgement.sourceLast;
+    if (!same) {
+      const seen = own === null ? 'no verdict' : `${own.verdict} (held ${own.remoteReceived}, source at ${own.sourceLast}) from site ${own.source}`;
+      throw new NotAllowedError(operation, `site 3 was not judged so by site ${source}: it received ${seen}`);
+    }
   }
 
   /**
@@ -1012,6 +1121,7 @@ export class SiteNode {
       case 'verdict': {
         const waiter = this.#waiter;
         const judged: JudgedVerdict = { verdict: message.verdict, remoteReceived: message.remoteReceived, sourceLast: message.sourceLast };
+        if (message.purpose !== 'reattach' && (peer === 1 || peer === 2)) this.#judgedBy = { ...judged, source: peer };
         if (message.purpose === 'reattach') {
           // R2: site 3 is reattached; it copies on, or needs a full copy.
           const state = message.verdict === 'noUpdateRequired' || message.verdict === 'deltaResync' ? 'copying' : 'fullCopy';

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
-import { createCredentialsFor } from '../../impl/site/credentials.ts';
+import { createCredentialsFor, operatorCredentials } from '../../impl/site/credentials.ts';
+import type { TlsCredentials } from '../../impl/net/tls-identity.ts';
 import type { DeploymentStatus } from '../../impl/site/operator.ts';
 import { tcpClient } from '../../impl/site/site-control.ts';
 import type { SiteId } from '../../impl/core/storage-system.ts';
@@ -61,6 +62,18 @@ export class Deployment {
   ) {
     this.dir = dir;
     this.configFile = join(dir, 'cluster.json');
+  }
+
+  /** The operator's credentials (every control port requires them). */
+  operatorCredentials(): TlsCredentials {
+    return operatorCredentials(validateDeploymentConfig(this.config, this.dir));
+  }
+
+  /** A control-port client of `site` with the operator's credentials, in this process. */
+  controlClient(site: SiteId, timeoutMs?: number): ReturnType<typeof tcpClient> {
+    const port = (this.config.sites as Record<string, { controlPort: number }>)[String(site)]?.controlPort;
+    if (port === undefined) throw new Error(`no control port for site ${site}`);
+    return tcpClient(site, '127.0.0.1', port, this.operatorCredentials(), timeoutMs);
   }
 
   /** A new deployment's directory and cluster.json (`overrides` replace fields of the local defaults). */
@@ -131,9 +144,7 @@ export class Deployment {
    * kill in the middle of a fio job) until `ready` holds for its last update number.
    */
   async waitForUpdateNumber(site: SiteId, ready: (last: number) => boolean, timeoutMs = statusWaitMsMax): Promise<number> {
-    const port = (this.config.sites as Record<string, { controlPort: number }>)[String(site)]?.controlPort;
-    if (port === undefined) throw new Error(`no control port for site ${site}`);
-    const client = tcpClient(site, '127.0.0.1', port);
+    const client = this.controlClient(site);
     const deadline = Date.now() + timeoutMs;
     let last = -1;
     while (Date.now() < deadline) {

@@ -29,6 +29,8 @@ class MemoryNetwork {
     [3, true],
   ]);
   readonly cut = new Set<string>();
+  /** Sites whose control port does not answer their peer (the peer link may still be up). */
+  readonly unaskable = new Set<SiteId>();
   readonly queue: { from: SiteId; to: SiteId; payload: Uint8Array }[] = [];
   readonly log: string[] = [];
   #pumping = false;
@@ -54,6 +56,13 @@ class MemoryNetwork {
       },
       setOnline: (online) => this.change(() => this.online.set(self, online)),
       setCut: (peer, cut) => this.change(() => (cut ? this.cut.add(key(self, peer)) : this.cut.delete(key(self, peer)))),
+      // The peer's control port, as a site process asks it: its own status, or no answer while it is unreachable.
+      askPeer: async (peer) => {
+        const node = this.nodes.get(peer);
+        if (node === undefined || this.unaskable.has(peer)) throw new Error(`site ${peer}'s control port does not answer`);
+        const status = node.status(false);
+        return { up: status.up, role: status.role, fenced: status.fenced };
+      },
     };
   }
 
@@ -284,7 +293,7 @@ describe('site nodes: local rules', () => {
     const config = { id: 1 as const, volumeCount, volumeBytes, blockBytes, fencePolicy: 'keepWriting' as const, inFlightWritesMax: 16, flushEachWrite: false };
     const volumes = Array.from({ length: volumeCount }, () => new MemoryVolume(volumeBytes, blockBytes));
     const site = new StorageSystem(config, volumes, new MemoryJournal({ entriesMax: 64, bytesMax: 64 * 1024 }), null, (state) => saves.push(state));
-    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined };
+    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined, askPeer: () => Promise.reject(new Error('no peer')) };
     const node = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, links, () => undefined);
     // The first write finds no link: the pair is suspended (saved at once), the write acknowledged alone.
     expect(await node.hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: true });
