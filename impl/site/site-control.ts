@@ -82,7 +82,10 @@ export const controlHandshakeMsMax = 5_000;
 /** An authenticated connection with no request under way for this long is closed: 60 s. */
 export const controlSessionIdleMs = 60_000;
 
-/** Requests one connection may have waiting for their answer; at the bound the port stops reading it. */
+/**
+ * Requests one connection may have waiting for their answer, besides the one being answered; at the bound
+ * the port stops reading it.
+ */
 export const controlBacklogMax = 64;
 
 /** The operations a site of the cluster (not the operator) may ask of its peer: its status, read-only. */
@@ -243,6 +246,8 @@ export interface ControlPortOptions {
   /** The site's own credentials (`siteCredentials`): its certificate serves the port. */
   credentials: TlsCredentials;
   log: (line: string) => void;
+  /** The handshake's bound (default {@link controlHandshakeMsMax}; tests shorten it to watch it act). */
+  handshakeMsMax?: number;
 }
 
 /**
@@ -255,7 +260,8 @@ export async function serveControl(options: ControlPortOptions): Promise<Control
   /** Raw sockets in their handshake, oldest first (a Set keeps insertion order). */
   const pending = new Set<net.Socket>();
   const sessions = new Set<tls.TLSSocket>();
-  const server = tls.createServer({ ...tlsServerOptions(credentials), handshakeTimeout: controlHandshakeMsMax });
+  const handshakeMsMax = options.handshakeMsMax ?? controlHandshakeMsMax;
+  const server = tls.createServer({ ...tlsServerOptions(credentials), handshakeTimeout: handshakeMsMax });
 
   server.on('connection', (raw: net.Socket) => {
     raw.on('error', () => undefined);
@@ -271,7 +277,7 @@ export async function serveControl(options: ControlPortOptions): Promise<Control
       if (!pending.delete(raw)) return;
       counters.handshakeTimeouts += 1;
       raw.destroy();
-    }, controlHandshakeMsMax);
+    }, handshakeMsMax);
     timer.unref();
     raw.once('close', () => {
       clearTimeout(timer);
@@ -394,10 +400,7 @@ function serveSession(socket: tls.TLSSocket, principal: Principal, node: () => S
         const text = await answer(node(), line, isOperator, principal);
         counters.answered += 1;
         if (socket.destroyed) return;
-        if (!socket.write(`${text}\n`)) await new Promise<void>((resolve) => {
-          socket.once('drain', resolve);
-          socket.once('close', resolve);
-        });
+        if (!socket.write(`${text}\n`)) await writable(socket);
         if (held !== null && queue.length < controlBacklogMax) {
           const rest = held;
           held = split(rest);
@@ -422,6 +425,19 @@ function serveSession(socket: tls.TLSSocket, principal: Principal, node: () => S
     }
     assert(queue.length <= controlBacklogMax, 'unanswered control requests are bounded', () => `${queue.length}`);
     void pump();
+  });
+}
+
+/** Resolves when `socket` has written what it holds, or closed. */
+function writable(socket: tls.TLSSocket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
   });
 }
 
