@@ -10,9 +10,9 @@ import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/co
 import { MemoryJournal } from '../../impl/core/journal.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
 import { NotWritableError, RefusalError } from '../../impl/core/errors.ts';
-import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
+import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
-import { SiteNode, type NodeLinks } from '../../impl/site/site-node.ts';
+import { PeerPrimaryError, SiteNode, type NodeLinks } from '../../impl/site/site-node.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { encodeMessage } from '../../impl/core/messages.ts';
 
@@ -537,5 +537,119 @@ describe('the operator: steps in the model’s order', () => {
     const d = deploy();
     await d.operator.fail(3);
     await expect(d.operator.failback()).rejects.toMatchObject({ code: 'NotAllowed' });
+  });
+});
+
+describe('each step checked by the site against what it sees (issue 14)', () => {
+  it('site 2 refuses the primary role while connected to an unfenced primary site 1, in sync or not, and changes nothing', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    const direct = localClient(() => d.nodes[2]);
+    const error = await direct.setRole('primary', 'suspended', true).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PeerPrimaryError);
+    expect(error).toMatchObject({ code: 'NotAllowed', site: 2, peer: 1, syncPair: 'inSync', reason: 'peerIsPrimary' });
+    expect((error as Error).message).toContain('site 1, in sync with it, says it is an unfenced primary');
+    expect(d.nodes[2].site.role).toBe('secondary');
+    expect(d.nodes[2].site.syncPair).toBe('inSync');
+    expect(d.nodes[2].site.takeover).toBeNull();
+    // Out of sync (the link was cut and is back: resyncing), site 1 still takes host writes: refused too.
+    d.net.change(() => d.net.cut.add('1-2'));
+    await d.nodes[1].hostWrite(0, 0, block(2));
+    d.net.change(() => d.net.cut.delete('1-2'));
+    await expect(direct.setRole('primary', 'suspended', false)).rejects.toMatchObject({ reason: 'peerIsPrimary', syncPair: 'resyncing' });
+    // A peer it cannot ask is not taken for a failed one.
+    d.net.unaskable.add(1);
+    await expect(direct.setRole('primary', 'suspended', false)).rejects.toMatchObject({ reason: 'peerNotAsked' });
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('a fenced site 1, or one site 2 no longer reaches, lets site 2 take the primary role', async () => {
+    const d = deploy();
+    await d.operator.fence(1);
+    await localClient(() => d.nodes[2]).setRole('primary', 'suspended', false);
+    expect(d.nodes[2].site.role).toBe('primary');
+    const e = deploy();
+    crash(e, 1);
+    await localClient(() => e.nodes[2]).setRole('primary', 'suspended', true);
+    expect(e.nodes[2].site.role).toBe('primary');
+  });
+
+  it('recovery does not promote: a sync member that was secondary refuses to come back as primary', async () => {
+    const d = deploy();
+    await d.operator.fail(2);
+    await expect(localClient(() => d.nodes[2]).recover(2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    expect(d.nodes[2].site.up).toBe(false);
+    await localClient(() => d.nodes[2]).recover(1);
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('site 3 takes a source and records a judgement only with the verdict that source sent it', async () => {
+    const d = deploy();
+    const three = localClient(() => d.nodes[3]);
+    const made = { verdict: 'noUpdateRequired' as const, remoteReceived: 0, sourceLast: 0, forced: false };
+    // No verdict received: an attach to site 2 is refused (it would skip the judge, claim 18).
+    await expect(three.attach(2, 'copying', made)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.recordJudgement(made)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await d.operator.fence(1);
+    const judged = await three.judge(2, 'failover');
+    // A verdict other than the one received, or an async pair the verdict does not make: refused.
+    await expect(three.attach(2, 'copying', { ...judged, remoteReceived: judged.remoteReceived + 1, forced: false })).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.attach(1, 'copying', { ...judged, forced: false })).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.attach(2, 'fullCopy', { ...judged, forced: false })).rejects.toMatchObject({ code: 'NotAllowed' });
+    expect(d.nodes[3].site.source).toBe(1);
+    await three.attach(2, 'copying', { ...judged, forced: false });
+    expect(d.nodes[3].site.source).toBe(2);
+    // Used once: the same verdict does not attach again.
+    await expect(three.attach(2, 'copying', { ...judged, forced: false })).rejects.toMatchObject({ code: 'NotAllowed' });
+  });
+});
+
+describe('who decides that site 1 is down (issue 14)', () => {
+  /** Site 1's control port does not answer the operator, though site 1 still runs and is connected. */
+  function silence(d: Deployment, id: SiteId): void {
+    d.crashed.add(id);
+  }
+
+  it('failover is refused while site 1 does not answer but sites 2 and 3 still see it; the refusal names them', async () => {
+    const d = deploy();
+    silence(d, 1);
+    const error = await d.operator.failover(false).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SiteOneStillSeenError);
+    expect(error).toMatchObject({ code: 'NotAllowed', seenBy: [2, 3], notAsked: [] });
+    expect((error as Error).message).toContain('site 2 and site 3 still see site 1');
+    expect(d.nodes[2].site.role).toBe('secondary');
+    expect(d.nodes[1].acceptsHostWrites()).toBe(true);
+    // One witness still sees it: refused, naming that one.
+    d.net.change(() => d.net.cut.add('1-2'));
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ seenBy: [3], notAsked: [] });
+  });
+
+  it('failover is refused while site 1 and site 3 do not answer (site 3 cannot tell), unless forced', async () => {
+    const d = deploy();
+    crash(d, 1);
+    silence(d, 3);
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ seenBy: [], notAsked: [3] });
+    expect(d.nodes[2].site.role).toBe('secondary');
+    await d.operator.failover(true);
+    expect(d.nodes[2].site.role).toBe('primary');
+  });
+
+  it('forced, the operator is still refused by site 2 while site 2 is connected to site 1, an unfenced primary', async () => {
+    const d = deploy();
+    silence(d, 1);
+    await expect(d.operator.failover(true)).rejects.toMatchObject({ code: 'NotAllowed', reason: 'peerIsPrimary' });
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('failover goes ahead when sites 2 and 3 both see site 1 down, or site 1 answers that it is failed', async () => {
+    const d = deploy();
+    crash(d, 1);
+    await d.operator.failover(false);
+    expect((await d.operator.status()).primary).toBe(2);
+    const e = deploy();
+    await e.operator.fail(1);
+    await e.operator.fail(3);
+    await e.operator.failover(false);
+    expect((await e.operator.status()).primary).toBe(2);
   });
 });
