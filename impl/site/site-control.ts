@@ -35,9 +35,11 @@
  * | (a sync member, inside `setRole primary`) | `status` (its peer), asked with the site's own certificate |
  *
  * **Bounded resources.** A connection must finish its handshake within {@link controlHandshakeMsMax} of its
- * arrival (an idle or trickling client is closed); at most {@link controlPendingMax} connections wait in
- * the handshake, and a new one evicts the oldest, so unauthenticated clients never take the
- * {@link controlSessionsMax} slots that authenticated ones have to themselves. A session idle for
+ * arrival (an idle or trickling client is closed); at most {@link controlPendingPerAddressMax} connections
+ * from one address and {@link controlPendingMax} in all wait in the handshake, and a new one evicts the
+ * oldest of its own address (or, at the total, of the address that holds most), so a client that churns
+ * connections evicts only its own; and unauthenticated clients never take the {@link controlSessionsMax}
+ * slots that authenticated ones have to themselves. A session idle for
  * {@link controlSessionIdleMs} is closed. Requests are split and answered at a cost linear in their number
  * (no string is re-scanned or re-copied per line, no promise chain grows with the backlog); at most
  * {@link controlBacklogMax} requests wait unanswered per connection, and the port stops reading from it
@@ -73,8 +75,15 @@ export const controlAnswerTimeoutMsDefault = 120_000;
  */
 export const controlSessionsMax = 16;
 
-/** Connections in their TLS handshake at once; one more evicts the oldest. */
+/** Connections in their TLS handshake at once; one more evicts the oldest of the address that holds most. */
 export const controlPendingMax = 16;
+
+/**
+ * Connections in their handshake from one address at once; one more evicts that address's oldest. An
+ * address that opens connections as fast as they are closed only ever evicts its own, never the operator's
+ * handshake from another address.
+ */
+export const controlPendingPerAddressMax = 4;
 
 /** From a connection's arrival to the end of its handshake (authentication), at most: 5 s. */
 export const controlHandshakeMsMax = 5_000;
@@ -232,6 +241,8 @@ export interface ControlPort {
   readonly counters: Readonly<ControlPortCounters>;
   /** Connections in their handshake now (at most {@link controlPendingMax}). */
   pendingCount(): number;
+  /** Connections in their handshake from `address` now (at most {@link controlPendingPerAddressMax}). */
+  pendingFrom(address: string): number;
   /** Authenticated connections now (at most {@link controlSessionsMax}). */
   sessionCount(): number;
   /** Stops listening and closes every connection. */
@@ -257,40 +268,62 @@ export interface ControlPortOptions {
 export async function serveControl(options: ControlPortOptions): Promise<ControlPort> {
   const { node, credentials, log } = options;
   const counters: ControlPortCounters = { handshakeTimeouts: 0, evicted: 0, handshakeFailures: 0, refused: 0, answered: 0, backlogPauses: 0 };
-  /** Raw sockets in their handshake, oldest first (a Set keeps insertion order). */
-  const pending = new Set<net.Socket>();
+  /** Raw sockets in their handshake, by remote address, each oldest first (a Set keeps insertion order). */
+  const pending = new Map<string, Set<net.Socket>>();
+  let pendingTotal = 0;
+  const unpend = (raw: net.Socket, address: string): boolean => {
+    const mine = pending.get(address);
+    if (mine === undefined || !mine.delete(raw)) return false;
+    if (mine.size === 0) pending.delete(address);
+    pendingTotal -= 1;
+    return true;
+  };
+  const evictOldest = (address: string): void => {
+    const oldest = pending.get(address)?.values().next().value as net.Socket;
+    unpend(oldest, address);
+    counters.evicted += 1;
+    oldest.destroy();
+  };
   const sessions = new Set<tls.TLSSocket>();
   const handshakeMsMax = options.handshakeMsMax ?? controlHandshakeMsMax;
   const server = tls.createServer({ ...tlsServerOptions(credentials), handshakeTimeout: handshakeMsMax });
 
   server.on('connection', (raw: net.Socket) => {
     raw.on('error', () => undefined);
-    if (pending.size >= controlPendingMax) {
-      const oldest = pending.values().next().value as net.Socket;
-      pending.delete(oldest);
-      counters.evicted += 1;
-      oldest.destroy();
+    const address = raw.remoteAddress ?? '';
+    if ((pending.get(address)?.size ?? 0) >= controlPendingPerAddressMax) evictOldest(address);
+    else if (pendingTotal >= controlPendingMax) {
+      let most = address;
+      for (const [other, sockets] of pending) if (sockets.size > (pending.get(most)?.size ?? 0)) most = other;
+      evictOldest(most);
     }
-    pending.add(raw);
+    let mine = pending.get(address);
+    if (mine === undefined) {
+      mine = new Set();
+      pending.set(address, mine);
+    }
+    mine.add(raw);
+    pendingTotal += 1;
     // An absolute bound: a client trickling a byte at a time does not restart it (the TLS handshakeTimeout does).
     const timer = setTimeout(() => {
-      if (!pending.delete(raw)) return;
+      if (!unpend(raw, address)) return;
       counters.handshakeTimeouts += 1;
       raw.destroy();
     }, handshakeMsMax);
     timer.unref();
     raw.once('close', () => {
       clearTimeout(timer);
-      pending.delete(raw);
+      unpend(raw, address);
     });
-    assert(pending.size <= controlPendingMax, 'control connections in their handshake are bounded', () => `${pending.size}`);
+    assert(pendingTotal <= controlPendingMax, 'control connections in their handshake are bounded', () => `${pendingTotal}`);
+    assert(mine.size <= controlPendingPerAddressMax, 'one address holds a bounded share of the handshakes', () => `${mine?.size}`);
   });
   server.on('tlsClientError', () => {
     counters.handshakeFailures += 1;
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     const raw = (socket as unknown as { _parent: net.Socket | null })._parent;
-    if (raw !== null) pending.delete(raw);
+    if (raw !== null) unpend(raw, raw.remoteAddress ?? '');
     socket.on('error', () => undefined);
     let principal: Principal;
     try {
@@ -322,11 +355,12 @@ export async function serveControl(options: ControlPortOptions): Promise<Control
     server,
     address: server.address() as net.AddressInfo,
     counters,
-    pendingCount: () => pending.size,
+    pendingCount: () => pendingTotal,
+    pendingFrom: (address) => pending.get(address)?.size ?? 0,
     sessionCount: () => sessions.size,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const raw of pending) raw.destroy();
+      for (const sockets of pending.values()) for (const raw of sockets) raw.destroy();
       for (const socket of sessions) socket.destroy();
       await closed;
     },

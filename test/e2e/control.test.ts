@@ -127,14 +127,23 @@ describe('the control port admits the operator alone', () => {
 
 describe('who decides that site 1 is down', () => {
   it('(c) idle connections on site 1\'s control port do not hide it; failover without --force is refused while sites 2 and 3 see it', async () => {
-    const idle: net.Socket[] = [];
+    // 40 idle connections from another address (127.0.0.2: a network attacker, not the operator's machine),
+    // each opened again as soon as the site closes it.
+    const idle = new Set<net.Socket>();
+    let attacking = true;
+    const open = (): Promise<void> =>
+      new Promise((resolve) => {
+        const socket = net.connect({ port: controlPort(1), host: '127.0.0.1', localAddress: '127.0.0.2' }, () => resolve());
+        idle.add(socket);
+        socket.on('error', () => resolve());
+        socket.on('close', () => {
+          idle.delete(socket);
+          if (attacking) void open();
+        });
+      });
     try {
-      for (let i = 0; i < 40; i += 1) {
-        const socket = net.connect(controlPort(1), '127.0.0.1');
-        socket.on('error', () => undefined);
-        idle.push(socket);
-      }
-      await Promise.all(idle.map((socket) => new Promise((resolve) => socket.once('connect', resolve))));
+      await Promise.all(Array.from({ length: 40 }, open));
+      await expect(d.controlClient(1, attemptMsMax).status(false)).resolves.toMatchObject({ site: 1, role: 'primary' });
       const status = await d.status();
       expect(status.unreachable).toEqual({});
       onePrimary(status);
@@ -143,6 +152,7 @@ describe('who decides that site 1 is down', () => {
       expect(reachable).toMatchObject({ code: 1 });
       expect((reachable as { stderr: string }).stderr).toContain('site 1 is neither failed nor fenced');
     } finally {
+      attacking = false;
       for (const socket of idle) socket.destroy();
     }
     // The operator cannot reach site 1's control port at all (a partition between the operator and site 1):

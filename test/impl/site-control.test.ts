@@ -16,6 +16,7 @@ import { tlsClientOptions, type TlsCredentials } from '../../impl/net/tls-identi
 import {
   controlBacklogMax,
   controlPendingMax,
+  controlPendingPerAddressMax,
   controlSessionsMax,
   serveControl,
   SiteRefusalError,
@@ -169,19 +170,39 @@ describe('who the control port admits', () => {
 });
 
 describe('the control port\'s bounds', () => {
-  it(`keeps at most ${controlPendingMax} connections in their handshake, evicting the oldest, and still serves the operator`, async () => {
+  it(`keeps at most ${controlPendingPerAddressMax} handshakes per address and ${controlPendingMax} in all; churn evicts only its own`, async () => {
     const node = new StandInNode();
     const port = await serve(node);
     const idle: net.Socket[] = [];
+    const from = async (address: string): Promise<net.Socket> => {
+      const socket = net.connect({ port: port.address.port, host: '127.0.0.1', localAddress: address });
+      socket.on('error', () => undefined);
+      idle.push(socket);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return socket;
+    };
     try {
-      for (let i = 0; i < controlPendingMax; i += 1) idle.push(net.connect(port.address.port, '127.0.0.1'));
-      await until(`${controlPendingMax} pending`, () => port.pendingCount() === controlPendingMax);
+      const first = await from('127.0.0.2');
+      for (let i = 1; i < controlPendingPerAddressMax; i += 1) await from('127.0.0.2');
+      await until('a full share', () => port.pendingFrom('127.0.0.2') === controlPendingPerAddressMax);
       expect(port.counters.evicted).toBe(0);
-      const closed = new Promise((resolve) => idle[0]!.once('close', resolve));
-      idle.push(net.connect(port.address.port, '127.0.0.1'));
+      // One more from the same address: its own oldest goes.
+      const closed = new Promise((resolve) => first.once('close', resolve));
+      await from('127.0.0.2');
       await closed;
-      await until('the newest pending', () => port.counters.evicted === 1 && port.pendingCount() === controlPendingMax);
-      // The operator's connection evicts another idle one and is served.
+      await until('the share kept', () => port.counters.evicted === 1 && port.pendingFrom('127.0.0.2') === controlPendingPerAddressMax);
+      // Four addresses fill the total; a fifth address evicts from one that holds most.
+      for (const address of ['127.0.0.3', '127.0.0.4', '127.0.0.5']) for (let i = 0; i < controlPendingPerAddressMax; i += 1) await from(address);
+      await until('the total', () => port.pendingCount() === controlPendingMax);
+      await from('127.0.0.6');
+      await until('one evicted for the fifth address', () => port.counters.evicted === 2 && port.pendingFrom('127.0.0.6') === 1);
+      expect(port.pendingCount()).toBe(controlPendingMax);
+      // Churn from one address: it evicts its own, never another address's handshake.
+      for (let i = 0; i < 3 * controlPendingPerAddressMax; i += 1) await from('127.0.0.3');
+      await until('the churn evicted', () => port.counters.evicted === 2 + 3 * controlPendingPerAddressMax);
+      expect(port.pendingFrom('127.0.0.6')).toBe(1);
+      expect(port.pendingFrom('127.0.0.3')).toBe(controlPendingPerAddressMax);
+      // The operator, from its own address, is served.
       const operator = tcpClient(1, '127.0.0.1', port.address.port, operatorCredentials(config));
       await expect(operator.status(false)).resolves.toMatchObject({ site: 1 });
       expect(port.pendingCount()).toBeLessThanOrEqual(controlPendingMax);
