@@ -18,7 +18,10 @@
  *   by the operator (`operator.ts`), one step at a time on each site through its control port
  *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
  *   be judged, run a delta resync, a full copy or a resync. Each step checks its own preconditions here and
- *   is refused with a typed error (changing nothing) when they do not hold.
+ *   is refused with a typed error (changing nothing) when they do not hold, against what the site sees
+ *   itself rather than what the operator says: a sync member takes the primary role only after asking its
+ *   connected peer whether it is an unfenced primary ({@link PeerPrimaryError}), recovery never promotes,
+ *   and site 3 attaches to a source only with the verdict that source sent it.
  * - **Two refinements of the atomic steps** (model/README.md records where the implementation refines them):
  *   host writes that arrive while the primary is sending a resync to its secondary wait until it is done,
  *   so no write lands between the resync's copy of a block and the pair going back in sync; and a site
