@@ -259,6 +259,8 @@ export interface ControlPortOptions {
   log: (line: string) => void;
   /** The handshake's bound (default {@link controlHandshakeMsMax}; tests shorten it to watch it act). */
   handshakeMsMax?: number;
+  /** An idle session's bound (default {@link controlSessionIdleMs}; tests shorten it). */
+  sessionIdleMs?: number;
 }
 
 /**
@@ -344,7 +346,7 @@ export async function serveControl(options: ControlPortOptions): Promise<Control
     }
     sessions.add(socket);
     socket.once('close', () => sessions.delete(socket));
-    serveSession(socket, principal, node, counters);
+    serveSession(socket, principal, node, counters, options.sessionIdleMs ?? controlSessionIdleMs);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -376,7 +378,7 @@ function refuseAndClose(socket: tls.TLSSocket, message: string): void {
  * One authenticated connection: its lines are split as they arrive (each byte looked at once), queued up to
  * {@link controlBacklogMax}, and answered one at a time by a single loop.
  */
-function serveSession(socket: tls.TLSSocket, principal: Principal, node: () => SiteNode, counters: ControlPortCounters): void {
+function serveSession(socket: tls.TLSSocket, principal: Principal, node: () => SiteNode, counters: ControlPortCounters, idleMs: number): void {
   const isOperator = principal.kind === 'operator';
   const queue: string[] = [];
   /** The start of a line not yet ended, in pieces (bytes at most {@link controlLineBytesMax}). */
@@ -389,7 +391,9 @@ function serveSession(socket: tls.TLSSocket, principal: Principal, node: () => S
   const idle = (): void => {
     if (queue.length === 0 && !answering) socket.destroy();
   };
-  socket.setTimeout(controlSessionIdleMs, idle);
+  // 'timeout' fires after each idle period (setTimeout's own callback would be called once only).
+  socket.on('timeout', idle);
+  socket.setTimeout(idleMs);
 
   /** Splits `chunk` into lines onto the queue; returns what is left when the queue is full. */
   const split = (chunk: Buffer): Buffer | null => {

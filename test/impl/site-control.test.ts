@@ -15,6 +15,7 @@ import { localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig 
 import { tlsClientOptions, type TlsCredentials } from '../../impl/net/tls-identity.ts';
 import {
   controlBacklogMax,
+  controlLineBytesMax,
   controlPendingMax,
   controlPendingPerAddressMax,
   controlSessionsMax,
@@ -61,7 +62,7 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function serve(node: StandInNode, handshakeMsMax?: number): Promise<ControlPort> {
+async function serve(node: StandInNode, handshakeMsMax?: number, sessionIdleMs?: number): Promise<ControlPort> {
   const log: string[] = [];
   return serveControl({
     node: () => node as unknown as SiteNode,
@@ -70,6 +71,7 @@ async function serve(node: StandInNode, handshakeMsMax?: number): Promise<Contro
     credentials: siteCredentials(config, 1),
     log: (line) => log.push(line),
     ...(handshakeMsMax === undefined ? {} : { handshakeMsMax }),
+    ...(sessionIdleMs === undefined ? {} : { sessionIdleMs }),
   });
 }
 
@@ -307,6 +309,57 @@ describe('the control port\'s bounds', () => {
       // Eight times the lines: about eight times the cost when linear, sixty-four when quadratic.
       expect(large / small).toBeLessThan(24);
       expect(port.counters.answered).toBe(10_000);
+    } finally {
+      await port.close();
+    }
+  });
+
+  it(`answers a request line of ${controlLineBytesMax} bytes and closes the connection at one byte more`, async () => {
+    const node = new StandInNode();
+    const port = await serve(node);
+    const options = { ...tlsClientOptions(operatorCredentials(config), { kind: 'site', site: 1 }), host: '127.0.0.1', port: port.address.port };
+    /** A status request padded to `bytes` bytes (its newline not counted), sent in pieces. */
+    const send = (bytes: number): Promise<{ text: string; gaveUp: boolean }> => {
+      const head = JSON.stringify({ id: 7, op: 'status', args: { digest: false }, pad: '' });
+      const line = `${head.slice(0, -2)}${'x'.repeat(bytes - head.length)}"}`;
+      expect(Buffer.byteLength(line)).toBe(bytes);
+      const socket = tls.connect(options);
+      socket.on('secureConnect', () => {
+        for (let at = 0; at < line.length; at += 64 * 1024) socket.write(line.slice(at, at + 64 * 1024));
+        socket.write('\n', () => socket.end());
+      });
+      return drain(socket);
+    };
+    try {
+      const fits = await send(controlLineBytesMax);
+      expect(fits.text).toContain('"id":7,"ok":true');
+      const over = await send(controlLineBytesMax + 1);
+      expect(over.gaveUp).toBe(false);
+      expect(over.text).toBe('');
+      expect(node.statusCalls).toBe(1);
+    } finally {
+      await port.close();
+    }
+  });
+
+  it('closes an authenticated session left idle, never one with a request under way', async () => {
+    const node = new StandInNode();
+    let open!: () => void;
+    node.gate = new Promise<void>((resolve) => (open = resolve));
+    const port = await serve(node, undefined, 200);
+    try {
+      const socket = tls.connect({ ...tlsClientOptions(operatorCredentials(config), { kind: 'site', site: 1 }), host: '127.0.0.1', port: port.address.port });
+      socket.on('secureConnect', () => socket.write(`${JSON.stringify({ id: 1, op: 'status' })}\n`));
+      const ended = drain(socket);
+      await until('the request under way', () => node.statusCalls === 1);
+      // Several idle periods pass while the request waits: the session stays.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(port.sessionCount()).toBe(1);
+      open();
+      const { text, gaveUp } = await ended;
+      expect(text).toContain('"id":1,"ok":true');
+      expect(gaveUp).toBe(false);
+      await until('the session closed at the port', () => port.sessionCount() === 0);
     } finally {
       await port.close();
     }
