@@ -719,15 +719,17 @@ export class SiteNode {
    * peer, asked now, says it is an unfenced primary, or cannot be asked: the site checks the operator's
    * claim that the old primary is gone against what it sees itself (P4). A peer that is not connected is
    * failed, fenced off or cut: the operator's failover decided that with sites 2 and 3 as witnesses.
+   * `syncPair` may suspend the pair, or hand an in-sync pair over (failback); it never declares a pair
+   * that is not in sync in sync ({@link NotAllowedError}: only a resync does, P6).
    * `takeover`: record the last update number as the takeover point (failover with site 3 unreachable).
-   * @see claims 16, 17, 25, 26, 27, 29; P4
+   * @see claims 16, 17, 25, 26, 27, 29; P4, P6
    */
   async setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean): Promise<void> {
-    this.#checkSetRole(role);
+    this.#checkSetRole(role, syncPair);
     if (role === 'primary' && this.site.role !== 'primary') {
       await this.#requirePeerNotPrimary();
       // The site may have changed while its peer answered.
-      this.#checkSetRole(role);
+      this.#checkSetRole(role, syncPair);
     }
     this.site.setRole(role);
     // A new source (failover, failback) is judged afresh; an old one no longer serves site 3.
@@ -739,9 +741,14 @@ export class SiteNode {
     this.site.saveIfDirty();
   }
 
-  #checkSetRole(role: 'primary' | 'secondary'): void {
+  #checkSetRole(role: 'primary' | 'secondary', syncPair: SyncPairState): void {
     if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
     if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+    // A step may suspend the pair, or hand an in-sync pair over (failback), never declare it in sync: only a
+    // resync makes two images equal (P6), and R1 alone makes a pair resyncing.
+    if (syncPair === 'resyncing' || ((syncPair === 'inSync' || syncPair === 'reversed') && !this.#pairInSync())) {
+      throw new NotAllowedError('setRole', `site ${this.id}'s sync pair is ${this.site.syncPair}: a step does not make it ${syncPair} (a resync does)`);
+    }
     if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
       throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
     }

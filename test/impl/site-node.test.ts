@@ -574,6 +574,24 @@ describe('each step checked by the site against what it sees (issue 14)', () => 
     expect(e.nodes[2].site.role).toBe('primary');
   });
 
+  it('no step declares a pair in sync that is not: only a resync does (P6)', async () => {
+    const d = deploy();
+    d.net.change(() => d.net.cut.add('1-2'));
+    await d.nodes[1].hostWrite(0, 0, block(9)); // on site 1 alone
+    d.net.change(() => d.net.cut.delete('1-2'));
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    const two = localClient(() => d.nodes[2]);
+    for (const pair of ['inSync', 'reversed', 'resyncing'] as const) {
+      await expect(two.setRole('secondary', pair, false)).rejects.toMatchObject({ code: 'NotAllowed' });
+    }
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    await d.operator.resync(2);
+    expect(d.nodes[2].site.syncPair).toBe('inSync');
+    // In sync, a step may hand the pair over (what failback does) or suspend it.
+    await two.setRole('secondary', 'reversed', false);
+    expect(d.nodes[2].site.syncPair).toBe('reversed');
+  });
+
   it('recovery does not promote: a sync member that was secondary refuses to come back as primary', async () => {
     const d = deploy();
     await d.operator.fail(2);
