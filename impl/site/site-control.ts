@@ -97,7 +97,7 @@ export const controlSessionIdleMs = 60_000;
  */
 export const controlBacklogMax = 64;
 
-/** The operations a site of the cluster (not the operator) may ask of its peer: its status, read-only. */
+/** The operations a site of the cluster (not the operator) may ask of its peer: its status, read-only, without a digest. */
 export const controlSiteOps: readonly string[] = ['status'];
 
 /** A refusal the site gave, carried back over the control port with its code and message. */
@@ -494,7 +494,8 @@ async function answer(node: SiteNode, line: string, isOperator: boolean, princip
     const args = r.args === undefined ? {} : r.args;
     if (typeof r.op !== 'string' || typeof args !== 'object' || args === null) throw new InvalidArgumentError('control', 'request', 'needs op and args');
     if (!isOperator && !controlSiteOps.includes(r.op)) throw new NotAllowedError(r.op, `${principalName(principal)} may ask only ${controlSiteOps.join(', ')}; the operator's steps need the operator's certificate`);
-    const result = await dispatchControl(node, r.op, args as Args);
+    // A site asks its peer's role, never a digest of its volumes (which reads every byte).
+    const result = await dispatchControl(node, r.op, isOperator ? (args as Args) : { digest: false });
     return JSON.stringify({ id, ok: true, result: result ?? null });
   } catch (error) {
     if (!(error instanceof RefusalError)) throw error;
