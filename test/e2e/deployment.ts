@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { threadId } from 'node:worker_threads';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { createCredentialsFor, operatorCredentials } from '../../impl/site/credentials.ts';
 import type { TlsCredentials } from '../../impl/net/tls-identity.ts';
@@ -42,7 +43,9 @@ async function portsFree(base: number, count: number): Promise<boolean> {
  */
 export async function freePortBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(((process.pid * 7919 + attempt * 104_729) % 12_760) / 10) * 10;
+    // vitest runs test files in worker threads of one process: the thread's id keeps two files' deployments
+    // apart (with the pid alone both chose the same base before either listened).
+    const base = 20_000 + Math.floor(((process.pid * 7919 + threadId * 1_299_709 + attempt * 104_729) % 12_760) / 10) * 10;
     if (await portsFree(base, 9)) return base;
   }
   throw new Error('no nine free consecutive ports found');
