@@ -131,14 +131,17 @@ describe('who decides that site 1 is down', () => {
     // each opened again as soon as the site closes it.
     const idle = new Set<net.Socket>();
     let attacking = true;
+    /** Connections the attacker may open in all: a bounded loop, which stops by itself. */
+    let budget = 20_000;
     const open = (): Promise<void> =>
       new Promise((resolve) => {
+        budget -= 1;
         const socket = net.connect({ port: controlPort(1), host: '127.0.0.1', localAddress: '127.0.0.2' }, () => resolve());
         idle.add(socket);
         socket.on('error', () => resolve());
         socket.on('close', () => {
           idle.delete(socket);
-          if (attacking) void open();
+          if (attacking && budget > 0) void open();
         });
       });
     try {
