@@ -154,6 +154,9 @@ describe('who decides that site 1 is down', () => {
       const reachable = await d.threesite('failover').catch((e: { code: number; stderr: string }) => e);
       expect(reachable).toMatchObject({ code: 1 });
       expect((reachable as { stderr: string }).stderr).toContain('site 1 is neither failed nor fenced');
+      // The attack lasted throughout (about 5,000 connections here).
+      expect(budget).toBeGreaterThan(0);
+      expect(idle.size).toBeGreaterThan(0);
     } finally {
       attacking = false;
       for (const socket of idle) socket.destroy();
