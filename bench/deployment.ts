@@ -35,6 +35,7 @@ import { loadDeploymentConfig, type DeploymentConfig } from '../impl/site/deploy
 import { nbdInFlightBytesMax } from '../impl/net/nbd-protocol.ts';
 import { Operator, type DeploymentStatus } from '../impl/site/operator.ts';
 import { tcpClient } from '../impl/site/site-control.ts';
+import { operatorCredentials } from '../impl/site/credentials.ts';
 import type { SiteStatus } from '../impl/site/site-node.ts';
 import type { SiteId } from '../impl/core/storage-system.ts';
 import { outgoingBytesMaxDefault } from '../impl/net/transport-tcp.ts';
@@ -614,6 +615,7 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
   }
   const configFile = path.join(clusterDir, 'cluster.json');
   const config = loadDeploymentConfig(configFile);
+  const operatorTls = operatorCredentials(config);
   const profileDir = path.join(dir, 'profiles');
   const siteArgs = (id: SiteId): string[] => [
     ...(options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
@@ -629,7 +631,7 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
     2: children.spawn('site 2', process.execPath, siteArgs(2)),
     3: children.spawn('site 3', process.execPath, siteArgs(3)),
   } as const;
-  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, statusAnswerMsMax);
+  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, operatorTls, statusAnswerMsMax);
   const operator = new Operator({ 1: client(1), 2: client(2), 3: client(3) });
   const siteLog = (): string => children.log();
   const alive = (): void => {
@@ -686,9 +688,9 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
   const catchUpMs = Math.round(performance.now() - loadEnded);
   const digests = await pollUntil('digest', 'the three sites\' volume digests', digestMsMax, async () => {
     const status = await new Operator({
-      1: tcpClient(1, config.sites[1].host, config.sites[1].controlPort, digestMsMax),
-      2: tcpClient(2, config.sites[2].host, config.sites[2].controlPort, digestMsMax),
-      3: tcpClient(3, config.sites[3].host, config.sites[3].controlPort, digestMsMax),
+      1: tcpClient(1, config.sites[1].host, config.sites[1].controlPort, operatorTls, digestMsMax),
+      2: tcpClient(2, config.sites[2].host, config.sites[2].controlPort, operatorTls, digestMsMax),
+      3: tcpClient(3, config.sites[3].host, config.sites[3].controlPort, operatorTls, digestMsMax),
     }).status(true);
     const all = [status.sites[1]?.volumeDigest, status.sites[2]?.volumeDigest, status.sites[3]?.volumeDigest];
     return all.every((d) => typeof d === 'string') ? (all as string[]) : undefined;

@@ -42,12 +42,13 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Observation, SiteObservation, SyncSiteId } from '../../model/observation.ts';
 import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from '../site/deployment-config.ts';
-import { createCredentialsFor } from '../site/credentials.ts';
+import { createCredentialsFor, operatorCredentials } from '../site/credentials.ts';
 import { clusterConfigOf, driverLimits as inProcessDriverLimits, driverProtocol } from './driver.ts';
 import { InvalidArgumentError, MalformedMessageError, RefusalError } from '../core/errors.ts';
 import { NbdClient, NbdClientError, NbdReplyError } from '../net/nbd-client.ts';
 import { memberRoleOf, Operator, remoteModeOf, type DeploymentStatus } from '../site/operator.ts';
 import { tcpClient } from '../site/site-control.ts';
+import type { TlsCredentials } from '../net/tls-identity.ts';
 import type { SiteStatus } from '../site/site-node.ts';
 import type { SiteId } from '../core/storage-system.ts';
 
@@ -347,7 +348,11 @@ class ProcessDeployment {
     readonly raw: Json,
     readonly config: DeploymentConfig,
   ) {
-    const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, processDriverLimits.controlTimeoutMs);
+    // The operator's certificate, which every control port requires, is made when the deployment is served
+    // (SiteProcesses.serve, after this constructor): read at the first request.
+    let operatorTls: TlsCredentials | null = null;
+    const credentials = (): TlsCredentials => (operatorTls ??= operatorCredentials(config));
+    const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, credentials, processDriverLimits.controlTimeoutMs);
     this.operator = new Operator({ 1: client(1), 2: client(2), 3: client(3) });
   }
 

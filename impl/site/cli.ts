@@ -17,8 +17,10 @@
  *     threesite failback --config FILE                                                   back to site 1 as primary
  *
  * Exit status: 0 done, 1 refused by the system (the refusal's code and message on stderr), 2 bad usage or
- * configuration, 3 a site needed for the command is unreachable, 4 a site's storage or credentials are damaged or
- * unreadable (the file is named; the site does not start from it).
+ * configuration (or credentials missing), 3 a site needed for the command is unreachable, 4 a site's storage or
+ * credentials are damaged or unreadable (the file is named; the site does not start from it). Every command
+ * but init, credentials and serve reaches the sites' control ports with the operator's certificate
+ * (`DIR/tls/operator`); `site-control.ts` lists the steps of each.
  */
 
 import * as fs from 'node:fs';
@@ -33,7 +35,7 @@ import { Operator, SiteUnreachableError, type DeploymentStatus } from './operato
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { createCredentialsFor, CredentialsError, credentialsLayoutOf, issue, readAuthority, writeCredentials } from './credentials.ts';
+import { createCredentialsFor, CredentialsError, credentialsLayoutOf, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
 import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
@@ -56,7 +58,9 @@ function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
 }
 
 function operatorFor(config: DeploymentConfig): Operator {
-  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort);
+  // Every control port requires the operator's certificate (site-control.ts).
+  const credentials = operatorCredentials(config);
+  const client = (id: SiteId) => tcpClient(id, config.sites[id].host, config.sites[id].controlPort, credentials);
   return new Operator({ 1: client(1), 2: client(2), 3: client(3) }, traceTime);
 }
 
@@ -355,6 +359,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (error instanceof ConfigError) {
       console.error(`threesite: configuration: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof CredentialsError) {
+      // The operator's (or, for serve, the site's) certificate is missing or unprotected: every port needs it.
+      console.error(`threesite: ${error.message}`);
       return 2;
     }
     if (error instanceof SiteUnreachableError) {

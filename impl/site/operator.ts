@@ -2,9 +2,19 @@
  * The operator of a deployment of site processes: the commands that need more than one site (status,
  * failover, failback, recovery, resync), composed of the single-site steps each site carries out and checks
  * itself (`site-node.ts`), reached through a {@link SiteClient} per site (the control port,
- * `site-control.ts`, or a node in the same process in tests). It plays the part the in-process cluster's
- * controller plays (`cluster.ts`), with the same refusals in the same order; the difference is that a site
- * it cannot reach is taken as failed, as a storage administrator takes an array that does not answer.
+ * `site-control.ts`, which lists the steps of each command, or a node in the same process in tests). It
+ * plays the part the in-process cluster's controller plays (`cluster.ts`), with the same refusals in the
+ * same order.
+ *
+ * **Who decides that site 1 is down.** Not the operator alone: its own failure to reach site 1's control
+ * port (a busy port, a cut between the operator and site 1) says nothing about whether site 1 still serves
+ * host 1. A failover goes ahead when site 1 itself answers that it takes no host writes (failed or fenced),
+ * or, when site 1 does not answer, when site 2 and site 3 both report their links to site 1 down (their own
+ * `connected` lists); otherwise it is refused with {@link SiteOneStillSeenError}, naming the sites that
+ * still see site 1 or could not be asked. `--force` takes the operator's word for it (site 1 is known to be
+ * powered off), and site 2 still refuses the primary role while it is connected to an unfenced primary.
+ * The in-process model (model/semantics.ts FAILOVER: site 1 failed or fenced) is the same rule: there a
+ * failed site reaches no one, so "both its peers see it down" is what "failed" means between processes.
  *
  * The order of the steps keeps P4 (at most one site accepts host writes) at every moment: a failover
  * requires site 1 failed or fenced before site 2 becomes primary; a failback demotes site 2 (refused while
@@ -43,7 +53,30 @@ export interface SiteClient {
   resync(): Promise<void>;
 }
 
-/** A site the operator could not reach: to the operator it is failed. */
+/**
+ * A failover refused because site 1 may still serve host 1: it did not answer the operator, and a witness
+ * (site 2 or site 3) still sees it or could not be asked. `--force` overrides it.
+ * @see P4
+ */
+export class SiteOneStillSeenError extends NotAllowedError {
+  constructor(
+    /** Sites whose own status lists site 1 among their connected peers. */
+    readonly seenBy: SiteId[],
+    /** Witnesses that could not tell: unreachable, or failed (a failed site is off the network and sees no one). */
+    readonly notAsked: SiteId[],
+    /** Why the operator could not reach site 1. */
+    readonly unreachable: string,
+  ) {
+    const parts = [
+      ...(seenBy.length > 0 ? [`site ${seenBy.join(' and site ')} still ${seenBy.length > 1 ? 'see' : 'sees'} site 1`] : []),
+      ...(notAsked.length > 0 ? [`site ${notAsked.join(' and site ')} cannot tell (unreachable or failed)`] : []),
+    ];
+    super('failover', `site 1 does not answer the operator (${unreachable}) but ${parts.join(', and ')}: fail or fence site 1, or --force if it is known to be down (P4)`);
+    this.name = 'SiteOneStillSeenError';
+  }
+}
+
+/** A site the operator could not reach: to the operator it is unknown, not failed (see the file comment). */
 export class SiteUnreachableError extends Error {
   constructor(
     readonly site: SiteId,
@@ -236,9 +269,11 @@ export class Operator {
 
   /**
    * FAILOVER: host 2 takes over at site 2 (claims 16-21, 25-29). Refused unless site 2 is up, secondary and
-   * normal, site 1 is failed (or unreachable) or fenced with no writes in flight (P4), and site 3, when up, is
-   * reachable from site 2. Site 3 sends site 2 its received number and site 2 judges (claim 18); a
-   * `remoteAhead` verdict refuses the failover with {@link RemoteAheadError} unless `force`.
+   * normal, site 1 is failed or fenced with no writes in flight (P4: by its own answer, or, when it does not
+   * answer, by sites 2 and 3 both seeing their links to it down, {@link SiteOneStillSeenError}; `force`
+   * takes the operator's word), and site 3, when up, is reachable from site 2. Site 3 sends site 2 its
+   * received number and site 2 judges (claim 18); a `remoteAhead` verdict refuses the failover with
+   * {@link RemoteAheadError} unless `force`.
    */
   async failover(force: boolean): Promise<Judgement | null> {
     const status = await this.status();
@@ -247,6 +282,12 @@ export class Operator {
     if (status.primary !== 1) throw new NotAllowedError('failover', 'site 2 is already the primary');
     if (two.mode !== 'normal') throw new NotAllowedError('failover', `site 2 is ${two.mode}, not normal`);
     if (one !== null && one.up && !one.fenced) throw new NotAllowedError('failover', 'site 1 is neither failed nor fenced (P4)');
+    if (one === null && !force) {
+      // Site 1 did not answer: its peers are the witnesses (see the file comment).
+      const seenBy = ([2, 3] as const).filter((id) => status.sites[id]?.up === true && status.sites[id]?.connected.includes(1));
+      const notAsked = ([2, 3] as const).filter((id) => status.sites[id] === null || status.sites[id]?.up !== true);
+      if (seenBy.length > 0 || notAsked.length > 0) throw new SiteOneStillSeenError(seenBy, notAsked, status.unreachable[1] ?? 'no answer');
+    }
     if (one !== null && one.up && one.inFlightWrites > 0) throw new NotAllowedError('failover', 'site 1 has host writes in flight');
     const threeUp = three !== null && three.up;
     if (threeUp && !three.connected.includes(2)) throw new NotAllowedError('failover', 'site 3 is up but unreachable from site 2');

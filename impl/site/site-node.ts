@@ -18,7 +18,10 @@
  *   by the operator (`operator.ts`), one step at a time on each site through its control port
  *   (`site-control.ts`): set a role, suspend or set the sync pair, attach site 3 to a source, ask site 3 to
  *   be judged, run a delta resync, a full copy or a resync. Each step checks its own preconditions here and
- *   is refused with a typed error (changing nothing) when they do not hold.
+ *   is refused with a typed error (changing nothing) when they do not hold, against what the site sees
+ *   itself rather than what the operator says: a sync member takes the primary role only after asking its
+ *   connected peer whether it is an unfenced primary ({@link PeerPrimaryError}), recovery never promotes,
+ *   and site 3 attaches to a source only with the verdict that source sent it.
  * - **Epochs** (fencing tokens; model/README.md "Epochs"). Every frame's epoch is looked at first: a higher
  *   one is adopted and saved (a primary that learns one was deposed: its writes in flight fail, its queued
  *   ones too, it steps down and refuses host writes), a lower one is refused, counted and logged, and its
@@ -60,6 +63,7 @@ import {
   StaleEpochError,
 } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
+import { asyncPairAfter } from '../core/judge.ts';
 import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgePurpose, type Message, type Verdict } from '../core/messages.ts';
 import type { SiteTrace, TracedWrite } from './site-trace.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from '../core/storage-system.ts';
@@ -107,6 +111,39 @@ export interface NodeLinks {
   setCut(peer: SiteId, cut: boolean): void;
   /** Bytes sent to `peer` and still waiting on this side of the link (0 when not connected): back-pressure's measure. */
   queuedBytes(peer: SiteId): number;
+  /**
+   * Asks a peer what it is now (the process asks the peer's control port with the site's own certificate):
+   * a sync member asks before it takes the primary role. Rejects when the peer cannot be asked.
+   */
+  askPeer(peer: SiteId): Promise<PeerView>;
+}
+
+/** What a peer says of itself when asked ({@link NodeLinks.askPeer}): enough to know whether it takes host writes. */
+export interface PeerView {
+  up: boolean;
+  role: 'primary' | 'secondary' | 'remote';
+  fenced: boolean;
+}
+
+/**
+ * A sync member refused the primary role: it is connected to its peer, which says it is an unfenced primary
+ * (two sites would accept host writes: P4), or which it could not ask. The operator fails, fences or
+ * demotes the peer first (`threesite fail|fence`, or the failback's first step).
+ * @see P4
+ */
+export class PeerPrimaryError extends NotAllowedError {
+  constructor(
+    readonly site: SyncSiteId,
+    readonly peer: SyncSiteId,
+    /** This site's own view of the sync pair when it refused (`inSync`: the peer replicates to it). */
+    readonly syncPair: SyncPairState,
+    /** Why: the peer said it is an unfenced primary, or the peer could not be asked. */
+    readonly reason: 'peerIsPrimary' | 'peerNotAsked',
+    detail: string,
+  ) {
+    super('setRole', `site ${site} is connected to site ${peer} (sync pair ${syncPair}) and ${detail} (P4): fail, fence or demote site ${peer} first`);
+    this.name = 'PeerPrimaryError';
+  }
 }
 
 /** The parts of the deployment's configuration a node needs. */
@@ -283,6 +320,11 @@ export class SiteNode {
   #pullWaiter: { resolve(): void; reject(error: RefusalError): void } | null = null;
   /** See {@link SiteStatus.sourceOverflow}. */
   #sourceOverflow = false;
+  /**
+   * Site 3: the last failover or failback verdict a source sent it, until a step uses it: `attach` and
+   * `recordJudgement` take only this verdict (the operator carries it; site 3 checks it).
+   */
+  #judgedBy: (JudgedVerdict & { source: SyncSiteId }) | null = null;
   readonly #frames = new Map<SiteId, { sent: number; received: number }>();
   readonly #cut = new Set<SiteId>();
   /** Messages refused from peers, by kind (a malformed one disconnected the peer). */
@@ -745,6 +787,11 @@ export class SiteNode {
     if (this.#fault !== null) {
       throw new NotAllowedError('recoverSite', `site ${this.id} detached on a device error (${this.#fault.message}): repair the storage and restart the site process, then recover it`);
     }
+    // Recovery may demote (the pair failed over while this site was down), never promote: only a failover or
+    // a failback, whose steps check the peer, makes a sync member primary.
+    if (this.id !== 3 && primary === this.id && this.site.role !== 'primary') {
+      throw new NotAllowedError('recoverSite', `site ${this.id} was ${this.site.role}: recovery does not promote (failover or failback does)`);
+    }
     this.#checkStepEpoch('recoverSite', epoch);
     // The epoch first: the site's first messages after it is back (its peer-up notices) carry it.
     this.site.setEpoch(epoch);
@@ -798,16 +845,24 @@ export class SiteNode {
 
   /**
    * Failover and failback steps at a sync member: take the role `role`, with the sync pair in `syncPair`.
-   * Demoting a primary is refused while it has host writes in flight or waiting (quiesce first).
+   * Demoting a primary is refused while it has host writes in flight or waiting (quiesce first). Taking the
+   * primary role is refused with {@link PeerPrimaryError} while this site is connected to its peer and the
+   * peer, asked now, says it is an unfenced primary, or cannot be asked: the site checks the operator's
+   * claim that the old primary is gone against what it sees itself (P4). A peer that is not connected is
+   * failed, fenced off or cut: the operator's failover decided that with sites 2 and 3 as witnesses.
+   * `syncPair` may suspend the pair, or hand an in-sync pair over (failback); it never declares a pair
+   * that is not in sync in sync ({@link NotAllowedError}: only a resync does, P6).
    * `takeover`: record the last update number as the takeover point (failover with site 3 unreachable).
-   * @see claims 16, 17, 25, 26, 27, 29
+   * @see claims 16, 17, 25, 26, 27, 29; P4, P6
    */
-  setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean, epoch: number): void {
-    if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
-    if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+  async setRole(role: 'primary' | 'secondary', syncPair: SyncPairState, takeover: boolean, epoch: number): Promise<void> {
+    this.#checkSetRole(role, syncPair);
     this.#checkStepEpoch('setRole', epoch);
-    if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
-      throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
+    if (role === 'primary' && this.site.role !== 'primary') {
+      await this.#requirePeerNotPrimary();
+      // The site (and its epoch) may have changed while its peer answered.
+      this.#checkSetRole(role, syncPair);
+      this.#checkStepEpoch('setRole', epoch);
     }
     const raised = epoch > this.site.epoch;
     this.site.setEpoch(epoch);
@@ -825,6 +880,36 @@ export class SiteNode {
     this.site.saveIfDirty();
   }
 
+  #checkSetRole(role: 'primary' | 'secondary', syncPair: SyncPairState): void {
+    if (this.id === 3) throw new NotAllowedError('setRole', 'site 3 is the remote');
+    if (!this.site.up) throw new SiteFailedError(this.id, 'setRole');
+    // A step may suspend the pair, or hand an in-sync pair over (failback), never declare it in sync: only a
+    // resync makes two images equal (P6), and R1 alone makes a pair resyncing.
+    if (syncPair === 'resyncing' || ((syncPair === 'inSync' || syncPair === 'reversed') && !this.#pairInSync())) {
+      throw new NotAllowedError('setRole', `site ${this.id}'s sync pair is ${this.site.syncPair}: a step does not make it ${syncPair} (a resync does)`);
+    }
+    if (role === 'secondary' && this.site.role === 'primary' && (this.site.inFlightWrites > 0 || this.#queued.length > 0)) {
+      throw new NotAllowedError('setRole', `site ${this.id} has host writes in flight (quiesce first)`);
+    }
+  }
+
+  /** Refuses ({@link PeerPrimaryError}) while the peer is connected and says it is an unfenced primary, or cannot be asked. */
+  async #requirePeerNotPrimary(): Promise<void> {
+    const self = this.id as SyncSiteId;
+    const peer = this.#peer();
+    if (!this.#links.isConnected(peer)) return;
+    let view: PeerView;
+    try {
+      view = await this.#links.askPeer(peer);
+    } catch (error) {
+      throw new PeerPrimaryError(self, peer, this.site.syncPair, 'peerNotAsked', `could not ask it whether it is primary (${(error as Error).message})`);
+    }
+    if (view.up && view.role === 'primary' && !view.fenced) {
+      const inSync = this.#pairInSync() ? ', in sync with it,' : '';
+      throw new PeerPrimaryError(self, peer, this.site.syncPair, 'peerIsPrimary', `site ${peer}${inSync} says it is an unfenced primary`);
+    }
+  }
+
   /** Site 3 asks `to` to judge its received number (claim 18) and returns the verdict. */
   judge(to: SyncSiteId, purpose: JudgePurpose): Promise<JudgedVerdict> {
     this.#requireRemoteIdle('judge');
@@ -836,11 +921,26 @@ export class SiteNode {
     });
   }
 
-  /** Site 3 takes a new source and async pair state, with the judgement that decided it. */
+  /**
+   * Site 3 takes a new source and async pair state, with the judgement that decided it. Site 3 checks the
+   * step against what it saw: the judgement must be the verdict `source` itself sent it at this failover or
+   * failback (site 3 asked for it: {@link judge}), and the async pair the one that verdict makes
+   * (`asyncPairAfter`); only its current source may tell it of that source's overflow (`suspendedOverflow`,
+   * which asks for a full copy: the cautious direction). {@link NotAllowedError} otherwise.
+   * @see claims 18-20, 28
+   */
   attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null, epoch: number): void {
     if (this.id !== 3) throw new NotAllowedError('attach', 'only site 3 has a source');
     if (!this.site.up) throw new SiteFailedError(3, 'attach');
     this.#checkStepEpoch('attach', epoch);
+    if (asyncPair === 'suspendedOverflow') {
+      if (source !== this.site.source) throw new NotAllowedError('attach', `site ${source} is not site 3's source (site ${this.site.source}): only the source reports its overflow`);
+    } else {
+      this.#requireOwnVerdict('attach', source, judgement);
+      const after = asyncPairAfter((judgement as Judgement).verdict);
+      if (asyncPair !== after) throw new NotAllowedError('attach', `verdict ${(judgement as Judgement).verdict} makes the async pair ${after}, not ${asyncPair}`);
+      this.#judgedBy = null;
+    }
     const raised = epoch > this.site.epoch;
     this.site.setEpoch(epoch);
     this.site.saveIfDirty();
@@ -856,8 +956,28 @@ export class SiteNode {
   /** Records a judgement at site 3 without acting on it (a refused, unforced failover: RemoteAhead). */
   recordJudgement(judgement: Judgement): void {
     if (this.id !== 3) throw new NotAllowedError('recordJudgement', 'only site 3 records judgements');
+    if (judgement.forced) throw new NotAllowedError('recordJudgement', 'a recorded judgement was not acted on: it is not forced');
+    const source = this.#judgedBy?.source;
+    if (source === undefined) throw new NotAllowedError('recordJudgement', 'site 3 has no verdict to record');
+    this.#requireOwnVerdict('recordJudgement', source, judgement);
     this.#remote.judgement = judgement;
     this.#saveRemoteState();
+  }
+
+  /** Refuses unless `judgement` is the verdict `source` sent site 3 last ({@link attach}). */
+  #requireOwnVerdict(operation: string, source: SyncSiteId, judgement: Judgement | null): void {
+    const own = this.#judgedBy;
+    const same =
+      judgement !== null &&
+      own !== null &&
+      own.source === source &&
+      own.verdict === judgement.verdict &&
+      own.remoteReceived === judgement.remoteReceived &&
+      own.sourceLast === judgement.sourceLast;
+    if (!same) {
+      const seen = own === null ? 'no verdict' : `${own.verdict} (held ${own.remoteReceived}, source at ${own.sourceLast}) from site ${own.source}`;
+      throw new NotAllowedError(operation, `site 3 was not judged so by site ${source}: it received ${seen}`);
+    }
   }
 
   /**
@@ -1245,6 +1365,7 @@ export class SiteNode {
       case 'verdict': {
         const waiter = this.#waiter;
         const judged: JudgedVerdict = { verdict: message.verdict, remoteReceived: message.remoteReceived, sourceLast: message.sourceLast };
+        if (message.purpose !== 'reattach' && (peer === 1 || peer === 2)) this.#judgedBy = { ...judged, source: peer };
         if (message.purpose === 'reattach') {
           // R2: site 3 is reattached; it copies on, or needs a full copy.
           const state = message.verdict === 'noUpdateRequired' || message.verdict === 'deltaResync' ? 'copying' : 'fullCopy';

@@ -15,14 +15,14 @@
  */
 
 import * as fs from 'node:fs';
-import type { Server } from 'node:net';
 import * as path from 'node:path';
 import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
 import { NotWritableError, RefusalError, SiteFailedError, StorageFaultError } from '../core/errors.ts';
 import { NbdServer } from '../net/nbd-server.ts';
 import { NbdErrno, NbdError, type NbdExport } from '../net/nbd-protocol.ts';
 import { readStateFile, writeStateFile } from '../storage/state-file.ts';
-import { serveControl } from './site-control.ts';
+import { serveControl, tcpClient } from './site-control.ts';
+import { siteCredentials } from './credentials.ts';
 import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
 import { openSite, rebuildSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
@@ -30,7 +30,6 @@ import type { SiteId } from '../core/storage-system.ts';
 import { traceConfigOf } from '../cluster/trace.ts';
 import { PeerNetwork, peerIdsOf } from '../net/transport-tcp.ts';
 import { OutOfRangeError } from '../core/volume.ts';
-import { siteCredentials } from './credentials.ts';
 
 /** How often the process gives its node the time (answer timeouts), in milliseconds. */
 export const tickIntervalMs = 50;
@@ -183,6 +182,9 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       else network.unblock(peer);
     }
   };
+  // The site's own certificate serves its control port and asks its peer's before it takes the primary role.
+  const credentials = siteCredentials(config, id);
+  const peerControl = (peer: SiteId) => tcpClient(peer, config.sites[peer].host, config.sites[peer].controlPort, credentials, config.answerTimeoutMs);
   const links: NodeLinks = {
     send: (peer, payload) => network.send(peer, payload),
     isConnected: (peer) => network.isConnected(peer),
@@ -196,6 +198,10 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       if (value) cut.add(peer);
       else cut.delete(peer);
       applyBlocks();
+    },
+    askPeer: async (peer) => {
+      const status = await peerControl(peer).status(false);
+      return { up: status.up, role: status.role, fenced: status.fenced };
     },
   };
   const trace = config.traceDir === null ? null : SiteTrace.open(config.traceDir, site, traceConfigOf(config));
@@ -232,7 +238,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     },
   });
   await nbd.listen(endpoint.nbdPort, endpoint.host);
-  const control: Server = await serveControl(() => node, endpoint.host, endpoint.controlPort, log);
+  const control = await serveControl({ node: () => node, host: endpoint.host, port: endpoint.controlPort, credentials, log });
 
   const timers = [setInterval(() => node.onTick(performance.now()), tickIntervalMs)];
   if (id === 3) {
@@ -247,7 +253,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     nbd,
     close: async () => {
       for (const timer of timers) clearInterval(timer);
-      await new Promise<void>((resolve) => control.close(() => resolve()));
+      await control.close();
       await nbd.close();
       await network.close();
       node.close();

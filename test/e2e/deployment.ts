@@ -9,8 +9,10 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { threadId } from 'node:worker_threads';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
-import { createCredentialsFor } from '../../impl/site/credentials.ts';
+import { createCredentialsFor, operatorCredentials } from '../../impl/site/credentials.ts';
+import type { TlsCredentials } from '../../impl/net/tls-identity.ts';
 import type { DeploymentStatus } from '../../impl/site/operator.ts';
 import { tcpClient } from '../../impl/site/site-control.ts';
 import type { SiteId } from '../../impl/core/storage-system.ts';
@@ -41,7 +43,9 @@ async function portsFree(base: number, count: number): Promise<boolean> {
  */
 export async function freePortBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(((process.pid * 7919 + attempt * 104_729) % 12_760) / 10) * 10;
+    // vitest runs test files in worker threads of one process: the thread's id keeps two files' deployments
+    // apart (with the pid alone both chose the same base before either listened).
+    const base = 20_000 + Math.floor(((process.pid * 7919 + threadId * 1_299_709 + attempt * 104_729) % 12_760) / 10) * 10;
     if (await portsFree(base, 9)) return base;
   }
   throw new Error('no nine free consecutive ports found');
@@ -61,6 +65,18 @@ export class Deployment {
   ) {
     this.dir = dir;
     this.configFile = join(dir, 'cluster.json');
+  }
+
+  /** The operator's credentials (every control port requires them). */
+  operatorCredentials(): TlsCredentials {
+    return operatorCredentials(validateDeploymentConfig(this.config, this.dir));
+  }
+
+  /** A control-port client of `site` with the operator's credentials, in this process. */
+  controlClient(site: SiteId, timeoutMs?: number): ReturnType<typeof tcpClient> {
+    const port = (this.config.sites as Record<string, { controlPort: number }>)[String(site)]?.controlPort;
+    if (port === undefined) throw new Error(`no control port for site ${site}`);
+    return tcpClient(site, '127.0.0.1', port, this.operatorCredentials(), timeoutMs);
   }
 
   /** A new deployment's directory and cluster.json (`overrides` replace fields of the local defaults). */
@@ -131,9 +147,7 @@ export class Deployment {
    * kill in the middle of a fio job) until `ready` holds for its last update number.
    */
   async waitForUpdateNumber(site: SiteId, ready: (last: number) => boolean, timeoutMs = statusWaitMsMax): Promise<number> {
-    const port = (this.config.sites as Record<string, { controlPort: number }>)[String(site)]?.controlPort;
-    if (port === undefined) throw new Error(`no control port for site ${site}`);
-    const client = tcpClient(site, '127.0.0.1', port);
+    const client = this.controlClient(site);
     const deadline = Date.now() + timeoutMs;
     let last = -1;
     while (Date.now() < deadline) {

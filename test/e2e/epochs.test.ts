@@ -9,7 +9,6 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Operator } from '../../impl/site/operator.ts';
-import { tcpClient } from '../../impl/site/site-control.ts';
 import type { SiteId } from '../../impl/core/storage-system.ts';
 import { Deployment, run } from './deployment.ts';
 
@@ -24,8 +23,7 @@ afterAll(async () => {
 
 /** The operator in this process, with a short answer timeout for site 1 (stopped: it never answers). */
 function operatorOf(d: Deployment): Operator {
-  const ports = d.config.sites as Record<string, { controlPort: number }>;
-  const client = (site: SiteId, timeoutMs: number) => tcpClient(site, '127.0.0.1', ports[String(site)]!.controlPort, timeoutMs);
+  const client = (site: SiteId, timeoutMs: number) => d.controlClient(site, timeoutMs);
   return new Operator({ 1: client(1, 2000), 2: client(2, 30_000), 3: client(3, 30_000) });
 }
 

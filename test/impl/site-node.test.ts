@@ -11,9 +11,9 @@ import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/co
 import { MemoryJournal } from '../../impl/core/journal.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
 import { DeviceError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
-import { Operator, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
+import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
-import { SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
+import { PeerPrimaryError, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { encodeMessage } from '../../impl/core/messages.ts';
 
@@ -32,6 +32,8 @@ class MemoryNetwork {
   readonly cut = new Set<string>();
   /** Directions (`"1>2"`) whose frames wait undelivered: a slow or stalled receiver, its link filling up. */
   readonly held = new Set<string>();
+  /** Sites whose control port does not answer their peer (the peer link may still be up). */
+  readonly unaskable = new Set<SiteId>();
   readonly queue: { from: SiteId; to: SiteId; payload: Uint8Array }[] = [];
   readonly log: string[] = [];
   #pumping = false;
@@ -58,6 +60,13 @@ class MemoryNetwork {
       setOnline: (online) => this.change(() => this.online.set(self, online)),
       setCut: (peer, cut) => this.change(() => (cut ? this.cut.add(key(self, peer)) : this.cut.delete(key(self, peer)))),
       queuedBytes: (peer) => this.queue.reduce((sum, frame) => (frame.from === self && frame.to === peer ? sum + frame.payload.length : sum), 0),
+      // The peer's control port, as a site process asks it: its own status, or no answer while it is unreachable.
+      askPeer: async (peer) => {
+        const node = this.nodes.get(peer);
+        if (node === undefined || this.unaskable.has(peer)) throw new Error(`site ${peer}'s control port does not answer`);
+        const status = node.status(false);
+        return { up: status.up, role: status.role, fenced: status.fenced };
+      },
     };
   }
 
@@ -294,7 +303,7 @@ describe('site nodes: local rules', () => {
     const config = { id: 1 as const, volumeCount, volumeBytes, blockBytes, fencePolicy: 'keepWriting' as const, inFlightWritesMax: 16, flushEachWrite: false };
     const volumes = Array.from({ length: volumeCount }, () => new MemoryVolume(volumeBytes, blockBytes));
     const site = new StorageSystem(config, volumes, new MemoryJournal({ entriesMax: 64, bytesMax: 64 * 1024 }), null, (state) => saves.push(state));
-    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined, queuedBytes: () => 0 };
+    const links: NodeLinks = { send: () => false, isConnected: () => false, disconnect: () => undefined, setOnline: () => undefined, setCut: () => undefined, queuedBytes: () => 0, askPeer: () => Promise.reject(new Error('no peer')) };
     const node = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000 }, links, () => undefined);
     // The first write finds no link: the pair is suspended (saved at once), the write acknowledged alone.
     expect(await node.hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: true });
@@ -682,12 +691,12 @@ describe('journal inflow control (UR inflow control, SRDF/A write pacing)', () =
 });
 
 describe('site nodes: epochs', () => {
-  it('a primary the operator could not reach learns the promotion its peers announce, fails its write in flight as deposed, and its old-epoch write is refused', async () => {
-    const d = deploy('keepWriting');
+  it('a primary cut off by a partition learns at the heal the promotion its peers announce, is deposed, and its old-epoch write is refused', async () => {
+    const d = deploy('refuse');
     const { nodes, operator, net } = d;
     expect(await nodes[1].hostWrite(0, 0, block(1))).toEqual({ updateNumber: 1, alone: false });
-    // Site 1 takes a write and sends it; the frame is still on its way (held here) when the operator, which
-    // cannot reach site 1's control port, fails over to site 2. Site 1 stays on the network.
+    // Site 1 takes a write and sends it; the frame is still on its way (held here) when a partition cuts site 1
+    // off from sites 2 and 3 and from the operator. Under fence policy refuse the write is never acknowledged.
     const inFlight = nodes[1].hostWrite(0, blockBytes, block(2)).then(
       () => null,
       (error: unknown) => error,
@@ -695,10 +704,20 @@ describe('site nodes: epochs', () => {
     const held = net.queue.splice(0);
     expect(held.map((frame) => frame.from)).toEqual([1]);
     d.crashed.add(1);
+    net.change(() => {
+      net.cut.add('1-2');
+      net.cut.add('1-3');
+    });
+    expect(await inFlight).toMatchObject({ code: 'NotWritable' });
+    // Sites 2 and 3 both see site 1 down: the operator fails over to site 2 (epoch 2).
     await operator.failover(false);
     await settle();
-    // Sites 2 and 3 announced epoch 2 when they took it; site 1 heard it: deposed, its write failed, never acknowledged.
-    expect(await inFlight).toMatchObject({ code: 'NotWritable', reason: 'deposed', epoch: 2 });
+    // The partition heals: each end of a link that comes up tells the other its epoch. Site 1 learns it was deposed.
+    net.change(() => {
+      net.cut.delete('1-2');
+      net.cut.delete('1-3');
+    });
+    await settle();
     expect(nodes[1].site.deposedBy).toBe(2);
     expect(() => nodes[1].hostWrite(0, 0, block(3))).toThrow(/deposed: epoch 2/);
     expect(nodes[1].acceptsHostWrites()).toBe(false);
@@ -708,7 +727,8 @@ describe('site nodes: epochs', () => {
     net.queue.push(...held);
     net.deliverAll();
     expect(nodes[2].site.last).toBe(last);
-    expect(nodes[2].status(false).staleEpochRefused).toBe(1);
+    // Two refused: site 1's own epoch notice at the heal (epoch 1), and the held sync write.
+    expect(nodes[2].status(false).staleEpochRefused).toBe(2);
     expect(net.log.join('\n')).toMatch(/site 2: site 2 refuses syncWrite from site 1: its epoch 1 is lower than 2: nothing of it applied; answered with epoch 2/);
     // An operator step with an epoch lower than a site's is refused (the operator's view was stale).
     await expect(operator.clients[2].setRole('primary', 'suspended', false, 1)).rejects.toMatchObject({ code: 'NotAllowed' });
@@ -721,5 +741,137 @@ describe('site nodes: epochs', () => {
     await operator.resync(1);
     expect(nodes[1].site.digest()).toBe(nodes[2].site.digest());
     expect([1, 2, 3].map((id) => nodes[id as SiteId].site.epoch)).toEqual([2, 2, 2]);
+  });
+});
+
+describe('each step checked by the site against what it sees (issue 14)', () => {
+  it('site 2 refuses the primary role while connected to an unfenced primary site 1, in sync or not, and changes nothing', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    const direct = localClient(() => d.nodes[2]);
+    const error = await direct.setRole('primary', 'suspended', true, 2).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PeerPrimaryError);
+    expect(error).toMatchObject({ code: 'NotAllowed', site: 2, peer: 1, syncPair: 'inSync', reason: 'peerIsPrimary' });
+    expect((error as Error).message).toContain('site 1, in sync with it, says it is an unfenced primary');
+    expect(d.nodes[2].site.role).toBe('secondary');
+    expect(d.nodes[2].site.syncPair).toBe('inSync');
+    expect(d.nodes[2].site.takeover).toBeNull();
+    // Out of sync (the link was cut and is back: resyncing), site 1 still takes host writes: refused too.
+    d.net.change(() => d.net.cut.add('1-2'));
+    await d.nodes[1].hostWrite(0, 0, block(2));
+    d.net.change(() => d.net.cut.delete('1-2'));
+    await expect(direct.setRole('primary', 'suspended', false, 2)).rejects.toMatchObject({ reason: 'peerIsPrimary', syncPair: 'resyncing' });
+    // A peer it cannot ask is not taken for a failed one.
+    d.net.unaskable.add(1);
+    await expect(direct.setRole('primary', 'suspended', false, 2)).rejects.toMatchObject({ reason: 'peerNotAsked' });
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('a fenced site 1, or one site 2 no longer reaches, lets site 2 take the primary role', async () => {
+    const d = deploy();
+    await d.operator.fence(1);
+    await localClient(() => d.nodes[2]).setRole('primary', 'suspended', false, 2);
+    expect(d.nodes[2].site.role).toBe('primary');
+    const e = deploy();
+    crash(e, 1);
+    await localClient(() => e.nodes[2]).setRole('primary', 'suspended', true, 2);
+    expect(e.nodes[2].site.role).toBe('primary');
+  });
+
+  it('no step declares a pair in sync that is not: only a resync does (P6)', async () => {
+    const d = deploy();
+    d.net.change(() => d.net.cut.add('1-2'));
+    await d.nodes[1].hostWrite(0, 0, block(9)); // on site 1 alone
+    d.net.change(() => d.net.cut.delete('1-2'));
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    const two = localClient(() => d.nodes[2]);
+    for (const pair of ['inSync', 'reversed', 'resyncing'] as const) {
+      await expect(two.setRole('secondary', pair, false, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    }
+    expect(d.nodes[2].site.syncPair).toBe('resyncing');
+    await d.operator.resync(2);
+    expect(d.nodes[2].site.syncPair).toBe('inSync');
+    // In sync, a step may hand the pair over (what failback does) or suspend it.
+    await two.setRole('secondary', 'reversed', false, 2);
+    expect(d.nodes[2].site.syncPair).toBe('reversed');
+  });
+
+  it('recovery does not promote: a sync member that was secondary refuses to come back as primary', async () => {
+    const d = deploy();
+    await d.operator.fail(2);
+    await expect(localClient(() => d.nodes[2]).recover(2, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    expect(d.nodes[2].site.up).toBe(false);
+    await localClient(() => d.nodes[2]).recover(1, 2);
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('site 3 takes a source and records a judgement only with the verdict that source sent it', async () => {
+    const d = deploy();
+    const three = localClient(() => d.nodes[3]);
+    const made = { verdict: 'noUpdateRequired' as const, remoteReceived: 0, sourceLast: 0, forced: false };
+    // No verdict received: an attach to site 2 is refused (it would skip the judge, claim 18).
+    await expect(three.attach(2, 'copying', made, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.recordJudgement(made)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await d.operator.fence(1);
+    const judged = await three.judge(2, 'failover');
+    // A verdict other than the one received, or an async pair the verdict does not make: refused.
+    await expect(three.attach(2, 'copying', { ...judged, remoteReceived: judged.remoteReceived + 1, forced: false }, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.attach(1, 'copying', { ...judged, forced: false }, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await expect(three.attach(2, 'fullCopy', { ...judged, forced: false }, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+    expect(d.nodes[3].site.source).toBe(1);
+    await three.attach(2, 'copying', { ...judged, forced: false }, 2);
+    expect(d.nodes[3].site.source).toBe(2);
+    // Used once: the same verdict does not attach again.
+    await expect(three.attach(2, 'copying', { ...judged, forced: false }, 2)).rejects.toMatchObject({ code: 'NotAllowed' });
+  });
+});
+
+describe('who decides that site 1 is down (issue 14)', () => {
+  /** Site 1's control port does not answer the operator, though site 1 still runs and is connected. */
+  function silence(d: Deployment, id: SiteId): void {
+    d.crashed.add(id);
+  }
+
+  it('failover is refused while site 1 does not answer but sites 2 and 3 still see it; the refusal names them', async () => {
+    const d = deploy();
+    silence(d, 1);
+    const error = await d.operator.failover(false).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SiteOneStillSeenError);
+    expect(error).toMatchObject({ code: 'NotAllowed', seenBy: [2, 3], notAsked: [] });
+    expect((error as Error).message).toContain('site 2 and site 3 still see site 1');
+    expect(d.nodes[2].site.role).toBe('secondary');
+    expect(d.nodes[1].acceptsHostWrites()).toBe(true);
+    // One witness still sees it: refused, naming that one.
+    d.net.change(() => d.net.cut.add('1-2'));
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ seenBy: [3], notAsked: [] });
+  });
+
+  it('failover is refused while site 1 and site 3 do not answer (site 3 cannot tell), unless forced', async () => {
+    const d = deploy();
+    crash(d, 1);
+    silence(d, 3);
+    await expect(d.operator.failover(false)).rejects.toMatchObject({ seenBy: [], notAsked: [3] });
+    expect(d.nodes[2].site.role).toBe('secondary');
+    await d.operator.failover(true);
+    expect(d.nodes[2].site.role).toBe('primary');
+  });
+
+  it('forced, the operator is still refused by site 2 while site 2 is connected to site 1, an unfenced primary', async () => {
+    const d = deploy();
+    silence(d, 1);
+    await expect(d.operator.failover(true)).rejects.toMatchObject({ code: 'NotAllowed', reason: 'peerIsPrimary' });
+    expect(d.nodes[2].site.role).toBe('secondary');
+  });
+
+  it('failover goes ahead when sites 2 and 3 both see site 1 down, or site 1 answers that it is failed', async () => {
+    const d = deploy();
+    crash(d, 1);
+    await d.operator.failover(false);
+    expect((await d.operator.status()).primary).toBe(2);
+    const e = deploy();
+    await e.operator.fail(1);
+    await e.operator.fail(3);
+    await e.operator.failover(false);
+    expect((await e.operator.status()).primary).toBe(2);
   });
 });
