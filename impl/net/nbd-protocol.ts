@@ -50,6 +50,7 @@ export const NbdReply = {
   errUnsup: 2 ** 31 + 1,
   errPolicy: 2 ** 31 + 2,
   errInvalid: 2 ** 31 + 3,
+  errTlsReqd: 2 ** 31 + 5,
   errUnknown: 2 ** 31 + 6,
   errShutdown: 2 ** 31 + 7,
   errTooBig: 2 ** 31 + 9,
@@ -212,7 +213,9 @@ export type NbdProtocolErrorReason =
   | 'optionsMax'
   | 'unknownExportName'
   | 'badRequestMagic'
-  | 'truncated';
+  | 'truncated'
+  | 'bytesBeforeTls'
+  | 'exportNameBeforeTls';
 
 /** A client broke the protocol; the server logs it and closes the connection. */
 export class NbdProtocolError extends Error {
@@ -473,6 +476,14 @@ export class NbdFrameReader {
   #pendingWrite: NbdRequestHeader | undefined;
   #skipBytes = 0;
   #pendingOption: NbdOptionHeader | undefined;
+
+  /**
+   * Payload bytes of the WRITE whose header has been read and whose payload has not all arrived yet (0 when
+   * none): the server reserves them from its budget before it reads on.
+   */
+  get pendingPayloadBytes(): number {
+    return this.#pendingWrite?.length ?? 0;
+  }
 
   /** Bytes held (received, not yet returned in a frame). */
   get bufferedBytes(): number {
