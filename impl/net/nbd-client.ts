@@ -317,7 +317,12 @@ async function startTls(raw: net.Socket, reader: ByteReader, options: NbdClientT
       secure.off('error', reject);
       resolve(secure);
     });
-    secure.once('error', (error) => reject(new NbdClientError('tlsRefused', `the TLS handshake failed: ${error.message}`)));
+    secure.once('error', (error) => {
+      // The TLS layer holds the TCP connection now: it is ended here, or the server would see it open.
+      secure.destroy();
+      raw.destroy();
+      reject(new NbdClientError('tlsRefused', `the TLS handshake failed: ${error.message}`));
+    });
   });
 }
 

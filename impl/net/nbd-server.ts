@@ -685,6 +685,9 @@ class NbdConnection {
     raw.removeAllListeners('end');
     raw.removeAllListeners('drain');
     this.#tls = 'handshaking';
+    // Until the handshake completes nobody reads the TLS socket: a client that leaves then must close it
+    // (half-open it would stay, holding its slot until the idle deadline). Half-open again once secured.
+    raw.allowHalfOpen = false;
     this.#context.startTls(this, raw);
   }
 
@@ -693,6 +696,7 @@ class NbdConnection {
     const tls = this.#context.options.tls;
     assert(tls !== undefined, 'a TLS handshake comes from a server with TLS', () => `connection ${this.id}`);
     if (this.#closed) return void secure.destroy();
+    secure.allowHalfOpen = true;
     this.#socket = secure;
     this.#attach(secure);
     this.#authenticate(secure, tls);
