@@ -6,20 +6,49 @@
  * Shape. The byte level is pure and tested without sockets: {@link NbdFrameReader} cuts the incoming bytes
  * into frames (client flags, options, requests with their write payloads), the `parse*` functions check one
  * header each and throw {@link NbdProtocolError}, {@link checkRequest} decides a request's errno before the
- * backend sees it, and the `encode*` functions build what is sent. {@link NbdServer} is the edge: it owns
- * the listener and the sockets, calls the backend ({@link NbdExport}) and writes the replies.
+ * backend sees it, and the `encode*` functions build what is sent (all in `nbd-protocol.ts`). The payload
+ * budget shared by every connection is `nbd-budget.ts`, pure too. {@link NbdServer} is the edge: it owns the
+ * listener, the sockets, the TLS layer and the deadlines, calls the backend ({@link NbdExport}) and writes
+ * the replies.
+ *
+ * Who gets in (issue 14). With `tls` in its options the server offers `NBD_OPT_STARTTLS` (the spec's "TLS
+ * support"): it ACKs in plain, then the same socket carries a TLS 1.3 handshake with the site's certificate
+ * that asks the client for one of the cluster's (`tls-identity.ts`); the option haggling then goes on inside
+ * TLS. A client is let in if its certificate chains to the cluster's authority and names a host (`host-N`)
+ * or the operator ({@link nbdPrincipalAllowed}); a site's certificate, another cluster's, or none is
+ * refused (logged `authenticationFailed`). With `tls.required` (a site's `nbdTls: required`) every option but
+ * STARTTLS and ABORT before TLS gets `NBD_REP_ERR_TLS_REQD` (EXPORT_NAME, which has no error reply, closes
+ * the connection), so no export is served in plain; otherwise plain and TLS clients are both served. Plain
+ * bytes sent after STARTTLS and before the handshake (the STARTTLS injection of CVE-2011-0411) close the
+ * connection; a second STARTTLS inside TLS gets `NBD_REP_ERR_INVALID`; without `tls` STARTTLS gets
+ * `NBD_REP_ERR_UNSUP`.
+ *
+ * Resources (every limit in {@link NbdServerLimits}, each a named default, configurable per site):
+ * - A connection is *pending* until it is *admitted*: authenticated by TLS, or, where plain is allowed, at
+ *   its GO / EXPORT_NAME. At most {@link nbdPendingConnectionsMaxDefault} are pending; one more evicts the
+ *   oldest pending one, so connections that never authenticate cannot keep a host out. At most
+ *   {@link nbdConnectionsMax} are admitted; a connection admitted beyond it is closed (`connectionsMax`).
+ *   Pending connections never take an admitted slot.
+ * - A pending connection is closed after {@link nbdIdleTimeoutMsDefault} without a byte, and any connection
+ *   that has not chosen its export {@link nbdHandshakeTimeoutMsDefault} after connecting.
+ * - Host payload bytes (WRITE payloads from header until the backend settles, READ data until the reply has
+ *   left) are reserved from one budget of {@link nbdBufferedBytesMaxDefault} shared by every connection,
+ *   each admitted connection guaranteed `nbdConnectionBytesGuaranteed` of it, before the payload is read:
+ *   a request that does not fit waits with its socket paused (TCP back-pressure), never dropped. A WRITE
+ *   whose payload, once the server reads it, does not arrive within {@link nbdFrameTimeoutMsDefault} closes
+ *   the connection (its write was never acknowledged). {@link nbdMemoryBytesMax} is the bound they give.
  *
  * Protocol subset.
  * - Handshake: fixed newstyle only. The server sends NBDMAGIC, IHAVEOPT and the handshake flags
  *   FIXED_NEWSTYLE | NO_ZEROES; a client that does not set C_FIXED_NEWSTYLE, or sets any bit other than
  *   C_FIXED_NEWSTYLE / C_NO_ZEROES, is disconnected (the spec says MUST for unknown bits; the spec lets a
  *   server honour a non-fixed client, we do not: every client of interest sets the bit).
- * - Options: `NBD_OPT_GO` and `NBD_OPT_INFO` (reply `NBD_INFO_EXPORT`; `NBD_INFO_BLOCK_SIZE` when requested,
- *   with minimum {@link nbdBlockBytesMin}, preferred = the export's `blockBytes`, maximum
- *   {@link nbdPayloadBytesMax}; `NBD_INFO_NAME` and `NBD_INFO_DESCRIPTION` when requested), `NBD_OPT_LIST`
- *   (one `NBD_REP_SERVER` per export, with its description), `NBD_OPT_ABORT` (ack, then close),
- *   `NBD_OPT_EXPORT_NAME` (old style: an unknown export closes the connection, as the spec requires).
- *   `NBD_OPT_STRUCTURED_REPLY` and every other option (STARTTLS, meta contexts, extended headers...) get
+ * - Options: `NBD_OPT_STARTTLS` (above), `NBD_OPT_GO` and `NBD_OPT_INFO` (reply `NBD_INFO_EXPORT`;
+ *   `NBD_INFO_BLOCK_SIZE` when requested, with minimum {@link nbdBlockBytesMin}, preferred = the export's
+ *   `blockBytes`, maximum {@link nbdPayloadBytesMax}; `NBD_INFO_NAME` and `NBD_INFO_DESCRIPTION` when
+ *   requested), `NBD_OPT_LIST` (one `NBD_REP_SERVER` per export, with its description), `NBD_OPT_ABORT` (ack,
+ *   then close), `NBD_OPT_EXPORT_NAME` (old style: an unknown export closes the connection, as the spec
+ *   requires). `NBD_OPT_STRUCTURED_REPLY` and every other option (meta contexts, extended headers...) get
  *   `NBD_REP_ERR_UNSUP`: we send simple replies only, which every client falls back to. An unknown export
  *   gets `NBD_REP_ERR_UNKNOWN`, a malformed GO/INFO/LIST `NBD_REP_ERR_INVALID`. The empty name selects the
  *   default export, the first one `exports()` lists. The export list is read at every option, so it follows
@@ -44,7 +73,8 @@
  * Limits: {@link nbdPayloadBytesMax} (32 MiB, the spec's default maximum payload), {@link nbdOptionBytesMax}
  * (16 KiB), {@link nbdNameBytesMax} (4096, the spec's string limit), {@link nbdOptionsPerHandshakeMax} (128),
  * {@link nbdRequestsInFlightMax} (64), {@link nbdInFlightBytesMax} (128 MiB), {@link nbdReplyBytesQueuedMax}
- * (64 MiB), {@link nbdConnectionsMax} (128).
+ * (64 MiB) per connection; {@link nbdConnectionsMax} (128) admitted and {@link nbdPendingConnectionsMaxDefault}
+ * (64) pending connections, the payload budget {@link nbdBufferedBytesMaxDefault} (256 MiB) across them.
  *
  * Error mapping (simple reply error field; only the spec's values are ever sent):
  * - READ past the end, or longer than {@link nbdPayloadBytesMax} → `EINVAL`.
