@@ -22,7 +22,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { tlsClientOptions, type Principal, type TlsCredentials } from './tls-identity.ts';
-import { NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdHandshakeFlag, NbdInfo, NbdOption, NbdReply, NbdTransmissionFlag, nbdGreetingBytes, nbdMagic, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyHeaderBytes, nbdOptionReplyMagic, nbdPayloadBytesMax, nbdRequestHeaderBytes, nbdRequestMagic, nbdSimpleReplyBytes, nbdSimpleReplyMagic } from './nbd-protocol.ts';
+import { encodeRequestHeader, NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdHandshakeFlag, NbdInfo, NbdOption, NbdReply, NbdTransmissionFlag, nbdGreetingBytes, nbdMagic, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyHeaderBytes, nbdOptionReplyMagic, nbdPayloadBytesMax, nbdSimpleReplyBytes, nbdSimpleReplyMagic } from './nbd-protocol.ts';
 
 /** Default deadline of the handshake and of each reply, in milliseconds. */
 export const nbdClientTimeoutMsDefault = 10_000;
@@ -257,14 +257,7 @@ export class NbdClient {
 }
 
 function requestHeader(type: number, flags: number, cookie: bigint, offset: number, length: number): Buffer {
-  const header = Buffer.alloc(nbdRequestHeaderBytes);
-  header.writeUInt32BE(nbdRequestMagic, 0);
-  header.writeUInt16BE(flags, 4);
-  header.writeUInt16BE(type, 6);
-  header.writeBigUInt64BE(cookie, 8);
-  header.writeBigUInt64BE(BigInt(offset), 16);
-  header.writeUInt32BE(length, 24);
-  return header;
+  return encodeRequestHeader({ type, flags, cookie, offset: BigInt(offset), length });
 }
 
 /** Reads the greeting and sends the client flags; resolves with the server's handshake flags. */

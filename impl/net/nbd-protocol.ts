@@ -347,6 +347,18 @@ export function checkRequest(request: NbdRequestHeader, target: NbdRequestTarget
   }
 }
 
+/** A request header as a client sends it: the minimal client and the tests' raw clients build theirs here. */
+export function encodeRequestHeader(request: NbdRequestHeader): Buffer {
+  const out = Buffer.alloc(nbdRequestHeaderBytes);
+  out.writeUInt32BE(nbdRequestMagic, 0);
+  out.writeUInt16BE(request.flags, 4);
+  out.writeUInt16BE(request.type, 6);
+  out.writeBigUInt64BE(request.cookie, 8);
+  out.writeBigUInt64BE(request.offset, 16);
+  out.writeUInt32BE(request.length, 24);
+  return out;
+}
+
 /** The transmission flags of an export. */
 export function transmissionFlags(readOnly: boolean): number {
   const f = NbdTransmissionFlag;

@@ -12,7 +12,7 @@
  */
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NbdClientFlag, NbdCommand, NbdOption, nbdOptionMagic, nbdPayloadBytesMax, nbdRequestMagic } from '../../impl/net/nbd-protocol.ts';
+import { encodeRequestHeader, NbdClientFlag, NbdCommand, NbdOption, nbdOptionMagic, nbdPayloadBytesMax } from '../../impl/net/nbd-protocol.ts';
 import { Deployment, run } from './deployment.ts';
 
 /** How long a real client may take to be served while the site is under attack (a bound, not a claim). */
@@ -72,13 +72,7 @@ function plainGo(): Buffer {
 }
 
 function writeHeader(cookie: number, offset: number, length: number): Buffer {
-  const header = Buffer.alloc(28);
-  header.writeUInt32BE(nbdRequestMagic, 0);
-  header.writeUInt16BE(NbdCommand.write, 6);
-  header.writeBigUInt64BE(BigInt(cookie), 8);
-  header.writeBigUInt64BE(BigInt(offset), 16);
-  header.writeUInt32BE(length, 24);
-  return header;
+  return encodeRequestHeader({ type: NbdCommand.write, flags: 0, cookie: BigInt(cookie), offset: BigInt(offset), length });
 }
 
 /** qemu-io over TLS with host 1's credentials writes and reads back 64 KiB at `offset` of site 1's vol1; retried until served or the bound. */

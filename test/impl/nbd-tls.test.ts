@@ -17,7 +17,7 @@ import * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MemoryVolume } from '../../impl/core/volume.ts';
 import { NbdClient, NbdClientError } from '../../impl/net/nbd-client.ts';
-import { NbdClientFlag, NbdCommand, NbdInfo, NbdOption, nbdOptionMagic, nbdOptionReplyMagic, nbdPayloadBytesMax, NbdReply, nbdRequestMagic, type NbdExport } from '../../impl/net/nbd-protocol.ts';
+import { encodeRequestHeader, NbdClientFlag, NbdCommand, NbdOption, nbdOptionMagic, nbdOptionReplyMagic, nbdPayloadBytesMax, NbdReply, type NbdExport } from '../../impl/net/nbd-protocol.ts';
 import { NbdServer, type NbdLogEntry, type NbdServerLimits, type NbdServerOptions } from '../../impl/net/nbd-server.ts';
 import { tlsClientOptions, type Principal, type TlsCredentials } from '../../impl/net/tls-identity.ts';
 import { createDeploymentCredentials, credentialsLayout, readCredentials, type CredentialsLayout } from '../../impl/site/credentials.ts';
@@ -184,13 +184,7 @@ function goData(name: string): Buffer {
 }
 
 function request(type: number, cookie: number, offset: number, length: number): Buffer {
-  const out = Buffer.alloc(28);
-  out.writeUInt32BE(nbdRequestMagic, 0);
-  out.writeUInt16BE(type, 6);
-  out.writeBigUInt64BE(BigInt(cookie), 8);
-  out.writeBigUInt64BE(BigInt(offset), 16);
-  out.writeUInt32BE(length, 24);
-  return out;
+  return encodeRequestHeader({ type, flags: 0, cookie: BigInt(cookie), offset: BigInt(offset), length });
 }
 
 /** Resolves once `ready()` holds, checking after every event-loop turn (real time only bounds it). */
