@@ -646,7 +646,7 @@ class NbdConnection {
         const name = data.toString('utf8');
         const found = this.#find(name, data.length);
         if (found === undefined) throw new NbdProtocolError('unknownExportName', undefined, `NBD_OPT_EXPORT_NAME of unknown export '${name.slice(0, 64)}'`);
-        if (!this.#admitForTransmission()) return;
+        if (!this.#admit()) return;
         const readOnly = found.readOnly();
         this.#write(encodeExportNameReply(found.sizeBytes, transmissionFlags(readOnly), this.#noZeroes));
         this.#enterTransmission(found, readOnly);
@@ -672,7 +672,7 @@ class NbdConnection {
         if (!parsed.ok) return this.#refuse(option, NbdReply.errInvalid, parsed.detail);
         const found = this.#find(parsed.name, parsed.nameBytes);
         if (found === undefined) return this.#refuse(option, NbdReply.errUnknown, `unknown export '${parsed.name.slice(0, 64)}'`);
-        if (option === NbdOption.go && !this.#admitForTransmission()) return;
+        if (option === NbdOption.go && !this.#admit()) return;
         const readOnly = found.readOnly();
         this.#reply(option, NbdReply.info, encodeInfoExport(found.sizeBytes, transmissionFlags(readOnly)));
         if (parsed.infos.includes(NbdInfo.name)) this.#reply(option, NbdReply.info, encodeInfoString(NbdInfo.name, found.name));
@@ -761,7 +761,10 @@ class NbdConnection {
     this.#admit();
   }
 
-  /** Takes an admitted slot and the budget account; false (connection closed) when every slot is taken. */
+  /**
+   * Takes an admitted slot and the budget account (at authentication, or for a plain client where plain is
+   * allowed when it chooses its export); false (connection closed) when every slot is taken.
+   */
   #admit(): boolean {
     if (this.#account !== null) return true;
     const account = this.#context.admit(this);
@@ -773,11 +776,6 @@ class NbdConnection {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     return true;
-  }
-
-  /** A plain client that may be served (TLS optional) is admitted when it chooses its export. */
-  #admitForTransmission(): boolean {
-    return this.#admit();
   }
 
   #enterTransmission(exported: NbdExport, readOnly: boolean): void {
