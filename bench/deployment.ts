@@ -7,6 +7,9 @@
  * close in time.
  *
  * Per job: IOPS, bandwidth, completion latency (mean, p50, p99) from fio's JSON, and the ratios ours/nbdkit.
+ * The 4 KiB qd16 job runs a second time against site 1 right after the first, over NBD with TLS (`nbds://`,
+ * host 1's certificate, fio as an unprivileged user so that libnbd finds it in `$HOME/.pki/libnbd`): the
+ * ratio TLS/plain is the cost of TLS on the NBD port, both halves from the same run.
  * During the 4 KiB qd16 run against our deployment, site 1's last update number and site 3's restored number
  * are sampled every {@link lagSampleIntervalMs} over the control ports (`site-control.ts`, no process spawned
  * per sample); site 3's lag is reported in update numbers and in seconds, the seconds two ways:
@@ -32,6 +35,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { loadDeploymentConfig, type DeploymentConfig } from '../impl/site/deployment-config.ts';
+import { credentialsLayoutOf } from '../impl/site/credentials.ts';
 import { nbdInFlightBytesMax } from '../impl/net/nbd-protocol.ts';
 import { Operator, type DeploymentStatus } from '../impl/site/operator.ts';
 import { tcpClient } from '../impl/site/site-control.ts';
@@ -164,6 +168,19 @@ export interface JobComparison {
   readonly cpuMicrosecondsPerWrite: CpuShares;
 }
 
+/** What TLS on the NBD port costs: the goal job over TLS beside the same job in plain, same run. */
+export interface TlsCost {
+  readonly job: string;
+  readonly plain: FioResult;
+  readonly tls: FioResult;
+  /** IOPS over TLS / IOPS in plain. */
+  readonly iopsRatio: number;
+  /** Mean completion latency over TLS / in plain. */
+  readonly clatMeanRatio: number;
+  /** CPU of each site during the TLS run. */
+  readonly cpuPercent: CpuShares;
+}
+
 /** Everything the deployment benchmark measured. */
 export interface DeploymentBench {
   readonly volumeBytes: number;
@@ -173,6 +190,8 @@ export interface DeploymentBench {
   readonly jobs: readonly JobComparison[];
   readonly goal: { readonly job: string; readonly iopsRatio: number; readonly min: number; readonly met: boolean };
   readonly lag: LagReport;
+  /** The goal job over NBD with TLS against the same job in plain, run one after the other. */
+  readonly tls: TlsCost;
   /** Time from the end of the last job to site 3 restored up to site 1's last update number, in ms. */
   readonly catchUpMs: number;
   readonly sitesEqualAfterCatchUp: boolean;
@@ -283,8 +302,26 @@ class Children {
 }
 
 /** Runs `command` to completion, bounded by `timeoutMs`; rejects on a non-zero exit or timeout. */
-async function runCommand(command: string, args: string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
-  return execFileAsync(command, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 });
+async function runCommand(command: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+  return execFileAsync(command, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env });
+}
+
+/** The user and group id fio runs as over TLS (`nobody`): libnbd reads `$HOME/.pki/libnbd` only for a user other than root. */
+const hostUserId = 65534;
+
+/**
+ * A home for host 1's unprivileged user with its credentials where libnbd looks for them
+ * (`$HOME/.pki/libnbd`), for fio's nbd engine over `nbds://` (its URI cannot name a certificate directory:
+ * libnbd refuses a URI's local file unless the program allows it).
+ */
+function hostHome(dir: string, hostDir: string): string {
+  const home = path.join(dir, 'home-host-1');
+  fs.chmodSync(dir, 0o711);
+  fs.mkdirSync(path.join(home, '.pki', 'libnbd'), { recursive: true });
+  const files = ['ca-cert.pem', 'client-cert.pem', 'client-key.pem'];
+  for (const file of files) fs.copyFileSync(path.join(hostDir, file), path.join(home, '.pki', 'libnbd', file));
+  for (const entry of [home, path.join(home, '.pki'), path.join(home, '.pki', 'libnbd'), ...files.map((file) => path.join(home, '.pki', 'libnbd', file))]) fs.chownSync(entry, hostUserId, hostUserId);
+  return home;
 }
 
 function toolMissing(command: string): boolean {
@@ -383,9 +420,12 @@ interface FioJson {
   }[];
 }
 
-/** Runs one fio job against `uri`; its JSON goes to a file (fio's nbd engine prints to stdout too). */
-async function runFio(job: FioJob, uri: string, dir: string, label: string): Promise<FioResult> {
-  const output = path.join(dir, `fio-${label}-${job.name}.json`);
+/**
+ * Runs one fio job against `uri`; its JSON goes to a file (fio's nbd engine prints to stdout too). With
+ * `home`, fio runs as the host's unprivileged user in that home ({@link hostHome}): for an `nbds://` URI.
+ */
+async function runFio(job: FioJob, uri: string, dir: string, label: string, home?: string): Promise<FioResult> {
+  const output = path.join(home ?? dir, `fio-${label}-${job.name}.json`);
   const args = [
     `--name=${job.name}`,
     '--ioengine=nbd',
@@ -402,7 +442,9 @@ async function runFio(job: FioJob, uri: string, dir: string, label: string): Pro
     `--output=${output}`,
   ];
   try {
-    await runCommand('fio', args, (rampSeconds + runSeconds) * 1000 + fioSlackMs);
+    const timeoutMs = (rampSeconds + runSeconds) * 1000 + fioSlackMs;
+    if (home === undefined) await runCommand('fio', args, timeoutMs);
+    else await runCommand('setpriv', [`--reuid=${hostUserId}`, `--regid=${hostUserId}`, '--clear-groups', '--', 'fio', ...args], timeoutMs, { ...process.env, HOME: home });
   } catch (error) {
     const e = error as { stderr?: string; message: string };
     throw new DeploymentBenchError('fio', `fio ${job.name} against ${label} (${uri}) failed: ${e.message.split('\n')[0]}\n${e.stderr ?? ''}`, '');
@@ -648,6 +690,10 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
   const idleRss = { 1: procStatusKiB(sites[1].pid, 'VmRSS'), 2: procStatusKiB(sites[2].pid, 'VmRSS'), 3: procStatusKiB(sites[3].pid, 'VmRSS') };
 
   const ourUri = `nbd://127.0.0.1:${config.sites[1].nbdPort}/vol0`;
+  // The same port over TLS (init makes nbdTls optional on loopback: plain and TLS side by side).
+  const ourTlsUri = `nbds://127.0.0.1:${config.sites[1].nbdPort}/vol0`;
+  const home = hostHome(dir, credentialsLayoutOf(config).hostDir(1));
+  let tls: TlsCost | undefined;
   const sitePids = { 'site 1': sites[1].pid, 'site 2': sites[2].pid, 'site 3': sites[3].pid };
   const comparisons: JobComparison[] = [];
   let lag: LagReport | undefined;
@@ -662,6 +708,12 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
     const { value: ours, cpu } = await withCpu(sitePids, () => runFio(job, ourUri, dir, 'ours'));
     if (sampler !== undefined) lag = await sampler.stop();
     alive();
+    if (job.name === goalJob) {
+      progress(`deployment bench: ${job.name} against site 1 over TLS (${ourTlsUri}, host 1's certificate)`);
+      const overTls = await withCpu(sitePids, () => runFio(job, ourTlsUri, dir, 'ours-tls', home));
+      alive();
+      tls = { job: job.name, plain: ours, tls: overTls.value, iopsRatio: round(overTls.value.iops / Math.max(1, ours.iops), 3), clatMeanRatio: round(overTls.value.clatMeanUs / Math.max(0.1, ours.clatMeanUs), 3), cpuPercent: overTls.cpu };
+    }
     const ratio = (a: number, b: number): number => (b === 0 ? 0 : round(a / b, 3));
     const perWrite = (shares: CpuShares, iops: number): CpuShares =>
       Object.fromEntries(Object.entries(shares).map(([label, percent]) => [label, iops === 0 ? 0 : Math.round((percent / 100 / iops) * 1e6)]));
@@ -737,6 +789,7 @@ async function run(dir: string, children: Children, options: DeploymentBenchOpti
     jobs: comparisons,
     goal: { job: goalJob, iopsRatio: goal.iopsRatio, min: iopsRatioGoalMin, met: goal.iopsRatio >= iopsRatioGoalMin },
     lag: lag as LagReport,
+    tls: tls as TlsCost,
     catchUpMs,
     sitesEqualAfterCatchUp,
     memory,
@@ -774,6 +827,8 @@ export function formatDeploymentBench(bench: DeploymentBench): string {
       `max ${n(bench.lag.updateNumbers.max)} / mean ${bench.lag.updateNumbers.mean} update numbers; ` +
       `by timestamps (site 3 restored u minus site 1 reached u) max ${bench.lag.secondsByTimestamps.max} s / mean ${bench.lag.secondsByTimestamps.mean} s; ` +
       `by rate (lag / ${n(bench.lag.secondsByRate.writesPerSecond)} writes/s) max ${bench.lag.secondsByRate.max} s / mean ${bench.lag.secondsByRate.mean} s`,
+    `NBD TLS: ${bench.tls.job} over TLS ${n(bench.tls.tls.iops)} IOPS (clat mean ${bench.tls.tls.clatMeanUs} us, site 1 CPU ${bench.tls.cpuPercent['site 1']} %) ` +
+      `vs plain ${n(bench.tls.plain.iops)} IOPS (clat mean ${bench.tls.plain.clatMeanUs} us): IOPS ratio TLS/plain ${bench.tls.iopsRatio.toFixed(3)}, clat mean ratio ${bench.tls.clatMeanRatio.toFixed(3)}`,
     `site 3 caught up ${bench.catchUpMs} ms after the load stopped; the three volumes equal (SHA-256): ${bench.sitesEqualAfterCatchUp}`,
     '',
     '| site | idle RSS MiB | peak RSS (VmHWM) MiB | bound MiB (idle + NBD in flight + 2 peer send queues) | within |',

@@ -42,7 +42,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Observation, SiteObservation, SyncSiteId } from '../../model/observation.ts';
 import { intervalMsMax, validateDeploymentConfig, type DeploymentConfig } from '../site/deployment-config.ts';
-import { createCredentialsFor, operatorCredentials } from '../site/credentials.ts';
+import { createCredentialsFor, hostCredentials, operatorCredentials } from '../site/credentials.ts';
 import { clusterConfigOf, driverLimits as inProcessDriverLimits, driverProtocol } from './driver.ts';
 import { InvalidArgumentError, MalformedMessageError, RefusalError } from '../core/errors.ts';
 import { NbdClient, NbdClientError, NbdReplyError } from '../net/nbd-client.ts';
@@ -534,7 +534,9 @@ class ProcessDeployment {
     if (open !== undefined && open.epoch === this.#epoch && !open.client.closed) return open.client;
     this.#nbd.delete(key);
     if (open !== undefined) await open.client.close();
-    const client = await NbdClient.connect(this.config.sites[id].host, this.config.sites[id].nbdPort, `vol${volume}`, processDriverLimits.controlTimeoutMs);
+    // Host N writes at site N, with its credentials of the reset's cluster (the sites require NBD over TLS).
+    const tls = { credentials: hostCredentials(this.config, id), server: { kind: 'site', site: id } as const };
+    const client = await NbdClient.connect(this.config.sites[id].host, this.config.sites[id].nbdPort, `vol${volume}`, processDriverLimits.controlTimeoutMs, tls);
     this.#nbd.set(key, { client, epoch: this.#epoch });
     return client;
   }

@@ -4,7 +4,11 @@
  * only: the greeting, the client flags, `NBD_OPT_GO` for one export (its size and transmission flags, the
  * read-only one among them, come with it), then simple requests one at a time: `NBD_CMD_READ`,
  * `NBD_CMD_WRITE` (optionally FUA), `NBD_CMD_FLUSH` and `NBD_CMD_DISC`. No structured replies, no
- * pipelining, no TLS. The constants are the server's (`nbd-server.ts`), so both speak the spec's names.
+ * pipelining. With `tls` it starts TLS first (`NBD_OPT_STARTTLS`, then a TLS 1.3 handshake on the same socket
+ * with the host's certificate, the server's certificate checked to name the site expected) and chooses the
+ * export inside TLS, as a host must where a site requires it (`nbdTls: required`); a server that refuses
+ * STARTTLS is an {@link NbdClientError} of kind `tlsRefused`, never a silent fall back to plain. The
+ * constants are the server's (`nbd-protocol.ts`), so both speak the spec's names.
  *
  * Errors are values: an export the server does not list is an {@link NbdClientError} of kind
  * `unknownExport`; an error in a reply is an {@link NbdReplyError} with the spec's errno (EPERM for a
@@ -16,7 +20,9 @@
  */
 
 import * as net from 'node:net';
-import { NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdHandshakeFlag, NbdInfo, NbdOption, NbdReply, NbdTransmissionFlag, nbdGreetingBytes, nbdMagic, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyHeaderBytes, nbdOptionReplyMagic, nbdPayloadBytesMax, nbdRequestHeaderBytes, nbdRequestMagic, nbdSimpleReplyBytes, nbdSimpleReplyMagic } from './nbd-protocol.ts';
+import * as tls from 'node:tls';
+import { tlsClientOptions, type Principal, type TlsCredentials } from './tls-identity.ts';
+import { encodeRequestHeader, NbdClientFlag, NbdCommand, NbdCommandFlag, NbdErrno, NbdHandshakeFlag, NbdInfo, NbdOption, NbdReply, NbdTransmissionFlag, nbdGreetingBytes, nbdMagic, nbdOptionBytesMax, nbdOptionMagic, nbdOptionReplyHeaderBytes, nbdOptionReplyMagic, nbdPayloadBytesMax, nbdSimpleReplyBytes, nbdSimpleReplyMagic } from './nbd-protocol.ts';
 
 /** Default deadline of the handshake and of each reply, in milliseconds. */
 export const nbdClientTimeoutMsDefault = 10_000;
@@ -25,7 +31,14 @@ export const nbdClientTimeoutMsDefault = 10_000;
 export const nbdClientOptionRepliesMax = 64;
 
 /** How a connection failed. */
-export type NbdClientFailure = 'unknownExport' | 'optionRefused' | 'protocol' | 'closed' | 'timeout' | 'tooLarge';
+export type NbdClientFailure = 'unknownExport' | 'optionRefused' | 'tlsRefused' | 'tlsRequired' | 'protocol' | 'closed' | 'timeout' | 'tooLarge';
+
+/** TLS for a connection: the host's credentials and the principal the server's certificate must name. */
+export interface NbdClientTls {
+  readonly credentials: TlsCredentials;
+  /** The site dialled (`{ kind: 'site', site: 2 }`): a certificate naming anything else is refused. */
+  readonly server: Principal;
+}
 
 /** The connection failed or broke the protocol; it is closed. */
 export class NbdClientError extends Error {
@@ -61,6 +74,11 @@ class ByteReader {
   #bytes = 0;
   #want: { bytes: number; resolve(data: Buffer): void; reject(error: Error): void } | null = null;
   #failure: NbdClientError | null = null;
+
+  /** Bytes received and not yet read. */
+  get bufferedBytes(): number {
+    return this.#bytes;
+  }
 
   push(chunk: Buffer): void {
     this.#chunks.push(chunk);
@@ -98,7 +116,7 @@ class ByteReader {
 
 /** One connection to one export, after `NBD_OPT_GO`. */
 export class NbdClient {
-  readonly #socket: net.Socket;
+  readonly #socket: net.Socket | tls.TLSSocket;
   readonly #reader: ByteReader;
   readonly #timeoutMs: number;
   #nextCookie = 1n;
@@ -107,7 +125,7 @@ export class NbdClient {
   #closed = false;
 
   private constructor(
-    socket: net.Socket,
+    socket: net.Socket | tls.TLSSocket,
     reader: ByteReader,
     timeoutMs: number,
     /** The export's size in bytes, as `NBD_INFO_EXPORT` gave it. */
@@ -134,18 +152,34 @@ export class NbdClient {
     return this.#closed;
   }
 
-  /** Connects to `host:port` and opens export `name` with `NBD_OPT_GO`; rejects with {@link NbdClientError}. */
-  static async connect(host: string, port: number, name: string, timeoutMs = nbdClientTimeoutMsDefault): Promise<NbdClient> {
-    const socket = net.connect({ host, port, noDelay: true });
+  /**
+   * Connects to `host:port`, starts TLS when `tls` is given, and opens export `name` with `NBD_OPT_GO`;
+   * rejects with {@link NbdClientError}.
+   */
+  static async connect(host: string, port: number, name: string, timeoutMs = nbdClientTimeoutMsDefault, tlsOptions?: NbdClientTls): Promise<NbdClient> {
+    const raw = net.connect({ host, port, noDelay: true });
     const reader = new ByteReader();
-    socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    socket.on('error', (error) => reader.fail(new NbdClientError('closed', error.message)));
-    socket.on('close', () => reader.fail(new NbdClientError('closed', 'the server closed the connection')));
+    const listen = (socket: net.Socket): void => {
+      socket.on('data', (chunk: Buffer) => reader.push(chunk));
+      socket.on('error', (error) => reader.fail(new NbdClientError('closed', error.message)));
+      socket.on('close', () => reader.fail(new NbdClientError('closed', 'the server closed the connection')));
+    };
+    listen(raw);
+    let socket: net.Socket = raw;
+    const handshakeAll = async (): Promise<{ sizeBytes: number; flags: number }> => {
+      await greet(raw, reader);
+      if (tlsOptions !== undefined) {
+        socket = await startTls(raw, reader, tlsOptions);
+        listen(socket);
+      }
+      return go(socket, reader, name);
+    };
     try {
-      const { sizeBytes, flags } = await withDeadline(handshake(socket, reader, name), timeoutMs, 'the handshake');
+      const { sizeBytes, flags } = await withDeadline(handshakeAll(), timeoutMs, 'the handshake');
       return new NbdClient(socket, reader, timeoutMs, sizeBytes, flags);
     } catch (error) {
       socket.destroy();
+      raw.destroy();
       throw error;
     }
   }
@@ -223,18 +257,11 @@ export class NbdClient {
 }
 
 function requestHeader(type: number, flags: number, cookie: bigint, offset: number, length: number): Buffer {
-  const header = Buffer.alloc(nbdRequestHeaderBytes);
-  header.writeUInt32BE(nbdRequestMagic, 0);
-  header.writeUInt16BE(flags, 4);
-  header.writeUInt16BE(type, 6);
-  header.writeBigUInt64BE(cookie, 8);
-  header.writeBigUInt64BE(BigInt(offset), 16);
-  header.writeUInt32BE(length, 24);
-  return header;
+  return encodeRequestHeader({ type, flags, cookie, offset: BigInt(offset), length });
 }
 
-/** The fixed-newstyle handshake up to the ACK of `NBD_OPT_GO`. */
-async function handshake(socket: net.Socket, reader: ByteReader, name: string): Promise<{ sizeBytes: number; flags: number }> {
+/** Reads the greeting and sends the client flags; resolves with the server's handshake flags. */
+async function greet(socket: net.Socket, reader: ByteReader): Promise<number> {
   const greeting = await reader.read(nbdGreetingBytes);
   if (greeting.readBigUInt64BE(0) !== nbdMagic || greeting.readBigUInt64BE(8) !== nbdOptionMagic) {
     throw new NbdClientError('protocol', 'the greeting is not NBDMAGIC IHAVEOPT (oldstyle servers are not supported)');
@@ -243,24 +270,67 @@ async function handshake(socket: net.Socket, reader: ByteReader, name: string): 
   if ((handshakeFlags & NbdHandshakeFlag.fixedNewstyle) === 0) throw new NbdClientError('protocol', 'the server is not fixed newstyle');
   const clientFlags = Buffer.alloc(4);
   clientFlags.writeUInt32BE(NbdClientFlag.fixedNewstyle | (handshakeFlags & NbdHandshakeFlag.noZeroes ? NbdClientFlag.noZeroes : 0));
+  socket.write(clientFlags);
+  return handshakeFlags;
+}
+
+function optionHeader(option: number, dataBytes: number): Buffer {
+  const header = Buffer.alloc(16);
+  header.writeBigUInt64BE(nbdOptionMagic, 0);
+  header.writeUInt32BE(option, 8);
+  header.writeUInt32BE(dataBytes, 12);
+  return header;
+}
+
+/** One option reply: its type and data. */
+async function optionReply(reader: ByteReader): Promise<{ replyType: number; data: Buffer }> {
+  const header = await reader.read(nbdOptionReplyHeaderBytes);
+  if (header.readBigUInt64BE(0) !== nbdOptionReplyMagic) throw new NbdClientError('protocol', 'an option reply without its magic');
+  const replyType = header.readUInt32BE(12);
+  const length = header.readUInt32BE(16);
+  if (length > nbdOptionBytesMax) throw new NbdClientError('protocol', `an option reply of ${length} bytes`);
+  const data = length === 0 ? Buffer.alloc(0) : await reader.read(length);
+  return { replyType, data };
+}
+
+/**
+ * `NBD_OPT_STARTTLS`: on its ACK, a TLS 1.3 client handshake over the same socket with the host's
+ * certificate; resolves with the TLS socket once the server's certificate named the site expected.
+ */
+async function startTls(raw: net.Socket, reader: ByteReader, options: NbdClientTls): Promise<tls.TLSSocket> {
+  raw.write(optionHeader(NbdOption.startTls, 0));
+  const { replyType, data } = await optionReply(reader);
+  if (replyType !== NbdReply.ack) throw new NbdClientError('tlsRefused', `NBD_OPT_STARTTLS answered with reply type 0x${replyType.toString(16)}${data.length ? `: ${data.toString('utf8')}` : ''}`);
+  if (reader.bufferedBytes !== 0) throw new NbdClientError('protocol', `${reader.bufferedBytes} bytes after the STARTTLS ACK, before TLS`);
+  // From here the TLS layer reads the socket: the plain listeners go.
+  raw.removeAllListeners('data');
+  raw.removeAllListeners('close');
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({ socket: raw, ...tlsClientOptions(options.credentials, options.server) }, () => {
+      secure.off('error', reject);
+      resolve(secure);
+    });
+    secure.once('error', (error) => {
+      // The TLS layer holds the TCP connection now: it is ended here, or the server would see it open.
+      secure.destroy();
+      raw.destroy();
+      reject(new NbdClientError('tlsRefused', `the TLS handshake failed: ${error.message}`));
+    });
+  });
+}
+
+/** `NBD_OPT_GO` for export `name`, up to its ACK. */
+async function go(socket: net.Socket, reader: ByteReader, name: string): Promise<{ sizeBytes: number; flags: number }> {
   const nameBytes = Buffer.from(name, 'utf8');
-  const option = Buffer.alloc(16 + 4 + nameBytes.length + 2);
-  option.writeBigUInt64BE(nbdOptionMagic, 0);
-  option.writeUInt32BE(NbdOption.go, 8);
-  option.writeUInt32BE(4 + nameBytes.length + 2, 12);
-  option.writeUInt32BE(nameBytes.length, 16);
-  nameBytes.copy(option, 20);
-  option.writeUInt16BE(0, 20 + nameBytes.length); // no information requests: NBD_INFO_EXPORT comes anyway
-  socket.write(Buffer.concat([clientFlags, option]));
+  const data = Buffer.alloc(4 + nameBytes.length + 2);
+  data.writeUInt32BE(nameBytes.length, 0);
+  nameBytes.copy(data, 4);
+  data.writeUInt16BE(0, 4 + nameBytes.length); // no information requests: NBD_INFO_EXPORT comes anyway
+  socket.write(Buffer.concat([optionHeader(NbdOption.go, data.length), data]));
 
   let exported: { sizeBytes: number; flags: number } | null = null;
   for (let replies = 0; replies < nbdClientOptionRepliesMax; replies += 1) {
-    const header = await reader.read(nbdOptionReplyHeaderBytes);
-    if (header.readBigUInt64BE(0) !== nbdOptionReplyMagic) throw new NbdClientError('protocol', 'an option reply without its magic');
-    const replyType = header.readUInt32BE(12);
-    const length = header.readUInt32BE(16);
-    if (length > nbdOptionBytesMax) throw new NbdClientError('protocol', `an option reply of ${length} bytes`);
-    const data = length === 0 ? Buffer.alloc(0) : await reader.read(length);
+    const { replyType, data } = await optionReply(reader);
     if (replyType === NbdReply.ack) {
       if (exported === null) throw new NbdClientError('protocol', 'NBD_OPT_GO acknowledged without NBD_INFO_EXPORT');
       return exported;
@@ -272,6 +342,7 @@ async function handshake(socket: net.Socket, reader: ByteReader, name: string): 
       }
       continue;
     }
+    if (replyType === NbdReply.errTlsReqd) throw new NbdClientError('tlsRequired', 'the server requires TLS (NBD_REP_ERR_TLS_REQD): connect with host credentials');
     if (replyType === NbdReply.errUnknown) throw new NbdClientError('unknownExport', `the server has no export ${JSON.stringify(name)}`);
     if (replyType >= 2 ** 31) throw new NbdClientError('optionRefused', `NBD_OPT_GO refused with reply type 0x${replyType.toString(16)}${data.length ? `: ${data.toString('utf8')}` : ''}`);
     throw new NbdClientError('protocol', `unexpected option reply type ${replyType}`);

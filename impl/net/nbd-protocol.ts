@@ -50,6 +50,7 @@ export const NbdReply = {
   errUnsup: 2 ** 31 + 1,
   errPolicy: 2 ** 31 + 2,
   errInvalid: 2 ** 31 + 3,
+  errTlsReqd: 2 ** 31 + 5,
   errUnknown: 2 ** 31 + 6,
   errShutdown: 2 ** 31 + 7,
   errTooBig: 2 ** 31 + 9,
@@ -212,7 +213,9 @@ export type NbdProtocolErrorReason =
   | 'optionsMax'
   | 'unknownExportName'
   | 'badRequestMagic'
-  | 'truncated';
+  | 'truncated'
+  | 'bytesBeforeTls'
+  | 'exportNameBeforeTls';
 
 /** A client broke the protocol; the server logs it and closes the connection. */
 export class NbdProtocolError extends Error {
@@ -344,6 +347,18 @@ export function checkRequest(request: NbdRequestHeader, target: NbdRequestTarget
   }
 }
 
+/** A request header as a client sends it: the minimal client and the tests' raw clients build theirs here. */
+export function encodeRequestHeader(request: NbdRequestHeader): Buffer {
+  const out = Buffer.alloc(nbdRequestHeaderBytes);
+  out.writeUInt32BE(nbdRequestMagic, 0);
+  out.writeUInt16BE(request.flags, 4);
+  out.writeUInt16BE(request.type, 6);
+  out.writeBigUInt64BE(request.cookie, 8);
+  out.writeBigUInt64BE(request.offset, 16);
+  out.writeUInt32BE(request.length, 24);
+  return out;
+}
+
 /** The transmission flags of an export. */
 export function transmissionFlags(readOnly: boolean): number {
   const f = NbdTransmissionFlag;
@@ -473,6 +488,14 @@ export class NbdFrameReader {
   #pendingWrite: NbdRequestHeader | undefined;
   #skipBytes = 0;
   #pendingOption: NbdOptionHeader | undefined;
+
+  /**
+   * Payload bytes of the WRITE whose header has been read and whose payload has not all arrived yet (0 when
+   * none): the server reserves them from its budget before it reads on.
+   */
+  get pendingPayloadBytes(): number {
+    return this.#pendingWrite?.length ?? 0;
+  }
 
   /** Bytes held (received, not yet returned in a frame). */
   get bufferedBytes(): number {

@@ -16,7 +16,9 @@
  * Optional: `inFlightWritesMax`, `flushEachWrite`, the dialling site's reconnect backoff
  * `reconnectDelayMs` / `reconnectDelayMsMax` (default 50 ms doubling to 1000 ms: `transport-tcp.ts`), and
  * `credentialsDir` (default `tls`): the cluster's authority and the operator's and hosts' credentials
- * (`credentials.ts`); `nbdTls` (default `required`): whether hosts must start TLS on the NBD port.
+ * (`credentials.ts`); `nbdTls` (default `required`): whether hosts must start TLS on the NBD port;
+ * the NBD port's deadlines and payload budget `nbdHandshakeTimeoutMs`, `nbdIdleTimeoutMs`, `nbdFrameTimeoutMs`,
+ * `nbdBufferedBytesMax` (defaults: `nbd-server.ts`'s constants).
  * `inflowControl` (absent: off): `{"delayMs": N}` delays each host write N ms (at most 1000) while the primary's
  * journal is past its high-water mark and site 3 is reachable (journal inflow control, `site-node.ts`).
  * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site/site-trace.ts),
@@ -30,6 +32,9 @@ import { ConfigError } from '../core/errors.ts';
 import type { JournalLimits } from '../core/journal.ts';
 import type { SiteId } from '../core/storage-system.ts';
 import { inflowDelayMsMax } from './site-node.ts';
+import { NbdPayloadBudget, nbdBufferedBytesMaxDefault, nbdConnectionBytesGuaranteed } from '../net/nbd-budget.ts';
+import { nbdConnectionsMax } from '../net/nbd-protocol.ts';
+import { nbdFrameTimeoutMsDefault, nbdHandshakeTimeoutMsDefault, nbdIdleTimeoutMsDefault, nbdTimeoutMsMax, nbdTimeoutMsMin } from '../net/nbd-server.ts';
 import { reconnectDelayMsCeiling, reconnectDelayMsDefault, reconnectDelayMsMaxDefault } from '../net/transport-tcp.ts';
 
 /** Largest configuration file: 1 MiB. */
@@ -42,6 +47,9 @@ export const intervalMsMax = 3_600_000;
 /** Shortest and longest answer timeout, in milliseconds. */
 export const answerTimeoutMsMin = 10;
 export const answerTimeoutMsMax = 600_000;
+
+/** Largest `nbdBufferedBytesMax`, in bytes: 16 GiB. */
+export const nbdBufferedBytesCeiling = 16 * 1024 * 1024 * 1024;
 
 /** Where one site process listens and keeps its data. */
 export interface SiteEndpoint {
@@ -96,6 +104,14 @@ export interface DeploymentConfig {
   nbdTls: NbdTlsMode;
   /** Journal inflow control (`site-node.ts` `NodeConfig.inflowControl`): a delay per host write in ms, or null: off. */
   inflowControl: { delayMs: number } | null;
+  /** From connect to the end of a host's option haggling on the NBD port, in ms. */
+  nbdHandshakeTimeoutMs: number;
+  /** Longest silence of an NBD connection not yet authenticated, in ms. */
+  nbdIdleTimeoutMs: number;
+  /** Longest a WRITE payload may take to arrive once the site reads it, in ms. */
+  nbdFrameTimeoutMs: number;
+  /** Most host payload bytes buffered across all NBD connections of the site (nbd-budget.ts). */
+  nbdBufferedBytesMax: number;
   sites: Record<SiteId, SiteEndpoint>;
 }
 
@@ -172,6 +188,10 @@ export function validateDeploymentConfig(value: unknown, base: string): Deployme
     credentialsDir: path.resolve(base, credentialsDir),
     nbdTls,
     inflowControl,
+    nbdHandshakeTimeoutMs: integer('nbdHandshakeTimeoutMs', v.nbdHandshakeTimeoutMs ?? nbdHandshakeTimeoutMsDefault, nbdTimeoutMsMin, nbdTimeoutMsMax),
+    nbdIdleTimeoutMs: integer('nbdIdleTimeoutMs', v.nbdIdleTimeoutMs ?? nbdIdleTimeoutMsDefault, nbdTimeoutMsMin, nbdTimeoutMsMax),
+    nbdFrameTimeoutMs: integer('nbdFrameTimeoutMs', v.nbdFrameTimeoutMs ?? nbdFrameTimeoutMsDefault, nbdTimeoutMsMin, nbdTimeoutMsMax),
+    nbdBufferedBytesMax: integer('nbdBufferedBytesMax', v.nbdBufferedBytesMax ?? nbdBufferedBytesMaxDefault, NbdPayloadBudget.bytesMin(nbdConnectionBytesGuaranteed, nbdConnectionsMax), nbdBufferedBytesCeiling),
     sites: { 1: endpoint(1, sites['1'], base), 2: endpoint(2, sites['2'], base), 3: endpoint(3, sites['3'], base) },
   };
   const ports = new Set<string>();

@@ -23,6 +23,7 @@ import { NbdErrno, NbdError, type NbdExport } from '../net/nbd-protocol.ts';
 import { readStateFile, writeStateFile } from '../storage/state-file.ts';
 import { serveControl, tcpClient } from './site-control.ts';
 import { siteCredentials } from './credentials.ts';
+import { formatMemoryBound, siteMemoryBound } from './site-memory.ts';
 import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
 import { openSite, rebuildSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
@@ -231,8 +232,16 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
 
   const hostWrite = writeGatherer(node);
   const exports = Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config, hostWrite));
+  // Hosts start TLS with a certificate of the cluster (required unless the configuration says optional).
   const nbd = new NbdServer({
     exports: () => exports,
+    tls: { credentials: siteCredentials(config, id), required: config.nbdTls === 'required' },
+    limits: {
+      handshakeTimeoutMs: config.nbdHandshakeTimeoutMs,
+      idleTimeoutMs: config.nbdIdleTimeoutMs,
+      frameTimeoutMs: config.nbdFrameTimeoutMs,
+      bufferedBytesMax: config.nbdBufferedBytesMax,
+    },
     logger: (entry) => {
       if (entry.level !== 'info') log(`nbd[${entry.connection}] ${entry.event}: ${entry.message}`);
     },
@@ -245,7 +254,8 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     timers.push(setInterval(() => node.onPullTimer(), config.pullIntervalMs));
     timers.push(setInterval(() => node.onRestoreTimer(), config.restoreIntervalMs));
   }
-  log(`site ${id} serving: peers ${endpoint.host}:${endpoint.peerPort}, nbd ${endpoint.nbdPort}, control ${endpoint.controlPort}`);
+  log(`site ${id} serving: peers ${endpoint.host}:${endpoint.peerPort}, nbd ${endpoint.nbdPort} (TLS ${config.nbdTls}), control ${endpoint.controlPort}`);
+  log(formatMemoryBound(siteMemoryBound(process.memoryUsage().rss, nbd.limits)));
 
   return {
     node,

@@ -4,7 +4,7 @@
  * waiting on the deployment's status with a bounded timeout (never a fixed sleep).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +20,9 @@ import type { SiteId } from '../../impl/core/storage-system.ts';
 export const run = promisify(execFile);
 
 const cli = resolve('bin/threesite.js');
+
+/** The user and group id of `nobody`, as whom a host's libnbd client runs ({@link Deployment.hostHome}). */
+const nobodyId = 65534;
 
 /** How long a wait on the deployment's status may take before the test fails. */
 export const statusWaitMsMax = 30_000;
@@ -96,6 +99,68 @@ export class Deployment {
 
   nbdUri(site: SiteId, volume = 0): string {
     return `nbd://127.0.0.1:${this.nbdPort(site)}/vol${volume}`;
+  }
+
+  /** Host `host`'s credential directory (`tls/host-N`, made by init): what libnbd's `tls-certificates` and qemu's `tls-creds-x509` read. */
+  hostDir(host = 1): string {
+    return join(this.dir, 'tls', `host-${host}`);
+  }
+
+  /** libnbd's URI of an export over TLS with host `host`'s credentials (nbdinfo, nbdcopy, fio's nbd engine). */
+  nbdsUri(site: SiteId, volume = 0, host = 1): string {
+    return `nbds://127.0.0.1:${this.nbdPort(site)}/vol${volume}?tls-certificates=${this.hostDir(host)}`;
+  }
+
+  /**
+   * The home of host `host`'s unprivileged user, for a libnbd client whose URI cannot carry
+   * `tls-certificates` (fio's nbd engine: libnbd refuses a URI's local file unless the program allows it).
+   * libnbd then reads `$HOME/.pki/libnbd`, but only for a user other than root (root's is /etc/pki/libnbd,
+   * the machine's): so the host's credentials are copied there, owned by `nobody`, and the client runs as
+   * `nobody` ({@link runAsHost}). The deployment's directory becomes traversable (0711) to reach it.
+   */
+  hostHome(host = 1): string {
+    const home = join(this.dir, `home-host-${host}`);
+    if (existsSync(home)) return home;
+    chmodSync(this.dir, 0o711);
+    mkdirSync(join(home, '.pki', 'libnbd'), { recursive: true });
+    for (const file of ['ca-cert.pem', 'client-cert.pem', 'client-key.pem']) copyFileSync(join(this.hostDir(host), file), join(home, '.pki', 'libnbd', file));
+    for (const path of [home, join(home, '.pki'), join(home, '.pki', 'libnbd'), ...['ca-cert.pem', 'client-cert.pem', 'client-key.pem'].map((file) => join(home, '.pki', 'libnbd', file))]) {
+      chownSync(path, nobodyId, nobodyId);
+    }
+    return home;
+  }
+
+  /** Runs `file` as host `host`'s unprivileged user in its home ({@link hostHome}); resolves or rejects as {@link run}. */
+  runAsHost(file: string, args: string[], host = 1, timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+    const home = this.hostHome(host);
+    return run('setpriv', [`--reuid=${nobodyId}`, `--regid=${nobodyId}`, '--clear-groups', '--', file, ...args], { cwd: home, env: { ...process.env, HOME: home }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+  }
+
+  /** qemu's TLS object with host `host`'s credentials, named `tls0` (qemu-io, qemu-img). */
+  qemuTlsObject(host = 1): string[] {
+    return ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${this.hostDir(host)}`];
+  }
+
+  /** qemu's `--image-opts` of an export over TLS (with {@link qemuTlsObject}). */
+  qemuImage(site: SiteId, volume = 0): string {
+    return `driver=nbd,host=127.0.0.1,port=${this.nbdPort(site)},export=vol${volume},tls-creds=tls0`;
+  }
+
+  /** The peak RSS a site process printed at start that it keeps within (`memory bound: peak RSS at most N bytes`). */
+  memoryBoundBytes(site: SiteId): number {
+    const line = (this.logs.get(site) ?? []).find((text) => text.includes('memory bound: peak RSS at most'));
+    const bytes = line === undefined ? null : /at most (\d+) bytes/.exec(line)?.[1];
+    if (bytes === undefined || bytes === null) throw new Error(`site ${site} printed no memory bound\n${this.logText()}`);
+    return Number(bytes);
+  }
+
+  /** A site process's peak resident set so far, in bytes (VmHWM of /proc/PID/status). */
+  peakRssBytes(site: SiteId): number {
+    const pid = this.processes.get(site)?.pid;
+    if (pid === undefined) throw new Error(`site ${site} has no process`);
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (hwm === undefined) throw new Error(`no VmHWM for site ${site}`);
+    return Number(hwm) * 1024;
   }
 
   /** Starts a site process (`threesite serve`, with `options` such as `--rebuild`); its stderr is kept for the failure report. */

@@ -1,6 +1,8 @@
 /**
  * The deployment checked by real, independent block-device clients (Debian's fio, qemu-io, qemu-img,
- * nbdinfo, nbdcopy): three site processes on loopback; fio writes to site 1 over NBD and site 1's process
+ * nbdinfo, nbdcopy): three site processes on loopback, NBD over TLS required (`nbdTls: required`: every
+ * client starts TLS with its host's credentials made by init, fio's nbd engine as an unprivileged host user,
+ * deployment.ts's `runAsHost`); fio writes to site 1 over NBD and site 1's process
  * is killed with SIGKILL while fio runs; host 2 takes over at site 2 and every block fio was told was
  * written must be there; site 3 catches up by delta resync and holds site 2's image at the same update
  * number; site 1 restarts, is resynced, fails back, and the three images are equal. The three processes and
@@ -47,21 +49,26 @@ afterAll(async () => {
 describe('three site processes, real NBD clients, kill -9 of site 1', () => {
   it('loses no acknowledged write through failover, delta resync, resync and failback', async () => {
     // Site 3 pulls rarely while the 1-3 link is cut below, so it lags and the failover must resync it.
-    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10, traceDir: 'trace' });
+    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10, traceDir: 'trace', nbdTls: 'required' });
+    // Host 1 writes at site 1, host 2 at site 2 after the failover: qemu with a TLS object of the host's
+    // credentials, libnbd with an nbds:// URI.
+    const qemu1 = (site: 1 | 2 | 3, volume: number): string[] => [...d.qemuTlsObject(1), '--image-opts', d.qemuImage(site, volume)];
+    const qemu2 = (site: 1 | 2 | 3, volume: number): string[] => [...d.qemuTlsObject(2), '--image-opts', d.qemuImage(site, volume)];
+    const fioUri = (site: 1 | 2 | 3): string => `nbds://127.0.0.1:${d.nbdPort(site)}/vol0`;
     deployment = d;
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
 
     // Real clients see the exports and round-trip data.
-    const list = await run('nbdinfo', ['--list', `nbd://127.0.0.1:${d.nbdPort(1)}`]);
+    const list = await run('nbdinfo', ['--list', `nbds://127.0.0.1:${d.nbdPort(1)}?tls-certificates=${d.hostDir(1)}`]);
     expect(list.stdout).toContain('vol0');
     expect(list.stdout).toContain('vol1');
-    const qemu = await run('qemu-io', ['-f', 'raw', d.nbdUri(1, 1), '-c', 'write -P 0xab 0 1M', '-c', 'read -P 0xab 0 1M']);
+    const qemu = await run('qemu-io', [...qemu1(1, 1), '-c', 'write -P 0xab 0 1M', '-c', 'read -P 0xab 0 1M']);
     expect(qemu.stdout).toContain('wrote 1048576/1048576 bytes');
     expect(qemu.stdout).toContain('read 1048576/1048576 bytes');
     expect(qemu.stdout).not.toContain('Pattern verification failed');
     // Site 2 takes no host writes while it is the secondary: EPERM, never silence.
-    const refused = await run('qemu-io', ['-f', 'raw', d.nbdUri(2, 1), '-c', 'write -P 0x11 0 4k']).catch((error: { stdout: string; stderr: string }) => error);
+    const refused = await run('qemu-io', [...qemu2(2, 1), '-c', 'write -P 0x11 0 4k']).catch((error: { stdout: string; stderr: string }) => error);
     expect(`${refused.stdout}${refused.stderr}`).toMatch(/Permission denied|Operation not permitted/);
 
     // Site 3 stops pulling from site 1: the standby journal at site 2 must cover what site 3 lacks (P5).
@@ -70,14 +77,14 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     // fio against site 1; kill -9 of site 1 once site 2 holds writesBeforeKill + updatesBesideFio updates
     // (polled over its control port, fast enough to land mid-job). No rate cap: under one, fio's NBD engine
     // polls the dead connection forever after the kill instead of ending its job.
-    const fio = run('fio', [...fioJob(d.nbdUri(1, 0)), '--do_verify=0', '--write_lat_log=failover', '--log_offset=1', '--verify_state_save=0'], { cwd: d.dir }).catch(
+    const fio = d.runAsHost('fio', [...fioJob(fioUri(1)), '--do_verify=0', '--write_lat_log=failover', '--log_offset=1', '--verify_state_save=0'], 1).catch(
       (error: { stdout: string }) => error,
     );
     await d.waitForUpdateNumber(2, (last) => last >= writesBeforeKill + updatesBesideFio);
     await d.kill(1);
     const fioOut = (await fio).stdout;
     expect(fioOut).toMatch(/err=\s*-?\d+/);
-    const completed = completedWrites(join(d.dir, 'failover_clat.1.log'));
+    const completed = completedWrites(join(d.hostHome(1), 'failover_clat.1.log'));
     expect(completed.length).toBeGreaterThanOrEqual(writesBeforeKill);
     expect(completed.length).toBeLessThan(4096); // the kill fell in the middle of the job
 
@@ -96,28 +103,28 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
 
     // Every block fio was told was written is on site 2 (read over NBD by nbdcopy, checked with fio's header).
     const image = join(d.dir, 'site2-vol0.img');
-    await run('nbdcopy', [d.nbdUri(2, 0), image]);
+    await run('nbdcopy', [d.nbdsUri(2, 0, 2), image]);
     const bytes = readFileSync(image);
     const bad = completed.map((write) => ({ write, why: verifyBlock(bytes, write) })).filter((result) => result.why !== null);
     expect(bad.slice(0, 5)).toEqual([]);
     // fio's own verification against site 2: anything it reports was never acknowledged to fio.
-    const verify = await run('fio', [...fioJob(d.nbdUri(2, 0)), '--verify_only', '--verify_state_load=0'], { cwd: d.dir }).catch((error: { stdout: string }) => error);
+    const verify = await d.runAsHost('fio', [...fioJob(fioUri(2)), '--verify_only', '--verify_state_load=0'], 2).catch((error: { stdout: string }) => error);
     const acknowledged = new Set(completed.map((write) => write.offset));
     const reported = reportedBadOffsets(verify.stdout);
     expect(reported.filter((offset) => acknowledged.has(offset))).toEqual([]);
     // Site 3's image equals site 2's, as a real client compares them.
-    const compare = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', d.nbdUri(2, 0), d.nbdUri(3, 0)]);
+    const compare = await run('qemu-img', ['compare', ...d.qemuTlsObject(2), '--image-opts', d.qemuImage(2, 0), d.qemuImage(3, 0)]);
     expect(compare.stdout).toContain('Images are identical');
 
     // Host 2 writes at site 2 (claim 29), continuing the update numbers (claim 27).
-    await run('qemu-io', ['-f', 'raw', d.nbdUri(2, 1), '-c', 'write -P 0xcd 1M 64k']);
+    await run('qemu-io', [...qemu2(2, 1), '-c', 'write -P 0xcd 1M 64k']);
     const afterHost2 = await d.status();
     expect(afterHost2.sites[2]?.lastUpdateNumber).toBe(two.lastUpdateNumber + 1);
 
     // Site 1 restarts: it recovers its files and comes back failed, refusing host 1 writes (P4).
     d.start(1);
     await d.waitFor('site 1 answering, failed', (s) => s.sites[1] !== null && s.sites[1].up === false);
-    const early = await run('qemu-io', ['-f', 'raw', d.nbdUri(1, 1), '-c', 'write -P 0x22 0 4k']).catch((error: { stdout: string; stderr: string }) => error);
+    const early = await run('qemu-io', [...qemu1(1, 1), '-c', 'write -P 0x22 0 4k']).catch((error: { stdout: string; stderr: string }) => error);
     expect(`${early.stdout}${early.stderr}`).toMatch(/Permission denied|Operation not permitted|Input\/output error/);
     await d.threesite('restore-link', '--link', '1-3');
     await d.threesite('recover', '--site', '1');
@@ -126,21 +133,21 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     const reversed = await d.waitFor('sync pair reversed', (s) => s.syncPair === 'reversed');
     expect(reversed.sites[1]?.mode).toBe('syncReversed');
     // A reversed write: site 1 journals it with site 2's update number (claims 32-35).
-    await run('qemu-io', ['-f', 'raw', d.nbdUri(2, 1), '-c', 'write -P 0xef 2M 64k']);
+    await run('qemu-io', [...qemu2(2, 1), '-c', 'write -P 0xef 2M 64k']);
     const afterReversed = await d.status();
     expect(afterReversed.sites[1]?.lastUpdateNumber).toBe(afterReversed.sites[2]?.lastUpdateNumber);
 
     // Failback once site 3 has caught up; then all three images are equal (P6).
     await d.waitFor('site 3 caught up', (s) => s.lag === 0 && Deployment.allConnected(s));
     expect(await d.threesite('failback')).toContain('failed back');
-    await run('qemu-io', ['-f', 'raw', d.nbdUri(1, 1), '-c', 'write -P 0x5a 3M 64k']);
+    await run('qemu-io', [...qemu1(1, 1), '-c', 'write -P 0x5a 3M 64k']);
     await d.waitFor('site 3 caught up after failback', (s) => s.lag === 0 && s.primary === 1 && s.syncPair === 'inSync');
     const final = await d.status(true);
     const digests = ([1, 2, 3] as const).map((site) => final.sites[site]?.volumeDigest);
     expect(new Set(digests).size).toBe(1);
     for (const volume of [0, 1]) {
       for (const other of [2, 3] as const) {
-        const same = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', d.nbdUri(1, volume), d.nbdUri(other, volume)]);
+        const same = await run('qemu-img', ['compare', ...d.qemuTlsObject(1), '--image-opts', d.qemuImage(1, volume), d.qemuImage(other, volume)]);
         expect(same.stdout).toContain('Images are identical');
       }
     }
@@ -181,11 +188,11 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     // Site 2 stops answering (SIGSTOP) while fio writes: a site 1 that acknowledged before site 2's answer
     // would pile writes into its sockets' buffers, and the kill would lose them. Site 2 resumes after the kill.
     await deployment?.stop();
-    const d = await Deployment.create({ fencePolicy: 'refuse', traceDir: 'trace' });
+    const d = await Deployment.create({ fencePolicy: 'refuse', traceDir: 'trace', nbdTls: 'required' });
     deployment = d;
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
-    const fio = run('fio', [...fioJob(d.nbdUri(1, 0)), '--do_verify=0', '--write_lat_log=stall', '--log_offset=1', '--verify_state_save=0'], { cwd: d.dir }).catch(
+    const fio = d.runAsHost('fio', [...fioJob(`nbds://127.0.0.1:${d.nbdPort(1)}/vol0`), '--do_verify=0', '--write_lat_log=stall', '--log_offset=1', '--verify_state_save=0'], 1).catch(
       (error: { stdout: string }) => error,
     );
     await d.waitForUpdateNumber(2, (last) => last >= writesBeforeKill + updatesBesideFio);
@@ -196,12 +203,12 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     await d.kill(1);
     two.kill('SIGCONT');
     await fio;
-    const completed = completedWrites(join(d.dir, 'stall_clat.1.log'));
+    const completed = completedWrites(join(d.hostHome(1), 'stall_clat.1.log'));
     expect(completed.length).toBeGreaterThanOrEqual(writesBeforeKill);
     await d.waitFor('site 2 suspended after the kill', (s) => s.sites[2]?.syncPair === 'suspended');
     await d.threesite('failover');
     const image = join(d.dir, 'site2-vol0.img');
-    await run('nbdcopy', [d.nbdUri(2, 0), image]);
+    await run('nbdcopy', [d.nbdsUri(2, 0, 2), image]);
     const bytes = readFileSync(image);
     const lost = completed.filter((write) => verifyBlock(bytes, write) !== null);
     expect(lost.length).toBe(0);
