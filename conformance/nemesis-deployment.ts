@@ -17,6 +17,7 @@ import { localDeploymentConfig, validateDeploymentConfig } from '../impl/site/de
 import { main as threesiteMain } from '../impl/site/cli.ts';
 import { Operator, type DeploymentStatus } from '../impl/site/operator.ts';
 import { tcpClient } from '../impl/site/site-control.ts';
+import { fileTraceSink, traceConfigOf, traceTime, TraceWriter, type TraceAction } from '../impl/cluster/trace.ts';
 import { LinkProxy } from './nemesis-proxy.ts';
 import type { LinkName } from './nemesis-schedule.ts';
 import { workloadBlockBytes } from './nemesis-workload.ts';
@@ -30,6 +31,9 @@ export const nemesisAnswerTimeoutMs = 1000;
 /** How long a wait on the deployment may take before the schedule fails. */
 export const waitMsMax = 20_000;
 
+/** How long a site process may take to answer on its control port after its start (a loaded machine: tsx compiles first). */
+export const processStartMsMax = 60_000;
+
 /** How often a wait polls the status. */
 export const pollIntervalMs = 25;
 
@@ -41,6 +45,9 @@ export const exitWaitMsMax = 15_000;
 
 /** Size of the tmpfs a site's directory is on for a full disk: its volumes, its journal's start, little more. */
 export const tmpfsBytes = 2 * nemesisVolumeBytes + 4 * 1024 * 1024;
+
+/** The log of the faults the run applied, as model events (writer `operator`), in the trace directory. */
+export const faultTraceName = 'nemesis.ndjson';
 
 /** Lines of a site process's stderr kept for the report. */
 export const logLinesMax = 400;
@@ -93,6 +100,7 @@ export class NemesisDeployment {
   readonly commands: string[] = [];
   readonly operator: Operator;
   #mounted: string | null = null;
+  #faultTrace: { writer: TraceWriter; close: () => void } | null = null;
 
   private constructor(
     readonly dir: string,
@@ -149,7 +157,19 @@ export class NemesisDeployment {
     for (const site of [1, 2, 3] as const) fs.writeFileSync(path.join(dir, `site-${site}.json`), JSON.stringify(viaProxy(site), null, 2));
     const deployment = new NemesisDeployment(dir, basePort, proxies);
     deployment.#mounted = mounted;
+    // The faults the run applies, as the model's events, in a log of their own beside the operator's.
+    fs.mkdirSync(path.join(dir, 'trace'), { recursive: true });
+    const { sink, close } = fileTraceSink(path.join(dir, 'trace', faultTraceName));
+    deployment.#faultTrace = { writer: new TraceWriter({ writer: 'operator', config: traceConfigOf(validated) }, sink), close };
     return deployment;
+  }
+
+  /**
+   * Records a fault as the model event it is (`FAIL_SITE` for a kill, `CUT_LINK` / `RESTORE_LINK` for the
+   * proxy), at the instant `at` it took effect, with no view (the sites' own records show what they saw).
+   */
+  recordFault(action: TraceAction, at: number = traceTime()): void {
+    this.#faultTrace?.writer.action(action, { accepted: true }, {}, at);
   }
 
   get configFile(): string {
@@ -190,7 +210,7 @@ export class NemesisDeployment {
   async start(site: 1 | 2 | 3): Promise<void> {
     const child = this.#spawn(site);
     this.processes.set(site, child);
-    await this.waitFor(`site ${site} answering after its start`, (status) => status.sites[site] !== null, () => child.exitCode !== null ? `site ${site} exited with ${child.exitCode}` : null);
+    await this.waitFor(`site ${site} answering after its start`, (status) => status.sites[site] !== null, () => (child.exitCode !== null ? `site ${site} exited with ${child.exitCode}` : null), processStartMsMax);
   }
 
   /**
@@ -310,6 +330,8 @@ export class NemesisDeployment {
 
   /** Stops every process (SIGTERM: the traces end with whole lines), the proxies, and unmounts a tmpfs. */
   async close(): Promise<void> {
+    this.#faultTrace?.close();
+    this.#faultTrace = null;
     await Promise.all([...this.processes.keys()].map((site) => this.terminate(site)));
     for (const proxy of Object.values(this.proxies)) await proxy.close();
     if (this.#mounted !== null) {

@@ -13,8 +13,9 @@
  * - `kill`: kill -9 of a site process, restarted after the fault's duration (it comes back failed:
  *   `threesite recover`). A kill of the primary is answered by a failover to site 2 (host 2 writes there)
  *   or by restarting and recovering site 1, as the seed says. Default.
- * - `stop`: SIGSTOP of a site process, SIGCONT after the duration (longer than the answer timeout: the pair
- *   is suspended). Default.
+ * - `stop`: SIGSTOP of a site process, SIGCONT after the duration. Default: site 3 for any duration, a sync
+ *   member for less than the answer timeout; with `--faults all` a sync member also for longer (its peer then
+ *   suspends the pair on its own, a decision no model event marks, so the traces cannot be checked).
  * - `cut`: a link between two sites broken at the TCP proxy the run owns (every connection reset, new ones
  *   refused), restored after the duration. Default.
  * - `corrupt`: a site is stopped, one bit of its `state.json` (after kill -9) or of its last journal entry
@@ -25,6 +26,8 @@
  * - `diskFull`: the site's directory is a small tmpfs (root only; skipped with a reason otherwise), filled
  *   to the last byte for the duration, then freed. Only with `--faults all` (a known gap: ENOSPC ended the
  *   process, issue 15).
+ * - Fence policy `refuse` (a quarter of the schedules) only with `--faults all`: its refusals after a link
+ *   loss a site saw alone are not traced, and the entries of the writes it refused reach site 3.
  * - An I/O error at a site: not applied. No fault-injecting backend exists in impl/ to reach from a
  *   process (issue 15 asks for one); the run says so.
  */
@@ -144,7 +147,10 @@ function weighted(rng: Rng, kinds: [FaultKind, number][]): FaultKind {
  */
 export function scheduleOf(index: number, seed: number, mix: FaultMix, answerTimeoutMs: number, root: boolean): Schedule {
   const rng = new Rng(seed);
-  const fencePolicy = rng.next() < 0.75 ? 'keepWriting' : 'refuse';
+  // Fence policy refuse only in `all`: its refusals after a link loss a site saw alone are not traced
+  // (conformance/TRACE.md "Not recorded"), and the entries of writes it refused reach site 3.
+  const refuse = rng.next() < 0.25;
+  const fencePolicy = mix === 'all' && refuse ? 'refuse' : 'keepWriting';
   const kinds = kindsOf(mix, root);
   const count = rng.int(1, faultsPerScheduleMax);
   const faults: Fault[] = [];
@@ -159,7 +165,9 @@ export function scheduleOf(index: number, seed: number, mix: FaultMix, answerTim
         faults.push({ kind, site, atMs, durationMs, failover: site === 1 && rng.next() < 0.5 });
         break;
       case 'stop': {
-        const long = rng.next() < 2 / 3;
+        // A sync member stopped past the answer timeout only in `all`: its peer suspends the pair alone,
+        // which no model event marks (conformance/TRACE.md "Not recorded").
+        const long = rng.next() < 2 / 3 && (mix === 'all' || site === 3);
         const stopMs = long ? answerTimeoutMs + rng.int(100, stopBeyondTimeoutMsMax) : rng.int(faultDurationMsMin, Math.max(faultDurationMsMin, answerTimeoutMs - 500));
         faults.push({ kind, site, atMs, durationMs: stopMs });
         break;

@@ -113,6 +113,9 @@ export class Workload {
   #loops: Promise<void>[] = [];
   readonly #clients: (NbdClient | null)[] = [];
   #sequence = 0;
+  #held = false;
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
 
   constructor(
     readonly runSeed: number,
@@ -138,6 +141,22 @@ export class Workload {
     for (const client of this.#clients) await client?.close().catch(() => undefined);
   }
 
+  /**
+   * Holds the writers (no new write is issued) and resolves once none is in flight: the host quiet while
+   * the operator runs a command, so that what the command records is what the sites hold (the traces' views
+   * are exact only then: impl/site/operator-trace.ts). Each write in flight ends within its request timeout.
+   */
+  async hold(): Promise<void> {
+    this.#held = true;
+    if (this.#inFlight === 0) return;
+    await new Promise<void>((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Lets the writers go on after {@link hold}. */
+  release(): void {
+    this.#held = false;
+  }
+
   /** Acknowledged writes so far. */
   get acknowledged(): number {
     return this.writes.filter((write) => write.outcome === 'acknowledged').length;
@@ -149,7 +168,7 @@ export class Workload {
     while (this.#running && this.writes.length < this.writesMax) {
       const target = this.target();
       let client = this.#clients[writer] ?? null;
-      if (target === null) {
+      if (target === null || this.#held) {
         await pause(writerRetryMs);
         continue;
       }
@@ -176,6 +195,7 @@ export class Workload {
       this.#sequence += 1;
       const write: IssuedWrite = { writer, sequence: this.#sequence, block, site: target.site, outcome: 'inFlight' };
       this.writes.push(write);
+      this.#inFlight += 1;
       try {
         await client.write(block * workloadBlockBytes, blockPattern({ runSeed: this.runSeed, schedule: this.schedule, writer, sequence: write.sequence, volume: 0, block }));
         write.outcome = 'acknowledged';
@@ -192,6 +212,9 @@ export class Workload {
         await client.close().catch(() => undefined);
         this.#clients[writer] = null;
         await pause(writerRetryMs);
+      } finally {
+        this.#inFlight -= 1;
+        if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
       }
     }
   }
