@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
   fs.writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
   if (report.failed.length === 0) fs.rmSync(dir, { recursive: true, force: true });
   console.log(formatFigures(report));
-  console.log(`report: ${values.out}; seed ${seed}`);
+  console.log(`report: ${values.out}; seed ${scheduleSeed === null ? seed : `${scheduleSeed} (--schedule-seed)`}`);
   return report.failed.length === 0 ? 0 : 1;
 }
 

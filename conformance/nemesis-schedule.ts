@@ -19,7 +19,8 @@
  * - `cut`: a link between two sites broken at the TCP proxy the run owns (every connection reset, new ones
  *   refused), restored after the duration. Default.
  * - `corrupt`: a site is stopped, one bit of its `state.json` (after kill -9) or of its last journal entry
- *   (after a clean stop, when a bad last entry is corruption, not a torn tail) is flipped; the site must refuse
+ *   (after a clean stop, when a bad last entry is corruption, not a torn tail; site 3's journal is usually empty
+ *   then, and its `remote.json` is damaged instead) is flipped; the site must refuse
  *   to start with an error naming the file; the operator rebuilds it (a new directory, then resync or a full
  *   copy). Default for site 3, whose rebuild is a full copy the system has; a sync member's rebuild only with
  *   `--faults all` (no command brings a new empty sync member to a full copy).

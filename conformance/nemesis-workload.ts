@@ -191,6 +191,8 @@ export class Workload {
           continue;
         }
       }
+      // A hold may have begun while this writer connected: no write starts under it.
+      if (this.#held) continue;
       const block = rng.pick(blocks);
       this.#sequence += 1;
       const write: IssuedWrite = { writer, sequence: this.#sequence, block, site: target.site, outcome: 'inFlight' };

@@ -395,26 +395,27 @@ class ScheduleRun {
     else await d.terminate(site);
     d.recordFault({ type: 'FAIL_SITE', site }, traceTime());
     this.result.traceSkipped = `site ${site} was rebuilt from an empty directory, which the model has no event for`;
-    const target = file === 'state' ? path.join(siteDir, 'state.json') : lastSegment(path.join(siteDir, 'journal'));
-    if (target === null) {
-      this.result.notes.push(`site ${site}'s journal has no entry to damage: nothing corrupted`);
-      await d.start(site);
-      return;
-    }
+    // Site 3 restores as fast as it pulls and a clean close leaves its journal empty: with no entry to
+    // damage, its other checked state file (remote.json: received, restored, source) is damaged instead.
+    const segment = file === 'journal' ? lastSegment(path.join(siteDir, 'journal')) : null;
+    const remote = path.join(siteDir, 'remote.json');
+    const target = file === 'state' ? path.join(siteDir, 'state.json') : (segment ?? (fs.existsSync(remote) ? remote : path.join(siteDir, 'state.json')));
+    if (file === 'journal' && segment === null) this.result.notes.push(`site ${site}'s journal held no entry after its clean stop: ${path.basename(target)} damaged instead`);
+    const isSegment = target === segment;
     const bytes = fs.readFileSync(target);
-    // state.json: a bit of a character inside the value (past the header's checksum); a segment: a bit of its
-    // last entry's data, 16 bytes before its end.
-    const at = file === 'state' ? Math.max(0, bytes.length - 8) : Math.max(0, bytes.length - 16);
-    bytes[at] = (bytes[at] as number) ^ (file === 'state' ? 0x01 : 0x10);
+    // A state file: a bit of a character inside the value (past the header's checksum); a segment: a bit of
+    // its last entry's data, 16 bytes before its end.
+    const at = isSegment ? Math.max(0, bytes.length - 16) : Math.max(0, bytes.length - 8);
+    bytes[at] = (bytes[at] as number) ^ (isSegment ? 0x10 : 0x01);
     fs.writeFileSync(target, bytes);
     const refused = await d.startRefused(site);
     const name = path.basename(target);
     if (refused === null) {
       this.result.failures.push(`site ${site} started from a damaged ${name} (bit flipped at byte ${at}) instead of refusing`);
-    } else if (!refused.stderr.includes(file === 'state' ? 'state.json' : 'journal')) {
+    } else if (!refused.stderr.includes(isSegment ? 'journal' : name)) {
       this.result.failures.push(`site ${site} refused to start from a damaged ${name} but its error does not name the file: ${refused.stderr.trim().split('\n').slice(-2).join(' | ')}`);
     } else {
-      this.result.notes.push(`site ${site} refused a damaged ${name} (exit ${refused.code}): ${refused.stderr.trim().split('\n').filter((line) => /state file|journal|corrupt/i.test(line))[0]?.slice(0, 200) ?? ''}`);
+      this.result.notes.push(`site ${site} refused a damaged ${name} (exit ${refused.code}): ${errorLine(refused.stderr.split('\n'))}`);
     }
     // The rebuild: its data goes, its credentials stay; the site starts empty and is copied anew.
     for (const entry of fs.readdirSync(siteDir)) if (entry !== 'tls') fs.rmSync(path.join(siteDir, entry), { recursive: true, force: true });
@@ -442,7 +443,7 @@ class ScheduleRun {
     await pause(durationMs);
     fs.rmSync(filler, { force: true });
     if (!d.running(site)) {
-      this.result.failures.push(`site ${site}'s process ended on a full disk: ${(d.logs.get(site) ?? []).slice(-3).join(' | ')}`);
+      this.result.failures.push(`site ${site}'s process ended on a full disk: ${errorLine(d.logs.get(site) ?? [])}`);
       await d.start(site);
     }
   }
@@ -459,7 +460,7 @@ class ScheduleRun {
       if (performance.now() > this.deadline) break;
       for (const site of [1, 2, 3] as const) {
         if (!d.running(site)) {
-          this.result.failures.push(`site ${site}'s process ended on its own (${what}): ${(d.logs.get(site) ?? []).slice(-3).join(' | ')}`);
+          this.result.failures.push(`site ${site}'s process ended on its own (${what}): ${errorLine(d.logs.get(site) ?? [])}`);
           await d.start(site);
         }
       }
@@ -477,6 +478,12 @@ class ScheduleRun {
     const last = await d.status();
     throw new WaitError(what, `no full protection after ${repairStepsMax} steps or the schedule's deadline; commands: ${this.d.commands.slice(-8).join('; ')}`, last);
   }
+}
+
+/** The line of a process's output that names its error (the last one that does), or its last line. */
+function errorLine(lines: readonly string[]): string {
+  const named = lines.filter((line) => /\b[A-Z][A-Za-z]*Error\b|\bE[A-Z]{2,}\b/.test(line) && !/^\s+at /.test(line));
+  return (named[named.length - 1] ?? lines.filter((line) => line.trim().length > 0).slice(-1)[0] ?? '').trim().slice(0, 300);
 }
 
 /** No site waits for a peer's answer to an operator step (a pull may be under way). */
