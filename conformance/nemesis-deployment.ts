@@ -76,7 +76,7 @@ async function freePortBase(seed: number): Promise<number> {
     const base = 20_005 + (((seed >>> 0) + process.pid * 31 + attempt * 7_919) % 1_270) * 10;
     if (await portsFree(base, portsPerDeployment)) return base;
   }
-  throw new Error(`no ${portsPerDeployment} free consecutive ports found`);
+  throw new WaitError(`${portsPerDeployment} free consecutive ports`, 'none found in 64 tries', null);
 }
 
 /** A site process that would not start: its exit status and what it said. */
@@ -230,15 +230,20 @@ export class NemesisDeployment {
     return result;
   }
 
-  /** kill -9 of a site process; resolves when it is gone. */
-  async kill(site: 1 | 2 | 3): Promise<void> {
+  /**
+   * kill -9 of a site process; resolves when it is gone, with the instant (trace time) just before the
+   * signal: the site's peers may see its connections close before this process hears of its exit.
+   */
+  async kill(site: 1 | 2 | 3): Promise<number> {
     const child = this.processes.get(site);
     this.stopped.delete(site);
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const at = traceTime();
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return at;
     const gone = new Promise<void>((done) => child.once('exit', () => done()));
     child.kill('SIGKILL');
     await gone;
     this.processes.delete(site);
+    return at;
   }
 
   /** SIGTERM: the site closes its files (a clean shutdown); resolves when it is gone. */

@@ -235,7 +235,7 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
     w.start();
     const run = new ScheduleRun(d, w, result, deadline, (site) => (writeSite = site));
     for (const fault of schedule.faults) {
-      if (performance.now() > deadline) throw new Error(`schedule over its ${scheduleMsMax} ms`);
+      if (performance.now() > deadline) throw new WaitError(`schedule ${schedule.index}`, `over its ${scheduleMsMax} ms`, null);
       await pause(fault.atMs);
       await run.apply(fault);
       await run.repair(null, false, `after ${formatFault(fault)}`);
@@ -269,7 +269,12 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
       const validation = await validateTrace(deployment.traceFiles());
       result.traceActions = validation.actions;
       result.traceValid = validation.violation === null;
-      if (validation.violation !== null) result.failures.push(`trace: ${formatValidation(validation).split('\n').slice(0, 12).join('\n')}`);
+      if (validation.violation !== null) {
+        // The step the model does not allow first (the list of files is long and is the directory's).
+        const lines = formatValidation(validation).split('\n');
+        const at = Math.max(0, lines.findIndex((line) => line.startsWith('FAIL at')));
+        result.failures.push(`trace: ${lines.slice(at, at + 6).join('\n  ')}\n  (${validation.files.length} logs in ${path.join(dir, 'trace')})`);
+      }
       phase('trace');
     } catch (error) {
       result.traceValid = false;
@@ -327,10 +332,10 @@ class ScheduleRun {
         this.#count('kill');
         const primary = (await d.status()).primary;
         const failover = fault.site === 1 && primary === 1 && fault.failover;
-        await d.kill(fault.site);
-        // The model's FAIL_SITE at the instant the process was gone; before a failover the operator's own
-        // log records it (a site it cannot reach is failed then: operator-trace.ts), as in test/e2e.
-        if (!failover) d.recordFault({ type: 'FAIL_SITE', site: fault.site }, traceTime());
+        const killedAt = await d.kill(fault.site);
+        // The model's FAIL_SITE at the instant of the kill; before a failover the operator's own log records
+        // it (a site it cannot reach is failed then: operator-trace.ts), as in test/e2e.
+        if (!failover) d.recordFault({ type: 'FAIL_SITE', site: fault.site }, killedAt);
         if (failover) await this.#failover();
         await pause(fault.durationMs);
         await d.start(fault.site);
@@ -346,8 +351,9 @@ class ScheduleRun {
       case 'cut': {
         this.#count('cut');
         const proxy = d.proxies[fault.link];
+        const cutAt = traceTime();
         proxy.cut();
-        d.recordFault({ type: 'CUT_LINK', link: fault.link }, traceTime());
+        d.recordFault({ type: 'CUT_LINK', link: fault.link }, cutAt);
         await pause(fault.durationMs);
         // The link's return, recorded at the instant the proxy carries again: no site can act on the link
         // before that, and site 3 may pull the moment it reconnects. The model's RESTORE_LINK applies rules R1
@@ -391,9 +397,10 @@ class ScheduleRun {
   async #corrupt(site: 1 | 2 | 3, file: 'state' | 'journal'): Promise<void> {
     const d = this.d;
     const siteDir = d.siteDir(site);
+    const stoppedAt = traceTime();
     if (file === 'state') await d.kill(site);
     else await d.terminate(site);
-    d.recordFault({ type: 'FAIL_SITE', site }, traceTime());
+    d.recordFault({ type: 'FAIL_SITE', site }, stoppedAt);
     this.result.traceSkipped = `site ${site} was rebuilt from an empty directory, which the model has no event for`;
     // Site 3 restores as fast as it pulls and a clean close leaves its journal empty: with no entry to
     // damage, its other checked state file (remote.json: received, restored, source) is damaged instead.
