@@ -101,6 +101,7 @@ export class NemesisDeployment {
   readonly operator: Operator;
   #mounted: string | null = null;
   #faultTrace: { writer: TraceWriter; close: () => void } | null = null;
+  readonly #faultRecords: FaultRecord[] = [];
 
   private constructor(
     readonly dir: string,
@@ -166,10 +167,29 @@ export class NemesisDeployment {
 
   /**
    * Records a fault as the model event it is (`FAIL_SITE` for a kill, `CUT_LINK` / `RESTORE_LINK` for the
-   * proxy), at the instant `at` it took effect, with no view (the sites' own records show what they saw).
+   * proxy), at the instant `at` the run applied it, with no view (the sites' own records show what they saw).
+   * The log is written when the deployment closes: with `observer`, the sync member that sees the fault (the
+   * primary, when its secondary is killed or their link cut), the event's instant is refined then (see
+   * {@link refinedInstant}).
    */
-  recordFault(action: TraceAction, at: number = traceTime()): void {
-    this.#faultTrace?.writer.action(action, { accepted: true }, {}, at);
+  recordFault(action: TraceAction, at: number = traceTime(), observer: 1 | 2 | null = null): void {
+    this.#faultRecords.push({ action, at, observer });
+  }
+
+  /** Writes the faults' log, each at its instant (refined where it has an observer), in time order. */
+  #writeFaultTrace(): void {
+    const trace = this.#faultTrace;
+    if (trace === null) return;
+    const records = [...this.#faultRecords].sort((a, b) => a.at - b.at);
+    let previous = Number.NEGATIVE_INFINITY;
+    for (const [i, record] of records.entries()) {
+      const next = records[i + 1]?.at ?? Number.POSITIVE_INFINITY;
+      const at = record.observer === null ? record.at : refinedInstant(this.traceFiles().filter((file) => path.basename(file).startsWith(`site-${record.observer}-`)), record.at, next);
+      previous = Math.max(previous, at);
+      trace.writer.action(record.action, { accepted: true }, {}, previous);
+    }
+    trace.close();
+    this.#faultTrace = null;
   }
 
   get configFile(): string {
@@ -335,9 +355,12 @@ export class NemesisDeployment {
 
   /** Stops every process (SIGTERM: the traces end with whole lines), the proxies, and unmounts a tmpfs. */
   async close(): Promise<void> {
-    this.#faultTrace?.close();
-    this.#faultTrace = null;
     await Promise.all([...this.processes.keys()].map((site) => this.terminate(site)));
+    this.#writeFaultTrace();
+    // Each site's last lines and the operator's commands stay beside the traces (the directory of a
+    // failing schedule is kept).
+    for (const [site, lines] of this.logs) fs.writeFileSync(path.join(this.dir, `site-${site}.log`), `${lines.join('\n')}\n`);
+    fs.writeFileSync(path.join(this.dir, 'commands.log'), `${this.commands.join('\n')}\n`);
     for (const proxy of Object.values(this.proxies)) await proxy.close();
     if (this.#mounted !== null) {
       try {
@@ -348,6 +371,48 @@ export class NemesisDeployment {
       this.#mounted = null;
     }
   }
+}
+
+/** A fault as the model's event, waiting to be written to the faults' log. */
+interface FaultRecord {
+  action: TraceAction;
+  /** The instant the run applied it (just before the signal, the reset). */
+  at: number;
+  /** The sync member whose records show when it took effect there, or null. */
+  observer: 1 | 2 | null;
+}
+
+/** How far before the observer's first record of a suspended pair the refined instant is put, in ms. */
+export const refinedInstantLeadMs = 0.001;
+
+/**
+ * When a fault that ends the sync pair took effect, as the primary saw it. The run knows when it sent the
+ * signal or reset the link (`from`), not when the primary learnt of it: answers already on their way are
+ * still taken and acknowledged in sync for a moment (the primary's event loop runs late on a loaded
+ * machine). The model's step must fall after the last write the pair acknowledged in sync and before the
+ * first one the primary acknowledged alone: the instant just before the primary's first record after `from`
+ * whose view shows the pair out of sync, and never after the run's next fault (`before`). `from` when the
+ * logs show none.
+ */
+export function refinedInstant(files: readonly string[], from: number, before: number): number {
+  let first = Number.POSITIVE_INFINITY;
+  for (const file of files) {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (!line.includes('"syncPair"')) continue;
+      let record: { time?: number; view?: { syncPair?: { state?: string } } };
+      try {
+        record = JSON.parse(line) as typeof record;
+      } catch {
+        continue; // a line a kill cut short: the validator reports it
+      }
+      const state = record.view?.syncPair?.state;
+      if (record.time === undefined || record.time < from || state === undefined || state === 'inSync' || state === 'reversed') continue;
+      first = Math.min(first, record.time);
+      break;
+    }
+  }
+  if (first === Number.POSITIVE_INFINITY) return from;
+  return Math.max(from, Math.min(first - refinedInstantLeadMs, before - refinedInstantLeadMs));
 }
 
 /** A wait on the deployment that did not end as asked. */

@@ -335,7 +335,7 @@ class ScheduleRun {
         const killedAt = await d.kill(fault.site);
         // The model's FAIL_SITE at the instant of the kill; before a failover the operator's own log records
         // it (a site it cannot reach is failed then: operator-trace.ts), as in test/e2e.
-        if (!failover) d.recordFault({ type: 'FAIL_SITE', site: fault.site }, killedAt);
+        if (!failover) d.recordFault({ type: 'FAIL_SITE', site: fault.site }, killedAt, fault.site !== 3 && fault.site !== primary ? primary : null);
         if (failover) await this.#failover();
         await pause(fault.durationMs);
         await d.start(fault.site);
@@ -351,9 +351,10 @@ class ScheduleRun {
       case 'cut': {
         this.#count('cut');
         const proxy = d.proxies[fault.link];
+        const observer = fault.link === '1-2' ? (await d.status()).primary : null;
         const cutAt = traceTime();
         proxy.cut();
-        d.recordFault({ type: 'CUT_LINK', link: fault.link }, cutAt);
+        d.recordFault({ type: 'CUT_LINK', link: fault.link }, cutAt, observer);
         await pause(fault.durationMs);
         // The link's return, recorded at the instant the proxy carries again: no site can act on the link
         // before that, and site 3 may pull the moment it reconnects. The model's RESTORE_LINK applies rules R1
