@@ -514,7 +514,9 @@ export function nextCommand(s: DeploymentStatus, primary: 1 | 2 | null): string[
     if (site.connected.length !== 2) return null;
   }
   const secondary = s.primary === 1 ? 2 : 1;
-  if (s.sites[secondary]?.mode === 'resyncing') return ['resync', '--site', String(secondary)];
+  // The returning member resyncs; so does one the primary says needs it (a member rebuilt from an empty
+  // directory says it is in sync: the primary knows better).
+  if (s.sites[secondary]?.mode === 'resyncing' || s.syncPair === 'resyncing') return ['resync', '--site', String(secondary)];
   if (s.asyncPair === 'deltaResync') return ['delta-resync'];
   if (s.asyncPair === 'fullCopy' || s.asyncPair === 'suspendedOverflow') return ['full-copy'];
   if (primary === 1 && s.primary === 2 && s.syncPair === 'reversed' && s.asyncPair === 'copying' && s.lag === 0) return ['failback'];

@@ -78,6 +78,7 @@ describe('the nemesis checker on its own', () => {
     expect(nextCommand(base, 1)).toBeNull();
     expect(nextCommand({ ...base, sites: { ...base.sites, 2: site(false) } }, 1)).toEqual(['recover', '--site', '2']);
     expect(nextCommand({ ...base, sites: { ...base.sites, 2: site(true, 'resyncing') } }, 1)).toEqual(['resync', '--site', '2']);
+    expect(nextCommand({ ...base, syncPair: 'resyncing' }, 1)).toEqual(['resync', '--site', '2']);
     expect(nextCommand({ ...base, asyncPair: 'deltaResync' }, 1)).toEqual(['delta-resync']);
     expect(nextCommand({ ...base, asyncPair: 'suspendedOverflow' }, 1)).toEqual(['full-copy']);
     expect(nextCommand({ ...base, primary: 2, syncPair: 'reversed' }, 1)).toEqual(['failback']);
