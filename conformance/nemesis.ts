@@ -262,9 +262,9 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
       phase('close');
     }
   }
-  // The traces, once every process closed its files.
-  if (deployment !== null && result.failures.length === 0 && result.traceSkipped !== null) result.notes.push(`traces not validated: ${result.traceSkipped}`);
-  if (deployment !== null && result.failures.length === 0 && result.traceSkipped === null) {
+  // The traces, once every process closed its files (also after another failure: they may say more).
+  if (deployment !== null && result.traceSkipped !== null) result.notes.push(`traces not validated: ${result.traceSkipped}`);
+  if (deployment !== null && result.traceSkipped === null) {
     try {
       const validation = await validateTrace(deployment.traceFiles());
       result.traceActions = validation.actions;
