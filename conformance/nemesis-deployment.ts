@@ -12,8 +12,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { createCredentialsFor } from '../impl/site/credentials.ts';
-import { localDeploymentConfig, validateDeploymentConfig } from '../impl/site/deployment-config.ts';
+import { createCredentialsFor, operatorCredentials } from '../impl/site/credentials.ts';
+import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig } from '../impl/site/deployment-config.ts';
 import { main as threesiteMain } from '../impl/site/cli.ts';
 import { Operator, type DeploymentStatus } from '../impl/site/operator.ts';
 import { tcpClient } from '../impl/site/site-control.ts';
@@ -108,7 +108,9 @@ export class NemesisDeployment {
     readonly basePort: number,
     readonly proxies: Record<LinkName, LinkProxy>,
   ) {
-    const client = (id: 1 | 2 | 3) => tcpClient(id, '127.0.0.1', this.controlPort(id), statusAnswerTimeoutMs);
+    // The operator's certificate, read when first used (the credentials are made after this object).
+    const credentials = () => operatorCredentials(loadDeploymentConfig(this.configFile));
+    const client = (id: 1 | 2 | 3) => tcpClient(id, '127.0.0.1', this.controlPort(id), credentials, statusAnswerTimeoutMs);
     this.operator = new Operator({ 1: client(1), 2: client(2), 3: client(3) });
   }
 
