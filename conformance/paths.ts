@@ -268,7 +268,7 @@ function regionMoves(from: Record<string, string>, to: Record<string, string>): 
  * from.
  */
 export function coveragePlan(params: ModelParams, larger = false): CoveragePlan {
-  const result = explore({ params, keepGraph: true, ...(larger ? { stateKey: largerBoundsKey, statesMax: largerBoundsStatesMax } : {}) });
+  const result = explore({ params, keepGraph: true, refusals: true, ...(larger ? { stateKey: largerBoundsKey, statesMax: largerBoundsStatesMax } : {}) });
   const graph = result.graph as ExploredGraph;
   const values = graph.values;
   const depthPaths = new Map<string, GeneratedPath>();

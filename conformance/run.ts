@@ -46,6 +46,8 @@ export interface RunOptions {
    * recovery a reopen from the site's directory (`crash-sut.ts`); in-process only; default false.
    */
   fileBackends?: boolean;
+  /** The file backends' system under test, per seed (default: the faithful cluster, `crash-sut.ts`); tests plant bugs here. */
+  makeFileSut?: (seed: number) => SutFactory;
   /** Save every divergence as a fixture under this folder (null: do not save). */
   fixturesDir: string | null;
   /** The system under test (default: the in-process cluster). */
@@ -138,9 +140,18 @@ export function mustHappenChecks(): Omit<MustHappen, 'happened'>[] {
   ];
 }
 
+/** Plans of this process, by bounds: a plan is a pure function of its bounds, so a process plans each once. */
+const plansMade = new Map<string, Promise<CoveragePlan>>();
+
 /** Plans one fence policy in a worker thread (`larger`: the larger bounds' cheaper model, `paths.ts`). */
 function planInWorker(params: ModelParams, larger = false): Promise<CoveragePlan> {
-  return runTypeScriptWorker<CoveragePlan>(new URL('./plan-worker.ts', import.meta.url), { params, larger });
+  const key = JSON.stringify({ params, larger });
+  let plan = plansMade.get(key);
+  if (!plan) {
+    plan = runTypeScriptWorker<CoveragePlan>(new URL('./plan-worker.ts', import.meta.url), { params, larger });
+    plansMade.set(key, plan);
+  }
+  return plan;
 }
 
 function inShard(index: number, shard: RunOptions['shard']): boolean {
@@ -271,11 +282,12 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   let fileBackend: ConformanceReport['fileBackend'] = null;
   if (options.fileBackends) {
     const crashing = crashingFileSutFactory(options.seed);
+    const fileSut = options.makeFileSut ? options.makeFileSut(options.seed) : crashing;
     const fileWork = work.filter((item) => (item.larger || fileBackendStrategies.has(item.path.strategy)) && item.path.events.some((event) => event.type === 'FAIL_SITE'));
     let failed = 0;
     for (const [index, { params, path }] of fileWork.entries()) {
       if (index % 50 === 0) progress('generated paths on files, with crashes', index, fileWork.length);
-      const run = runPath(params, path.events, crashing, coverage);
+      const run = runPath(params, path.events, fileSut, coverage);
       steps += run.steps;
       byteRangeWrites += countByteRangeWrites(path.events, run.steps);
       if (run.divergence) {

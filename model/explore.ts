@@ -37,6 +37,11 @@ export interface ExploreOptions {
    * bounds so (`conformance/paths.ts`).
    */
   stateKey?: (context: ModelContext) => string;
+  /**
+   * Also find, for each refusal condition, a state where it alone refuses an event (candidates and
+   * `refusalProbeEvents`); costs about a quarter more time, so only path planning asks for it.
+   */
+  refusals?: boolean;
 }
 
 /** The explored graph: a breadth-first tree plus every edge, with the root transition variant it took. */
@@ -159,7 +164,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     const { snapshot } = visits[index]!;
     const context = snapshot.context;
     const candidates = candidateEvents(params, context);
-    for (const event of [...candidates, ...probes]) {
+    for (const event of options.refusals ? [...candidates, ...probes] : []) {
       const failed = failedConditions(context, event);
       if (failed.length === 1 && !refusalsAlone.has(failed[0]!)) {
         refusalsAlone.add(failed[0]!);
