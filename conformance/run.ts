@@ -191,6 +191,47 @@ export interface WorkItem {
   larger: boolean;
 }
 
+/**
+ * Every generated path of a run, in the order the run takes them: per fence policy at the small bounds the
+ * shortest paths to every abstract state, the plan's transition, pair, guard and refusal paths, the simple
+ * paths and (when asked) the edge paths; then per fence policy at the larger bounds the plan's transition,
+ * pair, guard, refusal, journal-depth and byte-range paths.
+ */
+export function generatedWork(input: {
+  paramsList: readonly ModelParams[];
+  plans: readonly CoveragePlan[];
+  largerList: readonly ModelParams[];
+  largerPlans: readonly CoveragePlan[];
+  simpleDepth: number;
+  edgePaths: boolean;
+}): WorkItem[] {
+  const work: WorkItem[] = [];
+  for (const [i, params] of input.paramsList.entries()) {
+    const plan = input.plans[i]!;
+    const generated = [
+      ...statePaths(params),
+      ...plan.transitionPaths,
+      ...plan.pairPaths,
+      ...plan.guardPaths,
+      ...plan.refusalPaths,
+      ...(input.simpleDepth > 0 ? simplePaths(params, input.simpleDepth) : []),
+      ...(input.edgePaths ? edgePaths(params) : []),
+    ];
+    for (const path of generated) work.push({ params, path, larger: false });
+  }
+  for (const [i, params] of input.largerList.entries()) {
+    const plan = input.largerPlans[i]!;
+    const generated = [...plan.transitionPaths, ...plan.pairPaths, ...plan.guardPaths, ...plan.refusalPaths, ...plan.depthPaths, ...plan.byteRangePaths];
+    for (const path of generated) work.push({ params, path, larger: true });
+  }
+  return work;
+}
+
+/** The generated paths a run takes again on the file backends, with crashes: those that fail a site. */
+export function fileBackendWork(work: readonly WorkItem[]): WorkItem[] {
+  return work.filter((item) => (item.larger || fileBackendStrategies.has(item.path.strategy)) && item.path.events.some((event) => event.type === 'FAIL_SITE'));
+}
+
 /** Runs the whole conformance job. */
 export async function runConformance(options: RunOptions): Promise<ConformanceReport> {
   const started = performance.now();
@@ -236,31 +277,10 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   const reachable = reachableOf([...plans, ...largerPlans]);
   const largerReachable = reachableOf(largerPlans);
   const graphEdges = reachable.graphEdges;
-  const work: WorkItem[] = [];
-  let generatedCount = 0;
-  for (const [i, params] of paramsList.entries()) {
-    const plan = plans[i]!;
-    for (const edge of abstractGraphEdges(params)) graphEdges.add(edge);
-    const generated = [
-      ...statePaths(params),
-      ...plan.transitionPaths,
-      ...plan.pairPaths,
-      ...plan.guardPaths,
-      ...plan.refusalPaths,
-      ...(options.simpleDepth > 0 ? simplePaths(params, options.simpleDepth) : []),
-      ...(options.edgePaths ? edgePaths(params) : []),
-    ];
-    for (const path of generated) {
-      if (inShard(generatedCount++, options.shard)) work.push({ params, path, larger: false });
-    }
-  }
-  for (const [i, params] of largerList.entries()) {
-    const plan = largerPlans[i]!;
-    const generated = [...plan.transitionPaths, ...plan.pairPaths, ...plan.guardPaths, ...plan.refusalPaths, ...plan.depthPaths, ...plan.byteRangePaths];
-    for (const path of generated) {
-      if (inShard(generatedCount++, options.shard)) work.push({ params, path, larger: true });
-    }
-  }
+  for (const params of paramsList) for (const edge of abstractGraphEdges(params)) graphEdges.add(edge);
+  const work = generatedWork({ paramsList, plans, largerList, largerPlans, simpleDepth: options.simpleDepth, edgePaths: options.edgePaths }).filter((_, index) =>
+    inShard(index, options.shard),
+  );
 
   endPhase('planMs');
   const largerCoverage = new CoverageTracker();
@@ -283,7 +303,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   if (options.fileBackends) {
     const crashing = crashingFileSutFactory(options.seed);
     const fileSut = options.makeFileSut ? options.makeFileSut(options.seed) : crashing;
-    const fileWork = work.filter((item) => (item.larger || fileBackendStrategies.has(item.path.strategy)) && item.path.events.some((event) => event.type === 'FAIL_SITE'));
+    const fileWork = fileBackendWork(work);
     let failed = 0;
     for (const [index, { params, path }] of fileWork.entries()) {
       if (index % 50 === 0) progress('generated paths on files, with crashes', index, fileWork.length);
