@@ -55,8 +55,9 @@ export interface ReachableItems {
   byteRanges: Set<string>;
 }
 
-const depthCap = 4;
-const behind = (n: number): string => (n >= depthCap ? `${depthCap}+` : String(n));
+/** How far behind its source site 3 is told apart in journal-depth items: 0 .. 3, then "4+" (entries). */
+export const depthBehindEntriesMax = 4;
+const behind = (n: number): string => (n >= depthBehindEntriesMax ? `${depthBehindEntriesMax}+` : String(n));
 
 /**
  * The journal-depth item of an accepted event in a state: its root variant and the fill of the journals it

@@ -7,7 +7,7 @@
 import { getAdjacencyMap } from 'xstate/graph';
 import { initialTransition, transition, type AnyStateMachine, type AnyTransitionDefinition, type SnapshotFrom } from 'xstate';
 import { candidateEvents, formatEvent, refusalProbeEvents, type ModelEvent } from './events.ts';
-import { failedConditions } from './semantics.ts';
+import { failedConditions, refusalConditions } from './semantics.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
 import { checkChartStructure, checkState, checkTransition, type PropertyName } from './properties.ts';
@@ -165,6 +165,8 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     const context = snapshot.context;
     const candidates = candidateEvents(params, context);
     for (const event of options.refusals ? [...candidates, ...probes] : []) {
+      // Once every condition of an event type has its witness, its events need no more looking at.
+      if (refusalConditions[event.type].every((item) => refusalsAlone.has(item.id))) continue;
       const failed = failedConditions(context, event);
       if (failed.length === 1 && !refusalsAlone.has(failed[0]!)) {
         refusalsAlone.add(failed[0]!);
