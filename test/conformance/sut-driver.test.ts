@@ -53,7 +53,7 @@ describe('impl/drivers/driver.ts behind DriverSut agrees with the in-process sys
         expect(throughDriver.divergence, path.target).toBeNull();
       }
       expect(driver.starts).toBe(1);
-      expect(driver.driverName).toMatch(/impl\/driver\.ts/);
+      expect(driver.driverName).toMatch(/impl\/drivers\/driver\.ts/);
     });
 
     it(`random walks with refused events, fence policy ${fencePolicy}`, () => {
