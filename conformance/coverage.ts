@@ -63,7 +63,8 @@ const behind = (n: number): string => (n >= depthBehindEntriesMax ? `${depthBehi
  * The journal-depth item of an accepted event in a state: its root variant and the fill of the journals it
  * acts on (entries held, and how far site 3 is behind). These are what a bug in journal ranges (trimming the
  * wrong entries, a batch off by one, an overflow that keeps entries, a delta resync that reads too few)
- * depends on; with journals of one entry they never take more than two values. Null for events whose
+ * depends on; with journals of one entry they never take more than two values. Failures and recoveries
+ * count too: on the file backends they are a crash and a reopen of that journal. Null for events whose
  * effect does not depend on a journal's contents.
  */
 export function journalDepthItem(context: ModelContext, event: ModelEvent, variant: string): string | null {
@@ -84,6 +85,11 @@ export function journalDepthItem(context: ModelContext, event: ModelEvent, varia
       return `${variant} [site 2 journal ${journalEntries(context.sites[2])}, site 3 behind ${behind(lastOf(context, 2) - received)}]`;
     case 'FAILBACK':
       return `${variant} [site 1 journal ${journalEntries(context.sites[1])}, site 3 behind ${behind(lastOf(context, 1) - received)}]`;
+    // A failure at each fill of the failing site's journal: on the file backends a crash, whose torn tail
+    // follows a journal of 0 .. 3 entries, and whose recovery reopens it.
+    case 'FAIL_SITE':
+    case 'RECOVER_SITE':
+      return `${variant} [site ${event.site} journal ${event.site === 3 ? site3 : journalEntries(context.sites[event.site])}]`;
     default:
       return null;
   }
