@@ -67,20 +67,23 @@ export function byteRangeOf(params: ModelParams, range: number): { block: number
  * probes. With byte writes the byte-range candidates take a range drawn from the choice instead of the
  * explorer's fixed shapes.
  */
-function candidates(params: ModelParams, choice: Choice): ModelEvent[] {
+function candidates(params: ModelParams, snapshot: Snapshot, choice: Choice): ModelEvent[] {
   const events = candidateEvents({ ...params, writesMax: Number.MAX_SAFE_INTEGER, faultsMax: Number.MAX_SAFE_INTEGER }, { writes: 0, faults: 0 });
   const drawn = byteRangeOf(params, choice.range ?? 0);
+  // Writes outside a volume only from the primary's host: from the other host, two conditions refuse at
+  // once, and which one a system names first is its own business (an NBD export checks read-only first).
+  const probes = refusalProbeEvents(params, choice.data).filter((event) => event.type !== 'HOST_WRITE' || event.host === snapshot.context.primary);
   return [
     ...events.map((event) =>
       event.type !== 'HOST_WRITE' ? event : isByteRangeWrite(event) ? { ...event, ...drawn, data: choice.data } : { ...event, data: choice.data },
     ),
-    ...refusalProbeEvents(params, choice.data),
+    ...probes,
   ];
 }
 
 /** Decodes one choice into an event, given the model's state. */
 export function decodeChoice(params: ModelParams, snapshot: Snapshot, choice: Choice): ModelEvent {
-  const all = candidates(params, choice);
+  const all = candidates(params, snapshot, choice);
   const accepted = all.filter((event) => replicationMachine.getTransitionData(snapshot, event).length > 0);
   const refused = all.filter((event) => !accepted.includes(event));
   const pool = choice.kind === 0 || accepted.length === 0 ? refused : accepted;
