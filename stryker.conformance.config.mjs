@@ -14,4 +14,7 @@ export default {
   htmlReporter: { fileName: 'reports/mutation-conformance/index.html' },
   incrementalFile: 'reports/mutation-conformance/stryker-incremental.json',
   tempDirName: '.stryker-tmp-conformance',
+  // The initial run plans the paths (minutes: the small bounds' exhaustive plan of both fence policies) and
+  // runs them all once; Stryker's default of 5 minutes is too short on two shared cores.
+  dryRunTimeoutMinutes: 60,
 };
