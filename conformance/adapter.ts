@@ -3,7 +3,7 @@
  */
 import { Cluster, type ClusterConfig } from '../impl/cluster/cluster.ts';
 import { TracedCluster, type TraceSink } from '../impl/cluster/trace.ts';
-import type { ModelEvent } from '../model/events.ts';
+import { hostWriteRange, type ModelEvent } from '../model/events.ts';
 import type { Observation } from '../model/observation.ts';
 import type { ModelParams } from '../model/params.ts';
 import { isRefusal, refusalCodeOf, type StepOutcome, type SystemUnderTest } from './sut.ts';
@@ -45,9 +45,12 @@ export type ClusterCommands = Pick<
 /** Calls the cluster method that implements a model event. */
 export function applyToCluster(cluster: ClusterCommands, event: ModelEvent, blockBytes: number): void {
   switch (event.type) {
-    case 'HOST_WRITE':
-      cluster.hostWrite(event.host, event.volume, event.block * blockBytes, new Uint8Array(blockBytes).fill(event.data));
+    case 'HOST_WRITE': {
+      // A whole block, or a byte range that may start and end mid-block (model/events.ts).
+      const { offset, length } = hostWriteRange(event, blockBytes);
+      cluster.hostWrite(event.host, event.volume, offset, new Uint8Array(length).fill(event.data));
       return;
+    }
     case 'PULL_JOURNAL':
       return cluster.pullJournal();
     case 'RESTORE_JOURNAL':

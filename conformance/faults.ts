@@ -46,7 +46,7 @@ export const faultWalkRuns = 300;
 export const faultHuntLargerBounds: Partial<ModelParams> = { journalEntriesMax: 3, pullBatchEntriesMax: 2, blocksPerVolume: 2 };
 
 /** The strategies in the order a fault is hunted: shortest, most targeted first. */
-const strategyOrder: GeneratedPath['strategy'][] = ['transition', 'guard', 'pair', 'state', 'simple', 'edge'];
+const strategyOrder: GeneratedPath['strategy'][] = ['transition', 'guard', 'pair', 'state', 'simple', 'edge', 'refusal', 'depth', 'byteRange'];
 
 function hunt(this: Omit<Fault, 'hunt'>, paramsList: ModelParams[], work: { params: ModelParams; path: GeneratedPath }[], seed: number): FaultResult {
   const ordered = strategyOrder.flatMap((strategy) => work.filter((item) => item.path.strategy === strategy));

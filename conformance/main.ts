@@ -28,13 +28,32 @@ export const defaultGates: Partial<Record<keyof CoverageReport, number>> = {
   transitionPairs: 1,
   guards: 1,
   claims: 1,
+  refusals: 1,
+  journalDepths: 1,
+  byteRanges: 1,
+  largerBoundsTransitions: 1,
+  largerBoundsPairs: 1,
+  largerBoundsGuards: 1,
 };
 
 function defaultGatesText(): string {
   return Object.entries(defaultGates).map(([dimension, fraction]) => `${dimension}=${fraction}`).join(',');
 }
 
-const dimensions = ['states', 'transitions', 'graphEdges', 'transitionPairs', 'guards', 'claims'] as const;
+const dimensions = [
+  'states',
+  'transitions',
+  'graphEdges',
+  'transitionPairs',
+  'guards',
+  'claims',
+  'refusals',
+  'journalDepths',
+  'byteRanges',
+  'largerBoundsTransitions',
+  'largerBoundsPairs',
+  'largerBoundsGuards',
+] as const;
 
 /** Parses `--gate states=1,graphEdges=0.5`. */
 function parseGates(text: string): Partial<Record<keyof CoverageReport, number>> {
@@ -151,7 +170,20 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
   const rows: [string, string][] = [
     ['system under test', sut.kind === 'inprocess' ? 'in process (conformance/adapter.ts)' : `driver ${JSON.stringify(sut.command)} (${sut.name ?? 'never answered hello'})`],
     ['exploration', `${report.exploration.states} states, ${report.exploration.transitions} transitions, ${report.exploration.violations.length} violations`],
+    [
+      'larger bounds plan',
+      report.largerBounds.params === null
+        ? 'skipped'
+        : `journal ${report.largerBounds.params.journalEntriesMax}, batch ${report.largerBounds.params.pullBatchEntriesMax}, ${report.largerBounds.params.writesMax} writes, byte ranges: ${report.largerBounds.states} states of the cheaper model${report.largerBounds.complete ? '' : ' (INCOMPLETE)'}, ${report.largerBounds.paths} paths`,
+    ],
     ['generated paths', `${report.paths} paths, ${report.pathOutcomes.filter((p) => !p.passed).length} failed`],
+    [
+      'files and crashes',
+      report.fileBackend === null
+        ? 'skipped (in-process only)'
+        : `${report.fileBackend.paths} paths on the file backends, ${report.fileBackend.failed} failed: ${report.fileBackend.crashes} crashes (${report.fileBackend.tornTails} torn journal tails), ${report.fileBackend.recoveries} recoveries from files`,
+    ],
+    ['byte-range writes', `${report.byteRangeWrites} host writes of a byte range in the generated paths`],
     ['random walks', `${report.walks.runs} walks, ${report.walks.steps} steps`],
     ['lockstep steps', `${report.steps} (${report.stepsPerSecond} steps/s of model + implementation)`],
     ['saved fixtures', `${report.fixtures.length} replayed, ${report.fixtures.filter((f) => !f.passed).length} failed`],
@@ -169,7 +201,7 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
   rows.push(['divergences', String(report.divergences.length)]);
   for (const failure of report.gateFailures) rows.push(['COVERAGE GATE', failure]);
   const t = report.timings;
-  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
+  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, files ${(t.fileMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log('\nconformance summary');
   for (const [name, figure] of rows) console.log(`  ${name.padEnd(width)}  ${figure}`);
@@ -329,6 +361,8 @@ async function main(): Promise<number> {
     gates: values.gate ? parseGates(values.gate) : { ...defaultGates, ...(values.edges ? { graphEdges: 1 } : {}) },
     shard,
     faults: inProcess && !values['no-faults'],
+    largerBounds: true,
+    fileBackends: inProcess,
     fixturesDir: inProcess ? mainDefaults.fixturesDir : mainDefaults.driverFixturesDir,
     makeSut: sut.makeSut,
     progress: (name, done, total) => {

@@ -16,7 +16,8 @@ import { candidateEvents, formatEvent, type ModelEvent } from '../model/events.t
 import { explore, pathInGraph, type ExploredGraph } from '../model/explore.ts';
 import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
 import type { ModelParams } from '../model/params.ts';
-import { lastOf, receivedOf, type ModelContext } from '../model/state.ts';
+import { journalEntries, lastOf, receivedOf, type ModelContext } from '../model/state.ts';
+import { byteRangeItem, journalDepthItem } from './coverage.ts';
 
 type Snapshot = SnapshotFrom<ReplicationMachine>;
 
@@ -32,7 +33,7 @@ export const pathLimits = {
 
 /** A generated path: where it comes from, a readable name, and its events. */
 export interface GeneratedPath {
-  strategy: 'state' | 'simple' | 'transition' | 'pair' | 'guard' | 'edge';
+  strategy: 'state' | 'simple' | 'transition' | 'pair' | 'guard' | 'edge' | 'refusal' | 'depth' | 'byteRange';
   /** What the path reaches or takes (an abstract state, a transition id, a pair of ids). */
   target: string;
   events: ModelEvent[];
@@ -185,6 +186,72 @@ export interface CoveragePlan {
   pairPaths: GeneratedPath[];
   /** A shortest path to each guard outcome (its last event may be one the model refuses). */
   guardPaths: GeneratedPath[];
+  /** Refusal conditions that alone refuse some event of the bounded model. */
+  refusalsAlone: string[];
+  /** A shortest path to a state where each of them alone refuses an event, ending with that event. */
+  refusalPaths: GeneratedPath[];
+  /** Journal-depth items the plan reached (`coverage.ts`, `journalDepthItem`). */
+  journalDepths: string[];
+  /** A path that takes each journal-depth item. */
+  depthPaths: GeneratedPath[];
+  /** Byte-range items the plan reached (`coverage.ts`, `byteRangeItem`). */
+  byteRanges: string[];
+  /** A path that takes each byte-range item. */
+  byteRangePaths: GeneratedPath[];
+}
+
+/**
+ * The larger bounds of the run's second plan (issue 16): journals of 3 entries, pulls of 2, 5 host writes
+ * (4 overflow a journal of 3, or wrap it after a trim, before the fault), one fault (the small bounds'
+ * exhaustive plan has two), and byte-range writes
+ * on one volume of two blocks (a write can start mid-block, span the boundary and end mid-block). Blocks are
+ * 512 bytes, the implementation's smallest; the model's state holds each write's range, not its bytes, so
+ * the block size costs only the digests' hashing.
+ * Exhaustive exploration at these bounds does not fit the run's budget (400,000 states of one fence policy
+ * take 4 minutes and are not the end), so this plan explores a cheaper model: {@link largerBoundsKey}.
+ */
+export const largerBounds: Partial<ModelParams> = {
+  volumeCount: 1,
+  blocksPerVolume: 2,
+  blockBytes: 512,
+  journalEntriesMax: 3,
+  pullBatchEntriesMax: 2,
+  writesMax: 5,
+  faultsMax: 1,
+  byteWrites: true,
+};
+
+/**
+ * Most states the larger bounds' plan explores: a safety net (about 19,000 are reachable per fence policy,
+ * explored in about 25 s on one core); a plan cut short by it is reported incomplete and fails the run.
+ */
+export const largerBoundsStatesMax = 40_000;
+
+/**
+ * The cheaper model of the larger bounds: states are equal when the chart's regions, the primary, the fence,
+ * the cut links, the judge's verdict, the takeover point's presence, the exposure (0, 1, 2+) and the fill of
+ * every journal and site 3's distance behind its source are. What data sits in which block, and how many
+ * writes and faults a path has spent, are forgotten: each such state is reached by its shortest path, and
+ * every transition, pair, guard outcome, refusal, journal depth and byte range is planned from there.
+ */
+export function largerBoundsKey(context: ModelContext): string {
+  const sites = context.sites;
+  const member = (site: 1 | 2): string =>
+    `${sites[site].up ? 'U' : 'D'}${sites[site].mode[0]}${sites[site].fenced ? 'F' : ''}${journalEntries(sites[site])}`;
+  return [
+    member(1),
+    member(2),
+    `${sites[3].up ? 'U' : 'D'}${sites[3].mode[0]}${sites[3].pending.length}`,
+    context.primary,
+    context.syncPair,
+    context.asyncPair,
+    context.standbyPair,
+    context.cut.join(','),
+    context.judgement?.verdict ?? '-',
+    context.takeover === null ? '' : 'T',
+    `x${bucket(context.ackedOnOneSite)}`,
+    `b${Math.min(lastOf(context, context.primary) - receivedOf(context), 4)}`,
+  ].join('|');
 }
 
 /** Region moves an edge makes, as transition ids (`asyncPair.copying -> suspendedOverflow`). */
@@ -194,11 +261,29 @@ function regionMoves(from: Record<string, string>, to: Record<string, string>): 
     .map((region) => `${region}.${from[region]} -> ${to[region]}`);
 }
 
-/** Explores the bounded model once, keeping its graph, and derives transition and pair coverage paths. */
-export function coveragePlan(params: ModelParams): CoveragePlan {
-  const result = explore({ params, keepGraph: true });
+/**
+ * Explores the bounded model once, keeping its graph, and derives the coverage paths. `larger`: explore the
+ * cheaper model of {@link largerBoundsKey} (capped at {@link largerBoundsStatesMax}), and derive pairs from
+ * the breadth-first tree's edges only, where the state an edge reaches is the one its next event is taken
+ * from.
+ */
+export function coveragePlan(params: ModelParams, larger = false): CoveragePlan {
+  const result = explore({ params, keepGraph: true, refusals: true, ...(larger ? { stateKey: largerBoundsKey, statesMax: largerBoundsStatesMax } : {}) });
   const graph = result.graph as ExploredGraph;
   const values = graph.values;
+  const depthPaths = new Map<string, GeneratedPath>();
+  const byteRangePaths = new Map<string, GeneratedPath>();
+  for (const edge of graph.edges) {
+    const context = graph.contexts[edge.from]!;
+    const depth = journalDepthItem(context, edge.event, edge.variant);
+    if (depth !== null && !depthPaths.has(depth)) {
+      depthPaths.set(depth, { strategy: 'depth', target: depth, events: [...pathInGraph(graph, edge.from), edge.event] });
+    }
+    const range = byteRangeItem(context, edge.event, edge.variant);
+    if (range !== null && !byteRangePaths.has(range)) {
+      byteRangePaths.set(range, { strategy: 'byteRange', target: range, events: [...pathInGraph(graph, edge.from), edge.event] });
+    }
+  }
   const transitionPaths = new Map<string, GeneratedPath>();
   const firstOut = new Map<number, Map<string, ModelEvent>>();
   for (const edge of graph.edges) {
@@ -213,7 +298,9 @@ export function coveragePlan(params: ModelParams): CoveragePlan {
     }
   }
   const pairPaths = new Map<string, GeneratedPath>();
+  const isTreeEdge = (edge: ExploredGraph['edges'][number]): boolean => graph.parents[edge.to] === edge.from && graph.events[edge.to] === edge.event;
   for (const edge of graph.edges) {
+    if (larger && !isTreeEdge(edge)) continue;
     for (const [variant, event] of firstOut.get(edge.to) ?? []) {
       const pair = `${edge.variant} -> ${variant}`;
       if (!pairPaths.has(pair)) {
@@ -238,5 +325,15 @@ export function coveragePlan(params: ModelParams): CoveragePlan {
       target: outcome,
       events: [...pathInGraph(graph, from), event],
     })),
+    refusalsAlone: [...result.refusalsAlone],
+    refusalPaths: [...graph.refusalWitnesses].map(([condition, { from, event }]) => ({
+      strategy: 'refusal' as const,
+      target: condition,
+      events: [...pathInGraph(graph, from), event],
+    })),
+    journalDepths: [...depthPaths.keys()],
+    depthPaths: [...depthPaths.values()],
+    byteRanges: [...byteRangePaths.keys()],
+    byteRangePaths: [...byteRangePaths.values()],
   };
 }

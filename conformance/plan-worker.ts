@@ -7,6 +7,6 @@ import type { ModelParams } from '../model/params.ts';
 import { coveragePlan } from './paths.ts';
 
 if (parentPort) {
-  const { params } = workerData as { params: ModelParams };
-  parentPort.postMessage(coveragePlan(params));
+  const { params, larger } = workerData as { params: ModelParams; larger: boolean };
+  parentPort.postMessage(coveragePlan(params, larger));
 }

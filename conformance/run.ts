@@ -3,18 +3,19 @@
  * paths, random walks, the fault catalogue and the must-happen checks, with coverage in every dimension.
  * `main.ts` is its command line; tests call it with small options.
  */
-import { formatEvent, parseEvent, type ModelEvent } from '../model/events.ts';
+import { formatEvent, isByteRangeWrite, parseEvent, type ModelEvent } from '../model/events.ts';
 import { replicationMachine } from '../model/machine.ts';
 import { validateParams, type FencePolicy, type ModelParams } from '../model/params.ts';
 import { runTypeScriptWorker } from '../model/ts-worker.ts';
 import { transitionDefinitions } from '../model/traceability.ts';
 import { ClusterSut } from './adapter.ts';
+import { crashingFileSutFactory, type CrashCounts } from './crash-sut.ts';
 import type { SutFactory } from './sut.ts';
-import { CoverageTracker, type CoverageReport } from './coverage.ts';
+import { CoverageTracker, type CoverageReport, type ReachableItems } from './coverage.ts';
 import type { FaultResult } from './faults.ts';
 import { loadFixtures, saveFixture, type FixtureResult } from './fixtures.ts';
 import { runPath, type Divergence } from './lockstep.ts';
-import { abstractGraphEdges, edgePaths, simplePaths, statePaths, type CoveragePlan, type GeneratedPath } from './paths.ts';
+import { abstractGraphEdges, edgePaths, largerBounds, simplePaths, statePaths, type CoveragePlan, type GeneratedPath } from './paths.ts';
 import { runWalks, type WalksResult } from './walks.ts';
 
 /** Options of a conformance run. */
@@ -38,6 +39,15 @@ export interface RunOptions {
   shard: { index: number; count: number };
   /** Run the fault catalogue. */
   faults: boolean;
+  /** Also plan and run paths at the larger bounds (`paths.ts`, `largerBounds`); default false. */
+  largerBounds?: boolean;
+  /**
+   * Also run the generated paths that fail a site on the file backends, each failure a crash and each
+   * recovery a reopen from the site's directory (`crash-sut.ts`); in-process only; default false.
+   */
+  fileBackends?: boolean;
+  /** The file backends' system under test, per seed (default: the faithful cluster, `crash-sut.ts`); tests plant bugs here. */
+  makeFileSut?: (seed: number) => SutFactory;
   /** Save every divergence as a fixture under this folder (null: do not save). */
   fixturesDir: string | null;
   /** The system under test (default: the in-process cluster). */
@@ -85,6 +95,8 @@ export interface ConformanceReport {
   seed: number;
   params: ModelParams & { fencePolicies: FencePolicy[] };
   exploration: { states: number; transitions: number; violations: unknown[]; complete: boolean; ms: number };
+  /** The larger bounds' plan (`paths.ts`, `largerBounds`): its model, the states of its cheaper model, its paths. */
+  largerBounds: { params: (ModelParams & { fencePolicies: FencePolicy[] }) | null; states: number; complete: boolean; violations: unknown[]; ms: number; paths: number };
   paths: number;
   steps: number;
   walks: { runs: number; steps: number };
@@ -96,8 +108,12 @@ export interface ConformanceReport {
   /** Coverage gates that failed, one line each. */
   gateFailures: string[];
   pathOutcomes: PathOutcome[];
+  /** The generated paths run on the file backends with crashes (`crash-sut.ts`); null when not run. */
+  fileBackend: (CrashCounts & { paths: number; failed: number; byteRangeWrites: number }) | null;
+  /** Host writes of a byte range (not one whole block) the generated paths drove (memory and files). */
+  byteRangeWrites: number;
   ms: number;
-  timings: { planMs: number; pathsMs: number; walksMs: number; faultsMs: number };
+  timings: { planMs: number; pathsMs: number; fileMs: number; walksMs: number; faultsMs: number };
   /** Lockstep steps (model and implementation) per second of path and walk time. */
   stepsPerSecond: number;
   passed: boolean;
@@ -124,9 +140,18 @@ export function mustHappenChecks(): Omit<MustHappen, 'happened'>[] {
   ];
 }
 
-/** Plans one fence policy in a worker thread. */
-function planInWorker(params: ModelParams): Promise<CoveragePlan> {
-  return runTypeScriptWorker<CoveragePlan>(new URL('./plan-worker.ts', import.meta.url), { params });
+/** Plans of this process, by bounds: a plan is a pure function of its bounds, so a process plans each once. */
+const plansMade = new Map<string, Promise<CoveragePlan>>();
+
+/** Plans one fence policy in a worker thread (`larger`: the larger bounds' cheaper model, `paths.ts`). */
+function planInWorker(params: ModelParams, larger = false): Promise<CoveragePlan> {
+  const key = JSON.stringify({ params, larger });
+  let plan = plansMade.get(key);
+  if (!plan) {
+    plan = runTypeScriptWorker<CoveragePlan>(new URL('./plan-worker.ts', import.meta.url), { params, larger });
+    plansMade.set(key, plan);
+  }
+  return plan;
 }
 
 function inShard(index: number, shard: RunOptions['shard']): boolean {
@@ -148,6 +173,65 @@ function report(divergence: Divergence, fencePolicy: FencePolicy, strategy: stri
   };
 }
 
+/**
+ * The strategies of the small bounds whose paths that fail a site also run on the file backends (all of the
+ * larger bounds' do): the targeted ones, not the state and simple paths, which repeat them.
+ */
+const fileBackendStrategies = new Set<GeneratedPath['strategy']>(['transition', 'guard', 'refusal']);
+
+/** Host writes of a byte range among the first `taken` events of a path. */
+function countByteRangeWrites(events: readonly ModelEvent[], taken = events.length): number {
+  return events.slice(0, taken).filter((event) => event.type === 'HOST_WRITE' && isByteRangeWrite(event)).length;
+}
+
+/** One generated path to run, with its model's bounds; `larger`: planned at the larger bounds. */
+export interface WorkItem {
+  params: ModelParams;
+  path: GeneratedPath;
+  larger: boolean;
+}
+
+/**
+ * Every generated path of a run, in the order the run takes them: per fence policy at the small bounds the
+ * shortest paths to every abstract state, the plan's transition, pair, guard and refusal paths, the simple
+ * paths and (when asked) the edge paths; then per fence policy at the larger bounds the plan's transition,
+ * pair, guard, refusal, journal-depth and byte-range paths.
+ */
+export function generatedWork(input: {
+  paramsList: readonly ModelParams[];
+  plans: readonly CoveragePlan[];
+  largerList: readonly ModelParams[];
+  largerPlans: readonly CoveragePlan[];
+  simpleDepth: number;
+  edgePaths: boolean;
+}): WorkItem[] {
+  const work: WorkItem[] = [];
+  for (const [i, params] of input.paramsList.entries()) {
+    const plan = input.plans[i]!;
+    const generated = [
+      ...statePaths(params),
+      ...plan.transitionPaths,
+      ...plan.pairPaths,
+      ...plan.guardPaths,
+      ...plan.refusalPaths,
+      ...(input.simpleDepth > 0 ? simplePaths(params, input.simpleDepth) : []),
+      ...(input.edgePaths ? edgePaths(params) : []),
+    ];
+    for (const path of generated) work.push({ params, path, larger: false });
+  }
+  for (const [i, params] of input.largerList.entries()) {
+    const plan = input.largerPlans[i]!;
+    const generated = [...plan.transitionPaths, ...plan.pairPaths, ...plan.guardPaths, ...plan.refusalPaths, ...plan.depthPaths, ...plan.byteRangePaths];
+    for (const path of generated) work.push({ params, path, larger: true });
+  }
+  return work;
+}
+
+/** The generated paths a run takes again on the file backends, with crashes: those that fail a site. */
+export function fileBackendWork(work: readonly WorkItem[]): WorkItem[] {
+  return work.filter((item) => (item.larger || fileBackendStrategies.has(item.path.strategy)) && item.path.events.some((event) => event.type === 'FAIL_SITE'));
+}
+
 /** Runs the whole conformance job. */
 export async function runConformance(options: RunOptions): Promise<ConformanceReport> {
   const started = performance.now();
@@ -158,48 +242,53 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   const divergences: ReportedDivergence[] = [];
   const pathOutcomes: PathOutcome[] = [];
   let steps = 0;
+  let byteRangeWrites = 0;
 
   // Saved fixtures first: every earlier failure is replayed before anything new.
   const fixtures = options.fixturesDir ? loadFixtures(options.fixturesDir, makeSut) : [];
 
-  const timings = { planMs: 0, pathsMs: 0, walksMs: 0, faultsMs: 0 };
+  const timings = { planMs: 0, pathsMs: 0, fileMs: 0, walksMs: 0, faultsMs: 0 };
   let phaseStarted = performance.now();
   const endPhase = (phase: keyof typeof timings): void => {
     const now = performance.now();
     timings[phase] = Math.round(now - phaseStarted);
     phaseStarted = now;
   };
-  progress('planning (exhaustive exploration)', 0, paramsList.length);
-  const plans = await Promise.all(paramsList.map((params) => planInWorker(params)));
-  progress('planning (exhaustive exploration)', paramsList.length, paramsList.length);
+  // Two plans per fence policy, in four worker threads: the small bounds explored exhaustively, and the
+  // larger bounds (journals of 3, pulls of 2, byte ranges) through their cheaper model (`paths.ts`).
+  const largerList = options.largerBounds ? paramsList.map((params) => validateParams({ ...params, ...largerBounds })) : [];
+  const planCount = paramsList.length + largerList.length;
+  progress('planning (exhaustive exploration, larger bounds)', 0, planCount);
+  const [plans, largerPlans] = await Promise.all([
+    Promise.all(paramsList.map((params) => planInWorker(params))),
+    Promise.all(largerList.map((params) => planInWorker(params, true))),
+  ]);
+  progress('planning (exhaustive exploration, larger bounds)', planCount, planCount);
 
-  const reachableDefinitions = new Set(plans.flatMap((plan) => plan.reachableDefinitions));
-  const allowedPairs = new Set(plans.flatMap((plan) => plan.allowedPairs));
-  const guardOutcomes = new Set(plans.flatMap((plan) => plan.guardOutcomes));
-  const graphEdges = new Set<string>();
-  const work: { params: ModelParams; path: GeneratedPath }[] = [];
-  let generatedCount = 0;
-  for (const [i, params] of paramsList.entries()) {
-    const plan = plans[i]!;
-    for (const edge of abstractGraphEdges(params)) graphEdges.add(edge);
-    const generated = [
-      ...statePaths(params),
-      ...plan.transitionPaths,
-      ...plan.pairPaths,
-      ...plan.guardPaths,
-      ...(options.simpleDepth > 0 ? simplePaths(params, options.simpleDepth) : []),
-      ...(options.edgePaths ? edgePaths(params) : []),
-    ];
-    for (const path of generated) {
-      if (inShard(generatedCount++, options.shard)) work.push({ params, path });
-    }
-  }
+  const reachableOf = (list: CoveragePlan[]): ReachableItems => ({
+    definitions: new Set(list.flatMap((plan) => plan.reachableDefinitions)),
+    pairs: new Set(list.flatMap((plan) => plan.allowedPairs)),
+    guardOutcomes: new Set(list.flatMap((plan) => plan.guardOutcomes)),
+    refusals: new Set(list.flatMap((plan) => plan.refusalsAlone)),
+    journalDepths: new Set(list.flatMap((plan) => plan.journalDepths)),
+    byteRanges: new Set(list.flatMap((plan) => plan.byteRanges)),
+    graphEdges: new Set<string>(),
+  });
+  const reachable = reachableOf([...plans, ...largerPlans]);
+  const largerReachable = reachableOf(largerPlans);
+  const graphEdges = reachable.graphEdges;
+  for (const params of paramsList) for (const edge of abstractGraphEdges(params)) graphEdges.add(edge);
+  const work = generatedWork({ paramsList, plans, largerList, largerPlans, simpleDepth: options.simpleDepth, edgePaths: options.edgePaths }).filter((_, index) =>
+    inShard(index, options.shard),
+  );
 
   endPhase('planMs');
-  for (const [index, { params, path }] of work.entries()) {
+  const largerCoverage = new CoverageTracker();
+  for (const [index, { params, path, larger }] of work.entries()) {
     if (index % 50 === 0) progress('generated paths', index, work.length);
-    const run = runPath(params, path.events, makeSut, coverage);
+    const run = runPath(params, path.events, makeSut, larger ? largerCoverage : coverage);
     steps += run.steps;
+    byteRangeWrites += countByteRangeWrites(path.events, run.steps);
     pathOutcomes.push({ fencePolicy: params.fencePolicy, strategy: path.strategy, target: path.target, events: path.events.length, passed: !run.divergence });
     if (run.divergence) {
       divergences.push(report(run.divergence, params.fencePolicy, path.strategy, path.target, null, null));
@@ -209,9 +298,36 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   progress('generated paths', work.length, work.length);
   endPhase('pathsMs');
 
+  // Files and crashes: every generated path that fails a site, again on the file backends (issue 16).
+  let fileBackend: ConformanceReport['fileBackend'] = null;
+  if (options.fileBackends) {
+    const crashing = crashingFileSutFactory(options.seed);
+    const fileSut = options.makeFileSut ? options.makeFileSut(options.seed) : crashing;
+    const fileWork = fileBackendWork(work);
+    let failed = 0;
+    for (const [index, { params, path }] of fileWork.entries()) {
+      if (index % 50 === 0) progress('generated paths on files, with crashes', index, fileWork.length);
+      const run = runPath(params, path.events, fileSut, coverage);
+      steps += run.steps;
+      byteRangeWrites += countByteRangeWrites(path.events, run.steps);
+      if (run.divergence) {
+        failed += 1;
+        divergences.push(report(run.divergence, params.fencePolicy, `files+crashes ${path.strategy}`, path.target, null, null));
+      }
+    }
+    progress('generated paths on files, with crashes', fileWork.length, fileWork.length);
+    const counts = crashing.made.reduce<CrashCounts>(
+      (sum, sut) => ({ crashes: sum.crashes + sut.counts.crashes, tornTails: sum.tornTails + sut.counts.tornTails, recoveries: sum.recoveries + sut.counts.recoveries }),
+      { crashes: 0, tornTails: 0, recoveries: 0 },
+    );
+    fileBackend = { paths: fileWork.length, failed, ...counts, byteRangeWrites: fileWork.reduce((sum, item) => sum + countByteRangeWrites(item.path.events), 0) };
+  }
+  endPhase('fileMs');
+
   const walks = { runs: 0, steps: 0 };
-  for (const [i, params] of paramsList.entries()) {
-    progress('random walks', i, paramsList.length);
+  const walkParams = [...paramsList, ...largerList];
+  for (const [i, params] of walkParams.entries()) {
+    progress('random walks', i, walkParams.length);
     const result: WalksResult = runWalks(params, makeSut, { seed: options.seed + i, runs: options.walkRuns, steps: options.walkSteps, coverage });
     walks.runs += result.runs;
     walks.steps += result.steps;
@@ -224,7 +340,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
       }
     }
   }
-  progress('random walks', paramsList.length, paramsList.length);
+  progress('random walks', walkParams.length, walkParams.length);
   endPhase('walksMs');
 
   const faults: FaultResult[] = [];
@@ -240,9 +356,18 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   }
   endPhase('faultsMs');
 
-  const coverageReport = coverage.report({ definitions: reachableDefinitions, pairs: allowedPairs, graphEdges, guardOutcomes });
+  coverage.merge(largerCoverage);
+  const coverageReport = coverage.report(reachable, { reachable: largerReachable, tracker: largerCoverage });
   const mustHappen = mustHappenChecks().map((check) => ({ ...check, happened: check.transitions.some((id) => coverage.transitions.has(id)) }));
   const ms = performance.now() - started;
+  const largerPlan = {
+    params: largerList[0] ? { ...largerList[0], fencePolicies: options.fencePolicies } : null,
+    states: largerPlans.reduce((sum, plan) => sum + plan.states, 0),
+    complete: largerPlans.every((plan) => plan.complete),
+    violations: largerPlans.flatMap((plan) => plan.violations),
+    ms: Math.round(largerPlans.reduce((sum, plan) => sum + plan.exploreMs, 0)),
+    paths: work.filter((item) => item.larger).length,
+  };
   const exploration = {
     states: plans.reduce((sum, plan) => sum + plan.states, 0),
     transitions: plans.reduce((sum, plan) => sum + plan.transitions, 0),
@@ -264,13 +389,17 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     divergences.length === 0 &&
     fixtures.every((fixture) => fixture.passed) &&
     exploration.violations.length === 0 &&
+    largerPlan.violations.length === 0 &&
+    largerPlan.complete &&
     faults.every((fault) => fault.caught) &&
     gateFailures.length === 0 &&
-    (!fullShard || mustHappen.every((check) => check.happened));
+    (!fullShard || mustHappen.every((check) => check.happened)) &&
+    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0));
   return {
     seed: options.seed,
     params: { ...paramsList[0]!, fencePolicies: options.fencePolicies },
     exploration,
+    largerBounds: largerPlan,
     paths: work.length,
     steps,
     walks,
@@ -281,6 +410,8 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     mustHappen,
     gateFailures,
     pathOutcomes,
+    fileBackend,
+    byteRangeWrites,
     ms: Math.round(ms),
     timings,
     stepsPerSecond: Math.round(steps / ((timings.pathsMs + timings.walksMs) / 1000)),

@@ -13,7 +13,7 @@
  * crash divergence.
  */
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
-import type { HostWriteEvent, ModelEvent } from '../model/events.ts';
+import { hostWriteRange, type HostWriteEvent, type ModelEvent } from '../model/events.ts';
 import type { Observation } from '../model/observation.ts';
 import type { FencePolicy, ModelParams } from '../model/params.ts';
 import { startTypeScriptWorker } from '../model/ts-worker.ts';
@@ -134,11 +134,12 @@ export function driverConfigFor(params: ModelParams): DriverConfig {
   };
 }
 
-/** A model event as the driver receives it: a host write of one whole block becomes bytes at an offset. */
+/** A model event as the driver receives it: a host write (a whole block or a byte range) becomes bytes at an offset. */
 export function driverEventFor(event: ModelEvent, blockBytes: number): DriverEvent {
   if (event.type !== 'HOST_WRITE') return event;
-  const data = Buffer.alloc(blockBytes, event.data).toString('base64');
-  return { type: 'HOST_WRITE', host: event.host, volume: event.volume, offset: event.block * blockBytes, data };
+  const { offset, length } = hostWriteRange(event, blockBytes);
+  const data = Buffer.alloc(length, event.data).toString('base64');
+  return { type: 'HOST_WRITE', host: event.host, volume: event.volume, offset, data };
 }
 
 /** What the worker thread is started with. */

@@ -9,7 +9,7 @@
  */
 import fc from 'fast-check';
 import type { SnapshotFrom } from 'xstate';
-import { candidateEvents, formatEvent, type ModelEvent } from '../model/events.ts';
+import { candidateEvents, formatEvent, isByteRangeWrite, refusalProbeEvents, type ModelEvent } from '../model/events.ts';
 import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
 import type { ModelParams } from '../model/params.ts';
 import type { SystemUnderTest } from './sut.ts';
@@ -34,26 +34,56 @@ export interface Choice {
   kind: number;
   /** Data byte of a host write. */
   data: number;
+  /** Where a byte-range host write starts and how long it is, when the model has byte writes (see {@link candidates}); absent: 0. */
+  range?: number;
 }
 
 /** The arbitrary of a walk of at most `steps` choices. */
 export function walkArbitrary(steps: number): fc.Arbitrary<Choice[]> {
   if (steps < 1 || steps > walkLimits.walkStepsMax) throw new RangeError(`walk length ${steps} outside 1..${walkLimits.walkStepsMax}`);
-  const choice = fc.record({ pick: fc.nat({ max: 1_000 }), kind: fc.integer({ min: 0, max: 9 }), data: fc.integer({ min: 1, max: 255 }) });
+  const choice = fc.record({
+    pick: fc.nat({ max: 1_000 }),
+    kind: fc.integer({ min: 0, max: 9 }),
+    data: fc.integer({ min: 1, max: 255 }),
+    range: fc.nat({ max: 65_535 }),
+  });
   // size 'max': lengths spread up to `steps` (fast-check's default size keeps arrays near 10 items).
   return fc.array(choice, { minLength: 1, maxLength: steps, size: 'max' });
 }
 
-/** Every event worth trying, unbounded by the exploration's write and fault counters. */
-function candidates(params: ModelParams, snapshot: Snapshot, data: number): ModelEvent[] {
+/**
+ * A byte range inside a volume drawn from `range`: it starts at any byte and ends at any later byte up to
+ * the volume's end, so it may begin and end mid-block and span blocks.
+ */
+export function byteRangeOf(params: ModelParams, range: number): { block: number; start: number; length: number } {
+  const volumeBytes = params.blocksPerVolume * params.blockBytes;
+  const offset = range % volumeBytes;
+  const length = 1 + (Math.floor(range / volumeBytes) % (volumeBytes - offset));
+  return { block: Math.floor(offset / params.blockBytes), start: offset % params.blockBytes, length };
+}
+
+/**
+ * Every event worth trying, unbounded by the exploration's write and fault counters, and the refusal
+ * probes. With byte writes the byte-range candidates take a range drawn from the choice instead of the
+ * explorer's fixed shapes.
+ */
+function candidates(params: ModelParams, snapshot: Snapshot, choice: Choice): ModelEvent[] {
   const events = candidateEvents({ ...params, writesMax: Number.MAX_SAFE_INTEGER, faultsMax: Number.MAX_SAFE_INTEGER }, { writes: 0, faults: 0 });
-  const outOfRange: ModelEvent = { type: 'HOST_WRITE', host: snapshot.context.primary, volume: params.volumeCount, block: 0, data };
-  return [...events.map((event) => (event.type === 'HOST_WRITE' ? { ...event, data } : event)), outOfRange];
+  const drawn = byteRangeOf(params, choice.range ?? 0);
+  // Writes outside a volume only from the primary's host: from the other host, two conditions refuse at
+  // once, and which one a system names first is its own business (an NBD export checks read-only first).
+  const probes = refusalProbeEvents(params, choice.data).filter((event) => event.type !== 'HOST_WRITE' || event.host === snapshot.context.primary);
+  return [
+    ...events.map((event) =>
+      event.type !== 'HOST_WRITE' ? event : isByteRangeWrite(event) ? { ...event, ...drawn, data: choice.data } : { ...event, data: choice.data },
+    ),
+    ...probes,
+  ];
 }
 
 /** Decodes one choice into an event, given the model's state. */
 export function decodeChoice(params: ModelParams, snapshot: Snapshot, choice: Choice): ModelEvent {
-  const all = candidates(params, snapshot, choice.data);
+  const all = candidates(params, snapshot, choice);
   const accepted = all.filter((event) => replicationMachine.getTransitionData(snapshot, event).length > 0);
   const refused = all.filter((event) => !accepted.includes(event));
   const pool = choice.kind === 0 || accepted.length === 0 ? refused : accepted;

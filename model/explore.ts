@@ -6,7 +6,8 @@
  */
 import { getAdjacencyMap } from 'xstate/graph';
 import { initialTransition, transition, type AnyStateMachine, type AnyTransitionDefinition, type SnapshotFrom } from 'xstate';
-import { candidateEvents, formatEvent, type ModelEvent } from './events.ts';
+import { candidateEvents, formatEvent, refusalProbeEvents, type ModelEvent } from './events.ts';
+import { failedConditions, refusalConditions } from './semantics.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
 import { checkChartStructure, checkState, checkTransition, type PropertyName } from './properties.ts';
@@ -29,6 +30,18 @@ export interface ExploreOptions {
   stopOnViolation?: boolean;
   /** Keep the explored graph (for path generation): parents, events and the root variant of every edge. */
   keepGraph?: boolean;
+  /**
+   * The key that identifies a state (default {@link contextKey}: the whole abstract state). A coarser key
+   * explores a cheaper model: states with the same key are one, reached by its first (shortest) path, and
+   * every edge and witness is taken from that representative. The conformance run plans its paths at larger
+   * bounds so (`conformance/paths.ts`).
+   */
+  stateKey?: (context: ModelContext) => string;
+  /**
+   * Also find, for each refusal condition, a state where it alone refuses an event (candidates and
+   * `refusalProbeEvents`); costs about a quarter more time, so only path planning asks for it.
+   */
+  refusals?: boolean;
 }
 
 /** The explored graph: a breadth-first tree plus every edge, with the root transition variant it took. */
@@ -39,10 +52,14 @@ export interface ExploredGraph {
   events: (ModelEvent | null)[];
   /** The state value of each state: region name to region state. */
   values: Record<string, string>[];
+  /** The abstract state of each state (with a coarse `stateKey`: the representative's). */
+  contexts: ModelContext[];
   /** Every edge: from-state index, event, root variant id, to-state index. */
   edges: { from: number; event: ModelEvent; variant: string; to: number }[];
   /** For each guard outcome, the first state where it occurs and the event that produces it. */
   guardWitnesses: Map<string, { from: number; event: ModelEvent }>;
+  /** For each refusal condition, the first state where it alone refuses an event, and that event. */
+  refusalWitnesses: Map<string, { from: number; event: ModelEvent }>;
 }
 
 /** The shortest event sequence from the initial state to state `index` of a kept graph. */
@@ -73,6 +90,11 @@ export interface ExploreResult {
   taken: Set<string>;
   /** Outcomes of the root transitions' guards seen, as `EVENT#i=true` / `EVENT#i=false`. */
   guardOutcomes: Set<string>;
+  /**
+   * Refusal conditions (`model/semantics.ts`) that alone refuse some event in some explored state: every
+   * other condition of that event holds.
+   */
+  refusalsAlone: Set<string>;
   /** Length of the longest shortest path (the graph's eccentricity from the initial state). */
   depth: number;
   ms: number;
@@ -103,9 +125,13 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   const rootIds = new Map<AnyTransitionDefinition, string>();
   for (const info of definitions) if (info.definition) rootIds.set(info.definition, info.id);
 
+  const stateKey = options.stateKey ?? contextKey;
   const [initial] = initialTransition(machine, params);
   const visits: Visit[] = [{ snapshot: initial, parent: -1, event: null, depth: 0 }];
-  const seen = new Map<string, number>([[contextKey(initial.context), 0]]);
+  const seen = new Map<string, number>([[stateKey(initial.context), 0]]);
+  const refusalsAlone = new Set<string>();
+  const refusalWitnesses = new Map<string, { from: number; event: ModelEvent }>();
+  const probes = refusalProbeEvents(params, 1);
   const violations = new Map<PropertyName, Counterexample>();
   const taken = new Set<string>();
   const guardOutcomes = new Set<string>();
@@ -137,7 +163,17 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     }
     const { snapshot } = visits[index]!;
     const context = snapshot.context;
-    for (const event of candidateEvents(params, context)) {
+    const candidates = candidateEvents(params, context);
+    for (const event of options.refusals ? [...candidates, ...probes] : []) {
+      // Once every condition of an event type has its witness, its events need no more looking at.
+      if (refusalConditions[event.type].every((item) => refusalsAlone.has(item.id))) continue;
+      const failed = failedConditions(context, event);
+      if (failed.length === 1 && !refusalsAlone.has(failed[0]!)) {
+        refusalsAlone.add(failed[0]!);
+        if (options.keepGraph) refusalWitnesses.set(failed[0]!, { from: index, event });
+      }
+    }
+    for (const event of candidates) {
       const enabled = machine.getTransitionData(snapshot, event);
       const chosen = enabled.map((definition) => rootIds.get(definition)).find((id) => id !== undefined);
       for (const variant of variantsByEvent.get(event.type) ?? []) {
@@ -163,7 +199,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       for (const violation of checkTransition(context, event, next.context)) {
         report(index, violation.property, violation.message, event);
       }
-      const key = contextKey(next.context);
+      const key = stateKey(next.context);
       const known = seen.get(key);
       if (options.keepGraph) edges.push({ from: index, event, variant, to: known ?? visits.length });
       if (known !== undefined) continue;
@@ -184,8 +220,10 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
         parents: Int32Array.from(visits, (visit) => visit.parent),
         events: visits.map((visit) => visit.event),
         values: visits.map((visit) => visit.snapshot.value as unknown as Record<string, string>),
+        contexts: visits.map((visit) => visit.snapshot.context),
         edges: edges.filter((edge) => edge.to < visits.length),
         guardWitnesses,
+        refusalWitnesses,
       }
     : undefined;
   return {
@@ -196,6 +234,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     violations: [...violations.values()],
     taken,
     guardOutcomes,
+    refusalsAlone,
     depth,
     ms: performance.now() - started,
     ...(graph ? { graph } : {}),

@@ -1,8 +1,8 @@
 /**
  * The observation of a model state: the abstract view the implementation must show after the same steps
- * (DESIGN.md "Observation"). Volume digests are predicted from the write history alone: every block a site
- * applied holds `blockBytes` copies of its data byte, every other block zeros, hashed with SHA-256 in
- * volume order. The model never calls the implementation's code to get them.
+ * (DESIGN.md "Observation"). Volume digests are predicted from the write history alone, byte by byte: every
+ * byte a write covered holds the data byte of the last write that covered it, every other byte zero, hashed
+ * with SHA-256 in volume order. The model never calls the implementation's code to get them.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
@@ -25,18 +25,6 @@ export function isHighWater(entries: number, entriesMax: number): boolean {
   return entries * 5 >= entriesMax * 4;
 }
 
-const blockCache = new Map<string, Uint8Array>();
-
-function filledBlock(blockBytes: number, data: number): Uint8Array {
-  const key = `${blockBytes}:${data}`;
-  let block = blockCache.get(key);
-  if (!block) {
-    block = new Uint8Array(blockBytes).fill(data);
-    blockCache.set(key, block);
-  }
-  return block;
-}
-
 // Histories are immutable and shared between states until they change, so a digest is computed once per
 // history (and per block geometry) and looked up after that.
 const digestCache = new WeakMap<readonly Entry[], Map<string, string>>();
@@ -47,9 +35,7 @@ export function digestOf(params: ModelParams, applied: readonly Entry[]): string
   let byGeometry = digestCache.get(applied);
   const cached = byGeometry?.get(geometry);
   if (cached !== undefined) return cached;
-  const hash = sha256.create();
-  for (const data of imageOf(params, applied)) hash.update(filledBlock(params.blockBytes, data));
-  const digest = bytesToHex(hash.digest());
+  const digest = bytesToHex(sha256(imageOf(params, applied)));
   if (!byGeometry) digestCache.set(applied, (byGeometry = new Map()));
   byGeometry.set(geometry, digest);
   return digest;

@@ -10,10 +10,16 @@ export type FencePolicy = 'refuse' | 'keepWriting';
 export interface ModelParams {
   /** Volumes per site, one consistency group (claims 12, 13, 14). */
   volumeCount: number;
-  /** Blocks per volume; the model writes whole blocks. */
+  /** Blocks per volume. */
   blocksPerVolume: number;
-  /** Bytes per block, used only to render a site's image for its digest. */
+  /** Bytes per block: the unit of the changed-block record; images and digests are predicted byte by byte. */
   blockBytes: number;
+  /**
+   * Whether the explorer also tries byte-range host writes ({@link byteRangeShapes} of `events.ts`: across a
+   * block boundary, ending mid-block, starting mid-block). Meant for a small geometry (a few blocks of a few
+   * bytes); whole-block writes only when false.
+   */
+  byteWrites: boolean;
   /** Capacity of every journal, in entries. */
   journalEntriesMax: number;
   /** Entries site 3 takes in one pull. */
@@ -34,11 +40,12 @@ export const defaultParams: ModelParams = {
   pullBatchEntriesMax: 1,
   writesMax: 2,
   faultsMax: 2,
+  byteWrites: false,
   fencePolicy: 'keepWriting',
 };
 
 /** Upper limits on every parameter, so that a typo cannot ask for an unbounded exploration. */
-export const paramsMax: Readonly<Record<Exclude<keyof ModelParams, 'fencePolicy'>, number>> = {
+export const paramsMax: Readonly<Record<Exclude<keyof ModelParams, 'fencePolicy' | 'byteWrites'>, number>> = {
   volumeCount: 8,
   blocksPerVolume: 64,
   blockBytes: 65_536,
@@ -71,6 +78,7 @@ export function validateParams(partial: Partial<ModelParams>): ModelParams {
   if (params.blockBytes & (params.blockBytes - 1)) {
     throw new ModelParamsError('blockBytes', params.blockBytes, 'must be a power of two');
   }
+  if (typeof params.byteWrites !== 'boolean') throw new ModelParamsError('byteWrites', params.byteWrites, 'must be a boolean');
   if (params.fencePolicy !== 'refuse' && params.fencePolicy !== 'keepWriting') {
     throw new ModelParamsError('fencePolicy', params.fencePolicy, "must be 'refuse' or 'keepWriting'");
   }

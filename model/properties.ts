@@ -41,7 +41,7 @@ export const propertyStatements: Readonly<Record<PropertyName, string>> = {
 const sameEntries = (a: readonly Entry[], b: readonly Entry[]): boolean =>
   a.length === b.length && a.every((entry, i) => {
     const other = b[i]!;
-    return entry.u === other.u && entry.volume === other.volume && entry.block === other.block && entry.data === other.data;
+    return entry.u === other.u && entry.volume === other.volume && entry.block === other.block && entry.data === other.data && entry.start === other.start && entry.length === other.length;
   });
 
 const isPrefix = (prefix: readonly Entry[], of: readonly Entry[]): boolean =>

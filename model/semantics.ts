@@ -5,11 +5,11 @@
  * in code. Nothing here touches xstate.
  */
 import type { JudgeVerdict, SiteMode, SyncSiteId } from './observation.ts';
-import type { HostWriteEvent, ModelEvent } from './events.ts';
+import { hostWriteRange, type HostWriteEvent, type ModelEvent } from './events.ts';
 import {
-  acceptsHostWrites,
-  blockKey,
+  blockKeysOf,
   covers,
+  entryRange,
   journalEntries,
   judge,
   lastOf,
@@ -40,80 +40,149 @@ export interface Refusal {
 const refuse = (code: RefusalCode, reason: string): Refusal => ({ code, reason });
 
 /**
- * Returns null when the event is accepted by the system in this state, or the refusal. A FAILOVER that the
- * judge refuses (site 3 ahead, not forced) is accepted as a transition that records the judgement; the
- * implementation reports it with `RemoteAheadError` (see {@link failoverRefusedByJudge}).
+ * One condition an event must meet to be accepted: its id (`EVENT.condition`), the refusal code the
+ * implementation must give when it fails, whether it holds, and the reason said when it does not. The
+ * conditions of an event are checked in the order of {@link refusalConditions}: the first that fails is the
+ * refusal. Each is written to fail on its own cause only where it can (a failed site 2 fails
+ * `FAILOVER.site2Up`, not also `FAILOVER.site2NotStale`), so that the conformance run can reach, for each,
+ * a state where it alone refuses the event (the `refusals` coverage dimension).
+ */
+export interface RefusalCondition {
+  readonly id: string;
+  readonly code: RefusalCode;
+  holds(context: ModelContext, event: ModelEvent): boolean;
+  reason(context: ModelContext, event: ModelEvent): string;
+}
+
+type Of<T extends ModelEvent['type']> = Extract<ModelEvent, { type: T }>;
+
+function condition<T extends ModelEvent['type']>(
+  type: T,
+  name: string,
+  code: RefusalCode,
+  holds: (context: ModelContext, event: Of<T>) => boolean,
+  reason: (context: ModelContext, event: Of<T>) => string,
+): RefusalCondition {
+  return {
+    id: `${type}.${name}`,
+    code,
+    holds: (context, event) => holds(context, event as Of<T>),
+    reason: (context, event) => reason(context, event as Of<T>),
+  };
+}
+
+const hostAlone = (context: ModelContext): boolean => context.syncPair === 'suspended' || context.syncPair === 'resyncing';
+
+/** Every refusal condition of every event, in the order {@link check} tries them (`model/README.md`, "Events"). */
+export const refusalConditions: { readonly [T in ModelEvent['type']]: readonly RefusalCondition[] } = {
+  HOST_WRITE: [
+    condition('HOST_WRITE', 'volumeExists', 'OutOfRange', (c, e) => e.volume >= 0 && e.volume < c.params.volumeCount, (_c, e) => `volume ${e.volume} does not exist`),
+    condition('HOST_WRITE', 'blockInVolume', 'OutOfRange', (c, e) => e.block >= 0 && e.block < c.params.blocksPerVolume, (_c, e) => `block ${e.block} is outside the volume`),
+    condition(
+      'HOST_WRITE',
+      'rangeEndsInVolume',
+      'OutOfRange',
+      (c, e) => {
+        const { offset, length } = hostWriteRange(e, c.params.blockBytes);
+        return (e.start ?? 0) >= 0 && length >= 1 && offset + length <= Math.max(c.params.blocksPerVolume, e.block + 1) * c.params.blockBytes;
+      },
+      (_c, e) => `the write of ${e.length ?? 'a block'} bytes from byte ${e.start ?? 0} of block ${e.block} runs past the volume's end`,
+    ),
+    condition('HOST_WRITE', 'siteUp', 'NotWritable', (c, e) => c.sites[e.host].up, (_c, e) => `site ${e.host} is failed`),
+    condition('HOST_WRITE', 'sitePrimary', 'NotWritable', (c, e) => c.primary === e.host, (_c, e) => `site ${e.host} is not the primary`),
+    condition('HOST_WRITE', 'siteNotFenced', 'NotWritable', (c, e) => !c.sites[e.host].fenced, (_c, e) => `site ${e.host} is fenced`),
+    condition(
+      'HOST_WRITE',
+      'fencePolicy',
+      'NotWritable',
+      (c, e) => !(e.host === 1 && hostAlone(c) && c.params.fencePolicy === 'refuse'),
+      () => 'fence policy refuse: site 1 acknowledges nothing that is not on two sites',
+    ),
+  ],
+  PULL_JOURNAL: [
+    condition('PULL_JOURNAL', 'asyncCopying', 'NotAllowed', (c) => c.asyncPair === 'copying', (c) => `async pair is ${c.asyncPair}`),
+    condition('PULL_JOURNAL', 'sourceReachable', 'NotAllowed', (c) => reachable(c, c.primary, 3), () => 'source unreachable from site 3'),
+  ],
+  RESTORE_JOURNAL: [
+    condition('RESTORE_JOURNAL', 'site3Up', 'SiteFailed', (c) => c.sites[3].up, () => 'site 3 is failed'),
+    condition('RESTORE_JOURNAL', 'journalNotEmpty', 'NotAllowed', (c) => c.sites[3].pending.length > 0, () => "site 3's journal is empty"),
+    condition(
+      'RESTORE_JOURNAL',
+      'noCopyAwaited',
+      'NotAllowed',
+      (c) => c.asyncPair !== 'fullCopy' && c.asyncPair !== 'suspendedOverflow',
+      (c) => `async pair is ${c.asyncPair}: a full copy replaces the journal`,
+    ),
+  ],
+  FAIL_SITE: [condition('FAIL_SITE', 'siteUp', 'SiteFailed', (c, e) => c.sites[e.site].up, (_c, e) => `site ${e.site} is already failed`)],
+  RECOVER_SITE: [condition('RECOVER_SITE', 'siteFailed', 'SiteUp', (c, e) => !c.sites[e.site].up, (_c, e) => `site ${e.site} is up`)],
+  CUT_LINK: [condition('CUT_LINK', 'linkUp', 'LinkState', (c, e) => !c.cut.includes(e.link), (_c, e) => `link ${e.link} is already cut`)],
+  RESTORE_LINK: [condition('RESTORE_LINK', 'linkCut', 'LinkState', (c, e) => c.cut.includes(e.link), (_c, e) => `link ${e.link} is not cut`)],
+  FENCE_SITE: [
+    condition('FENCE_SITE', 'site1', 'NotAllowed', (_c, e) => e.site === 1, () => 'only site 1 can be fenced'),
+    condition('FENCE_SITE', 'site1Up', 'SiteFailed', (c) => c.sites[1].up, () => 'site 1 is failed'),
+    condition('FENCE_SITE', 'site1Primary', 'NotAllowed', (c) => c.primary === 1, () => 'site 1 is not the primary'),
+    condition('FENCE_SITE', 'site1NotFenced', 'NotAllowed', (c) => !c.sites[1].fenced, () => 'site 1 is already fenced'),
+  ],
+  FAILOVER: [
+    condition('FAILOVER', 'site2Up', 'SiteFailed', (c) => c.sites[2].up, () => 'site 2 is failed'),
+    condition('FAILOVER', 'site1Primary', 'NotAllowed', (c) => c.primary === 1, () => 'site 2 is already the primary'),
+    // A failed site 2 is refused by site2Up; this condition speaks of a stale one.
+    condition('FAILOVER', 'site2NotStale', 'NotAllowed', (c) => c.sites[2].mode === 'normal' || !c.sites[2].up, (c) => `site 2 is ${c.sites[2].mode}, not normal`),
+    condition('FAILOVER', 'site1FailedOrFenced', 'NotAllowed', (c) => !c.sites[1].up || c.sites[1].fenced, () => 'site 1 is neither failed nor fenced (P4)'),
+    // A failed site 2 is refused by site2Up; this condition speaks of a cut link 2-3.
+    condition('FAILOVER', 'site3DownOrReachable', 'NotAllowed', (c) => !c.sites[3].up || !c.sites[2].up || reachable(c, 2, 3), () => 'site 3 is up but unreachable from site 2'),
+  ],
+  RESYNC_SITE: [
+    condition('RESYNC_SITE', 'siteSecondary', 'NotAllowed', (c, e) => e.site === secondaryOf(c), (_c, e) => `site ${e.site} is not the sync secondary`),
+    condition('RESYNC_SITE', 'siteUp', 'SiteFailed', (c, e) => c.sites[e.site].up, (_c, e) => `site ${e.site} is failed`),
+    // A failed site is refused by siteUp, the primary by siteSecondary; this condition speaks of an up
+    // secondary that is not stale.
+    condition(
+      'RESYNC_SITE',
+      'siteResyncing',
+      'NotAllowed',
+      (c, e) => c.sites[e.site].mode === 'resyncing' || !c.sites[e.site].up || e.site !== secondaryOf(c),
+      (c, e) => `site ${e.site} is ${c.sites[e.site].mode}, not resyncing`,
+    ),
+    condition('RESYNC_SITE', 'primaryUp', 'NotAllowed', (c) => c.sites[c.primary].up, () => 'sites 1 and 2 cannot reach each other (the primary is failed)'),
+    condition('RESYNC_SITE', 'syncLinked', 'NotAllowed', (c) => !c.cut.includes('1-2'), () => 'sites 1 and 2 cannot reach each other (the link is cut)'),
+  ],
+  DELTA_RESYNC: [
+    condition('DELTA_RESYNC', 'asyncAwaitsDelta', 'NotAllowed', (c) => c.asyncPair === 'deltaResync', (c) => `async pair is ${c.asyncPair}`),
+    condition('DELTA_RESYNC', 'sourceReachable', 'NotAllowed', (c) => reachable(c, c.primary, 3), () => 'source unreachable from site 3'),
+  ],
+  FULL_COPY: [
+    condition('FULL_COPY', 'asyncAwaitsCopy', 'NotAllowed', (c) => c.asyncPair === 'fullCopy' || c.asyncPair === 'suspendedOverflow', (c) => `async pair is ${c.asyncPair}`),
+    condition('FULL_COPY', 'sourceReachable', 'NotAllowed', (c) => reachable(c, c.primary, 3), () => 'source unreachable from site 3'),
+  ],
+  FAILBACK: [
+    condition('FAILBACK', 'syncReversed', 'NotAllowed', (c) => c.syncPair === 'reversed', (c) => `sync pair is ${c.syncPair}, not reversed`),
+    condition('FAILBACK', 'allSitesUp', 'SiteFailed', (c) => c.sites[1].up && c.sites[2].up && c.sites[3].up, () => 'every site must be up'),
+    condition('FAILBACK', 'allLinksUp', 'NotAllowed', (c) => c.cut.length === 0, () => 'every link must be up'),
+    condition('FAILBACK', 'asyncCopying', 'NotAllowed', (c) => c.asyncPair === 'copying', (c) => `async pair is ${c.asyncPair}`),
+  ],
+};
+
+/** Every refusal condition's id, in a stable order (the `refusals` coverage dimension's items). */
+export const refusalConditionIds: readonly string[] = Object.values(refusalConditions).flatMap((list) => list.map((item) => item.id));
+
+/** The ids of the conditions an event fails in a state (empty: accepted, up to the judge). */
+export function failedConditions(context: ModelContext, event: ModelEvent): string[] {
+  return refusalConditions[event.type].filter((item) => !item.holds(context, event)).map((item) => item.id);
+}
+
+/**
+ * Returns null when the event is accepted by the system in this state, or the refusal: the first of its
+ * {@link refusalConditions} that fails. A FAILOVER that the judge refuses (site 3 ahead, not forced) is
+ * accepted as a transition that records the judgement; the implementation reports it with
+ * `RemoteAheadError` (see {@link failoverRefusedByJudge}).
  */
 export function check(context: ModelContext, event: ModelEvent): Refusal | null {
-  const { sites } = context;
-  switch (event.type) {
-    case 'HOST_WRITE': {
-      const { params } = context;
-      if (event.volume < 0 || event.volume >= params.volumeCount || event.block < 0 || event.block >= params.blocksPerVolume) {
-        return refuse('OutOfRange', `volume ${event.volume} block ${event.block} is outside the volumes`);
-      }
-      if (!acceptsHostWrites(context, event.host)) {
-        return refuse('NotWritable', `site ${event.host} does not accept host ${event.host} writes`);
-      }
-      return null;
-    }
-    case 'PULL_JOURNAL':
-      if (context.asyncPair !== 'copying') return refuse('NotAllowed', `async pair is ${context.asyncPair}`);
-      if (!reachable(context, context.primary, 3)) return refuse('NotAllowed', 'source unreachable from site 3');
-      return null;
-    case 'RESTORE_JOURNAL':
-      if (!sites[3].up) return refuse('SiteFailed', 'site 3 is failed');
-      if (sites[3].pending.length === 0) return refuse('NotAllowed', "site 3's journal is empty");
-      if (context.asyncPair === 'fullCopy' || context.asyncPair === 'suspendedOverflow') {
-        return refuse('NotAllowed', `async pair is ${context.asyncPair}: a full copy replaces the journal`);
-      }
-      return null;
-    case 'FAIL_SITE':
-      return sites[event.site].up ? null : refuse('SiteFailed', `site ${event.site} is already failed`);
-    case 'RECOVER_SITE':
-      return sites[event.site].up ? refuse('SiteUp', `site ${event.site} is up`) : null;
-    case 'CUT_LINK':
-      return context.cut.includes(event.link) ? refuse('LinkState', `link ${event.link} is already cut`) : null;
-    case 'RESTORE_LINK':
-      return context.cut.includes(event.link) ? null : refuse('LinkState', `link ${event.link} is not cut`);
-    case 'FENCE_SITE':
-      if (event.site !== 1) return refuse('NotAllowed', 'only site 1 can be fenced');
-      if (!sites[1].up) return refuse('SiteFailed', 'site 1 is failed');
-      if (context.primary !== 1) return refuse('NotAllowed', 'site 1 is not the primary');
-      if (sites[1].fenced) return refuse('NotAllowed', 'site 1 is already fenced');
-      return null;
-    case 'FAILOVER':
-      if (!sites[2].up) return refuse('SiteFailed', 'site 2 is failed');
-      if (context.primary !== 1) return refuse('NotAllowed', 'site 2 is already the primary');
-      if (sites[2].mode !== 'normal') return refuse('NotAllowed', `site 2 is ${sites[2].mode}, not normal`);
-      if (sites[1].up && !sites[1].fenced) return refuse('NotAllowed', 'site 1 is neither failed nor fenced (P4)');
-      if (sites[3].up && !reachable(context, 2, 3)) return refuse('NotAllowed', 'site 3 is up but unreachable from site 2');
-      return null;
-    case 'RESYNC_SITE': {
-      const site = event.site;
-      if (site !== secondaryOf(context)) return refuse('NotAllowed', `site ${site} is not the sync secondary`);
-      if (!sites[site].up) return refuse('SiteFailed', `site ${site} is failed`);
-      if (sites[site].mode !== 'resyncing') return refuse('NotAllowed', `site ${site} is ${sites[site].mode}, not resyncing`);
-      if (!reachable(context, 1, 2)) return refuse('NotAllowed', 'sites 1 and 2 cannot reach each other');
-      return null;
-    }
-    case 'DELTA_RESYNC':
-      if (context.asyncPair !== 'deltaResync') return refuse('NotAllowed', `async pair is ${context.asyncPair}`);
-      if (!reachable(context, context.primary, 3)) return refuse('NotAllowed', 'source unreachable from site 3');
-      return null;
-    case 'FULL_COPY':
-      if (context.asyncPair !== 'fullCopy' && context.asyncPair !== 'suspendedOverflow') {
-        return refuse('NotAllowed', `async pair is ${context.asyncPair}`);
-      }
-      if (!reachable(context, context.primary, 3)) return refuse('NotAllowed', 'source unreachable from site 3');
-      return null;
-    case 'FAILBACK':
-      if (context.syncPair !== 'reversed') return refuse('NotAllowed', `sync pair is ${context.syncPair}, not reversed`);
-      if (!sites[1].up || !sites[2].up || !sites[3].up) return refuse('SiteFailed', 'every site must be up');
-      if (context.cut.length > 0) return refuse('NotAllowed', 'every link must be up');
-      if (context.asyncPair !== 'copying') return refuse('NotAllowed', `async pair is ${context.asyncPair}`);
-      return null;
+  for (const item of refusalConditions[event.type]) {
+    if (!item.holds(context, event)) return refuse(item.code, item.reason(context, event));
   }
+  return null;
 }
 
 /** The judge's verdict a FAILOVER would get now, or null when site 3 is down (judged when it returns). */
@@ -209,7 +278,14 @@ function hostWrite(context: ModelContext, event: HostWriteEvent): ModelContext {
   const { params } = context;
   const primarySite = context.primary;
   const secondarySite = secondaryOf(context);
-  const entry: Entry = { u: lastOf(context, primarySite) + 1, volume: event.volume, block: event.block, data: event.data };
+  const entry: Entry = {
+    u: lastOf(context, primarySite) + 1,
+    volume: event.volume,
+    block: event.block,
+    data: event.data,
+    ...(event.start !== undefined ? { start: event.start } : {}),
+    ...(event.length !== undefined ? { length: event.length } : {}),
+  };
   const inSync = context.syncPair === 'inSync' || context.syncPair === 'reversed';
   let next: ModelContext = { ...context, writes: context.writes + 1 };
   if (inSync) {
@@ -221,8 +297,11 @@ function hostWrite(context: ModelContext, event: HostWriteEvent): ModelContext {
   const primary = journaled(next.sites[primarySite], entry, params.journalEntriesMax);
   let member = primary.member;
   if (!inSync) {
-    const key = blockKey(params, event.volume, event.block);
-    member = member.changed.includes(key) ? member : { ...member, changed: [...member.changed, key].sort((a, b) => a - b) };
+    // The changed-block record holds every block the byte range touches, the last one even when the write
+    // ends mid-block.
+    const { offset, length } = entryRange(params, entry);
+    const keys = blockKeysOf(params, event.volume, offset, length).filter((key) => !member.changed.includes(key));
+    if (keys.length > 0) member = { ...member, changed: [...member.changed, ...keys].sort((a, b) => a - b) };
     next = { ...next, ackedOnOneSite: next.ackedOnOneSite + 1 };
   }
   next = withSite(next, primarySite, member);

@@ -19,7 +19,8 @@ import type { LinkId } from './events.ts';
 import type { ModelParams } from './params.ts';
 
 /**
- * One journal entry or applied write: update number, volume, block and data byte.
+ * One journal entry or applied write: update number, volume, where it starts (block, and `start` bytes into
+ * it), its length in bytes (absent: one whole block) and its data byte.
  * @see claims 4, 6, 10, 11, 15, 17 (the update information carries the update number)
  */
 export interface Entry {
@@ -27,6 +28,8 @@ export interface Entry {
   readonly volume: number;
   readonly block: number;
   readonly data: number;
+  readonly start?: number;
+  readonly length?: number;
 }
 
 /** A sync member (site 1 or 2). */
@@ -159,10 +162,46 @@ export function blockKey(params: ModelParams, volume: number, block: number): nu
   return volume * params.blocksPerVolume + block;
 }
 
-/** A site's image: the data byte of every block (0 = never written), in block-key order. */
-export function imageOf(params: ModelParams, applied: readonly Entry[]): number[] {
+/** The byte range an entry covers in its volume: offset from the volume's start, and length. */
+export function entryRange(params: ModelParams, entry: Pick<Entry, 'block' | 'start' | 'length'>): { offset: number; length: number } {
+  return { offset: entry.block * params.blockBytes + (entry.start ?? 0), length: entry.length ?? params.blockBytes };
+}
+
+/** The block keys a byte range of a volume touches, in order (a range that ends mid-block touches that block). */
+export function blockKeysOf(params: ModelParams, volume: number, offset: number, length: number): number[] {
+  const first = Math.floor(offset / params.blockBytes);
+  const last = Math.floor((offset + length - 1) / params.blockBytes);
+  const keys: number[] = [];
+  for (let block = first; block <= last; block++) keys.push(blockKey(params, volume, block));
+  return keys;
+}
+
+/**
+ * A site's image block by block, for display: the data byte of the last write that touched each block (0 =
+ * never written), in block-key order. A byte-range write may leave a block partly older data: the digest
+ * is computed from {@link imageOf}, byte by byte.
+ */
+export function blockImageOf(params: ModelParams, applied: readonly Entry[]): number[] {
   const image = new Array<number>(params.volumeCount * params.blocksPerVolume).fill(0);
-  for (const entry of applied) image[blockKey(params, entry.volume, entry.block)] = entry.data;
+  for (const entry of applied) {
+    const { offset, length } = entryRange(params, entry);
+    for (const key of blockKeysOf(params, entry.volume, offset, length)) image[key] = entry.data;
+  }
+  return image;
+}
+
+/**
+ * A site's image, byte by byte: the volumes concatenated in volume order, each byte the data byte of the
+ * last write that covered it (0 = never written).
+ */
+export function imageOf(params: ModelParams, applied: readonly Entry[]): Uint8Array {
+  const volumeBytes = params.blocksPerVolume * params.blockBytes;
+  const image = new Uint8Array(params.volumeCount * volumeBytes);
+  for (const entry of applied) {
+    const { offset, length } = entryRange(params, entry);
+    const at = entry.volume * volumeBytes + offset;
+    image.fill(entry.data, at, at + length);
+  }
   return image;
 }
 
@@ -179,7 +218,8 @@ export function acceptsHostWrites(context: ModelContext, site: SyncSiteId): bool
  * within one exploration). Two contexts with the same key are the same abstract state.
  */
 export function contextKey(context: ModelContext): string {
-  const entries = (list: readonly Entry[]): string => list.map((e) => `${e.volume}.${e.block}.${e.data}`).join(',');
+  const entries = (list: readonly Entry[]): string =>
+    list.map((e) => `${e.volume}.${e.block}.${e.data}${e.start !== undefined || e.length !== undefined ? `+${e.start ?? 0}:${e.length ?? ''}` : ''}`).join(',');
   const member = (m: SyncMemberState): string =>
     `${m.up ? 'U' : 'D'}${m.mode[0]}${m.fenced ? 'F' : ''}[${entries(m.applied)}]${m.journalFirst}k${m.knownRestored}c${m.changed.join(',')}`;
   const remote = context.sites[3];

@@ -8,7 +8,7 @@
 import { formatEvent } from '../../model/events.ts';
 import { observe } from '../../model/observe.ts';
 import { journalOf } from '../../model/semantics.ts';
-import { imageOf, type Entry, type ModelContext } from '../../model/state.ts';
+import { blockImageOf, type Entry, type ModelContext } from '../../model/state.ts';
 import { claimsTag } from '../chart.ts';
 import { transitionDefinitions } from '../../model/traceability.ts';
 import { replicationMachine } from '../../model/machine.ts';
@@ -30,7 +30,7 @@ function entryItem(entry: Entry): string {
 }
 
 function volumesHtml(context: ModelContext, applied: readonly Entry[]): string {
-  const image = imageOf(context.params, applied);
+  const image = blockImageOf(context.params, applied);
   const { volumeCount, blocksPerVolume } = context.params;
   const rows: string[] = [];
   for (let volume = 0; volume < volumeCount; volume++) {
