@@ -34,19 +34,12 @@ export interface Choice {
   kind: number;
   /** Data byte of a host write. */
   data: number;
-  /** Where a byte-range host write starts and how long it is, when the model has byte writes (see {@link candidates}); absent: 0. */
-  range?: number;
 }
 
 /** The arbitrary of a walk of at most `steps` choices. */
 export function walkArbitrary(steps: number): fc.Arbitrary<Choice[]> {
   if (steps < 1 || steps > walkLimits.walkStepsMax) throw new RangeError(`walk length ${steps} outside 1..${walkLimits.walkStepsMax}`);
-  const choice = fc.record({
-    pick: fc.nat({ max: 1_000 }),
-    kind: fc.integer({ min: 0, max: 9 }),
-    data: fc.integer({ min: 1, max: 255 }),
-    range: fc.nat({ max: 65_535 }),
-  });
+  const choice = fc.record({ pick: fc.nat({ max: 1_000 }), kind: fc.integer({ min: 0, max: 9 }), data: fc.integer({ min: 1, max: 255 }) });
   // size 'max': lengths spread up to `steps` (fast-check's default size keeps arrays near 10 items).
   return fc.array(choice, { minLength: 1, maxLength: steps, size: 'max' });
 }
@@ -64,15 +57,19 @@ export function byteRangeOf(params: ModelParams, range: number): { block: number
 
 /**
  * Every event worth trying, unbounded by the exploration's write and fault counters, and the refusal
- * probes. With byte writes the byte-range candidates take a range drawn from the choice instead of the
- * explorer's fixed shapes.
+ * probes not among them. With byte writes the byte-range candidates take a range drawn from the choice
+ * (from its pick and data byte, so that a walk's random choices are the same with and without byte writes)
+ * instead of the explorer's fixed shapes.
  */
 function candidates(params: ModelParams, snapshot: Snapshot, choice: Choice): ModelEvent[] {
   const events = candidateEvents({ ...params, writesMax: Number.MAX_SAFE_INTEGER, faultsMax: Number.MAX_SAFE_INTEGER }, { writes: 0, faults: 0 });
-  const drawn = byteRangeOf(params, choice.range ?? 0);
+  const drawn = byteRangeOf(params, choice.pick * 256 + choice.data);
+  const tried = new Set(events.map(formatEvent));
   // Writes outside a volume only from the primary's host: from the other host, two conditions refuse at
   // once, and which one a system names first is its own business (an NBD export checks read-only first).
-  const probes = refusalProbeEvents(params, choice.data).filter((event) => event.type !== 'HOST_WRITE' || event.host === snapshot.context.primary);
+  const probes = refusalProbeEvents(params, choice.data).filter(
+    (event) => !tried.has(formatEvent(event)) && (event.type !== 'HOST_WRITE' || event.host === snapshot.context.primary),
+  );
   return [
     ...events.map((event) =>
       event.type !== 'HOST_WRITE' ? event : isByteRangeWrite(event) ? { ...event, ...drawn, data: choice.data } : { ...event, data: choice.data },
