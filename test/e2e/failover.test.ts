@@ -182,7 +182,7 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     expect(rejected.violation?.file).toBe(firstSite1);
     expect(rejected.violation?.line).toBe(target + 1);
     expect(rejected.violation?.kind).toBe('outcome');
-  }, 180_000);
+  }, 300_000);
 
   it('under fence policy refuse, a stall of site 2 then a kill of site 1 loses no acknowledged write either', async () => {
     // Site 2 stops answering (SIGSTOP) while fio writes: a site 1 that acknowledged before site 2's answer
