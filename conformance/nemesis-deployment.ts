@@ -57,8 +57,8 @@ const portsPerDeployment = 12;
 
 const cli = path.resolve('bin/threesite.js');
 
-/** Whether `count` consecutive ports from `base` are free on 127.0.0.1. */
-async function portsFree(base: number, count: number): Promise<boolean> {
+/** Whether `count` consecutive ports from `base` are free on 127.0.0.1 (the e2e tests' deployments use it too). */
+export async function portsFree(base: number, count: number): Promise<boolean> {
   for (let port = base; port < base + count; port += 1) {
     const free = await new Promise<boolean>((done) => {
       const server = net.createServer();

@@ -5,11 +5,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { threadId } from 'node:worker_threads';
+import { portsFree } from '../../conformance/nemesis-deployment.ts';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { createCredentialsFor, operatorCredentials } from '../../impl/site/credentials.ts';
 import type { TlsCredentials } from '../../impl/net/tls-identity.ts';
@@ -26,19 +26,6 @@ const nobodyId = 65534;
 
 /** How long a wait on the deployment's status may take before the test fails. */
 export const statusWaitMsMax = 30_000;
-
-/** Whether `count` consecutive ports from `base` are free on 127.0.0.1. */
-async function portsFree(base: number, count: number): Promise<boolean> {
-  for (let port = base; port < base + count; port += 1) {
-    const free = await new Promise<boolean>((done) => {
-      const server = net.createServer();
-      server.once('error', () => done(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
-    });
-    if (!free) return false;
-  }
-  return true;
-}
 
 /**
  * A base port with the nine ports a deployment needs free, in [20000, 32760): below Linux's ephemeral range
