@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Cluster } from '../impl/cluster/cluster.ts';
 import { entryBytes } from '../impl/core/journal.ts';
-import { FileJournal } from '../impl/storage/journal-file.ts';
+import { FileJournal, journalMetaName } from '../impl/storage/journal-file.ts';
 import type { ModelParams } from '../model/params.ts';
 import { ClusterSut, clusterConfigFor } from './adapter.ts';
 import { CrashingFileSut } from './crash-sut.ts';
@@ -141,6 +141,9 @@ export const tornTailCutsOneEntryTooMany: PlantedBug = {
         if (recovery.discardedReason !== 'torn' || journal.entries === 0) return opened;
         const [last] = journal.readAfter(journal.last - 1, 1);
         journal.close();
+        // close() records a clean shutdown; the bug is in the recovery of a crash, so the journal stays unclean.
+        const meta = path.join(dir, journalMetaName);
+        fs.writeFileSync(meta, JSON.stringify({ ...JSON.parse(fs.readFileSync(meta, 'utf8')), cleanLast: null }));
         const segments = fs.readdirSync(dir).filter((name) => name.endsWith('.seg')).sort();
         const segment = path.join(dir, segments.at(-1)!);
         fs.truncateSync(segment, fs.statSync(segment).size - entryBytes(last!));
