@@ -13,7 +13,8 @@ import { MemoryVolume } from '../../impl/core/volume.ts';
 import { DeviceError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
-import { PeerPrimaryError, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
+import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
+import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { encodeMessage } from '../../impl/core/messages.ts';
 
@@ -874,4 +875,36 @@ describe('who decides that site 1 is down (issue 14)', () => {
     await e.operator.failover(false);
     expect((await e.operator.status()).primary).toBe(2);
   });
+});
+
+describe('the limits of host writes that wait at a node', () => {
+  it('inflowControl.delayMs is taken from 1 to inflowDelayMsMax and refused beyond, naming the field', () => {
+    const base = localDeploymentConfig({ cluster: 'limits', dir: '/tmp/limits', basePort: 20000 });
+    const validate = (inflowControl: unknown) => validateDeploymentConfig({ ...base, inflowControl }, '/tmp/limits');
+    expect(validate({ delayMs: 1 }).inflowControl).toEqual({ delayMs: 1 });
+    expect(validate({ delayMs: inflowDelayMsMax }).inflowControl).toEqual({ delayMs: inflowDelayMsMax });
+    expect(validate(undefined).inflowControl).toBeNull();
+    for (const bad of [{ delayMs: 0 }, { delayMs: inflowDelayMsMax + 1 }, { delayMs: 1.5 }, {}, 20, [20]]) {
+      expect(() => validate(bad), JSON.stringify(bad)).toThrow(/inflowControl/);
+    }
+  });
+
+  it('holds exactly queuedHostWritesMax waiting writes; one more is refused at once (inFlightWritesMax), none dropped', async () => {
+    const d = deploy('keepWriting', 64);
+    const { nodes, net } = d;
+    net.held.add('1>2'); // no answer comes back: the 16 writes in flight stay, the rest wait
+    const writes = Array.from({ length: 16 + queuedHostWritesMax + 1 }, (_, k) =>
+      nodes[1].hostWrite(0, (k % 8) * blockBytes, block(k % 251)).then(
+        () => 'acknowledged',
+        (error: unknown) => (error as RefusalError).code,
+      ),
+    );
+    await settle();
+    expect(nodes[1].status(false)).toMatchObject({ inFlightWrites: 16, queuedWrites: queuedHostWritesMax });
+    expect(await writes.at(-1)).toBe('NotWritable');
+    net.held.delete('1>2');
+    net.deliverAll();
+    const outcomes = await Promise.all(writes.slice(0, -1));
+    expect(outcomes.filter((outcome) => outcome !== 'acknowledged')).toEqual([]);
+  }, 120_000);
 });
