@@ -96,17 +96,20 @@ const answerEach = (answer: string): string =>
 const helloOk = `const r = JSON.parse(line); if (r.op === "hello") { console.log(JSON.stringify({ ok: true, protocol: "threesite-driver-v1", name: "broken" })); return; }`;
 
 describe('a broken driver is a DriverProtocolError and a crash divergence, never a hang', () => {
+  // The deadline cases wait out 400 ms; every other broken driver answers at once, so it gets a deadline that a
+  // loaded CI machine starting `node -e` cannot miss (a 400 ms deadline there turned 'tooLong' into 'timeout').
   const quick = { answerTimeoutMs: 400, driverStartsMax: 2 };
+  const roomy = { answerTimeoutMs: 20_000, driverStartsMax: 2 };
 
   it('garbage instead of an answer', () => {
-    const error = failureOf(factory(answerEach('console.log("garbage")'), quick));
+    const error = failureOf(factory(answerEach('console.log("garbage")'), roomy));
     expect(error).toMatchObject({ failure: 'malformed', line: 'garbage' });
     expect(error.request).toContain('"op":"hello"');
     expect(error.message).toMatch(/not JSON/);
   });
 
   it('an exit, with its stderr in the report', () => {
-    const error = failureOf(factory(`node -e 'console.error("boom: the driver fell over"); process.exit(3)'`, quick));
+    const error = failureOf(factory(`node -e 'console.error("boom: the driver fell over"); process.exit(3)'`, roomy));
     expect(error.failure).toBe('exited');
     expect(error.detail).toMatch(/exited with code 3/);
     expect(error.stderrTail).toContain('boom: the driver fell over');
@@ -122,7 +125,7 @@ describe('a broken driver is a DriverProtocolError and a crash divergence, never
   });
 
   it('an answer line longer than the limit', () => {
-    const error = failureOf(factory(answerEach('process.stdout.write("x".repeat(70000))'), quick));
+    const error = failureOf(factory(answerEach('process.stdout.write("x".repeat(70000))'), roomy));
     expect(error.failure).toBe('tooLong');
     expect(error.line?.length).toBeLessThan(1_000);
   });
@@ -130,21 +133,21 @@ describe('a broken driver is a DriverProtocolError and a crash divergence, never
   it('two answers to one request', () => {
     // Both lines in one write (atomic on a pipe below PIPE_BUF): two console.log calls may reach the harness
     // after its next request, where the second is that request's answer, not an unsolicited one.
-    const error = failureOf(factory(answerEach(`${helloOk} process.stdout.write(JSON.stringify({ ok: true }) + "\\n" + JSON.stringify({ ok: true }) + "\\n");`), quick));
+    const error = failureOf(factory(answerEach(`${helloOk} process.stdout.write(JSON.stringify({ ok: true }) + "\\n" + JSON.stringify({ ok: true }) + "\\n");`), roomy));
     expect(error.failure).toBe('unsolicited');
   });
 
   it('an answer of the wrong shape, and an error answer', () => {
-    const wrong = failureOf(factory(answerEach(`${helloOk} console.log(JSON.stringify(r.op === "reset" ? { ok: true } : { observation: 3 }))`), quick));
+    const wrong = failureOf(factory(answerEach(`${helloOk} console.log(JSON.stringify(r.op === "reset" ? { ok: true } : { observation: 3 }))`), roomy));
     expect(wrong).toMatchObject({ failure: 'malformed' });
     expect(wrong.detail).toMatch(/observation is not a JSON object/);
-    const refused = failureOf(factory(answerEach(`${helloOk} console.log(JSON.stringify({ ok: false, error: "no such thing" }))`), quick));
+    const refused = failureOf(factory(answerEach(`${helloOk} console.log(JSON.stringify({ ok: false, error: "no such thing" }))`), roomy));
     expect(refused).toMatchObject({ failure: 'driverError' });
     expect(refused.detail).toMatch(/could not carry out reset: no such thing/);
   });
 
   it('a driver that exits at its first apply; the next path starts it again', () => {
-    const made = factory(answerEach(`${helloOk} if (r.op === "apply") process.exit(1); console.log(JSON.stringify({ ok: true }))`), quick);
+    const made = factory(answerEach(`${helloOk} if (r.op === "apply") process.exit(1); console.log(JSON.stringify({ ok: true }))`), roomy);
     const sut = made(paramsOf('keepWriting'));
     let thrown: unknown = null;
     try {
