@@ -112,9 +112,9 @@ describe('attacks on the NBD port of a site process', () => {
   }, 180_000);
 
   it('128 connections stalled in 32 MiB writes keep the site within its memory bound, and a real host is served', async () => {
-    // The default frame deadline (30 s): the real host, refused while the 128 attackers hold every slot, is
-    // served once the first stalled writes are disconnected.
-    const d = await Deployment.create({ nbdTls: 'optional' });
+    // A frame deadline of 10 s (the default is 30 s; only its length differs): the real host, refused while the
+    // 128 attackers hold every slot, is served once the first stalled writes are disconnected.
+    const d = await Deployment.create({ nbdTls: 'optional', nbdFrameTimeoutMs: 10_000 });
     deployment = d;
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
