@@ -17,19 +17,21 @@
  * data length mismatch is malformed), and the whole message is at most {@link messageBytesMax} bytes.
  *
  * The hot messages of the write path (`syncWrite`, `syncWriteBatch`, `syncWriteAck`: one or more per host
- * write; `pullEntries`: every write again, to site 3) have a fixed binary layout instead, because building and parsing JSON was a large part of a
+ * write; `pullEntries`: every write again, to site 3; `flushRequest`, `flushAck`: one pair per host FLUSH or FUA
+ * write) have a fixed binary layout instead, because building and parsing JSON was a large part of a
  * replicated write's CPU. All integers little-endian; a u64 is two u32 (low, high) and must be a safe
  * integer:
  *
  * | offset | bytes | field |
  * | --- | --- | --- |
  * | 0 | 4 | magic `0x32425354` ("TSB2": the second layout, with the epoch) |
- * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch`, 4 `pullEntries` |
+ * | 4 | 4 | kind code: 1 `syncWrite`, 2 `syncWriteAck`, 3 `syncWriteBatch`, 4 `pullEntries`, 5 `flushRequest`, 6 `flushAck` |
  * | 8 | 8 | u64 epoch (every kind) |
  * | 16 | ... | `syncWriteAck`: u64 updateNumber (24 bytes in all) |
  * | 16 | ... | `syncWrite`: u64 restoredKnown, then one entry |
  * | 16 | ... | `syncWriteBatch`: u64 restoredKnown, u32 entry count, then the entries back to back |
  * | 16 | ... | `pullEntries`: f64 servedAt, u32 entry count, then the entries back to back |
+ * | 16 | ... | `flushRequest`, `flushAck`: u64 token, u64 updateNumber (32 bytes in all) |
  *
  * An entry is u64 updateNumber, u32 volume, u64 offset, u32 data length, then the data. The message must
  * end exactly after its last entry (a length that runs past the end, or bytes left over, are malformed),
@@ -149,6 +151,34 @@ export interface SyncWriteBatchMessage extends EpochMessage {
  */
 export interface SyncWriteAckMessage extends EpochMessage {
   kind: 'syncWriteAck';
+  updateNumber: number;
+}
+
+/**
+ * Durability on request (NBD FLUSH and FUA), primary to secondary: make durable (fsync the journal and the
+ * volumes) every write received up to `updateNumber`, and answer with a {@link FlushAckMessage} naming
+ * `token`. The primary answers its host's flush only after its own fsync and that answer, so a flushed write
+ * is on stable storage at both sync members. `token` numbers the primary's requests (from 1, increasing):
+ * an answer settles its request and every earlier one, never a later one.
+ * @see claims 3, 5 (the secondary's copy of an acknowledged write); P1
+ */
+export interface FlushRequestMessage extends EpochMessage {
+  kind: 'flushRequest';
+  /** The request's number at its primary, from 1. */
+  token: number;
+  /** The last update number the flush covers: the primary's last write acknowledged in sync (0: none yet). */
+  updateNumber: number;
+}
+
+/**
+ * The secondary's answer to a {@link FlushRequestMessage}: every write it received up to `updateNumber` is on
+ * its stable storage (its journal and volumes were fsynced after it held them).
+ */
+export interface FlushAckMessage extends EpochMessage {
+  kind: 'flushAck';
+  /** The request's token. */
+  token: number;
+  /** The request's update number. */
   updateNumber: number;
 }
 
@@ -306,6 +336,8 @@ export type Message =
   | SyncWriteMessage
   | SyncWriteBatchMessage
   | SyncWriteAckMessage
+  | FlushRequestMessage
+  | FlushAckMessage
   | PullRequestMessage
   | PullEntriesMessage
   | JudgeRequestMessage
@@ -329,6 +361,8 @@ export const messageKinds: readonly MessageKind[] = [
   'syncWrite',
   'syncWriteBatch',
   'syncWriteAck',
+  'flushRequest',
+  'flushAck',
   'pullRequest',
   'pullEntries',
   'judgeRequest',
@@ -367,6 +401,8 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
   syncWrite: ['updateNumber', 'volume', 'offset', 'data', 'restoredKnown'],
   syncWriteBatch: ['entries', 'restoredKnown'],
   syncWriteAck: ['updateNumber'],
+  flushRequest: ['token', 'updateNumber'],
+  flushAck: ['token', 'updateNumber'],
   pullRequest: ['received', 'restored', 'entriesMax', 'bytesMax'],
   pullEntries: ['entries', 'servedAt'],
   judgeRequest: ['purpose', 'received'],
@@ -514,6 +550,9 @@ export function validateMessage(value: unknown): Message {
     }
     case 'syncWriteAck':
       return { kind, epoch, updateNumber: positive(v.updateNumber, 'syncWriteAck.updateNumber') };
+    case 'flushRequest':
+    case 'flushAck':
+      return { kind, epoch, token: positive(v.token, `${kind}.token`), updateNumber: count(v.updateNumber, `${kind}.updateNumber`) };
     case 'pullRequest': {
       const received = count(v.received, 'pullRequest.received');
       const restored = count(v.restored, 'pullRequest.restored');
@@ -598,12 +637,16 @@ export function validateMessage(value: unknown): Message {
 // Binary layout of the hot messages (see the file header)
 
 const binaryMagic = 0x32425354;
-const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3, pullEntries: 4 } as const;
+const binaryKindCode = { syncWrite: 1, syncWriteAck: 2, syncWriteBatch: 3, pullEntries: 4, flushRequest: 5, flushAck: 6 } as const;
 /** u64 updateNumber, u32 volume, u64 offset, u32 data length. */
 const binaryEntryHeaderBytes = 24;
 const twoTo32 = 2 ** 32;
 
-type BinaryMessage = SyncWriteMessage | SyncWriteBatchMessage | SyncWriteAckMessage | PullEntriesMessage;
+type BinaryMessage = SyncWriteMessage | SyncWriteBatchMessage | SyncWriteAckMessage | PullEntriesMessage | FlushRequestMessage | FlushAckMessage;
+
+function isBinary(message: Message): message is BinaryMessage {
+  return message.kind in binaryKindCode;
+}
 
 function setU64(view: DataView, at: number, value: number): void {
   view.setUint32(at, value % twoTo32, true);
@@ -627,6 +670,16 @@ function setEntry(out: Uint8Array, view: DataView, at: number, entry: WireEntry)
 
 /** Encodes a valid hot message in its binary layout (the caller validated it). */
 function encodeBinary(message: BinaryMessage): Uint8Array {
+  if (message.kind === 'flushRequest' || message.kind === 'flushAck') {
+    const out = new Uint8Array(32);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, binaryMagic, true);
+    view.setUint32(4, binaryKindCode[message.kind], true);
+    setU64(view, 8, message.epoch);
+    setU64(view, 16, message.token);
+    setU64(view, 24, message.updateNumber);
+    return out;
+  }
   const list = message.kind === 'syncWriteBatch' || message.kind === 'pullEntries' ? message.entries : message.kind === 'syncWrite' ? [message] : [];
   let total = message.kind === 'syncWriteAck' || message.kind === 'syncWrite' ? 24 : 28;
   for (const entry of list) total += binaryEntryHeaderBytes + entry.data.length;
@@ -691,6 +744,14 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
       value = { kind: 'syncWriteAck', epoch, updateNumber: getU64(view, at, 'syncWriteAck.updateNumber') };
       at += 8;
       break;
+    case binaryKindCode.flushRequest:
+    case binaryKindCode.flushAck: {
+      const kind = code === binaryKindCode.flushRequest ? 'flushRequest' : 'flushAck';
+      need(at, 16, kind);
+      value = { kind, epoch, token: getU64(view, at, `${kind}.token`), updateNumber: getU64(view, at + 8, `${kind}.updateNumber`) };
+      at += 16;
+      break;
+    }
     case binaryKindCode.syncWrite: {
       need(at, 8, 'syncWrite.restoredKnown');
       const restoredKnown = getU64(view, at, 'syncWrite.restoredKnown');
@@ -713,7 +774,7 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
       break;
     }
     default:
-      fail('kind', `binary kind code ${code} is not one of 1, 2, 3, 4`);
+      fail('kind', `binary kind code ${code} is not one of 1, 2, 3, 4, 5, 6`);
   }
   if (at !== input.length) fail('payload', `data length mismatch: ${input.length - at} bytes after the message`);
   return validateMessage(value);
@@ -728,9 +789,7 @@ function decodeBinary(input: Uint8Array, view: DataView): Message {
  */
 export function encodeMessage(message: Message): Uint8Array {
   validateMessage(message);
-  if (message.kind === 'syncWrite' || message.kind === 'syncWriteBatch' || message.kind === 'syncWriteAck' || message.kind === 'pullEntries') {
-    return encodeBinary(message);
-  }
+  if (isBinary(message)) return encodeBinary(message);
   const chunks: Uint8Array[] = [];
   let payloadBytes = 0;
   // The holder's own value, not `value`: JSON.stringify has already called a Buffer's toJSON on `value`.

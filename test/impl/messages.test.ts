@@ -60,6 +60,8 @@ const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ kind: fc.constant('syncWrite' as const), epoch, updateNumber: u, volume: fc.nat({ max: 3 }), offset: n, data: bytes, restoredKnown: n }),
   fc.record({ kind: fc.constant('syncWriteAck' as const), epoch, updateNumber: u }),
   fc.record({ kind: fc.constant('syncWriteBatch' as const), epoch, entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
+  fc.record({ kind: fc.constant('flushRequest' as const), epoch, token: u, updateNumber: n }),
+  fc.record({ kind: fc.constant('flushAck' as const), epoch, token: u, updateNumber: n }),
   fc
     .record({ kind: fc.constant('pullRequest' as const), epoch, received: n, restored: n, entriesMax: fc.nat({ max: batchItemsMax }), bytesMax: n })
     .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
@@ -178,6 +180,8 @@ describe('message encoding', () => {
       fc.record({ kind: fc.constant('syncWriteAck' as const), epoch, updateNumber: u }),
       fc.record({ kind: fc.constant('syncWriteBatch' as const), epoch, entries, restoredKnown: n }).filter((m) => m.entries.length > 0),
       fc.record({ kind: fc.constant('pullEntries' as const), epoch, entries, servedAt: fc.integer({ min: 0, max: 2 ** 43 }).map((quarters) => quarters / 4) }),
+      fc.record({ kind: fc.constant('flushRequest' as const), epoch, token: u, updateNumber: n }),
+      fc.record({ kind: fc.constant('flushAck' as const), epoch, token: u, updateNumber: n }),
     );
     fc.assert(
       fc.property(hot, fc.nat(), fc.integer({ min: 1, max: 255 }), fc.constantFrom('flip', 'cut', 'add'), (message, position, mask, how) => {
@@ -210,6 +214,36 @@ describe('message encoding', () => {
     expect(() => decodeMessage(unsafe)).toThrow(/safe integer/);
   });
 
+  it('the flush pair: 32 bytes each (magic, kind 5 or 6, epoch, token, update number); a token of 0, an unsafe number, a cut or a longer frame are malformed', () => {
+    for (const [kind, code] of [['flushRequest', 5], ['flushAck', 6]] as const) {
+      const good = encodeMessage({ kind, epoch: 3, token: 7, updateNumber: 2 ** 40 });
+      expect(good.length).toBe(32);
+      const view = new DataView(good.buffer);
+      expect([view.getUint32(0, true), view.getUint32(4, true), view.getUint32(8, true), view.getUint32(16, true), view.getUint32(24, true), view.getUint32(28, true)]).toEqual([
+        0x32425354,
+        code,
+        3,
+        7,
+        0,
+        2 ** 8,
+      ]);
+      expect(decodeMessage(good)).toEqual({ kind, epoch: 3, token: 7, updateNumber: 2 ** 40 });
+      const zeroToken = good.slice();
+      new DataView(zeroToken.buffer).setUint32(16, 0, true);
+      expect(() => decodeMessage(zeroToken), kind).toThrow(new RegExp(`${kind}\\.token: must be >= 1`));
+      const unsafe = good.slice();
+      new DataView(unsafe.buffer).setUint32(28, 0x00200000, true);
+      expect(() => decodeMessage(unsafe), kind).toThrow(new RegExp(`${kind}\\.updateNumber: must be a safe integer`));
+      expect(() => decodeMessage(good.subarray(0, 31)), kind).toThrow(/data length mismatch/);
+      expect(() => decodeMessage(new Uint8Array([...good, 0])), kind).toThrow(/data length mismatch/);
+      // The JSON layout of the same message is read too, and checked the same way.
+      expect(() => validateMessage({ kind, epoch: 3, token: 0, updateNumber: 1 })).toThrow(new RegExp(`${kind}\\.token`));
+    }
+    const unknown = encodeMessage({ kind: 'flushAck', epoch: 1, token: 1, updateNumber: 1 }).slice();
+    new DataView(unknown.buffer).setUint32(4, 7, true);
+    expect(() => decodeMessage(unknown)).toThrow(/binary kind code 7/);
+  });
+
   it('refuses an oversize message before reading it', () => {
     expect(() => decodeMessage(new Uint8Array(messageBytesMax + 1))).toThrow(/exceed messageBytesMax/);
     const huge: Message = {
@@ -227,6 +261,8 @@ describe('the epoch every message carries', () => {
     { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 },
     { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
     { kind: 'pullEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 0 },
+    { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 0 },
+    { kind: 'flushAck', epoch: 1, token: 2, updateNumber: 9 },
   ];
   const json: Message[] = [
     { kind: 'epochNotice', epoch: 1 },
@@ -274,6 +310,8 @@ describe('message validation, field by field', () => {
     { kind: 'syncWrite', epoch: 1, updateNumber: 3, volume: 1, offset: 4096, data: new Uint8Array(4), restoredKnown: 1 },
     { kind: 'syncWriteAck', epoch: 1, updateNumber: 3 },
     { kind: 'syncWriteBatch', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], restoredKnown: 1 },
+    { kind: 'flushRequest', epoch: 1, token: 4, updateNumber: 3 },
+    { kind: 'flushAck', epoch: 1, token: 4, updateNumber: 3 },
     { kind: 'pullRequest', epoch: 1, received: 4, restored: 2, entriesMax: 4, bytesMax: 1000 },
     { kind: 'pullEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], servedAt: 1764672000123.25 },
     { kind: 'judgeRequest', epoch: 1, purpose: 'failover', received: 4 },
@@ -410,6 +448,12 @@ describe('a site receiving untrusted input', () => {
       ['verdict from site 3 to itself', 3, 3, { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],
       ['judge request from site 3 to itself', 3, 3, { kind: 'judgeRequest', epoch: 1, purpose: 'reattach', received: 0 }],
       ['pull refusal to a sync member, naming its last', 1, 2, { kind: 'pullRefused', epoch: 1, received: 3, journalFirst: 1 }],
+      ['flush request from site 3', 3, 2, { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 1 }],
+      ['flush request to the primary', 2, 1, { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 1 }],
+      ['flush request to site 3', 1, 3, { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 1 }],
+      ['flush answer with no flush waiting', 2, 1, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
+      ['flush answer from site 3', 3, 1, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
+      ['flush answer to the secondary', 1, 2, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
     ];
     for (const [name, from, to, message] of cases) {
       // Refused by the guard that names what is out of context: the site changes nothing and says why.
@@ -426,6 +470,19 @@ describe('a site receiving untrusted input', () => {
     const write: Message = { kind: 'syncWrite', epoch: 1, updateNumber: 4, volume: 0, offset: 0, data: new Uint8Array(4096), restoredKnown: 0 };
     expect(() => cluster.site(2).handle({ from: 1, to: 2, message: write })).toThrow(/the site is failed/);
     expect(cluster.observe()).toEqual(failed);
+  });
+
+  it('a flush request for writes the secondary lacks is out of order; one it holds is fsynced and answered with its token, changing no observation', () => {
+    const cluster = busyCluster();
+    const before = cluster.observe();
+    expect(before.sites[2].lastUpdateNumber).toBe(3);
+    const request = (updateNumber: number): Uint8Array => encodeMessage({ kind: 'flushRequest', epoch: 1, token: 5, updateNumber });
+    expect(() => cluster.deliverBytes(1, 2, request(4))).toThrow(OutOfOrderError);
+    expect(cluster.site(2).flushesForPeer).toBe(0);
+    const out = cluster.site(2).receive(1, request(3));
+    expect(out.send.map((envelope) => envelope.message)).toEqual([{ kind: 'flushAck', epoch: 1, token: 5, updateNumber: 3 }]);
+    expect(cluster.site(2).flushesForPeer).toBe(1);
+    expect(cluster.observe()).toEqual(before);
   });
 
   it('refuses a sync write whose update number is not last+1, or outside the volumes, changing nothing', () => {
