@@ -22,6 +22,7 @@ export type RefusalCodeName =
   | 'UnexpectedMessage'
   | 'StaleEpoch'
   | 'NotAcknowledged'
+  | 'NotDurable'
   | 'InvalidConfig'
   | 'InvalidArgument';
 
@@ -57,6 +58,30 @@ export class NotWritableError extends RefusalError {
   ) {
     super(`site ${site} does not accept host ${host} writes (${reason}${epoch === null ? '' : `: epoch ${epoch} promoted another site`})`);
     this.name = 'NotWritableError';
+  }
+}
+
+/**
+ * Why a host's flush (NBD FLUSH, or FUA) is not answered as durable at both sync members: `fencePolicy`, the
+ * sync pair is not in sync at a site 1 whose fence policy is `refuse` (nothing is promised that is not on two
+ * sites); `deposed`, the primary learnt of a higher epoch while the flush waited; `flushesWaitingMax`, the
+ * primary already holds that many flushes waiting for its secondary.
+ */
+export type NotDurableReason = 'fencePolicy' | 'deposed' | 'flushesWaitingMax';
+
+/**
+ * A host's flush was not carried out to both sync members' stable storage (the host hears EIO): what it
+ * covers may be durable at this site, but nothing is promised about the secondary.
+ * @see P1
+ */
+export class NotDurableError extends RefusalError {
+  readonly code = 'NotDurable' as const;
+  constructor(
+    readonly site: 1 | 2 | 3,
+    readonly reason: NotDurableReason,
+  ) {
+    super(`flush at site ${site}: not durable at both sync members (${reason})`);
+    this.name = 'NotDurableError';
   }
 }
 

@@ -29,6 +29,7 @@ import { BlockCursor, type CopySession } from './block-copy.ts';
 import { ChangedBlocks } from './changed-blocks.ts';
 import {
   MalformedMessageError,
+  NotDurableError,
   NotWritableError,
   OutOfOrderError,
   SiteFailedError,
@@ -52,6 +53,8 @@ import {
   type DeltaResyncEntriesMessage,
   type DeltaResyncRequestMessage,
   type EpochNoticeMessage,
+  type FlushAckMessage,
+  type FlushRequestMessage,
   type JudgePurpose,
   type JudgeRequestMessage,
   type Message,
@@ -90,12 +93,22 @@ export const epochInitial = 1;
 export const inFlightWritesMaxDefault = 256;
 
 /**
+ * Host flushes (NBD FLUSH, FUA) a primary holds waiting for its secondary's answer at most: every request the
+ * NBD server can have in flight on every connection (`nbdConnectionsMax` 128 x `nbdRequestsInFlightMax` 64),
+ * so a site process never meets it; one more is refused ({@link NotDurableError} `flushesWaitingMax`).
+ */
+export const flushesWaitingMax = 128 * 64;
+
+/**
  * What a site tells its controller, besides the messages it sends: outcomes the controller acts on
  * (acknowledge a host, suspend a pair after an overflow, record a judgement, finish a command).
  */
 export type SiteNote =
   | { kind: 'hostWriteAcked'; writeId: number; updateNumber: number; alone: boolean }
   | { kind: 'hostWriteFailed'; writeId: number; error: RefusalError }
+  /** A flush is settled: `alone` when only this site's own fsync stands behind it (the pair not in sync, or this site not the primary). */
+  | { kind: 'flushDone'; flushId: number; alone: boolean }
+  | { kind: 'flushFailed'; flushId: number; error: RefusalError }
   | { kind: 'journalOverflow'; site: SiteId; updateNumber: number }
   | { kind: 'judged'; purpose: JudgePurpose; verdict: Verdict; remoteReceived: number; sourceLast: number }
   | { kind: 'deltaResyncDone'; sourceLast: number }
@@ -167,6 +180,13 @@ interface InFlightWrite {
   readonly length: number;
 }
 
+/** A host flush the primary asked its secondary to make durable, waiting for the answer. */
+interface WaitingFlush {
+  readonly flushId: number;
+  readonly token: number;
+  readonly updateNumber: number;
+}
+
 /** A delta resync under way at its source. */
 interface DeltaSession {
   /** Next update number to send. */
@@ -218,6 +238,12 @@ export class StorageSystem {
   readonly #state: Omit<SiteDurableState, 'changed'>;
   readonly #blocksPerVolume: number;
   #inFlight: InFlightWrite[] = [];
+  /** Host flushes sent to the secondary and not yet answered, in token order (at most {@link flushesWaitingMax}). */
+  #flushes: WaitingFlush[] = [];
+  /** The token of the last flush request sent (tokens increase for the life of the object, across pair states). */
+  #flushToken = 0;
+  /** Flush requests of its primary this site made durable and answered. */
+  #flushesForPeer = 0;
   #copy: CopySession | null = null;
   #delta: DeltaSession | null = null;
   #waiting: RemoteWaiting = 'none';
@@ -331,6 +357,14 @@ export class StorageSystem {
   /** Host writes sent to the secondary and not yet answered. */
   get inFlightWrites(): number {
     return this.#inFlight.length;
+  }
+  /** Host flushes waiting for the secondary's answer. */
+  get flushesWaiting(): number {
+    return this.#flushes.length;
+  }
+  /** Flush requests of its primary this site made durable (fsync of its journal and volumes) and answered. */
+  get flushesForPeer(): number {
+    return this.#flushesForPeer;
   }
   /** The last verdict site 3 received (its record of the last judgement about it). */
   get lastVerdict(): VerdictMessage | null {
@@ -507,6 +541,45 @@ export class StorageSystem {
     return output(noEnvelopes, notes);
   }
 
+  /**
+   * A host's flush (NBD FLUSH, or a write with FUA) at this site, numbered `flushId` by the controller: who
+   * must make what durable before the host is answered. The controller fsyncs this site's own journal and
+   * volumes ({@link flush}) right after sending what this returns (so both sync members fsync at once), and
+   * answers the host when it has done so and this returns or later notes `flushDone`:
+   * - the primary with its pair in sync asks its secondary to make durable every write acknowledged so far
+   *   (its last update number less the writes in flight: a flush covers the writes before it, not later
+   *   ones), and notes `flushDone` on the answer ({@link FlushAckMessage}); if the pair leaves in sync first,
+   *   {@link setSyncPair} decides it by fence policy;
+   * - the primary with its pair not in sync: `flushDone` alone now (durable at this site only), or under fence
+   *   policy `refuse` at site 1 `flushFailed` with {@link NotDurableError} (nothing promised on one site);
+   * - any other site (a secondary or site 3, which take no host writes): `flushDone` alone now.
+   * A primary that already holds {@link flushesWaitingMax} flushes waiting refuses one more (`flushFailed`).
+   * @see P1
+   */
+  requestFlush(flushId: number): SiteOutput {
+    assert(this.#state.up, 'a failed site takes no flush', () => `site ${this.id}`);
+    if (this.id === 3 || this.#state.role !== 'primary') return output(noEnvelopes, [{ kind: 'flushDone', flushId, alone: true }]);
+    if (!this.#pairInSync()) {
+      if (this.id === 1 && this.config.fencePolicy === 'refuse') return output(noEnvelopes, [{ kind: 'flushFailed', flushId, error: new NotDurableError(1, 'fencePolicy') }]);
+      return output(noEnvelopes, [{ kind: 'flushDone', flushId, alone: true }]);
+    }
+    if (this.#flushes.length >= flushesWaitingMax) {
+      return output(noEnvelopes, [{ kind: 'flushFailed', flushId, error: new NotDurableError(this.id, 'flushesWaitingMax') }]);
+    }
+    this.#flushToken += 1;
+    const updateNumber = this.journal.last - this.#inFlight.length;
+    this.#flushes.push({ flushId, token: this.#flushToken, updateNumber });
+    const message: FlushRequestMessage = { kind: 'flushRequest', epoch: this.#state.epoch, token: this.#flushToken, updateNumber };
+    return output([{ from: this.id, to: this.#peer(), message }]);
+  }
+
+  /** Every waiting flush fails with `error` (the site failed, or was deposed). */
+  #failFlushes(error: RefusalError): SiteNote[] {
+    const notes: SiteNote[] = this.#flushes.map((flush) => ({ kind: 'flushFailed', flushId: flush.flushId, error }));
+    this.#flushes = [];
+    return notes;
+  }
+
   /** The site stops: in-flight writes fail (their blocks go to the changed-block record), copies end. */
   fail(): SiteOutput {
     assert(this.#state.up, 'only an up site fails', () => `site ${this.id}`);
@@ -517,6 +590,7 @@ export class StorageSystem {
       notes.push({ kind: 'hostWriteFailed', writeId: write.writeId, error: new SiteFailedError(this.id, 'host write') });
     }
     this.#inFlight = [];
+    notes.push(...this.#failFlushes(new SiteFailedError(this.id, 'flush')));
     this.#endSessions();
     this.#forgetPulled();
     this.#state.up = false;
@@ -589,6 +663,7 @@ export class StorageSystem {
       notes.push({ kind: 'hostWriteFailed', writeId: write.writeId, error: new NotWritableError(this.id as 1 | 2, this.id as 1 | 2, 'deposed', epoch) });
     }
     this.#inFlight = [];
+    notes.push(...this.#failFlushes(new NotDurableError(this.id, 'deposed')));
     this.#endSessions();
     this.#deposedBy = epoch;
     this.#state.role = 'secondary';
@@ -637,16 +712,20 @@ export class StorageSystem {
    * Sets this sync member's view of the sync pair (rule R1). When the pair stops being in sync with writes
    * in flight, each is decided now: under fence policy `refuse` at site 1 it fails (not acknowledged), else
    * it is acknowledged on this site alone; either way its blocks go to the changed-block record, because the
-   * secondary may not hold them.
+   * secondary may not hold them. Flushes waiting for the secondary are decided the same way: under `refuse`
+   * at site 1 they fail ({@link NotDurableError}), else they are done on this site alone (its own fsync).
    * @see P1
    */
   setSyncPair(state: SyncPairState): SiteOutput {
     if (this.#state.syncPair === state) return nothing;
     this.#state.syncPair = state;
     this.#dirty = true;
-    if (this.#pairInSync() || this.#inFlight.length === 0) return nothing;
+    if (this.#pairInSync() || (this.#inFlight.length === 0 && this.#flushes.length === 0)) return nothing;
     const notes: SiteNote[] = [];
     const refuse = this.id === 1 && this.config.fencePolicy === 'refuse';
+    if (refuse) notes.push(...this.#failFlushes(new NotDurableError(1, 'fencePolicy')));
+    for (const flush of this.#flushes) notes.push({ kind: 'flushDone', flushId: flush.flushId, alone: true });
+    this.#flushes = [];
     for (const write of this.#inFlight) {
       this.#markChanged(write.volume, write.offset, write.length);
       if (refuse) {
@@ -794,6 +873,10 @@ export class StorageSystem {
         return this.#onSyncWriteBatch(from, message);
       case 'syncWriteAck':
         return this.#onSyncWriteAck(from, message);
+      case 'flushRequest':
+        return this.#onFlushRequest(from, message);
+      case 'flushAck':
+        return this.#onFlushAck(from, message);
       case 'pullRequest':
         return this.#onPullRequest(from, message);
       case 'pullEntries':
@@ -876,6 +959,40 @@ export class StorageSystem {
     return output(
       noEnvelopes,
       acked.map((write) => ({ kind: 'hostWriteAcked', writeId: write.writeId, updateNumber: write.updateNumber, alone: false }) satisfies SiteNote),
+    );
+  }
+
+  /**
+   * The secondary makes durable every write it holds, which covers the primary's flush (it must hold every
+   * write up to the request's update number: sync writes arrive in order before the request), and answers.
+   */
+  #onFlushRequest(from: SiteId, message: FlushRequestMessage): SiteOutput {
+    if (from !== this.#peer() || this.#state.role !== 'secondary' || !this.#pairInSync()) {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}, sync pair ${this.#state.syncPair}`);
+    }
+    if (message.updateNumber > this.journal.last) throw new OutOfOrderError(message.kind, this.journal.last, message.updateNumber);
+    this.flush();
+    this.#flushesForPeer += 1;
+    const ack: FlushAckMessage = { kind: 'flushAck', epoch: this.#state.epoch, token: message.token, updateNumber: message.updateNumber };
+    return output([{ from: this.id, to: from, message: ack }]);
+  }
+
+  /**
+   * The secondary made a flush durable: that flush and every earlier one waiting are done (the secondary
+   * answers in order, and an earlier request covers no more than a later one).
+   */
+  #onFlushAck(from: SiteId, message: FlushAckMessage): SiteOutput {
+    if (from !== this.#peer() || this.#state.role !== 'primary') {
+      throw new UnexpectedMessageError(message.kind, from, this.id, `role ${this.#state.role}`);
+    }
+    const answered = this.#flushes.findIndex((flush) => flush.token === message.token);
+    if (answered < 0) throw new UnexpectedMessageError(message.kind, from, this.id, `no flush ${message.token} waiting`);
+    const flush = this.#flushes[answered] as WaitingFlush;
+    if (flush.updateNumber !== message.updateNumber) throw new OutOfOrderError(message.kind, flush.updateNumber, message.updateNumber);
+    const done = this.#flushes.splice(0, answered + 1);
+    return output(
+      noEnvelopes,
+      done.map((each) => ({ kind: 'flushDone', flushId: each.flushId, alone: false }) satisfies SiteNote),
     );
   }
 

@@ -5,11 +5,13 @@
  * secondary (one journal write, one answer, the overflow rule, site 3's progress learned and never lowered);
  * what a failing primary does with its writes in flight; the refusals a source sends when its journal no
  * longer covers site 3; malformed copy and resync messages; when the site makes its journal and volumes
- * durable (flushEachWrite); and when it saves its durable state (exactly when it changes).
+ * durable (flushEachWrite); who must make a host's flush durable before it is answered (both sync members
+ * when the pair is in sync, by fence policy otherwise); and when it saves its durable state (exactly when it
+ * changes).
  */
 
 import { describe, expect, it } from 'vitest';
-import { MalformedMessageError, OutOfOrderError, SiteFailedError, UnexpectedMessageError } from '../../impl/core/errors.ts';
+import { MalformedMessageError, NotDurableError, OutOfOrderError, SiteFailedError, UnexpectedMessageError } from '../../impl/core/errors.ts';
 import { entryBytes, MemoryJournal, type JournalLimits } from '../../impl/core/journal.ts';
 import {
   batchBytesMax,
@@ -19,7 +21,7 @@ import {
   type PullEntriesMessage,
   type SyncWriteBatchMessage,
 } from '../../impl/core/messages.ts';
-import { StorageSystem, type SiteConfig, type SiteDurableState, type SiteEnvelope, type SiteId } from '../../impl/core/storage-system.ts';
+import { flushesWaitingMax, StorageSystem, type SiteConfig, type SiteDurableState, type SiteEnvelope, type SiteId, type SiteNote } from '../../impl/core/storage-system.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
 
 const blockBytes = 4096;
@@ -331,6 +333,113 @@ describe('flushEachWrite: the journal and the volumes are durable before a write
       expect(three.digest()).toBe(primary.digest());
     });
   }
+});
+
+describe("durability on request: a host's flush is durable at both sync members when the pair is in sync (P1)", () => {
+  const pair = (fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting') => ({
+    primary: makeSite(1, 16 * blockBytes, { fencePolicy }),
+    secondary: makeSite(2, 16 * blockBytes, { fencePolicy }),
+  });
+  /** What a note says, in a form to compare: an outcome, or the error's class and reason. */
+  const outcome = (note: SiteNote): unknown =>
+    note.kind === 'flushFailed' ? [note.flushId, note.error.name, (note.error as { reason?: string }).reason ?? null] : note.kind === 'flushDone' ? [note.flushId, note.alone] : note;
+  const written = (site: StorageSystem): number[] => [site.journal as CountingJournal, ...(site.volumes as CountingVolume[])].map((part) => part.flushes);
+
+  it('the primary asks its secondary, which fsyncs its journal and volumes and answers with the token; only the answer settles the flush', () => {
+    const { primary, secondary } = pair();
+    exchange([primary, secondary], primary.hostWrite(1, 0, 0, filled(blockBytes, 1)).send);
+    const out = primary.requestFlush(10);
+    expect(out.notes).toEqual([]);
+    expect(out.send).toEqual([{ from: 1, to: 2, message: { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 1 } }]);
+    expect(primary.flushesWaiting).toBe(1);
+    expect(written(secondary)).toEqual([0, 0]);
+    const answer = secondary.handle(out.send[0] as SiteEnvelope);
+    expect(written(secondary)).toEqual([1, 1]);
+    expect(secondary.flushesForPeer).toBe(1);
+    expect(answer).toEqual({ send: [{ from: 2, to: 1, message: { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 1 } }], notes: [] });
+    expect(primary.handle(answer.send[0] as SiteEnvelope).notes.map(outcome)).toEqual([[10, false]]);
+    expect(primary.flushesWaiting).toBe(0);
+  });
+
+  it('a flush covers the writes acknowledged before it, not a later one still in flight', () => {
+    const { primary, secondary } = pair();
+    exchange([primary, secondary], primary.hostWrites([1, 2].map((writeId) => ({ writeId, volume: 0, offset: writeId * blockBytes, data: filled(blockBytes, writeId) }))).send);
+    const later = primary.hostWrite(3, 0, 0, filled(blockBytes, 3));
+    const request = primary.requestFlush(10).send[0]?.message;
+    expect(request).toMatchObject({ kind: 'flushRequest', updateNumber: 2 });
+    // The secondary takes the later write first (the link is in order) and the request after it.
+    secondary.handle(later.send[0] as SiteEnvelope);
+    expect(secondary.handle({ from: 1, to: 2, message: request as Message }).send[0]?.message).toMatchObject({ kind: 'flushAck', updateNumber: 2 });
+  });
+
+  it('an answer settles its flush and every earlier one; a second answer, or one for a flush never asked, is refused', () => {
+    const { primary, secondary } = pair();
+    const requests = [11, 12, 13].map((flushId) => primary.requestFlush(flushId).send[0] as SiteEnvelope);
+    expect(requests.map((envelope) => (envelope.message as { token: number }).token)).toEqual([1, 2, 3]);
+    const second = secondary.handle(requests[1] as SiteEnvelope).send[0] as SiteEnvelope;
+    expect(primary.handle(second).notes.map(outcome)).toEqual([
+      [11, false],
+      [12, false],
+    ]);
+    expect(primary.flushesWaiting).toBe(1);
+    expect(() => primary.handle(second)).toThrow(/no flush 2 waiting/);
+    expect(() => primary.handle({ from: 2, to: 1, message: { kind: 'flushAck', epoch: 1, token: 9, updateNumber: 0 } })).toThrow(UnexpectedMessageError);
+    // An answer naming another update number than its request asked for is out of order.
+    expect(() => primary.handle({ from: 2, to: 1, message: { kind: 'flushAck', epoch: 1, token: 3, updateNumber: 5 } })).toThrow(OutOfOrderError);
+    expect(primary.flushesWaiting).toBe(1);
+  });
+
+  it('a secondary refuses a request for writes it does not hold (out of order), fsyncing nothing', () => {
+    const { secondary } = pair();
+    expect(() => secondary.handle({ from: 1, to: 2, message: { kind: 'flushRequest', epoch: 1, token: 1, updateNumber: 1 } })).toThrow(OutOfOrderError);
+    expect(written(secondary)).toEqual([0, 0]);
+    expect(secondary.flushesForPeer).toBe(0);
+  });
+
+  for (const [policy, expected] of [
+    ['keepWriting', [[20, true], [21, true]]],
+    ['refuse', [[20, 'NotDurableError', 'fencePolicy'], [21, 'NotDurableError', 'fencePolicy']]],
+  ] as const) {
+    it(`${policy}: flushes waiting when the pair leaves in sync, and a flush with the pair suspended, are decided by fence policy at site 1`, () => {
+      const { primary } = pair(policy);
+      primary.requestFlush(20);
+      expect(primary.setSyncPair('suspended').notes.map(outcome)).toEqual([expected[0]]);
+      expect(primary.flushesWaiting).toBe(0);
+      expect(primary.requestFlush(21)).toMatchObject({ send: [] });
+      expect(primary.requestFlush(21).notes.map(outcome)).toEqual([expected[1]]);
+    });
+  }
+
+  it('site 2 as primary with its pair suspended keeps writing whatever the policy; a secondary or site 3 answers on its own fsync', () => {
+    const two = makeSite(2, 16 * blockBytes, { fencePolicy: 'refuse' });
+    two.setRole('primary');
+    two.setSyncPair('suspended');
+    expect(two.requestFlush(1).notes.map(outcome)).toEqual([[1, true]]);
+    expect(makeSite(2, 16 * blockBytes).requestFlush(2)).toEqual({ send: [], notes: [{ kind: 'flushDone', flushId: 2, alone: true }] });
+    expect(makeSite(3, 16 * blockBytes).requestFlush(3)).toEqual({ send: [], notes: [{ kind: 'flushDone', flushId: 3, alone: true }] });
+  });
+
+  it('a primary that fails, or is deposed by a higher epoch, fails the flushes waiting', () => {
+    const failing = pair().primary;
+    failing.requestFlush(1);
+    expect(failing.fail().notes.map(outcome)).toEqual([[1, 'SiteFailedError', null]]);
+    const deposed = pair().primary;
+    deposed.requestFlush(2);
+    expect(deposed.learnEpoch(2).notes.map(outcome)).toEqual([[2, 'NotDurableError', 'deposed']]);
+    expect(deposed.flushesWaiting).toBe(0);
+  });
+
+  it(`holds exactly flushesWaitingMax (${flushesWaitingMax}) flushes waiting; one more is refused at once, none dropped`, () => {
+    const { primary } = pair();
+    for (let flushId = 1; flushId <= flushesWaitingMax; flushId += 1) expect(primary.requestFlush(flushId).send).toHaveLength(1);
+    expect(primary.flushesWaiting).toBe(flushesWaitingMax);
+    const refused = primary.requestFlush(flushesWaitingMax + 1);
+    expect(refused.send).toEqual([]);
+    expect(refused.notes.map(outcome)).toEqual([[flushesWaitingMax + 1, 'NotDurableError', 'flushesWaitingMax']]);
+    expect(refused.notes[0]).toMatchObject({ error: expect.any(NotDurableError) });
+    expect(primary.flushesWaiting).toBe(flushesWaitingMax);
+    expect(primary.handle({ from: 2, to: 1, message: { kind: 'flushAck', epoch: 1, token: flushesWaitingMax, updateNumber: 0 } }).notes).toHaveLength(flushesWaitingMax);
+  });
 });
 
 describe('a failing primary with writes in flight (P1)', () => {
