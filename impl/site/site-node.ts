@@ -237,10 +237,33 @@ export interface SiteStatus {
   deposedBy: number | null;
   /** Messages of a lower epoch this site refused (nothing of them applied; each sender was told the epoch). */
   staleEpochRefused: number;
+  /**
+   * Durability on request: host flushes (NBD FLUSH, FUA) this site answered after its own fsync (`host`),
+   * flush requests of its primary it fsynced and answered (`forPeer`), and host flushes waiting for the
+   * secondary's answer (`waiting`).
+   */
+  flushes: { host: number; forPeer: number; waiting: number };
   /** Site 3 only: received and restored update numbers, source, async pair and last judgement. */
   remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
   /** SHA-256 of the volumes, when asked for (it reads every byte). */
   volumeDigest: string | null;
+}
+
+/**
+ * The result of a host flush: `alone` when it is durable at this site only (its pair was not in sync, or it
+ * is not the primary); otherwise at both sync members.
+ */
+export interface FlushResult {
+  alone: boolean;
+}
+
+/** A host flush being carried out: its own fsync (`local`) and the outcome the site noted (`remote`). */
+interface PendingFlush {
+  resolve(result: FlushResult): void;
+  reject(error: RefusalError): void;
+  sentAtMs: number;
+  local: boolean;
+  remote: FlushResult | null;
 }
 
 /** The result of a host write: its update number, and whether it is on this site alone (P1 exposure). */
@@ -306,6 +329,11 @@ export class SiteNode {
   readonly #pending = new Map<number, PendingWrite>();
   readonly #queued: QueuedWrite[] = [];
   #nextWriteId = 1;
+  /** Host flushes not yet answered, by id (at most `flushesWaitingMax` wait for the secondary: the core refuses more). */
+  readonly #flushes = new Map<number, PendingFlush>();
+  #nextFlushId = 1;
+  /** Host flushes answered after this site's own fsync. */
+  #hostFlushes = 0;
   #nowMs = 0;
   /** False until the first {@link onTick}: the process's clock may be far past 0 when the node is made. */
   #clockSet = false;
@@ -446,11 +474,53 @@ export class SiteNode {
     return this.site.read(volume, offset, length);
   }
 
-  /** Makes the journal and volumes durable (NBD flush and FUA). */
-  flush(): void {
-    if (!this.site.up) throw new SiteFailedError(this.id, 'flush');
-    this.#guard('flush', () => this.site.flush());
-    if (this.#fault !== null) throw new StorageFaultError(this.id, 'flush', this.#fault);
+  /**
+   * A host's flush (NBD FLUSH, and FUA on WRITE, TRIM, WRITE_ZEROES): resolves when every write acknowledged
+   * before it is on stable storage at this site (its journal and volumes fsynced) and, at a primary whose pair
+   * is in sync, at its secondary too (the secondary's {@link FlushAckMessage}). Never waits longer than the
+   * answer timeout for the secondary: an unanswered flush takes the link down as an unanswered sync write
+   * does (rule R1), and the pair's suspension decides it by fence policy: `keepWriting` resolves it durable
+   * here alone (`alone`), `refuse` at site 1 rejects it with {@link NotDurableError}. Rejects with
+   * {@link SiteFailedError} at a failed site and {@link StorageFaultError} when the fsync meets a device error.
+   * @see StorageSystem.requestFlush
+   */
+  flush(): Promise<FlushResult> {
+    if (this.#fault !== null) return Promise.reject(new StorageFaultError(this.id, 'flush', this.#fault));
+    if (!this.site.up) return Promise.reject(new SiteFailedError(this.id, 'flush'));
+    const flushId = this.#nextFlushId;
+    this.#nextFlushId += 1;
+    let pending: PendingFlush | undefined;
+    const answered = new Promise<FlushResult>((resolve, reject) => {
+      pending = { resolve, reject, sentAtMs: this.#nowMs, local: false, remote: null };
+    });
+    const flush = pending as PendingFlush;
+    this.#flushes.set(flushId, flush);
+    // A flush that finds no link to its in-sync secondary suspends the pair first (R1), as a host write does.
+    if (this.id !== 3 && this.site.role === 'primary' && this.#pairInSync() && !this.#links.isConnected(this.#peer())) {
+      this.#suspendSyncPair('no link to the secondary at a flush');
+    }
+    // The request goes first, then this site's own fsync: both sync members fsync at the same time.
+    this.#guard('flush', () => {
+      this.#emit(this.site.requestFlush(flushId));
+      this.site.flush();
+      flush.local = true;
+    });
+    if (this.#fault !== null) {
+      this.#flushes.delete(flushId);
+      flush.reject(new StorageFaultError(this.id, 'flush', this.#fault));
+    } else {
+      this.#settleFlush(flushId);
+    }
+    return answered;
+  }
+
+  /** Answers a host flush once both its own fsync is done and the site noted its outcome. */
+  #settleFlush(flushId: number): void {
+    const flush = this.#flushes.get(flushId);
+    if (flush === undefined || !flush.local || flush.remote === null) return;
+    this.#flushes.delete(flushId);
+    this.#hostFlushes += 1;
+    flush.resolve(flush.remote);
   }
 
   /** The device error this site detached on, or null (DRBD's `on-io-error detach`; see {@link #detach}). */
@@ -657,6 +727,7 @@ export class SiteNode {
       this.#waiterSinceMs = nowMs;
       this.#pullSentAtMs = nowMs;
       for (const pending of this.#pending.values()) pending.sentAtMs = nowMs;
+      for (const flush of this.#flushes.values()) flush.sentAtMs = nowMs;
     }
     this.#nowMs = nowMs;
     // Writes held for room on the link go when it has drained (frames from the peer also drain the queue).
@@ -672,6 +743,11 @@ export class SiteNode {
       if (this.#pullOutstanding && nowMs - this.#pullSentAtMs > timeout) this.#endPull(new NotAcknowledgedError('pullJournal', `no answer within ${timeout} ms`));
       return;
     }
+    if (this.site.flushesWaiting > 0 && this.#flushUnansweredFor(nowMs) > timeout) {
+      // R1, as for a sync write: the secondary did not make the flush durable in time.
+      this.#links.disconnect(this.#peer(), `a flush was not answered within ${timeout} ms`);
+      this.onPeerDown(this.#peer(), 'flush timeout');
+    }
     if (this.#pending.size === 0) return;
     let oldest = Number.POSITIVE_INFINITY;
     for (const pending of this.#pending.values()) oldest = Math.min(oldest, pending.sentAtMs);
@@ -679,6 +755,13 @@ export class SiteNode {
       this.#links.disconnect(this.#peer(), `a sync write was not answered within ${timeout} ms`);
       this.onPeerDown(this.#peer(), 'sync write timeout');
     }
+  }
+
+  /** How long the oldest host flush waiting for the secondary's answer has waited. */
+  #flushUnansweredFor(nowMs: number): number {
+    let oldest = nowMs;
+    for (const flush of this.#flushes.values()) if (flush.remote === null) oldest = Math.min(oldest, flush.sentAtMs);
+    return nowMs - oldest;
   }
 
   /** Site 3 pulls from its source at the configured interval (claim 9), one pull outstanding at most. */
@@ -1073,6 +1156,7 @@ export class SiteNode {
       epoch: site.epoch,
       deposedBy: site.deposedBy,
       staleEpochRefused: this.#staleEpochRefused,
+      flushes: { host: this.#hostFlushes, forPeer: site.flushesForPeer, waiting: site.flushesWaiting },
       remote:
         this.id === 3
           ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
@@ -1086,6 +1170,8 @@ export class SiteNode {
     for (const pending of this.#pending.values()) pending.reject(new SiteFailedError(this.id, 'host write'));
     this.#pending.clear();
     for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
+    for (const flush of this.#flushes.values()) flush.reject(new SiteFailedError(this.id, 'flush'));
+    this.#flushes.clear();
     this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
     this.site.close();
@@ -1136,6 +1222,8 @@ export class SiteNode {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     for (const write of this.#queued.splice(0)) write.reject(error);
+    for (const flush of this.#flushes.values()) flush.reject(error);
+    this.#flushes.clear();
   }
 
   #peer(): SyncSiteId {
@@ -1293,8 +1381,9 @@ export class SiteNode {
 
   #emit(out: SiteOutput): void {
     for (const envelope of out.send) {
-      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && (envelope.message.kind === 'syncWrite' || envelope.message.kind === 'syncWriteBatch')) {
-        // The secondary is unreachable: R1 decides this write and any other in flight.
+      const kind = envelope.message.kind;
+      if (!this.#send(envelope) && this.id !== 3 && envelope.to === this.#peer() && (kind === 'syncWrite' || kind === 'syncWriteBatch' || kind === 'flushRequest')) {
+        // The secondary is unreachable: R1 decides this write (or flush) and any other in flight.
         this.#suspendSyncPair('a sync write found no link');
       }
     }
@@ -1316,6 +1405,20 @@ export class SiteNode {
         assert(pending !== undefined, 'every failure answers a submitted write', () => `write ${note.writeId}`);
         this.#pending.delete(note.writeId);
         pending.reject(this.#fault === null ? note.error : new StorageFaultError(this.id, 'host write', this.#fault));
+        return;
+      }
+      case 'flushDone': {
+        const flush = this.#flushes.get(note.flushId);
+        assert(flush !== undefined, 'every flush outcome answers a host flush', () => `flush ${note.flushId}`);
+        flush.remote = { alone: note.alone };
+        this.#settleFlush(note.flushId);
+        return;
+      }
+      case 'flushFailed': {
+        const flush = this.#flushes.get(note.flushId);
+        assert(flush !== undefined, 'every flush outcome answers a host flush', () => `flush ${note.flushId}`);
+        this.#flushes.delete(note.flushId);
+        flush.reject(this.#fault === null ? note.error : new StorageFaultError(this.id, 'flush', this.#fault));
         return;
       }
       case 'journalOverflow':

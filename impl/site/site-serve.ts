@@ -101,7 +101,8 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
       const parts: Promise<unknown>[] = [];
       for (let at = 0; at < data.length; at += chunkBytes) parts.push(hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
       await Promise.all(parts);
-      if (fua) node.flush();
+      // FUA: answered once the write is on stable storage at both sync members (SiteNode.flush).
+      if (fua) await node.flush();
     } catch (error) {
       throw nbdErrorOf(error);
     }
@@ -111,7 +112,13 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
     const parts: Promise<void>[] = [];
     for (let at = 0; at < length; at += zero.length) parts.push(write(offset + at, zero.subarray(0, Math.min(zero.length, length - at)), false));
     await Promise.all(parts);
-    if (fua) node.flush();
+    if (fua) {
+      try {
+        await node.flush();
+      } catch (error) {
+        throw nbdErrorOf(error);
+      }
+    }
   };
   return {
     name: `vol${volume}`,
@@ -128,9 +135,11 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
       }
     },
     write,
+    // FLUSH: the NBD server has let every write before it on the connection settle; answered once they are
+    // on stable storage at both sync members (or per fence policy when the pair is not in sync).
     flush: async () => {
       try {
-        node.flush();
+        await node.flush();
       } catch (error) {
         throw nbdErrorOf(error);
       }

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
 import { MemoryJournal } from '../../impl/core/journal.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
-import { DeviceError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
+import { DeviceError, NotDurableError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
 import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
@@ -907,4 +907,86 @@ describe('the limits of host writes that wait at a node', () => {
     const outcomes = await Promise.all(writes.slice(0, -1));
     expect(outcomes.filter((outcome) => outcome !== 'acknowledged')).toEqual([]);
   }, 120_000);
+});
+
+describe('durability on request: a host flush is answered after both sync members fsynced (issue 15)', () => {
+  /** Whether a promise has settled yet (after the frames and promise reactions due now have run). */
+  async function settled(promise: Promise<unknown>): Promise<boolean> {
+    let done = false;
+    void promise.then(
+      () => (done = true),
+      () => (done = true),
+    );
+    await settle();
+    return done;
+  }
+
+  it("a FLUSH at the primary waits for site 2's fsync and answer; site 2's count of flushes made durable moves with it", async () => {
+    const d = deploy('keepWriting');
+    const { nodes, net } = d;
+    await nodes[1].hostWrite(0, 0, block(1));
+    net.held.add('1>2'); // site 2 has not read the request yet
+    const flush = nodes[1].flush();
+    expect(await settled(flush)).toBe(false);
+    expect(nodes[1].status(false).flushes).toEqual({ host: 0, forPeer: 0, waiting: 1 });
+    expect(nodes[2].status(false).flushes.forPeer).toBe(0);
+    net.held.delete('1>2');
+    net.deliverAll();
+    expect(await flush).toEqual({ alone: false });
+    expect(nodes[2].status(false).flushes.forPeer).toBe(1);
+    expect(nodes[1].status(false).flushes).toEqual({ host: 1, forPeer: 0, waiting: 0 });
+    // A flush at a site that is not the primary is its own fsync alone.
+    expect(await nodes[3].flush()).toEqual({ alone: true });
+  });
+
+  for (const policy of ['keepWriting', 'refuse'] as const) {
+    it(`${policy}: a flush site 2 never answers is bounded by the answer timeout, which suspends the pair (R1); then it is decided by fence policy`, async () => {
+      const d = deploy(policy);
+      const { nodes, net } = d;
+      await nodes[1].hostWrite(0, 0, block(1));
+      net.held.add('1>2');
+      nodes[1].onTick(0);
+      const flush = nodes[1].flush().then(
+        (result) => result,
+        (error: unknown) => error,
+      );
+      nodes[1].onTick(900);
+      expect(await settled(flush)).toBe(false);
+      expect(nodes[1].status(false).syncPair).toBe('inSync');
+      nodes[1].onTick(1001); // answerTimeoutMs 1000
+      const outcome = await flush;
+      expect(net.log.some((line) => line.includes('a flush was not answered within 1000 ms'))).toBe(true);
+      expect(nodes[1].status(false).syncPair).not.toBe('inSync');
+      if (policy === 'keepWriting') expect(outcome).toEqual({ alone: true });
+      else expect(outcome).toMatchObject({ name: 'NotDurableError', reason: 'fencePolicy' });
+      expect(nodes[1].status(false).flushes.waiting).toBe(0);
+      net.held.delete('1>2');
+    });
+  }
+
+  it('with no link to site 2 a flush suspends the pair first (R1): durable at site 1 alone under keepWriting, refused under refuse', async () => {
+    for (const policy of ['keepWriting', 'refuse'] as const) {
+      const d = deploy(policy);
+      d.net.online.set(2, false); // site 2 gone without its peers being told yet
+      const outcome = await d.nodes[1].flush().then(
+        (result) => result,
+        (error: unknown) => error,
+      );
+      if (policy === 'keepWriting') expect(outcome).toEqual({ alone: true });
+      else expect(outcome).toBeInstanceOf(NotDurableError);
+    }
+  });
+
+  it("a device error at site 1's own fsync fails the flush with it, even when site 1 alone was to answer; never resolved as durable", async () => {
+    const d = deploy('keepWriting');
+    const { nodes, net } = d;
+    net.change(() => net.cut.add('1-2'));
+    const journal = nodes[1].site.journal;
+    journal.flush = () => {
+      throw new DeviceError('journal', 'journal/segment-1', 'flush', 'EIO', new Error('input/output error'));
+    };
+    await expect(nodes[1].flush()).rejects.toMatchObject({ name: 'StorageFaultError', fault: { errno: 'EIO' } });
+    expect(nodes[1].status(false)).toMatchObject({ up: false, fault: { operation: 'flush' } });
+    await expect(nodes[1].flush()).rejects.toBeInstanceOf(StorageFaultError);
+  });
 });
