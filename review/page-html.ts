@@ -251,7 +251,7 @@ its transitions in the statechart (from each transition's <code>meta.claims</cod
 (each path is a JUnit case of <code>reports/conformance.junit.xml</code>), and its result: <b>passed</b> when its transitions were covered and no divergence happened at a step taking them,
 <b>failed</b> when one did, <b>not covered</b> when the run never took them.</p>
 <h3 id="storage-areas">The claims' storage areas, named</h3>${storageAreaTable()}
-<table class="evidence fixed claims-table"><colgroup><col style="width:2.6em"><col style="width:14%"><col style="width:31%"><col><col style="width:13em"><col style="width:7.5em"></colgroup>
+<table class="evidence fixed claims-table"><colgroup><col style="width:2.6em"><col style="width:14%"><col style="width:31%"><col><col style="width:13em"><col style="width:8.5em"></colgroup>
 <thead><tr><th>#</th><th>Paraphrase</th><th>The claim's words</th><th>Transitions that implement it</th><th>Generated paths that exercise it</th><th>Latest run</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table></section>`;
 }
@@ -294,7 +294,7 @@ this page does not explore 2 volumes itself, because that exploration was not sh
 
 function decisionsSection(input: PageInput): string {
   const rows = input.decisions.map(
-    ({ decision, transitions }) => `<tr id="decision-${e(decision.key)}"><td class="subject"><b>${e(decision.title)}</b><br>${e(decision.text)}</td><td>${e(decision.source)}</td><td>${e(decision.follows)}</td><td>${transitions.map((id) => chip(input.chart, id)).join('')}</td></tr>`,
+    ({ decision, transitions }) => `<tr id="decision-${e(decision.key)}"><td class="subject"><b>${e(decision.title)}</b><br>${e(decision.text)}</td><td>${e(decision.source)}</td><td>${e(decision.follows)}</td><td>${transitions.map((id) => `${chip(input.chart, id)}${pathButton(input, id)}`).join(' ')}</td></tr>`,
   );
   return `<section id="decisions"><h2>Decisions where the claims are silent</h2>
 <p class="lead">What this project decided where the claim set says nothing, following the products storage engineers know (from <code>shared/DESIGN.md</code> and the <b>Decision</b> paragraphs of <code>model/README.md</code>), each linked to the transitions that carry it out.</p>

@@ -231,8 +231,11 @@ describe('the spec review page, without a conformance run', () => {
 
   it('clips no table cell and no diagram label at 1,280 and 1,920 px, even in a font wider than Graphviz assumed; the claims table fits its card at 1,400 px', async () => {
     const { page, errors } = await openPage(file);
-    // Every region's figure shown at once, so all of them are measured.
+    // Every region's figure shown at once, so all of them are measured; the simulator after a failover story,
+    // so its tables and figure hold a state worth looking at.
     await page.addStyleTag({ content: '.region-tabs > figure { display: block !important; }' });
+    await page.click('button[data-load-trace="story-failover-delta-resync"]');
+    await page.click('#trace-run');
     for (const width of [1280, 1920]) {
       await page.setViewportSize({ width, height: 1000 });
       const measured = await page.evaluate(measureClips, 1);
@@ -240,10 +243,10 @@ describe('the spec review page, without a conformance run', () => {
       expect(measured.cells).toBeGreaterThan(400);
       expect(measured.texts).toBeGreaterThan(300);
       expect(measured.clips, `at ${width} px`).toEqual([]);
-      await page.locator('#simulator').scrollIntoViewIfNeeded();
-      await page.screenshot({ path: `reports/review-${width}.png` });
-      await page.locator('#claims').scrollIntoViewIfNeeded();
-      await page.screenshot({ path: `reports/review-${width}-claims.png` });
+      for (const [section, name] of [['simulator', `review-${width}.png`], ['claims', `review-${width}-claims.png`]] as const) {
+        await page.evaluate((id) => document.getElementById(id)!.scrollIntoView({ block: 'start' }), section);
+        await page.screenshot({ path: `reports/${name}` });
+      }
     }
     // DejaVu Sans is about 15% wider than the Helvetica metrics Graphviz sizes its boxes with: a machine without a
     // Helvetica-compatible font draws it so, and the texts still fit their boxes.
