@@ -12,7 +12,7 @@ import { causeBounds } from './causes.ts';
 /** The bounds the paths are found at: the smallest at which every transition of the chart is taken. */
 export const transitionPathBounds: Partial<ModelParams> = causeBounds;
 
-/** The most states the path exploration may visit (it visits about 25,000 at {@link transitionPathBounds}). */
+/** The most states the path exploration may visit (it visits 27,279 at {@link transitionPathBounds} with the current chart). */
 export const transitionPathStatesMax = 400_000;
 
 /** Shortest paths, by transition id, and the bounds they are valid at. */
