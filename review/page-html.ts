@@ -10,8 +10,10 @@ import type { ClaimEvidence, ClaimResult } from './claim-evidence.ts';
 import type { ConformanceReport } from './conformance-report.ts';
 import type { Decision } from './decisions.ts';
 import type { PolicyExploration } from './exploration.ts';
+import { claimParts, claimTextPieces, storageAreas, storageAreaShort } from './claim-text.ts';
 import { pageStyle } from './page-style.ts';
-import type { PropertyEvidence } from './property-evidence.ts';
+import { pairStatusMapping } from './simulator/pair-states.ts';
+import { boundsText, exercisesSeveralVolumes, severalVolumeClaims, type PropertyEvidence } from './property-evidence.ts';
 import { simulatorDataId, type SimulatorData } from './simulator/defaults.ts';
 import { escapeHtml } from './simulator/view.ts';
 
@@ -40,6 +42,8 @@ export interface PageInput {
   simulatorScript: string;
   /** When the page was built (ISO), for the colophon. */
   builtAt: string;
+  /** Claim n's words as filed, at index n - 1 (`claim-text-data.ts`). */
+  claimTexts: readonly string[];
 }
 
 /** How many divergences the page lists in full (all of them are loadable in the simulator). */
@@ -70,6 +74,24 @@ function chip(chart: Chart, id: string, extra = ''): string {
   return `<button type="button" class="chip${extra}" data-focus-transition="${e(id)}" title="${e(descriptionOf(chart, id))} (click: show on the chart)">${e(id)}${guard}</button>`;
 }
 
+/** The key of the simulator trace that shows a shortest path taking transition `id`. */
+export function pathTraceKey(id: string): string {
+  return `path-${id}`;
+}
+
+/** A "show me a path" button for transition `id`, when the page holds a path to it. */
+function pathButton(input: PageInput, id: string): string {
+  const key = pathTraceKey(id);
+  if (!input.simulatorData.traces.some((trace) => trace.key === key)) return '';
+  return `<button type="button" class="path" data-load-trace="${e(key)}" data-run-trace="end" data-show-transition="${e(id)}" title="load a shortest path to a state where ${e(id)} is taken, and step it in the simulator">show me a path</button>`;
+}
+
+/** The bounds of the page's own exploration, in words, or null when it did not explore. */
+function explorationBounds(input: PageInput): string | null {
+  const params = input.exploration[0]?.params;
+  return params ? `${boundsText(params)}; fence policies ${input.exploration.map((run) => run.params.fencePolicy).join(' and ')}` : null;
+}
+
 const resultClass: Record<ClaimResult, string> = { passed: 'passed', failed: 'failed', 'not covered': 'not-covered', 'no conformance run': 'no-run' };
 
 function verdicts(input: PageInput): string {
@@ -83,7 +105,7 @@ function verdicts(input: PageInput): string {
     : `<span class="verdict none">claims ${claims.filter((row) => row.transitions.length > 0).length}/${claims.length} traced</span>`;
   const violations = exploration.flatMap((run) => run.violations);
   const propertyChip = exploration.length
-    ? `<span class="verdict ${violations.length === 0 && exploration.every((run) => run.complete) ? 'ok' : 'bad'}">P1-P7 ${violations.length === 0 ? 'hold' : `${violations.length} violated`} in ${count(exploration.reduce((sum, run) => sum + run.states, 0))} states</span>`
+    ? `<a class="verdict ${violations.length === 0 && exploration.every((run) => run.complete) ? 'ok' : 'bad'}" href="#properties" data-verdict="properties">P1-P7 ${violations.length === 0 ? 'hold' : `${violations.length} violated`} in ${count(exploration.reduce((sum, run) => sum + run.states, 0))} states <small>(bounds: ${e(explorationBounds(input)!)})</small></a>`
     : '<span class="verdict none">P1-P7 not explored</span>';
   return `<div class="verdicts">${conformanceChip}${claimChip}${propertyChip}</div>`;
 }
@@ -127,6 +149,16 @@ its volumes and their SHA-256 digest, exactly as <code>observe()</code> of <code
 <button type="submit">apply (restarts)</button></form>
 </div>
 <div id="sim-message" hidden></div>
+<div id="sim-viewing" hidden></div>
+<div class="sim-overview">
+<figure class="topology-figure"><figcaption><b>Topology now</b>: an arrow is a pair carrying data, in its direction (blue sync copy, green asynchronous journal copy, amber delta resync); dotted violet: the standby pair (HOLD/HLDE); a red cross: a cut link.</figcaption><div id="sim-topology"></div></figure>
+<div class="pair-state-panel"><h4>Pair states, as a storage array shows them (Hitachi TrueCopy / Universal Replicator)</h4><div id="sim-pairs"></div>
+<details id="pair-state-mapping"><summary>how the model's states map to these statuses</summary><table class="evidence mapping"><thead><tr><th>model</th><th>status (P-VOL / S-VOL)</th><th>why</th></tr></thead><tbody>${pairStatusMapping
+    .map((row) => `<tr><td><code>${e(row.model)}</code></td><td><b>${e(row.status)}</b></td><td>${e(row.why)}</td></tr>`)
+    .join('')}</tbody></table>
+<p>Fence level: the model's fence policy <code>refuse</code> is TrueCopy's fence level DATA, <code>keepWriting</code> is NEVER (the changed-block record stands for the array's differential bitmap). Journal fill counts entries against the model's journal capacity; "high water" is 80% (PFUL).</p></details></div>
+</div>
+<p class="legend changed-legend"><span><i class="changed-swatch"></i>changed at the step shown</span> Click any step under "Steps taken" to see the simulation as it was then.</p>
 <div class="sim-grid">
 <div><div id="sim-sites"></div><div id="sim-events"></div></div>
 <div class="side">
@@ -142,10 +174,10 @@ its volumes and their SHA-256 digest, exactly as <code>observe()</code> of <code
 <details><summary>or paste events, one per line</summary><textarea id="trace-paste" placeholder="HOST_WRITE host=1 volume=0 block=0 data=1&#10;FAIL_SITE site=1&#10;FAILOVER force=false"></textarea><button type="button" id="trace-paste-load">load pasted</button></details>
 <div id="trace-steps"></div></div>
 </div></div>
-<div class="chart-bar"><h3 id="statechart">The whole statechart</h3><button type="button" id="chart-zoom">actual size</button>
+<div class="chart-bar"><h3 id="statechart">The whole statechart</h3><button type="button" id="chart-zoom">fit to width</button>
 <span class="legend"><span><i style="background:var(--hi)"></i>current state</span><span><i style="background:var(--taken)"></i>last step</span><span><i style="background:#2f5d8a"></i>implements claims</span><span><i style="background:#8a8f96"></i>beyond the claims</span></span>
 <span class="legend">rendered by Graphviz ${e(input.graphvizVersion)} (WebAssembly) in ${ms(input.timings.statechartMs)} (${ms(input.timings.statechartWarmMs)} warm)</span></div>
-<div id="chart-view">${chart.svg}</div>
+<div id="chart-view" class="natural">${chart.svg}</div>
 </section>`;
 }
 
@@ -169,31 +201,58 @@ function pathsCell(row: ClaimEvidence, conformance: ConformanceReport | null): s
   return `<div class="paths">${parts.join('<br>')}${details}${divergences}</div>`;
 }
 
+/** A claim's words with every storage area, storage system and host device named as this project builds it. */
+function claimTextHtml(text: string): string {
+  return claimTextPieces(text)
+    .map((piece) => {
+      if ('area' in piece) return `<span class="area" data-area="${piece.area.number}" title="${e(piece.area.here)}">${e(piece.text)} <b>[${e(storageAreaShort(piece.area))}]</b></span>`;
+      if ('part' in piece) return `<span class="part">${e(piece.text)} <b>[${e(piece.part)}]</b></span>`;
+      return e(piece.text);
+    })
+    .join('');
+}
+
+function storageAreaTable(): string {
+  const rows = storageAreas
+    .map((area) => `<tr data-area-row="${area.number}"><td class="num">${area.number}</td><td>${e(area.words)}</td><td><b>${e(storageAreaShort(area))}</b></td><td>${e(area.here)}</td><td>${area.claims.map((n) => `<a href="#claim-${n}">${n}</a>`).join(', ')}</td></tr>`)
+    .join('');
+  const parts = claimParts.map((part) => `<li><i>${e(part.words)}</i>: ${e(part.here)}</li>`).join('');
+  return `<div class="areas"><table class="evidence storage-areas"><thead><tr><th>#</th><th>the claims say</th><th>here</th><th>what it holds</th><th>claims that use it</th></tr></thead><tbody>${rows}</tbody></table>
+<ul class="plain parts">${parts}</ul></div>`;
+}
+
 function claimsSection(input: PageInput): string {
   const rows = input.claims.map((row) => {
     const chips = row.transitions
       .map((transition) => {
         const mark = transition.covered === null ? '' : transition.covered ? ' <span class="tick" title="covered by the conformance run">&#10003;</span>' : ' <span class="cross" title="not covered by the conformance run">&#10007;</span>';
         const button = chip(input.chart, transition.id, transition.covered === false ? ' uncovered' : '').replace('</button>', `${mark}</button>`);
-        return `<li>${button} <span class="desc">${e(transition.description)}</span></li>`;
+        return `<li>${button} ${pathButton(input, transition.id)} <span class="desc">${e(transition.description)}</span></li>`;
       })
       .join('');
     const explored = row.transitions.some((transition) => transition.explored)
       ? `<div class="ok" style="font-size:12px">taken by the exploration (${row.transitions.filter((transition) => transition.explored).length}/${row.transitions.length})</div>`
       : '';
+    const text = input.claimTexts[row.claim.number - 1];
+    const volumes = (severalVolumeClaims as readonly number[]).includes(row.claim.number) && !input.exploration.some((run) => exercisesSeveralVolumes(run.params))
+      ? '<div class="warn bounds-note">the page explored one volume per site: this claim was not exercised by that exploration</div>'
+      : '';
     return `<tr id="claim-${row.claim.number}" data-claim="${row.claim.number}" data-result="${e(row.result)}">
 <td class="num">${row.claim.number}</td>
-<td class="subject">${e(row.claim.subject)}${row.claim.dependsOn ? `<small>depends on claim ${row.claim.dependsOn}</small>` : '<small>independent claim</small>'}</td>
+<td class="subject">${e(row.claim.subject)}${row.claim.dependsOn ? `<small>depends on claim ${row.claim.dependsOn}</small>` : '<small>independent claim</small>'}${volumes}</td>
+<td class="claim-text" data-field="claim-text">${text ? claimTextHtml(text) : '<span class="violation">no text for this claim</span>'}</td>
 <td><ul class="transitions">${chips}</ul>${explored}</td>
 <td>${pathsCell(row, input.conformance)}</td>
 <td><span class="badge ${resultClass[row.result]}">${e(row.result)}</span></td></tr>`;
   });
   return `<section id="claims"><h2>The 40 claims</h2>
-<p class="lead">Each claim, its transitions in the statechart (from each transition's <code>meta.claims</code>; click one to see it on the chart), the generated paths of the latest conformance run that exercise it
+<p class="lead">Each claim in its own words as filed (<code>shared/seed/claims.txt</code>), with every storage area named as the site's volumes or journal it is here, beside our one-line paraphrase;
+its transitions in the statechart (from each transition's <code>meta.claims</code>; click one to see it on the chart, or <b>show me a path</b> to step a shortest path to it in the simulator), the generated paths of the latest conformance run that exercise it
 (each path is a JUnit case of <code>reports/conformance.junit.xml</code>), and its result: <b>passed</b> when its transitions were covered and no divergence happened at a step taking them,
 <b>failed</b> when one did, <b>not covered</b> when the run never took them.</p>
-<table class="evidence fixed"><colgroup><col style="width:3.2em"><col style="width:24%"><col><col style="width:17em"><col style="width:8.5em"></colgroup>
-<thead><tr><th>#</th><th>Claim</th><th>Transitions that implement it</th><th>Generated paths that exercise it</th><th>Latest run</th></tr></thead>
+<h3 id="storage-areas">The claims' storage areas, named</h3>${storageAreaTable()}
+<table class="evidence fixed claims-table"><colgroup><col style="width:2.6em"><col style="width:14%"><col style="width:31%"><col><col style="width:13em"><col style="width:8.5em"></colgroup>
+<thead><tr><th>#</th><th>Paraphrase</th><th>The claim's words</th><th>Transitions that implement it</th><th>Generated paths that exercise it</th><th>Latest run</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table></section>`;
 }
 
@@ -211,7 +270,7 @@ function propertiesSection(input: PageInput): string {
           .map((run) =>
             run.violation
               ? counterexampleHtml(row, run)
-              : `<div class="ok">holds (${e(run.fencePolicy)}, ${e(run.source)}): ${count(run.states)} states, ${count(run.transitions)} transitions${run.complete ? '' : ' <b class="violation">(incomplete)</b>'}</div>`,
+              : `<div class="ok">holds (${e(run.fencePolicy)}, ${e(run.source)}): ${count(run.states)} states, ${count(run.transitions)} transitions${run.complete ? '' : ' <b class="violation">(incomplete)</b>'} <span class="bounds" data-bounds>at ${e(run.bounds)}</span></div>`,
           )
           .join('')
       : '<span class="badge no-run">not explored</span>';
@@ -222,16 +281,20 @@ function propertiesSection(input: PageInput): string {
       : '<span class="badge no-run">no conformance run yet</span>';
     return `<tr id="property-${row.property}" data-property="${row.property}"><td class="num">${row.property}</td><td class="subject">${e(row.statement)}</td><td>${exploration}</td><td>${conformance}</td></tr>`;
   });
-  const bounds = input.exploration[0]?.params;
+  const bounds = explorationBounds(input);
+  const severalVolumes = input.exploration.some((run) => exercisesSeveralVolumes(run.params));
   return `<section id="properties"><h2>Safety properties P1-P7</h2>
-<p class="lead">Checked on the model by exhaustive exploration of every reachable state and transition${bounds ? ` (this page explored at ${e(`${bounds.volumeCount} volume(s), ${bounds.blocksPerVolume} block(s), journal ${bounds.journalEntriesMax}, ${bounds.writesMax} writes, ${bounds.faultsMax} faults`)} per fence policy${input.timings.exploreMs !== null ? `, in ${ms(input.timings.exploreMs)}` : ''})` : ''},
+<p class="lead">Checked on the model by exhaustive exploration of every reachable state and transition${bounds ? ` (this page explored at <b data-bounds>${e(bounds)}</b>${input.timings.exploreMs !== null ? `, in ${ms(input.timings.exploreMs)}` : ''})` : ''},
 and on the implementation at every step of the conformance run through the observation.${input.exploreProblem ? ` <b class="violation">${e(input.exploreProblem)}</b>` : ''}</p>
+${bounds && !severalVolumes ? `<p class="warn bounds-note" id="several-volumes-note"><b>Not exercised here: claims ${severalVolumeClaims.join(', ')}</b> (several volumes in one consistency group, one journal and one update-number sequence across them).
+These bounds have one volume per site, so "holds" above says nothing about them. <code>npm run explore</code> (default bounds: 2 volumes) and the conformance run (<code>npm start</code>: two volumes at the small bounds) do exercise them;
+this page does not explore 2 volumes itself, because that exploration was not shown to fit the page's build time.</p>` : ''}
 <table class="evidence"><thead><tr><th>#</th><th>Property</th><th>Exploration of the model</th><th>Conformance of the implementation</th></tr></thead><tbody>${rows.join('\n')}</tbody></table></section>`;
 }
 
 function decisionsSection(input: PageInput): string {
   const rows = input.decisions.map(
-    ({ decision, transitions }) => `<tr id="decision-${e(decision.key)}"><td class="subject"><b>${e(decision.title)}</b><br>${e(decision.text)}</td><td>${e(decision.source)}</td><td>${e(decision.follows)}</td><td>${transitions.map((id) => chip(input.chart, id)).join('')}</td></tr>`,
+    ({ decision, transitions }) => `<tr id="decision-${e(decision.key)}"><td class="subject"><b>${e(decision.title)}</b><br>${e(decision.text)}</td><td>${e(decision.source)}</td><td>${e(decision.follows)}</td><td>${transitions.map((id) => `${chip(input.chart, id)}${pathButton(input, id)}`).join(' ')}</td></tr>`,
   );
   return `<section id="decisions"><h2>Decisions where the claims are silent</h2>
 <p class="lead">What this project decided where the claim set says nothing, following the products storage engineers know (from <code>shared/DESIGN.md</code> and the <b>Decision</b> paragraphs of <code>model/README.md</code>), each linked to the transitions that carry it out.</p>

@@ -105,6 +105,39 @@ svg .edge.taken text { fill: var(--taken); font-weight: 700; }
 svg g.taken > a > polygon:first-of-type { fill: var(--hi); }
 svg .focus path, svg .focus polygon { stroke: #7c3aed; stroke-width: 4px; }
 svg g.focus > a > polygon:first-of-type { fill: #e9ddff; }
+/* Topology, pair states, what changed */
+.sim-overview { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.6fr); gap: 16px; align-items: start; margin: 0 0 12px; }
+@media (max-width: 1300px) { .sim-overview { grid-template-columns: minmax(0, 1fr); } }
+.topology-figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fff; }
+.topology-figure figcaption { font-size: 12px; color: var(--muted); }
+svg.topology { display: block; width: 100%; max-width: 620px; height: auto; }
+.pair-state-panel h4 { margin: 0 0 6px; font-size: 14px; }
+table.pair-states th[scope="row"] { font-weight: 600; background: none; position: static; border-bottom: 1px solid var(--line); }
+.status { font-family: ui-monospace, Menlo, Consolas, monospace; font-weight: 700; padding: 0 5px; border-radius: 4px; background: #eef0f2; }
+.status-pair { background: var(--okbg); color: var(--ok); } .status-copy, .status-pful, .status-hold { background: var(--warnbg); color: var(--warn); }
+.status-psue, .status-pfus, .status-hlde, .status-ssws, .status-unknown { background: var(--badbg); color: var(--bad); }
+table.mapping { font-size: 12px; margin: 6px 0; }
+#sim-sites .changed, #sim-pairs .changed { background: #fff1b8; box-shadow: 0 0 0 2px #f0b429 inset; border-radius: 3px; }
+svg.topology .changed rect, svg.topology .changed line { filter: drop-shadow(0 0 4px #f0b429); }
+.changed-swatch { display: inline-block; width: 14px; height: 10px; background: #fff1b8; box-shadow: 0 0 0 2px #f0b429 inset; margin-right: 4px; vertical-align: middle; }
+#sim-viewing { background: #e9ddff; color: #4c1d95; border-radius: 6px; padding: 6px 10px; margin: 8px 0; }
+#sim-log li.viewing { background: #e9ddff; }
+#sim-log button.step { border: none; background: none; padding: 0; text-align: left; color: var(--ink); text-decoration: underline dotted; }
+button.path { font-size: 11.5px; padding: 0 6px; background: #f3ecff; border-color: #c4b5fd; }
+/* Claims, with their words */
+.areas { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 1fr); gap: 16px; margin: 0 0 14px; }
+@media (max-width: 1300px) { .areas { grid-template-columns: minmax(0, 1fr); } }
+.parts { font-size: 12.5px; }
+td.claim-text { font-size: 12.5px; line-height: 1.5; }
+td.claim-text .area b { color: #7c3aed; font-weight: 600; font-size: 11.5px; white-space: nowrap; }
+td.claim-text .part b { color: var(--blue); font-weight: 600; font-size: 11.5px; white-space: nowrap; }
+table.claims-table td { overflow-wrap: anywhere; }
+table.claims-table .chip { max-width: 100%; text-align: left; }
+.bounds { color: var(--muted); font-size: 12px; }
+.bounds-note { font-size: 12.5px; }
+.verdict small { font-weight: 400; opacity: .9; }
+a.verdict { text-decoration: none; }
+table.evidence .badge { white-space: normal; }
 /* Tables */
 table.evidence { border-collapse: collapse; width: 100%; font-size: 13px; }
 table.evidence.fixed { table-layout: fixed; }

@@ -8,14 +8,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { replicationMachine } from '../model/machine.ts';
 import type { ModelParams } from '../model/params.ts';
+import { runTypeScriptWorker } from '../model/ts-worker.ts';
 import { bundleSimulator } from './bundle.ts';
+import { claimTexts } from './claim-text-data.ts';
+import { renderFittedSvg } from './page-svg.ts';
+import { transitionPathBounds, type TransitionPaths } from './transition-paths.ts';
 import { chartOf } from './chart.ts';
 import { claimEvidence } from './claim-evidence.ts';
 import { readConformanceReport } from './conformance-report.ts';
 import { decisions, decisionTransitions } from './decisions.ts';
 import { writeDiagrams } from './diagrams.ts';
 import { exploreForReview, readExploreSummary, reviewExploreBounds, type ReviewExploration } from './exploration.ts';
-import { reviewPageHtml } from './page-html.ts';
+import { pathTraceKey, reviewPageHtml } from './page-html.ts';
 import { propertyEvidence } from './property-evidence.ts';
 import { graphvizVersion, inlineSvg } from './render.ts';
 import { simulatorParams, type SimulatorTrace } from './simulator/defaults.ts';
@@ -31,6 +35,8 @@ export interface ReviewPageOptions {
   exploreFile?: string;
   /** Bounds of the page's own exploration, per fence policy; null skips it (no P1-P7 figures, no causes). */
   exploreBounds?: Partial<ModelParams> | null;
+  /** Bounds of the "show me a path" search; null skips it (no path buttons). Default {@link transitionPathBounds}. */
+  pathBounds?: Partial<ModelParams> | null;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -60,20 +66,27 @@ export async function writeReviewPage(options: ReviewPageOptions = {}): Promise<
   const bounds = options.exploreBounds === undefined ? reviewExploreBounds : options.exploreBounds;
 
   log(bounds ? 'exploring the model (both fence policies in parallel) and bundling the simulator...' : 'bundling the simulator...');
-  const [exploration, bundle] = await Promise.all([
+  const pathBounds = options.pathBounds === undefined ? transitionPathBounds : options.pathBounds;
+  const [exploration, bundle, paths] = await Promise.all([
     bounds ? exploreForReview(chart.rootTransitions.map((variant) => variant.id), bounds) : Promise.resolve<ReviewExploration | null>(null),
     bundleSimulator(),
+    pathBounds
+      ? runTypeScriptWorker<TransitionPaths>(new URL('./path-worker.ts', import.meta.url), { params: pathBounds })
+      : Promise.resolve<TransitionPaths | null>(null),
   ]);
   const { report, problem: conformanceProblem } = readConformanceReport(options.conformanceFile ?? join(reportsDir, 'conformance.json'));
   const { summary: exploreSummary, problem: exploreProblem } = readExploreSummary(options.exploreFile ?? join(reportsDir, 'explore.json'));
 
   log('rendering the diagrams...');
   const set = await writeDiagrams(reportsDir, replicationMachine, chart, exploration?.causes ?? null);
-  const diagrams = set.diagrams.map((diagram, i) => ({
-    name: diagram.name,
-    svg: inlineSvg(diagram.svg, i === 0 ? chartSvgPrefix : `${diagram.name}-`),
-    ms: diagram.ms,
-  }));
+  // Each diagram again from the same DOT, its texts pinned to the widths Graphviz laid out (no clipped cell in
+  // any browser font); the file beside the page is replaced by the fitted one, so the page embeds the file.
+  const diagrams = [];
+  for (const [i, diagram] of set.diagrams.entries()) {
+    const fitted = await renderFittedSvg(diagram.dot, diagram.name);
+    writeFileSync(join(reportsDir, `${diagram.name}.svg`), fitted.svg);
+    diagrams.push({ name: diagram.name, svg: inlineSvg(fitted.svg, i === 0 ? chartSvgPrefix : `${diagram.name}-`), ms: diagram.ms });
+  }
 
   log('gathering the evidence...');
   const runs = exploration?.runs ?? [];
@@ -106,7 +119,20 @@ export async function writeReviewPage(options: ReviewPageOptions = {}): Promise<
       });
     }
   }
+  for (const [id, events] of Object.entries(paths?.paths ?? {})) {
+    traces.push({
+      key: pathTraceKey(id),
+      title: `path to ${id} (${events.length} events)`,
+      kind: 'path',
+      fencePolicy: paths!.params.fencePolicy,
+      params: paths!.params,
+      events,
+      step: null,
+      summary: `a shortest path from the start to a state where ${id} is taken (its last event takes it), found by exploring ${paths!.states.toLocaleString('en-US')} states at the bounds of the page's exploration`,
+    });
+  }
   const html = reviewPageHtml({
+    claimTexts,
     chart,
     diagrams,
     timings: { statechartMs: set.statechartMs, statechartWarmMs: set.statechartWarmMs, renderMs: set.renderMs, exploreMs: exploration?.ms ?? null, bundleMs: bundle.ms },

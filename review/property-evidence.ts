@@ -8,6 +8,7 @@
  */
 import type { Counterexample } from '../model/explore.ts';
 import { propertyStatements, type PropertyName } from '../model/properties.ts';
+import type { ModelParams } from '../model/params.ts';
 import type { ConformanceReport } from './conformance-report.ts';
 import type { ExploreCliSummary, PolicyExploration } from './exploration.ts';
 
@@ -34,6 +35,28 @@ export interface PropertyExplorationResult {
   transitions: number;
   complete: boolean;
   violation: Counterexample | null;
+  /** The bounds explored, in words ({@link boundsText}): a state count means nothing without them. */
+  bounds: string;
+}
+
+/** The claims that speak of several volumes in one consistency group (claims 12-14). */
+export const severalVolumeClaims = [12, 13, 14] as const;
+
+/**
+ * Exploration bounds in words: `1 volume x 1 block, journal 1, pull batch 1, <= 2 writes, <= 2 faults`.
+ * Reads a full {@link ModelParams} or the looser params of an `explore.json`; a missing bound is said so.
+ */
+export function boundsText(params: Partial<ModelParams> | Record<string, unknown>): string {
+  const p = params as Record<string, unknown>;
+  const n = (key: string): string => (typeof p[key] === 'number' ? String(p[key]) : '?');
+  const plural = (key: string, word: string): string => `${n(key)} ${word}${p[key] === 1 ? '' : 's'}`;
+  return `${plural('volumeCount', 'volume')} x ${plural('blocksPerVolume', 'block')}, journal ${n('journalEntriesMax')}, pull batch ${n('pullBatchEntriesMax')}, <= ${n('writesMax')} writes, <= ${n('faultsMax')} faults`;
+}
+
+/** True when explorations at these bounds can exercise claims 12-14 (more than one volume per site). */
+export function exercisesSeveralVolumes(params: Partial<ModelParams> | Record<string, unknown>): boolean {
+  const count = (params as Record<string, unknown>).volumeCount;
+  return typeof count === 'number' && count > 1;
 }
 
 /** One row of the properties table. */
@@ -59,6 +82,7 @@ export function propertyEvidence(
       transitions: run.transitions,
       complete: run.complete,
       violation: run.violations.find((violation) => violation.property === property) ?? null,
+      bounds: boundsText(run.params),
     }));
     for (const run of exploreSummary?.runs ?? []) {
       exploration.push({
@@ -68,6 +92,7 @@ export function propertyEvidence(
         transitions: run.transitions,
         complete: run.complete,
         violation: exploreSummary!.violations.find((violation) => violation.property === property && violation.fencePolicy === run.fencePolicy) ?? null,
+        bounds: boundsText(exploreSummary!.params),
       });
     }
     const conformance = report

@@ -6,13 +6,14 @@
 import { parseArgs } from 'node:util';
 import { writeReviewPage } from './page.ts';
 
-const usage = `usage: npm run review -- [--out DIR] [--no-explore]
+const usage = `usage: npm run review -- [--out DIR] [--no-explore] [--no-paths]
   --out DIR       where to write (default reports); reads DIR/conformance.json if present
-  --no-explore    skip the page's own exploration of the model (no P1-P7 figures, plainer region labels)`;
+  --no-explore    skip the page's own exploration of the model (no P1-P7 figures, plainer region labels)
+  --no-paths      skip the search for a shortest path to every transition (no "show me a path" buttons)`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { out: { type: 'string', default: 'reports' }, 'no-explore': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    options: { out: { type: 'string', default: 'reports' }, 'no-explore': { type: 'boolean', default: false }, 'no-paths': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
     strict: true,
   });
   if (values.help) {
@@ -22,6 +23,7 @@ async function main(): Promise<number> {
   const result = await writeReviewPage({
     reportsDir: values.out,
     ...(values['no-explore'] ? { exploreBounds: null } : {}),
+    ...(values['no-paths'] ? { pathBounds: null } : {}),
     log: (line) => console.log(line),
   });
   console.log(`wrote ${result.file} (${Math.round(result.bytes / 1024)} KiB) in ${(result.ms / 1000).toFixed(1)} s`);

@@ -20,7 +20,7 @@ export const simulatorParams: Partial<ModelParams> = {
 export interface SimulatorTrace {
   key: string;
   title: string;
-  kind: 'story' | 'divergence' | 'counterexample' | 'pasted';
+  kind: 'story' | 'divergence' | 'counterexample' | 'pasted' | 'path';
   fencePolicy: FencePolicy;
   params: Partial<ModelParams>;
   /** Formatted events (`formatEvent`). */

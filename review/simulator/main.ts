@@ -11,7 +11,10 @@ import type { FencePolicy, ModelParams } from '../../model/params.ts';
 import { simulatorDataId, type SimulatorData, type SimulatorTrace } from './defaults.ts';
 import { highlightStep, transitionElements } from './highlight.ts';
 import { EventRefusedError, SimulatorSession } from './session.ts';
+import { pairStateTable } from './pair-states.ts';
+import { topologySvg } from './topology.ts';
 import { escapeHtml, eventsPanel, pairsCard, siteCard, stepLog } from './view.ts';
+import type { ModelContext } from '../../model/state.ts';
 
 /** The most events a pasted trace may hold. */
 const pastedEventsMax = 1_000;
@@ -28,17 +31,48 @@ let message = '';
 /** The loaded trace and how many of its events have been applied. */
 let player: { trace: SimulatorTrace; position: number } | null = null;
 const traces: SimulatorTrace[] = [...data.traces];
+/** The step shown, when the reviewer went back to an earlier one (null: the latest). */
+let viewing: number | null = null;
+
+/** The parts of the simulator that show a model state, each element of them keyed by `data-key`. */
+const stateViews: [string, (context: ModelContext) => string][] = [
+  ['sim-sites', (context) => [siteCard(context, 1), siteCard(context, 2), siteCard(context, 3), pairsCard(context)].join('')],
+  ['sim-topology', topologySvg],
+  ['sim-pairs', pairStateTable],
+];
+
+/** The keyed elements of a view's HTML, by key, as their HTML (a detached template, never in the page). */
+function keyed(html: string): Map<string, string> {
+  const template = document.createElement('template');
+  template.innerHTML = html;
+  return new Map([...template.content.querySelectorAll<HTMLElement>('[data-key]')].map((element) => [element.dataset.key!, element.outerHTML]));
+}
 
 function render(): void {
-  const context = session.context;
-  byId('sim-sites').innerHTML = [siteCard(context, 1), siteCard(context, 2), siteCard(context, 3), pairsCard(context)].join('');
-  byId('sim-events').innerHTML = eventsPanel(session.candidates());
-  byId('sim-log').innerHTML = stepLog(session.history);
+  const shown = viewing ?? session.history.length - 1;
+  const step = session.history[shown]!;
+  const before = shown > 0 ? session.history[shown - 1]!.snapshot.context : null;
+  const context = step.snapshot.context;
+  for (const [id, view] of stateViews) {
+    const html = view(context);
+    byId(id).innerHTML = html;
+    // What changed at this step: every keyed element whose HTML differs from the step before.
+    if (!before) continue;
+    const previous = keyed(view(before));
+    for (const element of byId(id).querySelectorAll<HTMLElement | SVGElement>('[data-key]')) {
+      if (previous.get(element.dataset.key!) !== element.outerHTML) element.classList.add('changed');
+    }
+  }
+  byId('sim-events').innerHTML = eventsPanel(session.candidates(shown));
+  byId('sim-log').innerHTML = stepLog(session.history, shown);
+  const banner = byId('sim-viewing');
+  banner.hidden = viewing === null;
+  banner.innerHTML = viewing === null ? '' : `showing step ${shown} of ${session.history.length - 1}: an event taken now drops the later steps. <button type="button" id="sim-latest">back to the latest step</button>`;
   byId('sim-message').textContent = message;
   byId('sim-message').hidden = message === '';
   byId<HTMLButtonElement>('sim-back').disabled = session.history.length <= 1;
   renderTrace();
-  highlightStep(session.current, data.diagramPrefixes);
+  highlightStep(step, data.diagramPrefixes);
 }
 
 function renderTrace(): void {
@@ -67,6 +101,11 @@ function renderTrace(): void {
 }
 
 function send(event: ModelEvent): boolean {
+  if (viewing !== null) {
+    session.truncate(viewing + 1);
+    if (player && player.position > viewing) player.position = viewing;
+    viewing = null;
+  }
   try {
     session.send(event);
     message = '';
@@ -109,6 +148,7 @@ function restart(params: Partial<ModelParams>): void {
 }
 
 function loadTrace(trace: SimulatorTrace): void {
+  viewing = null;
   restart({ ...trace.params, fencePolicy: trace.fencePolicy });
   player = { trace, position: 0 };
 }
@@ -143,6 +183,12 @@ function tracesFromReport(text: string, name: string): SimulatorTrace[] {
   }));
 }
 
+/** Marks transition `id` on every diagram (`focus`), clearing the mark of any other. */
+function focusTransition(id: string): void {
+  for (const element of document.querySelectorAll('.focus')) element.classList.remove('focus');
+  for (const prefix of data.diagramPrefixes) for (const element of transitionElements(prefix, id)) element.classList.add('focus');
+}
+
 function bind(): void {
   byId('sim-events').addEventListener('click', (click) => {
     const button = (click.target as HTMLElement).closest<HTMLButtonElement>('button[data-event]');
@@ -150,7 +196,20 @@ function bind(): void {
     send(parseEvent(button.dataset.event!));
     render();
   });
+  byId('sim-log').addEventListener('click', (click) => {
+    const button = (click.target as HTMLElement).closest<HTMLButtonElement>('button[data-step]');
+    if (!button) return;
+    const index = Number(button.dataset.step);
+    viewing = index >= session.history.length - 1 ? null : index;
+    render();
+  });
+  byId('sim-viewing').addEventListener('click', (click) => {
+    if (!(click.target as HTMLElement).closest('#sim-latest')) return;
+    viewing = null;
+    render();
+  });
   byId('sim-back').addEventListener('click', () => {
+    viewing = null;
     session.back();
     if (player && player.position > 0) player.position--;
     message = '';
@@ -158,6 +217,7 @@ function bind(): void {
   });
   byId('sim-reset').addEventListener('click', () => {
     player = null;
+    viewing = null;
     restart(formParams());
     render();
   });
@@ -207,8 +267,7 @@ function bind(): void {
   document.addEventListener('click', (click) => {
     const chip = (click.target as HTMLElement).closest<HTMLElement>('[data-focus-transition]');
     if (!chip) return;
-    for (const element of document.querySelectorAll('.focus')) element.classList.remove('focus');
-    for (const element of transitionElements(data.diagramPrefixes[0] ?? '', chip.dataset.focusTransition!)) element.classList.add('focus');
+    focusTransition(chip.dataset.focusTransition!);
     byId('chart-view').scrollIntoView({ behavior: 'smooth', block: 'start' });
   });
   for (const button of document.querySelectorAll<HTMLButtonElement>('[data-load-trace]')) {
@@ -217,7 +276,10 @@ function bind(): void {
       if (index < 0) return;
       loadTrace(traces[index]!);
       byId<HTMLSelectElement>('trace-select').value = String(index);
+      // "Show me a path": step the whole path, then show its last transition on the chart.
+      if (button.dataset.runTrace === 'end') while (stepTrace());
       render();
+      if (button.dataset.showTransition) focusTransition(button.dataset.showTransition);
       byId('simulator').scrollIntoView({ behavior: 'smooth', block: 'start' });
     });
   }

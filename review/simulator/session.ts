@@ -87,9 +87,11 @@ export class SimulatorSession {
     return this.current.snapshot.context;
   }
 
-  /** Every event worth offering now, enabled or refused. */
-  candidates(): CandidateEvent[] {
-    const { snapshot } = this.current;
+  /** Every event worth offering at step `at` (default: now), enabled or refused. */
+  candidates(at: number = this.steps.length - 1): CandidateEvent[] {
+    const step = this.steps[at];
+    if (!step) throw new RangeError(`no step ${at}: the session holds steps 0..${this.steps.length - 1}`);
+    const { snapshot } = step;
     const context = snapshot.context;
     const bounds = { volumeCount: this.params.volumeCount, blocksPerVolume: this.params.blocksPerVolume, writesMax: unbounded, faultsMax: unbounded };
     return candidateEvents(bounds, context).map((event) => {
@@ -117,6 +119,17 @@ export class SimulatorSession {
     const step: SimulatorStep = { event, snapshot: after, variant, moves };
     this.steps.push(step);
     return step;
+  }
+
+  /**
+   * Keeps the first `length` steps and drops the later ones (a reviewer went back to an earlier step and
+   * takes another event from there); `length` is at least 1, the initial state.
+   */
+  truncate(length: number): void {
+    if (!Number.isInteger(length) || length < 1 || length > this.steps.length) {
+      throw new RangeError(`cannot keep ${length} steps of ${this.steps.length}`);
+    }
+    this.steps.length = length;
   }
 
   /** Undoes the latest step (never the initial state); returns false when there is nothing to undo. */

@@ -62,11 +62,11 @@ export function siteCard(context: ModelContext, site: 1 | 2 | 3): string {
     if (seen.fenced) facts.push(['fenced', 'fenced', 'yes']);
   }
   return `<article class="site mode-${seen.mode}" data-site="${site}" data-mode="${seen.mode}" data-role="${seen.role}" data-journal-first="${seen.journal.first}" data-journal-last="${seen.journal.last}" data-digest="${seen.volumeDigest}">
-<header><h3>site ${site}</h3><span class="role">${seen.role}</span><span class="mode" data-field="mode">${seen.mode}</span></header>
-<dl>${facts.map(([field, label, value]) => `<dt>${label}</dt><dd data-field="${field}">${value}</dd>`).join('')}</dl>
+<header><h3>site ${site}</h3><span class="role" data-key="site${site}-role">${seen.role}</span><span class="mode" data-field="mode" data-key="site${site}-mode">${seen.mode}</span></header>
+<dl>${facts.map(([field, label, value]) => `<dt>${label}</dt><dd data-field="${field}" data-key="site${site}-${field}">${value}</dd>`).join('')}</dl>
 <div class="label">journal${site === 3 ? ' (received, not yet restored)' : ''}</div>
-<ol class="journal" data-field="journal">${entries.map(entryItem).join('') || '<li class="none">empty</li>'}</ol>
-<div class="label">volumes</div>${volumesHtml(context, applied)}
+<ol class="journal" data-field="journal" data-key="site${site}-journal">${entries.map(entryItem).join('') || '<li class="none">empty</li>'}</ol>
+<div class="label">volumes</div>${volumesHtml(context, applied).replace('data-field="volumes"', `data-field="volumes" data-key="site${site}-volumes"`)}
 <div class="digest" title="SHA-256 of the volumes: ${seen.volumeDigest}">sha256 <code data-field="digest">${seen.volumeDigest.slice(0, digestDigitsShown)}</code>&hellip;</div>
 </article>`;
 }
@@ -87,7 +87,7 @@ export function pairsCard(context: ModelContext): string {
   ];
   return `<article class="pairs" data-sync-pair="${seen.syncPair.state}" data-async-pair="${seen.asyncPair.state}" data-standby-pair="${seen.standbyPair.state}">
 <header><h3>pairs</h3><span class="role">fence policy ${context.params.fencePolicy}</span></header>
-<dl>${rows.map(([field, label, value]) => `<dt>${label}</dt><dd data-field="${field}">${value}</dd>`).join('')}</dl>
+<dl>${rows.map(([field, label, value]) => `<dt>${label}</dt><dd data-field="${field}" data-key="pairs-${field}">${value}</dd>`).join('')}</dl>
 </article>`;
 }
 
@@ -121,14 +121,20 @@ export function eventsPanel(candidates: readonly CandidateEvent[]): string {
 
 const definitionsById = new Map(transitionDefinitions(replicationMachine).map((info) => [info.id, info]));
 
-/** The steps taken, newest first, each with the root variant, its claims and the region moves. */
-export function stepLog(history: readonly SimulatorStep[]): string {
+/**
+ * The steps taken, newest first, each with the root variant, its claims and the region moves; each is a
+ * button that shows the simulation at that step (`data-step`, an index into the history; 0 is the start).
+ * `viewing` is the step shown now.
+ */
+export function stepLog(history: readonly SimulatorStep[], viewing: number = history.length - 1): string {
   const items = history.slice(1).map((step, i) => {
     const info = step.variant ? definitionsById.get(step.variant) : undefined;
     const tag = info?.meta ? claimsTag(info.meta) : '';
-    return `<li><code>${escapeHtml(step.event ? formatEvent(step.event) : '')}</code> <span class="variant">${escapeHtml(step.variant ?? '')} [${escapeHtml(info?.guard ?? '')}] ${escapeHtml(tag)}</span>${
+    const index = i + 1;
+    return `<li data-step="${index}"${index === viewing ? ' class="viewing" aria-current="step"' : ''}><button type="button" class="step" data-step="${index}" title="show the simulation after this step"><code>${escapeHtml(step.event ? formatEvent(step.event) : '')}</code></button> <span class="variant">${escapeHtml(step.variant ?? '')} [${escapeHtml(info?.guard ?? '')}] ${escapeHtml(tag)}</span>${
       step.moves.length ? `<br><span class="moves">${step.moves.map(escapeHtml).join(' &middot; ')}</span>` : ''
-    }<span class="n">${i + 1}</span></li>`;
+    }<span class="n">${index}</span></li>`;
   });
-  return items.length ? `<ol>${items.reverse().join('')}</ol>` : '<p class="none">no step yet: click an event</p>';
+  const start = `<li data-step="0"${viewing === 0 ? ' class="viewing" aria-current="step"' : ''}><button type="button" class="step" data-step="0">the start</button><span class="n">0</span></li>`;
+  return items.length ? `<ol>${items.reverse().join('')}${start}</ol>` : '<p class="none">no step yet: click an event</p>';
 }

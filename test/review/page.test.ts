@@ -11,6 +11,7 @@ import { initialContext, type ModelContext } from '../../model/state.ts';
 import type { ConformanceReport } from '../../review/conformance-report.ts';
 import { writeReviewPage } from '../../review/page.ts';
 import { simulatorParams } from '../../review/simulator/defaults.ts';
+import { measureClips } from './page-fit.ts';
 
 /** The browser: Debian's Chromium (test/setup/system-packages.ts makes sure it is there); never a download. */
 const chromiumPath = '/usr/bin/chromium';
@@ -41,6 +42,8 @@ async function openPage(file: string): Promise<{ page: Page; requests: string[];
     if (!request.url().startsWith('file://') && !request.url().startsWith('data:')) requests.push(request.url());
   });
   page.on('pageerror', (error) => errors.push(String(error)));
+  // esbuild's keepNames wraps functions passed to page.evaluate in __name(); give the page a no-op one.
+  await page.addInitScript('globalThis.__name = (f) => f');
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(message.text());
   });
@@ -95,7 +98,7 @@ afterAll(async () => {
 describe('the spec review page, without a conformance run', () => {
   let file: string;
   beforeAll(async () => {
-    const result = await writeReviewPage({ reportsDir: join(work, 'bare'), conformanceFile: join(work, 'none.json'), exploreFile: join(work, 'none.json'), exploreBounds });
+    const result = await writeReviewPage({ reportsDir: join(work, 'bare'), conformanceFile: join(work, 'none.json'), exploreFile: join(work, 'none.json'), exploreBounds, pathBounds: exploreBounds });
     file = result.file;
     console.log(`review page built in ${result.ms.toFixed(0)} ms; whole chart rendered in ${result.statechartMs.toFixed(1)} ms (${result.statechartWarmMs.toFixed(1)} ms warm)`);
   });
@@ -146,9 +149,121 @@ describe('the spec review page, without a conformance run', () => {
     expect(await page.locator('#sim-events button[data-event^="HOST_WRITE host=1"]').count()).toBe(0);
     expect(await page.locator('#sim-events button[data-event^="HOST_WRITE host=2"]').count()).toBeGreaterThan(0);
 
+    // The pair states and the topology after the failover with delta resync: site 2 took over (SSWS), site 1 is
+    // failed, site 3 copies from site 2.
+    expect(await page.locator('#sim-pairs tr[data-pair]').evaluateAll((rows) => rows.map((row) => `${row.getAttribute('data-pair')} ${row.getAttribute('data-pvol')}/${row.getAttribute('data-svol')}`))).toEqual([
+      'sync SSWS/unknown',
+      'async PAIR/PAIR',
+      'standby unknown/SMPL',
+    ]);
+    expect(await page.getAttribute('#sim-topology [data-link="2-3"]', 'data-carries')).toBe('async');
+    expect(await page.getAttribute('#sim-topology [data-link="1-2"]', 'data-carries')).toBe('none');
+    expect(await page.getAttribute('#sim-topology [data-site="1"]', 'data-failed')).toBe('true');
+    expect(await page.getAttribute('#sim-topology [data-site="2"]', 'data-primary')).toBe('true');
+
     mkdirSync('reports', { recursive: true });
     await page.screenshot({ path: 'reports/review-screenshot.png' });
     expect(requests).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('shows each claim in its words with the storage areas named, and the bounds of every state count', async () => {
+    const { page, errors } = await openPage(file);
+    const claim20 = page.locator('tr[data-claim="20"] td.claim-text');
+    expect(await claim20.textContent()).toContain('fourth storage area [site 2 journal]');
+    expect(await claim20.textContent()).toContain('fifth storage area [site 3 journal]');
+    expect(await page.locator('tr[data-claim] td.claim-text').count()).toBe(40);
+    expect(await page.locator('tr[data-area-row]').evaluateAll((rows) => rows.map((row) => row.children[2]!.textContent))).toEqual([
+      'site 1 volumes',
+      'site 1 journal',
+      'site 2 volumes',
+      'site 2 journal',
+      'site 3 journal',
+      'site 3 volumes',
+    ]);
+    expect(await page.locator('header [data-verdict="properties"]').textContent()).toMatch(/P1-P7 hold in [\d,]+ states \(bounds: 1 volume x 1 block, journal 1, pull batch 1, <= 1 writes, <= 1 faults; fence policies keepWriting and refuse\)/);
+    expect(await page.locator('#properties .ok [data-bounds]').count()).toBe(14);
+    expect(await page.locator('#several-volumes-note').textContent()).toContain('claims 12, 13, 14');
+    expect(await page.locator('tr[data-claim="13"] .bounds-note').count()).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('marks what changed at each step, shows any earlier step in one click, and shows a path to a claim\'s transition', async () => {
+    const { page, errors } = await openPage(file);
+    const changed = () => page.locator('#simulator .changed[data-key]').evaluateAll((elements) => elements.map((element) => element.getAttribute('data-key')).sort());
+    expect(await changed()).toEqual([]);
+    let state = initialContext(validateParams(simulatorParams));
+    const states = [state];
+    for (const event of story.slice(0, 6)) {
+      await page.click(`#sim-events button[data-event="${formatEvent(event)}"]`);
+      state = apply(state, event);
+      states.push(state);
+    }
+    // The last step was FAIL_SITE site=1: site 1's mode, the pairs and the links changed; site 3's volumes did not.
+    const marks = await changed();
+    expect(marks).toEqual(expect.arrayContaining(['site1-mode', 'site1-accepts', 'pair-sync-pvol', 'topology-site-1', 'topology-link-1-2', 'topology-host-1']));
+    expect(marks).not.toContain('site3-volumes');
+    expect(marks).not.toContain('site2-journal');
+    // One click on step 2 shows the state after two writes, with what step 2 changed.
+    await page.click('#sim-log button[data-step="2"]');
+    expect(await page.locator('#sim-viewing').isVisible()).toBe(true);
+    for (const site of [1, 2, 3] as const) expect(await shownSite(page, site), `site ${site} at step 2`).toEqual(expectedSite(states[2]!, site));
+    expect(await changed()).toEqual(expect.arrayContaining(['site1-journal', 'site2-journal', 'site1-last']));
+    expect(await page.locator('#sim-log li.viewing').getAttribute('data-step')).toBe('2');
+    await page.click('#sim-latest');
+    for (const site of [1, 2, 3] as const) expect(await shownSite(page, site), `site ${site} back at the latest`).toEqual(expectedSite(states[6]!, site));
+
+    // "Show me a path" from claim 20's row: the simulator steps a shortest path whose last step takes the transition.
+    const button = page.locator('tr[data-claim="20"] button.path').first();
+    const transition = (await button.getAttribute('data-show-transition'))!;
+    await button.click();
+    const stepsDone = await page.locator('#trace-steps li.done').count();
+    expect(stepsDone).toBeGreaterThan(0);
+    expect(await page.locator('#trace-steps li').count()).toBe(stepsDone);
+    expect(await page.locator('#sim-log li[data-step]').count()).toBe(stepsDone + 1);
+    expect(await page.locator('#sim-log li[data-step]').first().textContent()).toContain(transition);
+    expect(await page.locator('#chart-view .focus').count()).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('clips no table cell and no diagram label at 1,280 and 1,920 px, even in a font wider than Graphviz assumed; the claims table fits its card at 1,400 px', async () => {
+    const { page, errors } = await openPage(file);
+    // Every region's figure shown at once, so all of them are measured; the simulator after a failover story,
+    // so its tables and figure hold a state worth looking at.
+    await page.addStyleTag({ content: '.region-tabs > figure { display: block !important; }' });
+    await page.click('button[data-load-trace="story-failover-delta-resync"]');
+    await page.click('#trace-run');
+    for (const width of [1280, 1920]) {
+      await page.setViewportSize({ width, height: 1000 });
+      const measured = await page.evaluate(measureClips, 1);
+      console.log(`${width} px: ${measured.cells} table cells and ${measured.texts} diagram labels measured, ${measured.clips.length} clipped`);
+      expect(measured.cells).toBeGreaterThan(400);
+      expect(measured.texts).toBeGreaterThan(300);
+      expect(measured.clips, `at ${width} px`).toEqual([]);
+      for (const [section, name] of [['simulator', `review-${width}.png`], ['claims', `review-${width}-claims.png`]] as const) {
+        await page.evaluate((id) => document.getElementById(id)!.scrollIntoView({ block: 'start' }), section);
+        await page.screenshot({ path: `reports/${name}` });
+      }
+    }
+    // DejaVu Sans is about 15% wider than the Helvetica metrics Graphviz sizes its boxes with: a machine without a
+    // Helvetica-compatible font draws it so, and the texts still fit their boxes.
+    await page.addStyleTag({ content: 'svg text { font-family: "DejaVu Sans" !important; }' });
+    for (const width of [1280, 1920]) {
+      await page.setViewportSize({ width, height: 1000 });
+      const measured = await page.evaluate(measureClips, 1);
+      expect(measured.clips, `at ${width} px in DejaVu Sans`).toEqual([]);
+    }
+    await page.setViewportSize({ width: 1400, height: 1000 });
+    const fit = await page.evaluate(() => {
+      const card = document.getElementById('claims')!;
+      const table = card.querySelector('table.claims-table')!;
+      return { overflow: card.scrollWidth - card.clientWidth, tableRight: table.getBoundingClientRect().right, cardRight: card.getBoundingClientRect().right };
+    });
+    expect(fit.overflow).toBeLessThanOrEqual(0);
+    expect(fit.tableRight).toBeLessThanOrEqual(fit.cardRight);
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -193,7 +308,7 @@ describe('the spec review page, with a conformance report holding a divergence',
     };
     mkdirSync(join(work, 'run'), { recursive: true });
     writeFileSync(join(work, 'run', 'conformance.json'), JSON.stringify(report));
-    file = (await writeReviewPage({ reportsDir: join(work, 'run'), exploreBounds: null })).file;
+    file = (await writeReviewPage({ reportsDir: join(work, 'run'), exploreBounds: null, pathBounds: null })).file;
   });
 
   it('marks the claims of the diverging step failed, the others passed, and steps through the counterexample', async () => {
