@@ -10,6 +10,7 @@ import type { AnyStateMachine } from 'xstate';
 import type { TransitionCauses } from './causes.ts';
 import type { Chart } from './chart.ts';
 import { regionDot, statechartDot } from './dot.ts';
+import { renderFittedSvg } from './page-svg.ts';
 import { renderSvg } from './render.ts';
 import { statechartScxml } from './scxml.ts';
 import { statelyModule } from './stately.ts';
@@ -48,7 +49,10 @@ export async function writeDiagrams(reportsDir: string, machine: AnyStateMachine
   ];
   const diagrams: Diagram[] = [];
   for (const source of sources) {
-    const { svg, ms } = await renderSvg(source.dot, source.name);
+    // renderSvg refuses Graphviz's warnings and times the layout; the SVG written is the same layout with each
+    // text pinned to the width Graphviz gave it (review/page-svg.ts), so no browser font clips a label.
+    const { ms } = await renderSvg(source.dot, source.name);
+    const { svg } = await renderFittedSvg(source.dot, source.name);
     diagrams.push({ ...source, svg, ms });
   }
   const files: string[] = [];

@@ -11,7 +11,6 @@ import type { ModelParams } from '../model/params.ts';
 import { runTypeScriptWorker } from '../model/ts-worker.ts';
 import { bundleSimulator } from './bundle.ts';
 import { claimTexts } from './claim-text-data.ts';
-import { renderFittedSvg } from './page-svg.ts';
 import { transitionPathBounds, type TransitionPaths } from './transition-paths.ts';
 import { chartOf } from './chart.ts';
 import { claimEvidence } from './claim-evidence.ts';
@@ -79,14 +78,9 @@ export async function writeReviewPage(options: ReviewPageOptions = {}): Promise<
 
   log('rendering the diagrams...');
   const set = await writeDiagrams(reportsDir, replicationMachine, chart, exploration?.causes ?? null);
-  // Each diagram again from the same DOT, its texts pinned to the widths Graphviz laid out (no clipped cell in
-  // any browser font); the file beside the page is replaced by the fitted one, so the page embeds the file.
-  const diagrams = [];
-  for (const [i, diagram] of set.diagrams.entries()) {
-    const fitted = await renderFittedSvg(diagram.dot, diagram.name);
-    writeFileSync(join(reportsDir, `${diagram.name}.svg`), fitted.svg);
-    diagrams.push({ name: diagram.name, svg: inlineSvg(fitted.svg, i === 0 ? chartSvgPrefix : `${diagram.name}-`), ms: diagram.ms });
-  }
+  // writeDiagrams pinned each text to the width Graphviz laid out (no clipped cell in any browser font), and the
+  // page embeds exactly the files it wrote.
+  const diagrams = set.diagrams.map((diagram, i) => ({ name: diagram.name, svg: inlineSvg(diagram.svg, i === 0 ? chartSvgPrefix : `${diagram.name}-`), ms: diagram.ms }));
 
   log('gathering the evidence...');
   const runs = exploration?.runs ?? [];
