@@ -221,7 +221,7 @@ export class DeploymentBenchError extends Error {
 // Processes
 
 /** A child process started by the benchmark, with the tail of its stderr. */
-class Child {
+export class Child {
   readonly lines: string[] = [];
   readonly exited: Promise<void>;
   constructor(
@@ -264,8 +264,8 @@ class Child {
   }
 }
 
-/** Every process the benchmark started, so that any failure stops them all. */
-class Children {
+/** Every process the benchmark started, so that any failure stops them all (the inflow part uses it too). */
+export class Children {
   readonly #all = new Set<Child>();
   readonly #onExit = (): void => {
     for (const child of this.#all) if (child.running) child.process.kill('SIGKILL');
@@ -302,7 +302,7 @@ class Children {
 }
 
 /** Runs `command` to completion, bounded by `timeoutMs`; rejects on a non-zero exit or timeout. */
-async function runCommand(command: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+export async function runCommand(command: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
   return execFileAsync(command, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env });
 }
 
@@ -324,7 +324,8 @@ function hostHome(dir: string, hostDir: string): string {
   return home;
 }
 
-function toolMissing(command: string): boolean {
+/** Whether `command` cannot be run (not installed). */
+export function toolMissing(command: string): boolean {
   return spawnSync(command, ['--version'], { stdio: 'ignore' }).error !== undefined;
 }
 
@@ -357,7 +358,7 @@ function ephemeralPortMin(): number {
  * below the ephemeral range: a port found free there could be taken by any outgoing connection (ours
  * included) before the site binds it.
  */
-async function freePorts(): Promise<{ base: number; nbdkit: number }> {
+export async function freePorts(): Promise<{ base: number; nbdkit: number }> {
   const slots = Math.floor((ephemeralPortMin() - basePortMin) / 10) - 1;
   for (let attempt = 0; attempt < portSearchAttemptsMax; attempt += 1) {
     const base = basePortMin + ((process.pid * 7919 + attempt * 104_729) % slots) * 10;
@@ -420,11 +421,21 @@ interface FioJson {
   }[];
 }
 
+/** How long a fio job runs and over how many bytes of the volume: the deployment part's by default. */
+export interface FioShape {
+  readonly sizeBytes: number;
+  readonly rampSeconds: number;
+  readonly runSeconds: number;
+}
+
+const deploymentFioShape: FioShape = { sizeBytes: deploymentVolumeBytes, rampSeconds, runSeconds };
+
 /**
  * Runs one fio job against `uri`; its JSON goes to a file (fio's nbd engine prints to stdout too). With
  * `home`, fio runs as the host's unprivileged user in that home ({@link hostHome}): for an `nbds://` URI.
+ * Killed past its ramp and run time plus {@link fioSlackMs}.
  */
-async function runFio(job: FioJob, uri: string, dir: string, label: string, home?: string): Promise<FioResult> {
+export async function runFio(job: FioJob, uri: string, dir: string, label: string, home?: string, shape: FioShape = deploymentFioShape): Promise<FioResult> {
   const output = path.join(home ?? dir, `fio-${label}-${job.name}.json`);
   const args = [
     `--name=${job.name}`,
@@ -433,16 +444,16 @@ async function runFio(job: FioJob, uri: string, dir: string, label: string, home
     `--rw=${job.rw}`,
     `--bs=${job.blockBytes}`,
     `--iodepth=${job.iodepth}`,
-    `--size=${deploymentVolumeBytes}`,
+    `--size=${shape.sizeBytes}`,
     '--time_based',
-    `--ramp_time=${rampSeconds}`,
-    `--runtime=${runSeconds}`,
+    `--ramp_time=${shape.rampSeconds}`,
+    `--runtime=${shape.runSeconds}`,
     '--randrepeat=1',
     '--output-format=json',
     `--output=${output}`,
   ];
   try {
-    const timeoutMs = (rampSeconds + runSeconds) * 1000 + fioSlackMs;
+    const timeoutMs = (shape.rampSeconds + shape.runSeconds) * 1000 + fioSlackMs;
     if (home === undefined) await runCommand('fio', args, timeoutMs);
     else await runCommand('setpriv', [`--reuid=${hostUserId}`, `--regid=${hostUserId}`, '--clear-groups', '--', 'fio', ...args], timeoutMs, { ...process.env, HOME: home });
   } catch (error) {
@@ -575,7 +586,7 @@ function lagReport(samples: readonly LagSample[], missed: number): LagReport {
 // The run
 
 /** Polls `probe` every {@link pollIntervalMs} until it returns a value, or fails with `stage` after `timeoutMs`. */
-async function pollUntil<T>(stage: DeploymentBenchError['stage'], what: string, timeoutMs: number, probe: () => Promise<T | undefined>, log: () => string): Promise<T> {
+export async function pollUntil<T>(stage: DeploymentBenchError['stage'], what: string, timeoutMs: number, probe: () => Promise<T | undefined>, log: () => string): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let last = 'nothing yet';
   while (performance.now() < deadline) {
@@ -590,7 +601,8 @@ async function pollUntil<T>(stage: DeploymentBenchError['stage'], what: string, 
   throw new DeploymentBenchError(stage, `timed out after ${timeoutMs} ms waiting for ${what} (last: ${last})`, log());
 }
 
-function ready(status: DeploymentStatus): boolean {
+/** Whether a fresh deployment is ready for load: three sites up and connected, site 1 primary, pairs in sync and copying. */
+export function ready(status: DeploymentStatus): boolean {
   const all = ([1, 2, 3] as const).every((id) => status.sites[id]?.up === true && status.sites[id]?.connected.length === 2);
   return all && status.primary === 1 && status.syncPair === 'inSync' && status.asyncPair === 'copying';
 }
