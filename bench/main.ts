@@ -7,16 +7,19 @@
  * (bounded by the volumes and the journal limits). Then the conformance harness: lockstep steps per second
  * and the time to full transition coverage beside the model alone (`bench/harness.ts`). Then the interleavings
  * fast-check's scheduler explores per second (conformance/interleavings.ts), with P1-P7 checked on the
- * implementation's bytes after every step, with memory and with file storage. Last, the
+ * implementation's bytes after every step, with memory and with file storage. Then the
  * deployment: fio against site 1 of three site processes beside `nbdkit memory` (`bench/deployment.ts`).
- * Writes `reports/bench.json`.
+ * Then journal inflow control off and on under the same load, site 3 made slower than the host
+ * (`bench/inflow.ts`). Writes `reports/bench.json`.
  *
  *     npm run bench                                   every part
  *     npm run bench -- --only deployment [--profile]  one part (repeat --only for more): throughput, harness,
- *                                                     interleavings, deployment; --profile runs the sites
- *                                                     under --cpu-prof
+ *                                                     interleavings, deployment, inflow; --profile runs the
+ *                                                     sites under --cpu-prof
  *     npm run bench -- --only deployment --cli F      the sites run another build of `threesite` (a candidate)
+ *     npm run bench -- --only inflow [--inflow-delay-ms N]  inflow control off, then on with delay N ms (default 400)
  *
+ * The arguments are parsed in `bench/arguments.ts`.
  * With `--only`, the parts run replace their keys in an existing `reports/bench.json` and keep the others.
  *
  * A script, not a test: figures depend on the machine. Limits are named here; no timers drive the system.
@@ -25,15 +28,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { Cluster, type ClusterConfig } from '../impl/cluster/cluster.ts';
 import { benchDeployment, DeploymentBenchError, formatDeploymentBench } from './deployment.ts';
 import { exploreInterleavings } from '../conformance/interleavings.ts';
 import { benchHarness } from './harness.ts';
-
-/** The parts of the benchmark, in the order they run. */
-const parts = ['throughput', 'harness', 'interleavings', 'deployment'] as const;
-type Part = (typeof parts)[number];
+import { benchInflow, formatInflowBench } from './inflow.ts';
+import { BenchUsageError, parseBenchArguments, type BenchArguments, type BenchPart } from './arguments.ts';
 
 /** Bytes of one host write. */
 const writeBytes = 4096;
@@ -257,35 +257,38 @@ async function deploymentPart(profile: boolean, cli: string | undefined): Promis
   return { deployment };
 }
 
+/** Journal inflow control off and on (issue 15): its report key. */
+async function inflowPart(delayMs: number): Promise<Record<string, unknown>> {
+  const inflow = await benchInflow({ delayMs, progress: (line) => process.stderr.write(`${line}\n`) });
+  console.log(`\n${formatInflowBench(inflow)}`);
+  return { inflow };
+}
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: { only: { type: 'string', multiple: true }, profile: { type: 'boolean', default: false }, cli: { type: 'string' } },
-    strict: true,
-  });
-  const only = values.only ?? [];
-  for (const part of only) {
-    if (!(parts as readonly string[]).includes(part)) {
-      console.error(`bench: --only takes ${parts.join(', ')}; got ${JSON.stringify(part)}`);
-      return 2;
-    }
+  let values: BenchArguments;
+  try {
+    values = parseBenchArguments(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof BenchUsageError)) throw error;
+    console.error(error.message);
+    return 2;
   }
-  const selected = only.length === 0 ? [...parts] : parts.filter((part) => only.includes(part));
   const file = path.join('reports', 'bench.json');
   // One part alone keeps the other parts' last figures.
   let report: Record<string, unknown> = {};
-  if (only.length > 0 && fs.existsSync(file)) report = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  if (values.only && fs.existsSync(file)) report = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   const write = (): void => {
     fs.mkdirSync('reports', { recursive: true });
     fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   };
-  const run: Record<Part, () => Promise<Record<string, unknown>> | Record<string, unknown>> = {
+  const run: Record<BenchPart, () => Promise<Record<string, unknown>> | Record<string, unknown>> = {
     throughput: benchThroughput,
     harness: harnessPart,
     interleavings: interleavingsPart,
     deployment: () => deploymentPart(values.profile, values.cli),
+    inflow: () => inflowPart(values.inflowDelayMs),
   };
-  for (const part of selected) {
+  for (const part of values.parts) {
     try {
       Object.assign(report, await run[part]());
     } catch (error) {
