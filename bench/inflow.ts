@@ -38,6 +38,7 @@ import { tcpClient } from '../impl/site/site-control.ts';
 import type { SiteStatus } from '../impl/site/site-node.ts';
 import { tickIntervalMs } from '../impl/site/site-serve.ts';
 import type { SiteId } from '../impl/core/storage-system.ts';
+import { entryHeaderBytes, isHighWater, type JournalLimits } from '../impl/core/journal.ts';
 import { Children, DeploymentBenchError, freePorts, pollUntil, ready, runCommand, runFio, toolMissing, type FioJob, type FioResult } from './deployment.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -335,11 +336,18 @@ export function inflowBenchOf(setup: InflowBench['setup'], off: InflowMeasuremen
   };
 }
 
+/** The fewest entries (of the setup's 4 KiB writes) past the journals' own high-water rule. */
+function highWaterEntriesOf(limits: JournalLimits): number {
+  let entries = 0;
+  while (entries < limits.entriesMax && !isHighWater(entries, entries * (inflowJob.blockBytes + entryHeaderBytes), limits)) entries += 1;
+  return entries;
+}
+
 /** The setup of the part with inflow control's delay `delayMs` for the run with it on. */
 export function inflowSetupOf(delayMs: number, restoreIntervalMs: number): InflowBench['setup'] {
   return {
     volumeBytes: inflowVolumeBytes,
-    journal: { entriesMax: inflowJournalEntriesMax, bytesMax: inflowJournalBytesMax, highWaterEntries: Math.ceil(inflowJournalEntriesMax * 0.8) },
+    journal: { entriesMax: inflowJournalEntriesMax, bytesMax: inflowJournalBytesMax, highWaterEntries: highWaterEntriesOf({ entriesMax: inflowJournalEntriesMax, bytesMax: inflowJournalBytesMax }) },
     pullBatchEntriesMax: inflowPullBatchEntriesMax,
     pullIntervalMs: inflowPullIntervalMs,
     restoreIntervalMs,

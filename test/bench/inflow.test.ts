@@ -141,6 +141,8 @@ describe('the inflow part: its report from a fake measurement', () => {
     expect(bench.story).toMatchObject({ offOverflowed: true, onKeptCopying: true, onPaced: true, asExpected: true });
     expect(bench.story.summary).toMatch(/^as expected/);
     expect(bench.setup).toMatchObject({ delayMs: 400, restoreIntervalMs: 10, siteThreeEntriesPerSecondMax: 80, job: inflowJob });
+    // The journal's own rule (80% of its 256 entries, 204.8) says where its high-water mark is.
+    expect(bench.setup.journal).toEqual({ entriesMax: 256, bytesMax: 64 * 1024 * 1024, highWaterEntries: 205 });
     // What reports/bench.json stores under `inflow` reads back the same.
     expect(JSON.parse(JSON.stringify(bench))).toEqual(bench);
   });
