@@ -79,7 +79,10 @@ describe('block digests and their comparison', () => {
         const reference = new Uint8Array(blocks * verifyDigestBytes).map((_, i) => i & 0xff);
         const other = reference.slice();
         const differing = [...new Set(picks.map((p) => p % blocks))].sort((a, b) => a - b);
-        for (const b of differing) other[b * verifyDigestBytes + (b % verifyDigestBytes)] ^= 0x80;
+        for (const b of differing) {
+          const at = b * verifyDigestBytes + (b % verifyDigestBytes);
+          other[at] = (other[at] as number) ^ 0x80;
+        }
         const chunkOffset = chunkIndex * blocks * 4096;
         expect(differingBlocks(reference, other, chunkOffset, 4096)).toEqual(differing.map((b) => chunkOffset + b * 4096));
       }),
