@@ -71,7 +71,7 @@ import {
   type WireEntry,
 } from './messages.ts';
 import type { Envelope, LinkSite } from './link.ts';
-import { blockDigests, chunkAt, type VerifyChunk } from './verify.ts';
+import { blockDigests, overlayEntries, type VerifyChunk } from './verify.ts';
 import { digestVolumes, type Volume } from './volume.ts';
 
 /** A site. */
@@ -426,21 +426,20 @@ export class StorageSystem {
     assert(this.restored <= updateNumber && updateNumber <= this.received, 'site 3 hashes a chunk at an update number it holds', () =>
       `u=${updateNumber}, restored ${this.restored}, received ${this.received}`,
     );
-    const entries: JournalEntry[] = [];
+    // The volume's bytes, then the journal's entries through `updateNumber` over them, batch by batch (the
+    // memory of one batch, as a restore reads them).
+    const bytes = this.#volume(chunk.volume).read(chunk.offset, chunk.length);
     let after = this.restored;
     while (after < updateNumber) {
       const batch = this.journal.readAfter(after, Math.min(batchItemsMax, updateNumber - after));
       assert(batch.length > 0, 'P2 a journal reads every entry it holds', () => `nothing after ${after} below ${updateNumber}`);
       for (const entry of batch) {
         assert(entry.updateNumber === after + 1, 'P2 entries in order without gaps', () => `u=${entry.updateNumber} after ${after}`);
-        if (entry.volume === chunk.volume && entry.offset < chunk.offset + chunk.length && entry.offset + entry.data.length > chunk.offset) {
-          // A copy: a journal's read returns views, which its next read may not keep.
-          entries.push({ ...entry, data: entry.data.slice() });
-        }
         after = entry.updateNumber;
       }
+      overlayEntries(bytes, chunk, batch, updateNumber);
     }
-    return blockDigests(chunkAt(this.#volume(chunk.volume), chunk, entries, updateNumber), this.config.blockBytes);
+    return blockDigests(bytes, this.config.blockBytes);
   }
 
   /**

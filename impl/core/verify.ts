@@ -108,13 +108,12 @@ export function blockDigests(bytes: Uint8Array, blockBytes: number): Uint8Array 
 }
 
 /**
- * The bytes of `chunk` as a restore through `updateNumber` leaves them: `volume`'s bytes now, with every
- * entry of `entries` (in update-number order, the journal's entries after the volume's restored number, up
- * to and including `updateNumber`) written over them where they overlap the chunk. Entries of other volumes
- * or ranges, and entries after `updateNumber`, change nothing.
+ * Writes over `bytes` (the bytes of `chunk`) every entry of `entries` through `updateNumber`, in their
+ * order, where it overlaps the chunk: what restoring those entries does to the chunk. Entries of other
+ * volumes or ranges, and entries after `updateNumber`, change nothing.
  */
-export function chunkAt(volume: Volume, chunk: VerifyChunk, entries: readonly JournalEntry[], updateNumber: number): Uint8Array {
-  const bytes = volume.read(chunk.offset, chunk.length);
+export function overlayEntries(bytes: Uint8Array, chunk: VerifyChunk, entries: readonly JournalEntry[], updateNumber: number): void {
+  assert(bytes.length === chunk.length, 'an overlay covers its chunk', () => `${bytes.length} bytes for ${chunk.length}`);
   const end = chunk.offset + chunk.length;
   for (const entry of entries) {
     if (entry.updateNumber > updateNumber) break;
@@ -124,6 +123,16 @@ export function chunkAt(volume: Volume, chunk: VerifyChunk, entries: readonly Jo
     if (from >= to) continue;
     bytes.set(entry.data.subarray(from - entry.offset, to - entry.offset), from - chunk.offset);
   }
+}
+
+/**
+ * The bytes of `chunk` as a restore through `updateNumber` leaves them: `volume`'s bytes now, with every
+ * entry of `entries` (in update-number order, the journal's entries after the volume's restored number)
+ * through `updateNumber` written over them ({@link overlayEntries}).
+ */
+export function chunkAt(volume: Volume, chunk: VerifyChunk, entries: readonly JournalEntry[], updateNumber: number): Uint8Array {
+  const bytes = volume.read(chunk.offset, chunk.length);
+  overlayEntries(bytes, chunk, entries, updateNumber);
   return bytes;
 }
 
