@@ -118,18 +118,18 @@ export function formatStatus(status: DeploymentStatus): string {
   }
   // The last verify the primary ran (a site that was primary before keeps its own; the current one's is shown).
   const last = status.sites[status.primary]?.verify?.last ?? null;
-  if (last !== null) lines.push(...formatVerify(last, false));
+  if (last !== null) lines.push(...formatVerify(last, 'last verify', false));
   return lines.join('\n');
 }
 
 /**
- * A verify's result as a person reads it: one line for the verify, one per site compared with the primary
- * (when, at which update numbers, blocks compared, differing, not verified), then (`listAll`) every
- * differing block listed, one per line, by site, volume and byte offset.
+ * A verify's result as a person reads it: one line for the verify (headed `title`), one per site compared
+ * with the primary (at which update numbers, blocks compared, differing, not verified), then (`listAll`)
+ * every differing block listed, one per line, by site, volume and byte offset.
  */
-export function formatVerify(result: VerifyResult, listAll: boolean): string[] {
+export function formatVerify(result: VerifyResult, title: string, listAll: boolean): string[] {
   const when = result.startedAtMs > 0 ? new Date(result.startedAtMs).toISOString() : 'at an unknown time';
-  const lines = [`last verify ${result.verifyId} ${when}: ${result.outcome}, site ${result.primary} (primary) hashed ${result.blocks} blocks of volume ${result.volumes.join(', ')}`];
+  const lines = [`${title} ${result.verifyId} ${when}: ${result.outcome}, site ${result.primary} (primary) hashed ${result.blocks} blocks of volume ${result.volumes.join(', ')}`];
   for (const site of result.sites) {
     const at = site.updateNumbers === null ? 'no update number' : site.updateNumbers.first === site.updateNumbers.last ? `u=${site.updateNumbers.first}` : `u=${site.updateNumbers.first}..${site.updateNumbers.last}`;
     const notVerified = site.blocksNotVerified > 0 ? `, ${site.blocksNotVerified} NOT VERIFIED (${site.notVerifiedReason})` : '';
@@ -353,9 +353,9 @@ async function runCommand(
       const { result, site3NeedsFullCopy } = await operator.verify({ volumes: volumes ?? null, deadlineMs });
       if (values.json) console.log(JSON.stringify({ result, site3NeedsFullCopy }));
       else {
-        console.log(formatVerify(result, true).join('\n'));
+        console.log(formatVerify(result, 'verify', true).join('\n'));
         const secondary = result.sites[0];
-        if (secondary.blocksDiffering > 0) console.log(`site ${secondary.site}'s ${secondary.blocksDiffering} differing blocks are in site ${result.primary}'s changed-block record: threesite resync --site ${secondary.site} copies them`);
+        if (secondary.blocksDiffering > 0) console.log(`site ${secondary.site}'s differing blocks (${secondary.blocksDiffering}) are in site ${result.primary}'s changed-block record: threesite resync --site ${secondary.site} copies them`);
         if (site3NeedsFullCopy) console.log('site 3 needs a full copy: threesite resync --site 3');
       }
       return result.outcome === 'equal' ? 0 : result.outcome === 'differ' ? verifyDifferExit : verifyNotVerifiedExit;
