@@ -350,13 +350,14 @@ async function runCommand(
       });
       const deadlineMs = values['deadline-ms'] === undefined ? verifyDeadlineMsDefault : Number(values['deadline-ms']);
       if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > verifyDeadlineMsMax) throw new UsageError(`--deadline-ms must be in [1, ${verifyDeadlineMsMax}], got ${values['deadline-ms']}`);
-      const { result, site3NeedsFullCopy } = await operator.verify({ volumes: volumes ?? null, deadlineMs });
-      if (values.json) console.log(JSON.stringify({ result, site3NeedsFullCopy }));
+      const { result, site3NeedsFullCopy, site3Refused } = await operator.verify({ volumes: volumes ?? null, deadlineMs });
+      if (values.json) console.log(JSON.stringify({ result, site3NeedsFullCopy, site3Refused }));
       else {
         console.log(formatVerify(result, 'verify', true).join('\n'));
         const secondary = result.sites[0];
         if (secondary.blocksDiffering > 0) console.log(`site ${secondary.site}'s differing blocks (${secondary.blocksDiffering}) are in site ${result.primary}'s changed-block record: threesite resync --site ${secondary.site} copies them`);
         if (site3NeedsFullCopy) console.log('site 3 needs a full copy: threesite resync --site 3');
+        if (site3Refused !== null) console.log(`site 3 differs but could not be told it needs a full copy (${site3Refused}): verify again once it is idle`);
       }
       return result.outcome === 'equal' ? 0 : result.outcome === 'differ' ? verifyDifferExit : verifyNotVerifiedExit;
     }

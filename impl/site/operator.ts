@@ -399,10 +399,13 @@ export class Operator {
    * volumes (`volumes`, or all) block by block with its secondary's and site 3's, each chunk at one update
    * number while host writes go on, and waits for every answer up to `deadlineMs`. Differing blocks of the
    * secondary are recorded in the primary's changed-block record (`resync --site N` copies them); if site 3
-   * differs, it is told it needs a full copy (`resync --site 3`). Refused when the primary is unreachable,
-   * failed, or already verifying.
+   * differs, it is told it needs a full copy (`resync --site 3`); if site 3 refuses that step (it is busy,
+   * failed or unreachable now), `site3Refused` says why and the result stands. Refused when the primary is
+   * unreachable, failed, or already verifying.
    */
-  async verify(options: { volumes?: number[] | null; deadlineMs?: number; startedAtMs?: number } = {}): Promise<{ result: VerifyResult; site3NeedsFullCopy: boolean }> {
+  async verify(
+    options: { volumes?: number[] | null; deadlineMs?: number; startedAtMs?: number } = {},
+  ): Promise<{ result: VerifyResult; site3NeedsFullCopy: boolean; site3Refused: string | null }> {
     const status = await this.status();
     const primary = status.sites[status.primary];
     if (primary === null) throw new SiteUnreachableError(status.primary, status.unreachable[status.primary] ?? 'no answer');
@@ -410,11 +413,17 @@ export class Operator {
     const result = await this.clients[status.primary].verify(options.volumes ?? null, options.deadlineMs ?? verifyDeadlineMsDefault, startedAtMs);
     const three = result.sites[1];
     let site3NeedsFullCopy = false;
+    let site3Refused: string | null = null;
     if (three.blocksDiffering > 0) {
-      await this.clients[3].requireFullCopy(result.verifyId);
-      site3NeedsFullCopy = true;
+      try {
+        await this.clients[3].requireFullCopy(result.verifyId);
+        site3NeedsFullCopy = true;
+      } catch (error) {
+        if (!(error instanceof RefusalError) && !(error instanceof SiteUnreachableError)) throw error;
+        site3Refused = error.message;
+      }
     }
-    return { result, site3NeedsFullCopy };
+    return { result, site3NeedsFullCopy, site3Refused };
   }
 
   /**
@@ -464,8 +473,8 @@ export class Operator {
 export async function verifyDeployment(
   operator: Operator,
   options: { volumes?: number[] | null; deadlineMs?: number; startedAtMs?: number } = {},
-): Promise<{ result: VerifyResult; differing: { site: SiteId; volume: number; offset: number }[]; site3NeedsFullCopy: boolean }> {
-  const { result, site3NeedsFullCopy } = await operator.verify(options);
+): Promise<{ result: VerifyResult; differing: { site: SiteId; volume: number; offset: number }[]; site3NeedsFullCopy: boolean; site3Refused: string | null }> {
+  const { result, site3NeedsFullCopy, site3Refused } = await operator.verify(options);
   const differing = result.sites.flatMap((site) => site.differing.map((block) => ({ site: site.site, ...block })));
-  return { result, differing, site3NeedsFullCopy };
+  return { result, differing, site3NeedsFullCopy, site3Refused };
 }
