@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Deployment, run } from './deployment.ts';
 import { verifyDifferExit } from '../../impl/site/cli.ts';
 import { NbdClient } from '../../impl/net/nbd-client.ts';
-import type { VerifyResult } from '../../impl/core/verify.ts';
+import { verifyChunkBytesMax, type VerifyResult } from '../../impl/core/verify.ts';
 
 let deployment: Deployment | undefined;
 afterEach(async () => {
@@ -49,18 +49,22 @@ function corrupt(d: Deployment, site: 2 | 3, volume: number, offset: number): vo
 
 describe('threesite verify', () => {
   it('finds no difference while writes go on; finds a changed byte at site 2 and at site 3 by volume and offset; resync repairs both', async () => {
-    const d = await Deployment.create({ volumeBytes, volumeCount: 2, answerTimeoutMs: 20_000 });
+    // Site 3 pulls every 2 s: it lags, so the verify's markers wait at site 3 while the writes after their
+    // update number are acknowledged, and arrive with the ones before (site 3 must hash at the marker's
+    // number, not at what it holds then).
+    const d = await Deployment.create({ volumeBytes, volumeCount: 2, answerTimeoutMs: 20_000, pullIntervalMs: 2000 });
     deployment = d;
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
 
-    // A host writes blocks of both volumes of site 1 (a pseudo-random walk, a writer per volume) for as long as the verify runs.
+    // A host writes blocks of the first chunk of both volumes of site 1 (a pseudo-random walk, a writer per
+    // volume) for as long as the verify runs: every write after a chunk's update number changes that chunk.
     let writing = true;
     let written = 0;
     const writer = async (volume: number): Promise<void> => {
       const nbd = await NbdClient.connect('127.0.0.1', d.nbdPort(1), `vol${volume}`);
       for (let i = 1; writing; i += 1) {
-        const block = (i * 7919 + volume * 104_729) % (volumeBytes / blockBytes);
+        const block = (i * 7919 + volume * 104_729) % (verifyChunkBytesMax / blockBytes);
         await nbd.write(block * blockBytes, new Uint8Array(blockBytes).fill((i % 255) + 1));
         written += 1;
       }
