@@ -17,7 +17,7 @@ import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { decodeMessage, encodeMessage, type Message } from '../../impl/core/messages.ts';
-import { verifyChunkBytesMax, verifyChunksInFlightMax, verifyMarkersPendingMax } from '../../impl/core/verify.ts';
+import { verifyChunkBytesMax, verifyChunksInFlightMax, verifyDeadlineMsMax, verifyMarkersPendingMax, verifyResultsKept } from '../../impl/core/verify.ts';
 
 const blockBytes = 512;
 const volumeCount = 2;
@@ -1113,5 +1113,28 @@ describe('online verify (site-verify.ts): each chunk compared at one update numb
     // A marker for a range outside the volumes is malformed: the peer is disconnected.
     d.nodes[3].onFrame(1, encodeMessage({ kind: 'verifyMarker', epoch: 1, verifyId: 9, volume: 0, offset: volumeBytes, length: blockBytes, updateNumber: 200 }));
     expect(d.net.log.join('\n')).toMatch(/site 3 disconnects 1: malformed message from site 1: malformed message: verifyMarker.offset/);
+  });
+
+  it(`is refused where it cannot run, with its arguments checked at their bounds; the primary keeps its last verifyResultsKept (${verifyResultsKept}) results`, async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    const one = operator.clients[1];
+    await expect(operator.clients[2].verify(null, 1000, 0)).rejects.toThrow(/verify not allowed: site 2 is not the primary/);
+    await expect(operator.clients[3].verify(null, 1000, 0)).rejects.toThrow(/site 3 is not a sync member/);
+    await expect(one.verify([volumeCount], 1000, 0)).rejects.toThrow(/verify: invalid volumes \[2\]/);
+    await expect(one.verify([], 1000, 0)).rejects.toThrow(/invalid volumes/);
+    await expect(one.verify('0' as never, 1000, 0)).rejects.toThrow(/verify: invalid volumes "0"/);
+    await expect(one.verify(null, 0, 0)).rejects.toThrow(/invalid deadlineMs 0/);
+    await expect(one.verify(null, verifyDeadlineMsMax + 1, 0)).rejects.toThrow(/invalid deadlineMs/);
+    expect((await one.verify([1, 1], verifyDeadlineMsMax, 0)).volumes).toEqual([1]);
+    await expect(operator.clients[3].requireFullCopy(0)).rejects.toThrow(/invalid verifyId 0/);
+    await expect(operator.clients[1].requireFullCopy(1)).rejects.toThrow(/only site 3 does this/);
+    const running = one.verify(null, 1000, 0);
+    await expect(one.verify(null, 1000, 0)).rejects.toThrow(/verify 2 is under way/);
+    await running;
+    for (let i = 0; i < verifyResultsKept; i += 1) await one.verify(null, 1000, 0);
+    expect(nodes[1].verifyResults.map((result) => result.verifyId)).toEqual(Array.from({ length: verifyResultsKept }, (_, i) => i + 3));
+    await operator.fail(1);
+    await expect(one.verify(null, 1000, 0)).rejects.toThrow(/verify: site 1 is failed/);
   });
 });
