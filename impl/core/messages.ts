@@ -47,6 +47,7 @@
 import { MalformedMessageError } from './errors.ts';
 import { assert } from './invariant.ts';
 import { entryDataBytesMax, entryHeaderBytes } from './journal.ts';
+import { verifyChunkBytesMax, verifyChunkDigestBytesMax, verifyDigestBytes, verifyReasonCharsMax } from './verify.ts';
 
 /** Largest encoded message: 16 MiB (a batch of entries or blocks is cut to fit; one entry is at most 4 MiB). */
 export const messageBytesMax = 16 * 1024 * 1024;
@@ -330,6 +331,38 @@ export interface EpochNoticeMessage extends EpochMessage {
   kind: 'epochNotice';
 }
 
+/**
+ * Online verify (`verify.ts`): the primary asks its secondary or site 3 to hash `length` bytes of `volume`
+ * from `offset` as they are at update number `updateNumber`. The secondary hashes at once (the link is
+ * ordered: it has applied exactly up to `updateNumber`); site 3 once it has received `updateNumber`.
+ * Site processes only: the in-process cluster neither sends nor takes it.
+ */
+export interface VerifyMarkerMessage extends EpochMessage {
+  kind: 'verifyMarker';
+  verifyId: number;
+  volume: number;
+  offset: number;
+  length: number;
+  updateNumber: number;
+}
+
+/**
+ * The answer to a {@link VerifyMarkerMessage}: the digests of the chunk's blocks
+ * (`verify.ts` `blockDigests`), or, with no digests, why the site could not hash it (`reason`, never empty
+ * then: its last update number is not the marker's, its async pair is not copying, ...).
+ */
+export interface VerifyDigestsMessage extends EpochMessage {
+  kind: 'verifyDigests';
+  verifyId: number;
+  volume: number;
+  offset: number;
+  length: number;
+  updateNumber: number;
+  digests: Uint8Array;
+  /** Empty when hashed; else why not (at most `verifyReasonCharsMax` characters). */
+  reason: string;
+}
+
 /** Every message between sites. */
 export type Message =
   | EpochNoticeMessage
@@ -350,7 +383,9 @@ export type Message =
   | FullCopyRequestMessage
   | ResyncRequestMessage
   | CopyBlocksMessage
-  | CopyAckMessage;
+  | CopyAckMessage
+  | VerifyMarkerMessage
+  | VerifyDigestsMessage;
 
 /** The message kinds. */
 export type MessageKind = Message['kind'];
@@ -376,6 +411,8 @@ export const messageKinds: readonly MessageKind[] = [
   'resyncRequest',
   'copyBlocks',
   'copyAck',
+  'verifyMarker',
+  'verifyDigests',
 ];
 
 const judgePurposes: readonly string[] = ['failover', 'failback', 'reattach'];
@@ -416,6 +453,8 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
   resyncRequest: ['changed'],
   copyBlocks: ['purpose', 'blocks', 'final', 'sourceLast', 'restoredKnown'],
   copyAck: ['purpose', 'final'],
+  verifyMarker: ['verifyId', 'volume', 'offset', 'length', 'updateNumber'],
+  verifyDigests: ['verifyId', 'volume', 'offset', 'length', 'updateNumber', 'digests', 'reason'],
 };
 
 function exactFields(value: Fields, kind: MessageKind, path: string): void {
@@ -630,7 +669,29 @@ export function validateMessage(value: unknown): Message {
       };
     case 'copyAck':
       return { kind, epoch, purpose: oneOf(v.purpose, copyPurposes, 'copyAck.purpose'), final: bool(v.final, 'copyAck.final') };
+    case 'verifyMarker':
+      return { kind, epoch, ...verifyRange(v, kind) };
+    case 'verifyDigests': {
+      const range = verifyRange(v, kind);
+      const digests = bytes(v.digests, 'verifyDigests.digests', verifyChunkDigestBytesMax);
+      if (digests.length % verifyDigestBytes !== 0) fail('verifyDigests.digests', `${digests.length} bytes are not whole ${verifyDigestBytes}-byte digests`);
+      if (typeof v.reason !== 'string') fail('verifyDigests.reason', `must be a string, is ${typeof v.reason}`);
+      if (v.reason.length > verifyReasonCharsMax) fail('verifyDigests.reason', `${v.reason.length} characters exceed ${verifyReasonCharsMax}`);
+      if ((digests.length === 0) === (v.reason === '')) fail('verifyDigests.reason', 'either digests or a reason, exactly one');
+      return { kind, epoch, ...range, digests, reason: v.reason };
+    }
   }
+}
+
+/** The chunk and update number a verify message names: a non-empty range of at most `verifyChunkBytesMax` bytes. */
+function verifyRange(v: Fields, kind: 'verifyMarker' | 'verifyDigests'): { verifyId: number; volume: number; offset: number; length: number; updateNumber: number } {
+  return {
+    verifyId: positive(v.verifyId, `${kind}.verifyId`),
+    volume: count(v.volume, `${kind}.volume`, messageVolumesMax - 1),
+    offset: count(v.offset, `${kind}.offset`),
+    length: positive(v.length, `${kind}.length`, verifyChunkBytesMax),
+    updateNumber: count(v.updateNumber, `${kind}.updateNumber`),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ import {
   type WireEntry,
 } from './messages.ts';
 import type { Envelope, LinkSite } from './link.ts';
+import { blockDigests, overlayEntries, type VerifyChunk } from './verify.ts';
 import { digestVolumes, type Volume } from './volume.ts';
 
 /** A site. */
@@ -405,6 +406,51 @@ export class StorageSystem {
   /** SHA-256 (hex) of the site's volumes in volume order (the observation's `volumeDigest`). */
   digest(): string {
     return digestVolumes(this.volumes);
+  }
+
+  /**
+   * The block digests of a chunk of a volume as it is now (online verify, `verify.ts`): at a sync member,
+   * its image at its last update number.
+   */
+  chunkDigests(chunk: VerifyChunk): Uint8Array {
+    return blockDigests(this.#volume(chunk.volume).read(chunk.offset, chunk.length), this.config.blockBytes);
+  }
+
+  /**
+   * Site 3: the block digests of a chunk as a restore through `updateNumber` leaves it: its volume (restored
+   * through `restored`) with the journal's entries through `updateNumber` written over it (`verify.ts`
+   * `chunkAt`). Requires `restored <= updateNumber <= received`.
+   */
+  chunkDigestsAt(chunk: VerifyChunk, updateNumber: number): Uint8Array {
+    this.#mustBe(3, 'chunkDigestsAt');
+    assert(this.restored <= updateNumber && updateNumber <= this.received, 'site 3 hashes a chunk at an update number it holds', () =>
+      `u=${updateNumber}, restored ${this.restored}, received ${this.received}`,
+    );
+    // The volume's bytes, then the journal's entries through `updateNumber` over them, batch by batch (the
+    // memory of one batch, as a restore reads them).
+    const bytes = this.#volume(chunk.volume).read(chunk.offset, chunk.length);
+    let after = this.restored;
+    while (after < updateNumber) {
+      const batch = this.journal.readAfter(after, Math.min(batchItemsMax, updateNumber - after));
+      assert(batch.length > 0, 'P2 a journal reads every entry it holds', () => `nothing after ${after} below ${updateNumber}`);
+      for (const entry of batch) {
+        assert(entry.updateNumber === after + 1, 'P2 entries in order without gaps', () => `u=${entry.updateNumber} after ${after}`);
+        after = entry.updateNumber;
+      }
+      overlayEntries(bytes, chunk, batch, updateNumber);
+    }
+    return blockDigests(bytes, this.config.blockBytes);
+  }
+
+  /**
+   * The primary records blocks an online verify found different at its secondary in its changed-block
+   * record, so that the next resync copies them (saved with the state). Returns how many were not marked.
+   */
+  markDiffering(volume: number, offsets: readonly number[]): number {
+    assert(this.id !== 3, 'only sync members keep a changed-block record', () => `site ${this.id}`);
+    const before = this.changed.count;
+    for (const offset of offsets) this.#markChanged(volume, offset, this.config.blockBytes);
+    return this.changed.count - before;
   }
 
   /** Reads bytes of a volume (the operator's and the host's view). */
@@ -903,6 +949,10 @@ export class StorageSystem {
         return this.#onCopyBlocks(from, message);
       case 'copyAck':
         return this.#onCopyAck(from, message);
+      case 'verifyMarker':
+      case 'verifyDigests':
+        // Online verify belongs to the site processes (site-node.ts, which takes these before the site does).
+        throw new UnexpectedMessageError(message.kind, from, this.id, 'online verify is carried out by a site process');
     }
   }
 

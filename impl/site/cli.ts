@@ -14,11 +14,14 @@
  *     threesite failover [--force] --config FILE                                         host 2 takes over at site 2
  *     threesite delta-resync|full-copy --config FILE                                     site 3 catches up
  *     threesite resync --site N --config FILE                                            the returning member resyncs
+ *                                                  (or repairs what a verify found: site 2 or 1 from the primary, site 3 by a full copy)
+ *     threesite verify [--volume V] [--deadline-ms MS] [--json] --config FILE            online verify of the three sites
  *     threesite failback --config FILE                                                   back to site 1 as primary
  *
  * Exit status: 0 done, 1 refused by the system (the refusal's code and message on stderr), 2 bad usage or
  * configuration (or credentials missing), 3 a site needed for the command is unreachable, 4 a site's storage or
- * credentials are damaged or unreadable (the file is named; the site does not start from it). Every command
+ * credentials are damaged or unreadable (the file is named; the site does not start from it); `verify` only:
+ * {@link verifyDifferExit} blocks differ, {@link verifyNotVerifiedExit} some blocks could not be compared. Every command
  * but init, credentials and serve reaches the sites' control ports with the operator's certificate
  * (`DIR/tls/operator`); `site-control.ts` lists the steps of each.
  */
@@ -32,6 +35,7 @@ import { ConfigError, DeviceError, RefusalError } from '../core/errors.ts';
 import { StateFileError } from '../storage/state-file.ts';
 import { CorruptJournalError } from '../storage/journal-file.ts';
 import { Operator, SiteUnreachableError, type DeploymentStatus } from './operator.ts';
+import { verifyDeadlineMsDefault, verifyDeadlineMsMax, type VerifyResult } from '../core/verify.ts';
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
@@ -47,7 +51,14 @@ const usage = `usage: threesite COMMAND [options]
   status [--json] [--digest] --config FILE
   fail --site N | recover --site N | fence | failover [--force] | delta-resync | full-copy
   cut-link --link A-B | restore-link --link A-B
-  resync --site N | failback                          (each with --config FILE)`;
+  resync --site N | failback                          (each with --config FILE)
+  verify [--volume V] [--deadline-ms MS] [--json]`;
+
+/** `threesite verify`'s exit status when blocks differ between sites (they are listed on stdout). */
+export const verifyDifferExit = 5;
+
+/** `threesite verify`'s exit status when no block differs but some could not be compared (a site not in sync, not copying, not answering). */
+export const verifyNotVerifiedExit = 6;
 
 class UsageError extends Error {}
 
@@ -105,7 +116,29 @@ export function formatStatus(status: DeploymentStatus): string {
     const j = status.judgement;
     lines.push(`last judgement: ${j.verdict} (site 3 held ${j.remoteReceived}, source at ${j.sourceLast})${j.forced ? ', forced' : ''}`);
   }
+  // The last verify the primary ran (a site that was primary before keeps its own; the current one's is shown).
+  const last = status.sites[status.primary]?.verify?.last ?? null;
+  if (last !== null) lines.push(...formatVerify(last, 'last verify', false));
   return lines.join('\n');
+}
+
+/**
+ * A verify's result as a person reads it: one line for the verify (headed `title`), one per site compared
+ * with the primary (at which update numbers, blocks compared, differing, not verified), then (`listAll`)
+ * every differing block listed, one per line, by site, volume and byte offset.
+ */
+export function formatVerify(result: VerifyResult, title: string, listAll: boolean): string[] {
+  const when = result.startedAtMs > 0 ? new Date(result.startedAtMs).toISOString() : 'at an unknown time';
+  const lines = [`${title} ${result.verifyId} ${when}: ${result.outcome}, site ${result.primary} (primary) hashed ${result.blocks} blocks of volume ${result.volumes.join(', ')}`];
+  for (const site of result.sites) {
+    const at = site.updateNumbers === null ? 'no update number' : site.updateNumbers.first === site.updateNumbers.last ? `u=${site.updateNumbers.first}` : `u=${site.updateNumbers.first}..${site.updateNumbers.last}`;
+    const notVerified = site.blocksNotVerified > 0 ? `, ${site.blocksNotVerified} NOT VERIFIED (${site.notVerifiedReason})` : '';
+    lines.push(`  site ${site.site}  ${at}  ${site.blocksCompared} blocks compared, ${site.blocksDiffering} differing${notVerified}`);
+    if (!listAll) continue;
+    for (const block of site.differing) lines.push(`  site ${site.site}  DIFFERS  volume ${block.volume} offset ${block.offset}`);
+    if (site.differing.length < site.blocksDiffering) lines.push(`  site ${site.site}  ... and ${site.blocksDiffering - site.differing.length} more differing blocks`);
+  }
+  return lines;
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -124,6 +157,8 @@ async function run(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       digest: { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
+      volume: { type: 'string', multiple: true },
+      'deadline-ms': { type: 'string' },
       dir: { type: 'string' },
       'base-port': { type: 'string', default: '7100' },
       'volume-bytes': { type: 'string' },
@@ -236,7 +271,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const operator = operatorFor(config);
   // With a trace directory, each command is recorded in the operator's log (operator-trace.ts).
-  const trace = config.traceDir === null || command === 'status' ? null : OperatorTrace.open(config.traceDir, traceConfigOf(config));
+  const trace = config.traceDir === null || command === 'status' || command === 'verify' ? null : OperatorTrace.open(config.traceDir, traceConfigOf(config));
   // A recovered site and a restored link reconnect on their own; the record's view waits for that (rules R1
   // and R2 act on the link's return, which the model's atomic step includes).
   const settles = (action: TraceAction): boolean => action.type === 'RECOVER_SITE' || action.type === 'RESTORE_LINK';
@@ -253,7 +288,7 @@ async function run(argv: string[]): Promise<number> {
 
 async function runCommand(
   command: string | undefined,
-  values: { site?: string; link?: string; force: boolean; json: boolean; digest: boolean },
+  values: { site?: string; link?: string; force: boolean; json: boolean; digest: boolean; volume?: string[]; 'deadline-ms'?: string },
   operator: Operator,
   trace: OperatorTrace | null,
   traced: <T>(action: TraceAction, body: () => Promise<T>) => Promise<T>,
@@ -302,9 +337,29 @@ async function runCommand(
       await traced({ type: 'FULL_COPY' }, () => operator.fullCopy());
       break;
     case 'resync': {
-      const site = siteOf(values.site, [1, 2]) as SyncSiteId;
-      await traced({ type: 'RESYNC_SITE', site }, () => operator.resync(site));
+      const site = siteOf(values.site, [1, 2, 3]);
+      if (site === 3) await traced({ type: 'FULL_COPY' }, () => operator.resync(3));
+      else await traced({ type: 'RESYNC_SITE', site: site as SyncSiteId }, () => operator.resync(site));
       break;
+    }
+    case 'verify': {
+      const volumes = values.volume?.map((raw) => {
+        const volume = Number(raw);
+        if (!Number.isSafeInteger(volume) || volume < 0) throw new UsageError(`--volume must be a volume number, got ${JSON.stringify(raw)}`);
+        return volume;
+      });
+      const deadlineMs = values['deadline-ms'] === undefined ? verifyDeadlineMsDefault : Number(values['deadline-ms']);
+      if (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > verifyDeadlineMsMax) throw new UsageError(`--deadline-ms must be in [1, ${verifyDeadlineMsMax}], got ${values['deadline-ms']}`);
+      const { result, site3NeedsFullCopy, site3Refused } = await operator.verify({ volumes: volumes ?? null, deadlineMs });
+      if (values.json) console.log(JSON.stringify({ result, site3NeedsFullCopy, site3Refused }));
+      else {
+        console.log(formatVerify(result, 'verify', true).join('\n'));
+        const secondary = result.sites[0];
+        if (secondary.blocksDiffering > 0) console.log(`site ${secondary.site}'s differing blocks (${secondary.blocksDiffering}) are in site ${result.primary}'s changed-block record: threesite resync --site ${secondary.site} copies them`);
+        if (site3NeedsFullCopy) console.log('site 3 needs a full copy: threesite resync --site 3');
+        if (site3Refused !== null) console.log(`site 3 differs but could not be told it needs a full copy (${site3Refused}): verify again once it is idle`);
+      }
+      return result.outcome === 'equal' ? 0 : result.outcome === 'differ' ? verifyDifferExit : verifyNotVerifiedExit;
     }
     case 'failback': {
       const judgement = await traced({ type: 'FAILBACK' }, () => operator.failback());

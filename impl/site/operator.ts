@@ -29,6 +29,7 @@ import { asyncPairAfter, journalCovers } from '../core/judge.ts';
 import type { JudgePurpose } from '../core/messages.ts';
 import type { JudgedVerdict, SiteStatus } from './site-node.ts';
 import { epochInitial } from '../core/storage-system.ts';
+import { verifyDeadlineMsDefault, type VerifyResult } from '../core/verify.ts';
 
 /** One site as the operator reaches it. Every method rejects with the site's typed refusal. */
 export interface SiteClient {
@@ -51,6 +52,10 @@ export interface SiteClient {
   deltaResync(): Promise<'copying' | 'fullCopy'>;
   fullCopy(): Promise<void>;
   resync(): Promise<void>;
+  /** Online verify at the primary (`volumes` null: all); resolves with its result (site-verify.ts). */
+  verify(volumes: number[] | null, deadlineMs: number, startedAtMs: number): Promise<VerifyResult>;
+  /** Site 3 needs a full copy: a verify found blocks of it that differ. */
+  requireFullCopy(verifyId: number): Promise<void>;
 }
 
 /**
@@ -364,11 +369,61 @@ export class Operator {
     await this.clients[3].fullCopy();
   }
 
-  /** RESYNC_SITE: the returning sync secondary is resynced from the primary (claims 29-31). */
-  async resync(site: SyncSiteId): Promise<void> {
+  /**
+   * RESYNC_SITE: the returning sync secondary is resynced from the primary (claims 29-31). A secondary in
+   * sync whose primary holds changed blocks (an online verify found them different, {@link verify}) is
+   * resynced too: the pair is suspended at the primary, then at the secondary (each keeps its role; the
+   * link is up, so rule R1 makes the pair resyncing at once), and the resync copies every block of both
+   * changed-block records. While it runs the primary follows its fence policy, as after any suspension.
+   * Site 3: the full copy it needs ({@link fullCopy}), after a verify found its blocks different.
+   */
+  async resync(site: SiteId): Promise<void> {
+    if (site === 3) {
+      await this.fullCopy();
+      return;
+    }
     const status = await this.status();
     if (site === status.primary) throw new NotAllowedError('resyncSite', `site ${site} is not the sync secondary`);
+    const primary = status.sites[status.primary];
+    const secondary = status.sites[site];
+    const inSync = status.syncPair === 'inSync' || status.syncPair === 'reversed';
+    if (inSync && primary !== null && primary.changedBlocks > 0 && secondary !== null && secondary.up && secondary.mode !== 'resyncing') {
+      await this.clients[status.primary].setRole('primary', 'suspended', false, status.epoch);
+      await this.clients[site].setRole('secondary', 'suspended', false, status.epoch);
+    }
     await this.clients[site].resync();
+  }
+
+  /**
+   * Online verify (`threesite verify`; core/verify.ts, site/site-verify.ts): the primary compares its
+   * volumes (`volumes`, or all) block by block with its secondary's and site 3's, each chunk at one update
+   * number while host writes go on, and waits for every answer up to `deadlineMs`. Differing blocks of the
+   * secondary are recorded in the primary's changed-block record (`resync --site N` copies them); if site 3
+   * differs, it is told it needs a full copy (`resync --site 3`); if site 3 refuses that step (it is busy,
+   * failed or unreachable now), `site3Refused` says why and the result stands. Refused when the primary is
+   * unreachable, failed, or already verifying.
+   */
+  async verify(
+    options: { volumes?: number[] | null; deadlineMs?: number; startedAtMs?: number } = {},
+  ): Promise<{ result: VerifyResult; site3NeedsFullCopy: boolean; site3Refused: string | null }> {
+    const status = await this.status();
+    const primary = status.sites[status.primary];
+    if (primary === null) throw new SiteUnreachableError(status.primary, status.unreachable[status.primary] ?? 'no answer');
+    const startedAtMs = Math.floor(options.startedAtMs ?? this.clock());
+    const result = await this.clients[status.primary].verify(options.volumes ?? null, options.deadlineMs ?? verifyDeadlineMsDefault, startedAtMs);
+    const three = result.sites[1];
+    let site3NeedsFullCopy = false;
+    let site3Refused: string | null = null;
+    if (three.blocksDiffering > 0) {
+      try {
+        await this.clients[3].requireFullCopy(result.verifyId);
+        site3NeedsFullCopy = true;
+      } catch (error) {
+        if (!(error instanceof RefusalError) && !(error instanceof SiteUnreachableError)) throw error;
+        site3Refused = error.message;
+      }
+    }
+    return { result, site3NeedsFullCopy, site3Refused };
   }
 
   /**
@@ -406,4 +461,20 @@ export class Operator {
     await this.clients[3].attach(1, asyncPairAfter(judged.verdict), judgement, epoch);
     return judgement;
   }
+}
+
+/**
+ * Online verify of a deployment, for a caller that holds an {@link Operator} (the nemesis run, a test):
+ * runs {@link Operator.verify} and returns every differing block it lists, by site, volume and byte offset,
+ * with the result (its `outcome`: `equal`, `differ`, or `notVerified` when a site's blocks could not all be
+ * compared). The repair it starts is the operator's: the secondary's blocks are in the primary's
+ * changed-block record, site 3 needs a full copy; `resync` repairs both.
+ */
+export async function verifyDeployment(
+  operator: Operator,
+  options: { volumes?: number[] | null; deadlineMs?: number; startedAtMs?: number } = {},
+): Promise<{ result: VerifyResult; differing: { site: SiteId; volume: number; offset: number }[]; site3NeedsFullCopy: boolean; site3Refused: string | null }> {
+  const { result, site3NeedsFullCopy, site3Refused } = await operator.verify(options);
+  const differing = result.sites.flatMap((site) => site.differing.map((block) => ({ site: site.site, ...block })));
+  return { result, differing, site3NeedsFullCopy, site3Refused };
 }

@@ -30,7 +30,9 @@
  * | `failback` | `status` (1, 2, 3), `setRole secondary` (2), `judge` (3), `setRole primary` (1), `setRole secondary` (2), `attach` (3); `setRole primary` (2) back if the judge refuses |
  * | `delta-resync` | `status` (1, 2, 3), `deltaResync` (3) |
  * | `full-copy` | `status` (1, 2, 3), `attach` (3, to learn of its source's overflow), `fullCopy` (3) |
- * | `resync --site N` | `status` (1, 2, 3), `resync` (N) |
+ * | `resync --site N` | `status` (1, 2, 3), `resync` (N); for a pair in sync whose primary holds blocks a verify found differing: `setRole` (primary, then secondary; each its own role, pair suspended) first |
+ * | `resync --site 3` | as `full-copy` |
+ * | `verify [--volume V]` | `status` (1, 2, 3), `verify` (the primary), `requireFullCopy` (3, when its blocks differ) |
  * | (conformance driver: PULL_JOURNAL, RESTORE_JOURNAL) | `status` (1, 2, 3), `pullNow` / `restoreNow` (3): what site 3's timers do |
  * | (a sync member, inside `setRole primary`) | `status` (its peer), asked with the site's own certificate |
  *
@@ -57,7 +59,8 @@ import * as tls from 'node:tls';
 import type { AsyncPairState, Judgement, SyncPairState, SyncSiteId } from '../../model/observation.ts';
 import { InvalidArgumentError, NotAllowedError, RefusalError, type RefusalCodeName } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
-import { epochMax, type JudgePurpose } from '../core/messages.ts';
+import { epochMax, messageVolumesMax, type JudgePurpose } from '../core/messages.ts';
+import { verifyDeadlineMsMax } from '../core/verify.ts';
 import { AuthenticationError, authenticatedPrincipal, principalName, tlsClientOptions, tlsServerOptions, type Principal, type TlsCredentials } from '../net/tls-identity.ts';
 import { SiteUnreachableError, type SiteClient } from './operator.ts';
 import type { SiteNode } from './site-node.ts';
@@ -68,6 +71,7 @@ export const controlLineBytesMax = 1 << 20;
 
 /** How long the operator waits for a site's answer: long enough for a full copy of test-sized volumes. */
 export const controlAnswerTimeoutMsDefault = 120_000;
+assert(verifyDeadlineMsMax < controlAnswerTimeoutMsDefault, 'the operator waits for a verify up to its deadline', () => `${verifyDeadlineMsMax} >= ${controlAnswerTimeoutMsDefault}`);
 
 /**
  * Authenticated control connections a site serves at once. The operator opens one per request and closes
@@ -194,6 +198,13 @@ export async function dispatchControl(node: SiteNode, op: string, args: Args): P
       return node.fullCopy();
     case 'resync':
       return node.resync();
+    case 'verify': {
+      const volumes = args.volumes;
+      if (volumes !== null && !(Array.isArray(volumes) && volumes.length <= messageVolumesMax && volumes.every(isCount))) throw new InvalidArgumentError('verify', 'volumes', volumes);
+      return node.verify(volumes as number[] | null, field<number>(args, 'deadlineMs', isCount), field<number>(args, 'startedAtMs', isCount));
+    }
+    case 'requireFullCopy':
+      return node.requireFullCopy(field<number>(args, 'verifyId', isCount));
     default:
       throw new InvalidArgumentError('control', 'op', op);
   }
@@ -222,6 +233,8 @@ function clientOver(call: (op: string, args?: Args) => Promise<never>): SiteClie
     deltaResync: () => call('deltaResync'),
     fullCopy: () => call('fullCopy'),
     resync: () => call('resync'),
+    verify: (volumes, deadlineMs, startedAtMs) => call('verify', { volumes, deadlineMs, startedAtMs }),
+    requireFullCopy: (verifyId) => call('requireFullCopy', { verifyId }),
   };
 }
 

@@ -9,8 +9,8 @@
  * connection and each connection's overhead) counted twice, because a host write's bytes exist once as the
  * NBD payload and once more, while the write is under way, encoded into its journal entry and its peer
  * message; the peer links' outgoing queues (two peers, `outgoingBytesMaxDefault` each); and a working
- * allowance for the rest (the journal's tail cache, the control port, garbage the collector has not yet
- * reclaimed).
+ * allowance for the rest (the journal's tail cache, the control port, an online verify's chunk and digests,
+ * under 4 MiB: `core/verify.ts`, garbage the collector has not yet reclaimed).
  */
 
 import { nbdMemoryBytesMax, type NbdServerLimits } from '../net/nbd-server.ts';

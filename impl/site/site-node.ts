@@ -68,6 +68,8 @@ import { batchBytesMax, batchItemsMax, decodeMessage, encodeMessage, type JudgeP
 import type { SiteTrace, TracedWrite } from './site-trace.ts';
 import { syncMemberMode, type SiteEnvelope, type SiteId, type SiteNote, type SiteOutput, type StorageSystem } from '../core/storage-system.ts';
 import { checkRange, OutOfRangeError } from '../core/volume.ts';
+import type { VerifyResult } from '../core/verify.ts';
+import { SiteVerify, type VerifyStatus } from './site-verify.ts';
 
 /**
  * Bytes of host data one batch of sync writes carries at most: 256 KiB. Small writes gain from going
@@ -247,6 +249,8 @@ export interface SiteStatus {
   remote: { received: number; restored: number; source: SyncSiteId; asyncPair: AsyncPairState; judgement: Judgement | null } | null;
   /** SHA-256 of the volumes, when asked for (it reads every byte). */
   volumeDigest: string | null;
+  /** Online verify at this site: the last verify it ran (primary), the last chunk it hashed, markers pending (site-verify.ts). */
+  verify: VerifyStatus;
 }
 
 /**
@@ -359,6 +363,8 @@ export class SiteNode {
   readonly refused = new Map<string, number>();
   /** Messages of a lower epoch refused (counted in {@link refused} too). */
   #staleEpochRefused = 0;
+  /** Online verify: this site's part (site-verify.ts). */
+  readonly #verify: SiteVerify;
 
   constructor(
     site: StorageSystem,
@@ -375,6 +381,13 @@ export class SiteNode {
     this.#log = log;
     this.#remote = remote.saved ? { ...remote.saved } : { asyncPair: 'copying', judgement: null };
     this.#saveRemote = remote.save;
+    this.#verify = new SiteVerify({
+      site,
+      send: (peer, message) => this.#send({ from: this.id, to: peer, message }),
+      isConnected: (peer) => this.#links.isConnected(peer),
+      asyncPair: () => this.#remote.asyncPair,
+      log,
+    });
   }
 
   get id(): SiteId {
@@ -664,6 +677,7 @@ export class SiteNode {
   onPeerDown(peer: SiteId, reason: string): void {
     this.#log(`peer ${peer} down: ${reason}`);
     this.#frames.delete(peer);
+    this.#verify.onPeerDown(peer);
     if (this.id === 3 && peer === this.site.source) {
       this.#endPull(new NotAcknowledgedError('pullJournal', `the link to site ${peer} went down (${reason})`));
       this.#failWaiter(new NotAcknowledgedError('remote', `the link to site ${peer} went down (${reason})`));
@@ -697,6 +711,10 @@ export class SiteNode {
       return;
     }
     if (this.#refusedForOverflow(peer, message)) return;
+    if (message.kind === 'verifyMarker' || message.kind === 'verifyDigests') {
+      this.#onVerifyMessage(peer, message);
+      return;
+    }
     this.#guard(`message ${message.kind}`, () => {
       const trace = this.#trace;
       const mark = trace?.mark();
@@ -714,6 +732,24 @@ export class SiteNode {
       this.#applyRules();
       if (trace && mark) this.#traceAfterFrame(trace, mark, message);
       this.site.saveIfDirty();
+      // Site 3 hashes the verify markers it has now received, before any restore can pass them.
+      this.#verify.hashReached();
+    });
+  }
+
+  /** A verify marker or a verify's digests (site-verify.ts): taken by the node, never by the storage system. */
+  #onVerifyMessage(peer: SiteId, message: Extract<Message, { kind: 'verifyMarker' | 'verifyDigests' }>): void {
+    if (!this.site.up) {
+      this.#refuse(peer, message.kind, new SiteFailedError(this.id, message.kind));
+      return;
+    }
+    this.#guard(`message ${message.kind}`, () => {
+      try {
+        this.#verify.onMessage(peer, message);
+      } catch (error) {
+        if (!(error instanceof RefusalError)) throw error;
+        this.#refuse(peer, message.kind, error);
+      }
     });
   }
 
@@ -730,6 +766,7 @@ export class SiteNode {
       for (const flush of this.#flushes.values()) flush.sentAtMs = nowMs;
     }
     this.#nowMs = nowMs;
+    this.#verify.onTick(nowMs);
     // Writes held for room on the link go when it has drained (frames from the peer also drain the queue).
     if (this.site.up && this.#queued.length > 0) this.#drainQueue();
     // What host writes acknowledged alone changed is saved here, once a tick, not after each write.
@@ -816,6 +853,8 @@ export class SiteNode {
   }
 
   #restore(): void {
+    // A verify marker whose update number site 3 holds is hashed before the restore passes it.
+    this.#verify.hashReached();
     const trace = this.#trace;
     const mark = trace?.mark();
     this.site.restore();
@@ -856,6 +895,7 @@ export class SiteNode {
     for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
     this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
+    this.#verify.stop();
     this.#applyRules();
     this.site.saveIfDirty();
   }
@@ -1162,7 +1202,44 @@ export class SiteNode {
           ? { received: site.received, restored: site.restored, source: site.source, asyncPair: this.#remote.asyncPair, judgement: this.#remote.judgement }
           : null,
       volumeDigest: digest ? site.digest() : null,
+      verify: this.#verify.status(),
     };
+  }
+
+  /**
+   * Online verify (`threesite verify`) at this site, the primary: compares its volumes (`volumes`, or all)
+   * with its secondary's and site 3's block by block, each chunk at one update number, while host writes go
+   * on; resolves with the result when every site answered or `deadlineMs` passed (site-verify.ts). The
+   * secondary's differing blocks go to this site's changed-block record (a resync copies them).
+   */
+  async verify(volumes: readonly number[] | null, deadlineMs: number, startedAtMs: number): Promise<VerifyResult> {
+    const result = await this.#verify.run(volumes, deadlineMs, startedAtMs);
+    // The changed-block record now holds the secondary's differing blocks: saved before the answer.
+    if (this.site.up) this.#guard('state save', () => this.site.saveIfDirty());
+    return result;
+  }
+
+  /** The verify results this site ran, oldest first (bounded: core/verify.ts `verifyResultsKept`). */
+  get verifyResults(): readonly VerifyResult[] {
+    return this.#verify.results;
+  }
+
+  /**
+   * Site 3 needs a full copy: a verify found blocks that differ from its source's (there is no copy of single
+   * blocks to site 3; a full copy makes its volumes its source's). The async pair goes to `fullCopy` (site 3
+   * stops pulling; `threesite full-copy` or `resync --site 3` repairs it). Refused unless site 3 is up and
+   * idle; a pair already waiting for a full copy stays as it is.
+   */
+  requireFullCopy(verifyId: number): void {
+    if (!Number.isSafeInteger(verifyId) || verifyId < 1) throw new InvalidArgumentError('requireFullCopy', 'verifyId', verifyId);
+    this.#requireRemoteIdle('requireFullCopy');
+    const pair = this.#remote.asyncPair;
+    if (pair === 'fullCopy' || pair === 'suspendedOverflow') return;
+    this.#log(`verify ${verifyId} found blocks of site 3 that differ from its source: site 3 needs a full copy`);
+    this.#endPull(new NotAcknowledgedError('pullJournal', `site 3 needs a full copy (verify ${verifyId})`));
+    this.#setAsyncPair('fullCopy');
+    this.#applyRules();
+    this.site.saveIfDirty();
   }
 
   /** Saves, flushes and releases the site's storage; pending writes fail. */
@@ -1174,6 +1251,7 @@ export class SiteNode {
     this.#flushes.clear();
     this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
+    this.#verify.stop();
     this.site.close();
     this.#trace?.close();
   }

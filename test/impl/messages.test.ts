@@ -19,6 +19,7 @@ import {
   validateMessage,
   type Message,
 } from '../../impl/core/messages.ts';
+import { verifyChunkBytesMax, verifyChunkDigestBytesMax, verifyDigestBytes, verifyReasonCharsMax } from '../../impl/core/verify.ts';
 
 const config: ClusterConfig = {
   volumeCount: 2,
@@ -95,6 +96,19 @@ const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
     restoredKnown: n,
   }),
   fc.record({ kind: fc.constant('copyAck' as const), epoch, purpose: fc.constantFrom('fullCopy', 'resync' as const), final: fc.boolean() }),
+  fc.record({ kind: fc.constant('verifyMarker' as const), epoch, verifyId: u, volume: fc.nat({ max: 3 }), offset: n, length: fc.integer({ min: 1, max: verifyChunkBytesMax }), updateNumber: n }),
+  fc.record({
+    kind: fc.constant('verifyDigests' as const), epoch,
+    verifyId: u,
+    volume: fc.nat({ max: 3 }),
+    offset: n,
+    length: fc.integer({ min: 1, max: verifyChunkBytesMax }),
+    updateNumber: n,
+    answer: fc.oneof(
+      fc.integer({ min: 1, max: 8 }).chain((k) => fc.uint8Array({ minLength: k * verifyDigestBytes, maxLength: k * verifyDigestBytes })).map((digests) => ({ digests, reason: '' })),
+      fc.string({ minLength: 1, maxLength: verifyReasonCharsMax }).map((reason) => ({ digests: new Uint8Array(0), reason })),
+    ),
+  }).map(({ answer, ...m }) => ({ ...m, ...answer })),
 );
 
 /** Byte arrays compared by content (decoded arrays are views into the input). */
@@ -326,7 +340,28 @@ describe('message validation, field by field', () => {
     { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks: [{ volume: 0, offset: 0, data: new Uint8Array(8) }], final: true, sourceLast: 3, restoredKnown: 1 },
     { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: true },
     { kind: 'epochNotice', epoch: 7 },
+    { kind: 'verifyMarker', epoch: 1, verifyId: 2, volume: 1, offset: 4096, length: 8192, updateNumber: 9 },
+    { kind: 'verifyDigests', epoch: 1, verifyId: 2, volume: 1, offset: 4096, length: 8192, updateNumber: 9, digests: new Uint8Array(2 * verifyDigestBytes), reason: '' },
   ];
+
+  it('refuses a verify range that is empty or longer than a chunk, digests that are not whole, too many or with a reason, and a reason too long', () => {
+    const marker = { kind: 'verifyMarker', epoch: 1, verifyId: 1, volume: 0, offset: 0, length: 4096, updateNumber: 3 };
+    expect(() => validateMessage({ ...marker, length: 0 })).toThrow(/verifyMarker.length: must be >= 1/);
+    expect(() => validateMessage({ ...marker, length: verifyChunkBytesMax + 1 })).toThrow(/verifyMarker.length: must be <=/);
+    expect(() => validateMessage({ ...marker, verifyId: 0 })).toThrow(/verifyMarker.verifyId/);
+    expect(plain(validateMessage({ ...marker, length: verifyChunkBytesMax }))).toEqual(plain({ ...marker, length: verifyChunkBytesMax }));
+    const digests = { ...marker, kind: 'verifyDigests', digests: new Uint8Array(verifyDigestBytes), reason: '' };
+    expect(() => validateMessage({ ...digests, digests: new Uint8Array(verifyDigestBytes + 1) })).toThrow(/not whole 16-byte digests/);
+    expect(() => validateMessage({ ...digests, digests: new Uint8Array(verifyChunkDigestBytesMax + verifyDigestBytes) })).toThrow(/verifyDigests.digests: .* exceed/);
+    expect(plain(validateMessage({ ...digests, digests: new Uint8Array(verifyChunkDigestBytesMax) }))).toEqual(plain({ ...digests, digests: new Uint8Array(verifyChunkDigestBytesMax) }));
+    expect(() => validateMessage({ ...digests, reason: 'both' })).toThrow(/either digests or a reason/);
+    expect(() => validateMessage({ ...digests, digests: new Uint8Array(0) })).toThrow(/either digests or a reason/);
+    expect(() => validateMessage({ ...digests, digests: new Uint8Array(0), reason: 'x'.repeat(verifyReasonCharsMax + 1) })).toThrow(/verifyDigests.reason: 201 characters exceed 200/);
+    expect(plain(validateMessage({ ...digests, digests: new Uint8Array(0), reason: 'x'.repeat(verifyReasonCharsMax) }))).toEqual(plain({ ...digests, digests: new Uint8Array(0), reason: 'x'.repeat(verifyReasonCharsMax) }));
+    // On the wire too: a frame whose digests are cut short is malformed.
+    const wire = encodeMessage({ kind: 'verifyDigests', epoch: 1, verifyId: 1, volume: 0, offset: 0, length: 4096, updateNumber: 3, digests: new Uint8Array(verifyDigestBytes), reason: '' });
+    expect(() => decodeMessage(wire.subarray(0, wire.length - 1))).toThrow(MalformedMessageError);
+  });
 
   it('accepts every sample', () => {
     for (const sample of samples) expect(plain(validateMessage(sample))).toEqual(plain(sample));
@@ -454,6 +489,9 @@ describe('a site receiving untrusted input', () => {
       ['flush answer with no flush waiting', 2, 1, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
       ['flush answer from site 3', 3, 1, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
       ['flush answer to the secondary', 1, 2, { kind: 'flushAck', epoch: 1, token: 1, updateNumber: 3 }],
+      // Online verify is the site processes' (site-node.ts): the in-process storage system takes none of it.
+      ['verify marker in one process', 1, 2, { kind: 'verifyMarker', epoch: 1, verifyId: 1, volume: 0, offset: 0, length: 4096, updateNumber: 3 }],
+      ['verify digests in one process', 2, 1, { kind: 'verifyDigests', epoch: 1, verifyId: 1, volume: 0, offset: 0, length: 4096, updateNumber: 3, digests: new Uint8Array(verifyDigestBytes), reason: '' }],
     ];
     for (const [name, from, to, message] of cases) {
       // Refused by the guard that names what is out of context: the site changes nothing and says why.

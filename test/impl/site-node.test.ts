@@ -16,7 +16,8 @@ import { localClient } from '../../impl/site/site-control.ts';
 import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
-import { encodeMessage } from '../../impl/core/messages.ts';
+import { decodeMessage, encodeMessage, type Message } from '../../impl/core/messages.ts';
+import { verifyChunkBytesMax, verifyChunksInFlightMax, verifyDeadlineMsMax, verifyMarkersPendingMax, verifyResultsKept } from '../../impl/core/verify.ts';
 
 const blockBytes = 512;
 const volumeCount = 2;
@@ -134,12 +135,12 @@ interface Deployment {
   catchUp(): Promise<void>;
 }
 
-function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64, nodeConfig: Partial<NodeConfig> = {}): Deployment {
+function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64, nodeConfig: Partial<NodeConfig> = {}, volumeBytesOfSite = volumeBytes): Deployment {
   const net = new MemoryNetwork();
   const nodes = {} as Record<SiteId, SiteNode>;
   for (const id of [1, 2, 3] as const) {
     const site = openSite(
-      { id, volumeCount, volumeBytes, blockBytes, fencePolicy, inFlightWritesMax: 16, flushEachWrite: false },
+      { id, volumeCount, volumeBytes: volumeBytesOfSite, blockBytes, fencePolicy, inFlightWritesMax: 16, flushEachWrite: false },
       { entriesMax: journalEntriesMax, bytesMax: journalEntriesMax * (blockBytes + 128) },
       { kind: 'memory' },
     );
@@ -988,5 +989,152 @@ describe('durability on request: a host flush is answered after both sync member
     await expect(nodes[1].flush()).rejects.toMatchObject({ name: 'StorageFaultError', fault: { errno: 'EIO' } });
     expect(nodes[1].status(false)).toMatchObject({ up: false, fault: { operation: 'flush' } });
     await expect(nodes[1].flush()).rejects.toBeInstanceOf(StorageFaultError);
+  });
+});
+
+describe('online verify (site-verify.ts): each chunk compared at one update number at every site', () => {
+  /** Blocks of both volumes. */
+  const allBlocks = (volumeCount * volumeBytes) / blockBytes;
+
+  it("site 3, lagging, hashes the chunk at the marker's update number: the entries it pulled after it change nothing", async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    for (let i = 0; i < 3; i += 1) await nodes[1].hostWrite(0, i * blockBytes, block(i + 1));
+    await d.catchUp();
+    await nodes[1].hostWrite(0, 0, block(40));
+    nodes[3].onPullTimer();
+    await settle();
+    await nodes[1].hostWrite(1, blockBytes, block(50));
+    const verifying = operator.verify({ deadlineMs: 10_000 });
+    await settle();
+    // Both chunks (a volume each) at u=5; site 2 answered at once, site 3 has received only 4.
+    expect(nodes[3].status(false).verify.markersPending).toBe(2);
+    // Writes after the verify's point overwrite the verified blocks; site 3 pulls them with u=4 and u=5.
+    await nodes[1].hostWrite(0, 0, block(60));
+    await nodes[1].hostWrite(1, blockBytes, block(70));
+    nodes[3].onPullTimer();
+    await settle();
+    expect([nodes[3].site.received, nodes[3].site.restored]).toEqual([7, 3]);
+    const { result } = await verifying;
+    expect(result.outcome).toBe('equal');
+    expect(result.sites[0]).toMatchObject({ site: 2, updateNumbers: { first: 5, last: 5 }, blocksCompared: allBlocks, blocksDiffering: 0, blocksNotVerified: 0 });
+    expect(result.sites[1]).toMatchObject({ site: 3, updateNumbers: { first: 5, last: 5 }, blocksCompared: allBlocks, blocksDiffering: 0, blocksNotVerified: 0 });
+    expect(nodes[3].status(false).verify).toMatchObject({ hashed: { verifyId: 1, updateNumber: 5, chunks: 2 }, markersPending: 0 });
+    expect(nodes[1].status(false).verify.last?.outcome).toBe('equal');
+  });
+
+  it('a byte changed behind the backs of site 2 and site 3 is found by volume and offset; resync repairs site 2, a full copy site 3; a new verify finds none', async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    for (let i = 0; i < 6; i += 1) await nodes[1].hostWrite(i % 2, i * blockBytes, block(i + 1));
+    await d.catchUp();
+    nodes[2].site.volumes[1]!.write(3 * blockBytes + 7, new Uint8Array([0xee]));
+    nodes[3].site.volumes[0]!.write(volumeBytes - 1, new Uint8Array([0xee]));
+    const found = await operator.verify();
+    expect(found.result.outcome).toBe('differ');
+    expect(found.result.sites[0]).toMatchObject({ site: 2, blocksCompared: allBlocks, blocksDiffering: 1, differing: [{ volume: 1, offset: 3 * blockBytes }] });
+    expect(found.result.sites[1]).toMatchObject({ site: 3, blocksCompared: allBlocks, blocksDiffering: 1, differing: [{ volume: 0, offset: volumeBytes - blockBytes }] });
+    // The repairs it started: site 2's block in site 1's changed-block record, site 3 needing a full copy.
+    expect(found.site3NeedsFullCopy).toBe(true);
+    expect(nodes[1].site.changed.count).toBe(1);
+    expect(nodes[3].asyncPair).toBe('fullCopy');
+    expect(nodes[1].site.syncPair).toBe('inSync');
+
+    await operator.resync(2);
+    expect([nodes[1].site.syncPair, nodes[2].site.syncPair, nodes[1].site.changed.count]).toEqual(['inSync', 'inSync', 0]);
+    // Site 3 waits for its full copy: its blocks are not verified, and the verify does not say equal.
+    const between = await operator.verify();
+    expect(between.result.outcome).toBe('notVerified');
+    expect(between.result.sites[0]).toMatchObject({ blocksDiffering: 0, blocksNotVerified: 0 });
+    expect(between.result.sites[1]).toMatchObject({ blocksCompared: 0, blocksNotVerified: allBlocks, notVerifiedReason: "site 3: site 3's async pair is fullCopy, not copying" });
+
+    await operator.resync(3);
+    expect(nodes[3].asyncPair).toBe('copying');
+    const again = await operator.verify();
+    expect(again.result.outcome).toBe('equal');
+    expect(again.site3NeedsFullCopy).toBe(false);
+    expect(new Set([1, 2, 3].map((id) => nodes[id as SiteId].site.digest())).size).toBe(1);
+    expect(nodes[1].verifyResults.map((r) => r.outcome)).toEqual(['differ', 'notVerified', 'equal']);
+  });
+
+  it('blocks a site cannot hash are not verified, never equal: site 3 failed, the sync pair suspended, no answer by the deadline', async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    await nodes[1].hostWrite(0, 0, block(1));
+    await operator.fail(3);
+    const failed = (await operator.verify()).result;
+    expect(failed.outcome).toBe('notVerified');
+    expect(failed.sites[0]).toMatchObject({ blocksCompared: allBlocks, blocksNotVerified: 0 });
+    expect(failed.sites[1]).toMatchObject({ blocksCompared: 0, blocksNotVerified: allBlocks, notVerifiedReason: 'site 3 is not connected to site 1' });
+
+    await operator.setLinkCut(1, 2, true);
+    const suspended = (await operator.verify()).result;
+    expect(suspended.sites[0]).toMatchObject({ blocksCompared: 0, blocksNotVerified: allBlocks, notVerifiedReason: 'the sync pair is suspended: site 2 is not in sync' });
+    await operator.setLinkCut(1, 2, false);
+    await operator.resync(2);
+
+    // Site 2's answers never arrive: at the deadline (the node's clock) its blocks are not verified.
+    nodes[1].onTick(1000);
+    d.net.held.add('2>1');
+    const verifying = operator.verify({ deadlineMs: 100 });
+    await settle();
+    nodes[1].onTick(1050);
+    await settle();
+    expect(nodes[1].status(false).verify.running).toBe(true);
+    nodes[1].onTick(1101);
+    const late = (await verifying).result;
+    expect(late.outcome).toBe('notVerified');
+    expect(late.sites[0]).toMatchObject({ blocksCompared: 0, blocksNotVerified: allBlocks, notVerifiedReason: "site 2 did not answer within the verify's deadline" });
+  });
+
+  it(`the primary waits for its secondary's answers with verifyChunksInFlightMax (${verifyChunksInFlightMax}) chunks unanswered, then goes on`, async () => {
+    const d = deploy('keepWriting', 64, {}, 3 * verifyChunkBytesMax);
+    d.net.held.add('2>1');
+    const verifying = d.operator.verify();
+    await settle();
+    const answersHeld = d.net.queue.filter((frame) => frame.from === 2 && frame.to === 1).map((frame) => decodeMessage(frame.payload).kind);
+    expect(answersHeld).toEqual(Array.from({ length: verifyChunksInFlightMax }, () => 'verifyDigests'));
+    d.net.held.delete('2>1');
+    d.net.deliverAll();
+    const { result } = await verifying;
+    expect(result.outcome).toBe('equal');
+    expect(result.blocks).toBe((2 * 3 * verifyChunkBytesMax) / blockBytes);
+    expect(result.sites.map((site) => site.blocksCompared)).toEqual([result.blocks, result.blocks]);
+  });
+
+  it(`site 3 holds verifyMarkersPendingMax (${verifyMarkersPendingMax}) markers it has not reached; one more is answered at once, not verified, naming the bound`, async () => {
+    const d = deploy();
+    d.net.held.add('3>1');
+    const marker = (updateNumber: number): Uint8Array => encodeMessage({ kind: 'verifyMarker', epoch: 1, verifyId: 9, volume: 0, offset: 0, length: volumeBytes, updateNumber });
+    for (let i = 1; i <= verifyMarkersPendingMax + 1; i += 1) d.nodes[3].onFrame(1, marker(100 + i));
+    expect(d.nodes[3].status(false).verify.markersPending).toBe(verifyMarkersPendingMax);
+    const answers = d.net.queue.filter((frame) => frame.from === 3 && frame.to === 1).map((frame) => decodeMessage(frame.payload) as Extract<Message, { kind: 'verifyDigests' }>);
+    expect(answers.map((a) => [a.updateNumber, a.digests.length, a.reason])).toEqual([[100 + verifyMarkersPendingMax + 1, 0, expect.stringMatching(/verifyMarkersPendingMax/)]]);
+    // A marker for a range outside the volumes is malformed: the peer is disconnected.
+    d.nodes[3].onFrame(1, encodeMessage({ kind: 'verifyMarker', epoch: 1, verifyId: 9, volume: 0, offset: volumeBytes, length: blockBytes, updateNumber: 200 }));
+    expect(d.net.log.join('\n')).toMatch(/site 3 disconnects 1: malformed message from site 1: malformed message: verifyMarker.offset/);
+  });
+
+  it(`is refused where it cannot run, with its arguments checked at their bounds; the primary keeps its last verifyResultsKept (${verifyResultsKept}) results`, async () => {
+    const d = deploy();
+    const { nodes, operator } = d;
+    const one = operator.clients[1];
+    await expect(operator.clients[2].verify(null, 1000, 0)).rejects.toThrow(/verify not allowed: site 2 is not the primary/);
+    await expect(operator.clients[3].verify(null, 1000, 0)).rejects.toThrow(/site 3 is not a sync member/);
+    await expect(one.verify([volumeCount], 1000, 0)).rejects.toThrow(/verify: invalid volumes \[2\]/);
+    await expect(one.verify([], 1000, 0)).rejects.toThrow(/invalid volumes/);
+    await expect(one.verify('0' as never, 1000, 0)).rejects.toThrow(/verify: invalid volumes "0"/);
+    await expect(one.verify(null, 0, 0)).rejects.toThrow(/invalid deadlineMs 0/);
+    await expect(one.verify(null, verifyDeadlineMsMax + 1, 0)).rejects.toThrow(/invalid deadlineMs/);
+    expect((await one.verify([1, 1], verifyDeadlineMsMax, 0)).volumes).toEqual([1]);
+    await expect(operator.clients[3].requireFullCopy(0)).rejects.toThrow(/invalid verifyId 0/);
+    await expect(operator.clients[1].requireFullCopy(1)).rejects.toThrow(/only site 3 does this/);
+    const running = one.verify(null, 1000, 0);
+    await expect(one.verify(null, 1000, 0)).rejects.toThrow(/verify 2 is under way/);
+    await running;
+    for (let i = 0; i < verifyResultsKept; i += 1) await one.verify(null, 1000, 0);
+    expect(nodes[1].verifyResults.map((result) => result.verifyId)).toEqual(Array.from({ length: verifyResultsKept }, (_, i) => i + 3));
+    await operator.fail(1);
+    await expect(one.verify(null, 1000, 0)).rejects.toThrow(/verify: site 1 is failed/);
   });
 });
