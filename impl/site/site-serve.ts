@@ -166,7 +166,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   const site = openSite(siteConfigOf(id, config, config.flushEachWrite), config.journal, { kind: 'file', dir: endpoint.dir, reopen }, (recovery) => {
     if (!reopen) return;
     const { journal } = recovery;
-    log(`reopened ${endpoint.dir}: ${journal.cleanShutdown ? 'clean shutdown' : 'after a crash'}, ${journal.entriesRecovered} journal entries, ${journal.discardedBytes} torn bytes cut, ${recovery.redoneEntries} entries redone into the volumes`);
+    log(`reopened ${endpoint.dir}: ${journal.cleanShutdown ? 'clean shutdown' : 'after a crash'}, ${journal.entriesRecovered} journal entries, ${journal.discardedBytes} torn bytes cut, ${recovery.redoneEntries} entries redone into the volumes, ${recovery.floorRecordTrimmed} trimmed up to the floor record`);
   });
   // A new site's state file is written at once: a process restarted over this directory must reopen it.
   if (!reopen) site.save();

@@ -21,8 +21,16 @@
  *   may be **stale**: lower than the real one. That is safe because a stale floor only brings back entries
  *   that were trimmed, never loses one: the entries are still in the segment, unchanged (segments are
  *   append-only), and every user of a journal tolerates a journal that holds more of its past (a sync
- *   member's journal then covers more; site 3 restores again, in order, entries it had restored, which
- *   leaves its volumes as they were). The saved floor is only ever a lower bound of the real one.
+ *   member's journal then covers more). The saved floor is only ever a lower bound of the real one.
+ * - `journal.floor`, the **floor record**, holds the floor after every trim and reset: 16 bytes written in
+ *   place, with no fsync, so it costs one small write per trim, not a rename and three fsyncs. It survives
+ *   a crash of the process (kill -9: the operating system's cache keeps it) though not always a power
+ *   loss, which is why it does not replace `journal.meta`: at open after a crash, {@link RecoveryReport.floorRecorded}
+ *   gives it when it is valid and between the saved floor and the last entry, and the site (site-open.ts)
+ *   redoes the entries up to it into its volumes (so the write-ahead rule holds even if the volumes lost
+ *   those writes) and trims them: site 3's restored number, which is its journal's floor, never goes back at
+ *   a restart, and site 3 never restores again an entry it had restored. After a power loss that lost the
+ *   record, the saved floor is the lower bound it always was.
  * - `floorExact` says whether the saved floor is the real one: true only when `close` wrote it (and for a
  *   new journal); the first trim after an open that moves the floor without deleting a segment clears it
  *   (one rewrite per open). At open, a journal whose floor may be stale and whose recovered entries exceed
@@ -39,6 +47,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { crc32c } from '@node-rs/crc32';
 import { asDeviceError, DeviceError } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
 import {
@@ -80,6 +89,15 @@ export const journalMetaName = 'journal.meta';
 
 const metaTempName = 'journal.meta.tmp';
 const metaFormat = 'threesite-journal-meta';
+/** Name of the floor record in a journal directory (see the file comment). */
+export const journalFloorRecordName = 'journal.floor';
+
+/** Bytes of the floor record: a magic number, the floor (u64), its CRC-32C. */
+export const floorRecordBytes = 16;
+
+/** The floor record's magic number ("TSFL" little-endian). */
+const floorRecordMagic = 0x4c465354;
+
 /** Version 2 adds `floorExact`; a version-1 file (every trim rewrote it) always holds the exact floor. */
 const metaVersion = 3;
 const segmentNamePattern = /^journal-(\d{6,})\.seg$/;
@@ -137,6 +155,14 @@ export interface RecoveryReport {
    * and the site need not redo its journal into its volumes.
    */
   cleanShutdown: boolean;
+  /**
+   * After a shutdown that was not clean: the floor the floor record holds (the real trim point before the
+   * crash) when it is above the saved floor and at most the last entry recovered; null otherwise (a clean
+   * shutdown, whose saved floor is exact; no record, a damaged one, or one the saved floor already passed).
+   * The journal itself still starts at the saved floor: its caller redoes the entries up to this into its
+   * volumes, then trims them (site-open.ts).
+   */
+  floorRecorded: number | null;
 }
 
 /** Why a journal directory cannot be opened. */
@@ -192,6 +218,44 @@ function segmentLast(segment: Segment): number {
 function segmentEnd(segment: Segment, u: number): number {
   const next = u - segment.firstU + 1;
   return next < segment.offsets.length ? (segment.offsets[next] as number) : segment.bytes;
+}
+
+/** The floor record's bytes for `floor` (see the file comment). */
+export function encodeFloorRecord(floor: number): Uint8Array {
+  const out = new Uint8Array(floorRecordBytes);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, floorRecordMagic, true);
+  view.setBigUint64(4, BigInt(floor), true);
+  view.setUint32(12, crc32c(out.subarray(0, 12)), true);
+  return out;
+}
+
+/**
+ * The floor a directory's floor record holds, or null when there is none or it does not check (a length
+ * other than {@link floorRecordBytes}, another magic number, a wrong checksum, a floor past 2^53): the record
+ * is written without an fsync, so a power loss may leave it so, and the saved floor is then the lower bound.
+ */
+export function readFloorRecord(dir: string): number | null {
+  const file = path.join(dir, journalFloorRecordName);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  try {
+    // One byte more than a record: a longer file is not one.
+    const bytes = new Uint8Array(floorRecordBytes + 1);
+    const length = fs.readSync(fd, bytes, 0, bytes.length, 0);
+    if (length !== floorRecordBytes) return null;
+    const view = new DataView(bytes.buffer);
+    if (view.getUint32(0, true) !== floorRecordMagic || view.getUint32(12, true) !== crc32c(bytes.subarray(0, 12))) return null;
+    const floor = view.getBigUint64(4, true);
+    return floor > BigInt(Number.MAX_SAFE_INTEGER) ? null : Number(floor);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function fsyncDir(dir: string): void {
@@ -294,6 +358,8 @@ export class FileJournal implements Journal {
   #failure: unknown = null;
   /** See {@link FileJournalOptions.beforeDurableTrim}. */
   readonly #beforeDurableTrim: (() => void) | null;
+  /** Descriptor of the floor record (`journal.floor`), rewritten in place at every trim and reset. */
+  readonly #floorFd: number;
 
   private constructor(
     dir: string,
@@ -329,6 +395,7 @@ export class FileJournal implements Journal {
     this.#tail = { firstU: options.last + 1, encoded: [], head: 0, bytes: 0 };
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
+    this.#floorFd = fs.openSync(path.join(dir, journalFloorRecordName), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
   }
 
   /**
@@ -377,7 +444,7 @@ export class FileJournal implements Journal {
     let entries = 0;
     let bytes = 0;
     const cleanLast = meta.cleanLast;
-    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: cleanLast !== null };
+    const recovery: RecoveryReport = { entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: cleanLast !== null, floorRecorded: null };
     for (let k = 0; k < live.length; k += 1) {
       const index = live[k] as number;
       const name = segmentName(index);
@@ -455,6 +522,10 @@ export class FileJournal implements Journal {
       for (const segment of segments.splice(0, obsolete)) fs.unlinkSync(path.join(dir, segment.name));
     }
     fsyncDir(dir);
+    if (cleanLast === null) {
+      const recorded = readFloorRecord(dir);
+      if (recorded !== null && recorded > floor && recorded <= last) recovery.floorRecorded = recorded;
+    }
     recovery.entriesRecovered = entries;
     if (entries > checkedLimits.entriesMax) {
       throw new JournalLimitsError(checkedLimits, 'entriesMax', checkedLimits.entriesMax, `recovered ${entries} entries`);
@@ -691,6 +762,7 @@ export class FileJournal implements Journal {
     this.#floor = newFloor;
     this.#entries -= count;
     this.#bytes -= removedBytes;
+    this.#recordFloor();
     assert(this.#savedFloor <= this.#floor, 'journal.meta holds a lower bound of the floor', () => `saved ${this.#savedFloor} > floor ${this.#floor}`);
     assert(this.#entries === this.#last - this.#floor, 'journal holds [first..last]', () => `${this.#entries} entries`);
     assert(this.#bytes >= 0, 'journal byte count is non-negative', () => `${this.#bytes}`);
@@ -709,6 +781,9 @@ export class FileJournal implements Journal {
     this.#last = last;
     this.#entries = 0;
     this.#bytes = 0;
+    // After the saved floor: a record older than the reset is then either at most the floor or past the
+    // last entry, and ignored at open either way.
+    this.#recordFloor();
   }
 
   flush(): void {
@@ -734,6 +809,7 @@ export class FileJournal implements Journal {
       this.#saveMeta(this.#floor, this.#segments[0]?.index ?? this.#nextSegment, true, this.#last);
     }
     this.#open = false;
+    fs.closeSync(this.#floorFd);
     if (this.#writeFd !== null) this.#release(this.#writeFd);
     this.#writeFd = null;
     this.#closeReadCache();
@@ -832,6 +908,16 @@ export class FileJournal implements Journal {
     // A device error stays what it is for every later call (the site detaches on it); anything else is a bug.
     if (this.#failure instanceof DeviceError) throw this.#failure;
     assert(this.#failure === null, 'journal has not failed a write', () => `${operation} after a failed write: ${String(this.#failure)}`);
+  }
+
+  /** Writes the floor into the floor record, in place and without an fsync (see the file comment). */
+  #recordFloor(): void {
+    try {
+      writeAll(this.#floorFd, encodeFloorRecord(this.#floor), 0);
+    } catch (error) {
+      this.#failure = asDeviceError('journal', this.dir, 'floor record write', error);
+      throw this.#failure;
+    }
   }
 
   /** Replaces `journal.meta` (atomically, durably) and remembers what it now holds. */

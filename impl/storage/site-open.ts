@@ -11,9 +11,14 @@
  * with its update number). Two rules keep the volumes whole across a crash:
  * - **redo at restart**: after a shutdown that was not clean, every entry still in the journal is written
  *   again into the volumes, in update-number order, and the volumes flushed, before the storage system is
- *   made: a volume write the crash tore is repaired before the site serves anything. (Site 3 is left alone:
- *   its journal holds what it has not restored yet, and restoring it early would break write-order
- *   fidelity, P2; its restore applies those entries in order anyway.)
+ *   made: a volume write the crash tore is repaired before the site serves anything. (Site 3's journal
+ *   holds what it has not restored yet, and restoring that early would break write-order fidelity, P2: site
+ *   3 redoes only the entries it had restored, below.)
+ * - **no going back at restart**: the journal's saved floor may be stale after a crash (journal-file.ts);
+ *   its floor record gives the real one. The entries up to it are redone into the volumes (site 3: exactly
+ *   those, which it had restored in order before the crash, so its image is again the one it had) and
+ *   trimmed, so site 3's restored number (its journal's floor) is what it was, and the site never restores
+ *   again, as new restores, what it had restored (P2).
  * - **flush before discard**: the volumes are flushed before the journal makes a trim or a reset durable
  *   (`FileJournalOptions.beforeDurableTrim`), so an entry leaves the journal only once its write is on disk.
  */
@@ -49,22 +54,28 @@ export function siteConfigOf(
 export interface SiteRecovery {
   /** What the journal's recovery found (torn tail cut, clean shutdown or not). */
   readonly journal: RecoveryReport;
-  /** Journal entries written again into the volumes (0 after a clean shutdown, and always at site 3). */
+  /**
+   * Journal entries written again into the volumes: 0 after a clean shutdown; at a sync member every entry
+   * the journal held, at site 3 those up to the floor record (the ones it had restored).
+   */
   readonly redoneEntries: number;
+  /** Entries trimmed to bring the journal's stale saved floor up to its floor record (0 without one). */
+  readonly floorRecordTrimmed: number;
 }
 
 /** Journal entries read at a time while redoing a journal. */
 export const redoBatchEntries = 256;
 
 /**
- * Writes every entry of `journal` into `volumes` again, in update-number order, and flushes them: the redo
- * of a write-ahead log after a crash. Returns the entries written.
+ * Writes the entries of `journal` up to `through` (all of them by default) into `volumes` again, in
+ * update-number order, and flushes them: the redo of a write-ahead log after a crash. Returns the entries
+ * written.
  */
-export function redoJournal(journal: Journal, volumes: readonly Volume[]): number {
+export function redoJournal(journal: Journal, volumes: readonly Volume[], through: number = journal.last): number {
   let after = journal.first - 1;
   let redone = 0;
-  while (after < journal.last) {
-    const batch = journal.readAfter(after, redoBatchEntries);
+  while (after < through) {
+    const batch = journal.readAfter(after, Math.min(redoBatchEntries, through - after));
     for (const entry of batch) {
       (volumes[entry.volume] as Volume).write(entry.offset, entry.data);
       after = entry.updateNumber;
@@ -97,8 +108,14 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
   };
   const opened = FileJournal.open(path.join(dir, 'journal'), journalLimits, { beforeDurableTrim: flushVolumes });
   const journal: Journal = opened.journal;
-  const redoneEntries = storage.reopen && !opened.recovery.cleanShutdown && config.id !== 3 ? redoJournal(journal, volumes) : 0;
-  onRecovery?.({ journal: opened.recovery, redoneEntries });
+  const crashed = storage.reopen && !opened.recovery.cleanShutdown;
+  const recorded = crashed ? opened.recovery.floorRecorded : null;
+  let redoneEntries = 0;
+  if (crashed && config.id !== 3) redoneEntries = redoJournal(journal, volumes);
+  else if (recorded !== null) redoneEntries = redoJournal(journal, volumes, recorded);
+  // The volumes hold every entry up to the record (redone and flushed just now): they may leave the journal.
+  const floorRecordTrimmed = recorded === null ? 0 : journal.trimThrough(recorded);
+  onRecovery?.({ journal: opened.recovery, redoneEntries, floorRecordTrimmed });
   const save = (state: SiteDurableState): void => writeStateFile(stateFile, siteStateFormat, encodeSiteState(state));
   return new StorageSystem(config, volumes, journal, saved, save);
 }

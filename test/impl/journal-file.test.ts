@@ -9,7 +9,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptJournalError, FileJournal, journalMetaName, tailCacheEntryBytesMax, type RecoveryReport } from '../../impl/storage/journal-file.ts';
+import {
+  CorruptJournalError,
+  encodeFloorRecord,
+  FileJournal,
+  floorRecordBytes,
+  journalFloorRecordName,
+  journalMetaName,
+  readFloorRecord,
+  tailCacheEntryBytesMax,
+  type RecoveryReport,
+} from '../../impl/storage/journal-file.ts';
 import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/core/journal.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
@@ -60,7 +70,7 @@ describe('FileJournal', () => {
     create: (limits, last) => {
       // Small segments and background fsyncs every 100 bytes: rolls and background syncs happen all the time.
       const { journal, recovery } = FileJournal.open(freshDir(), limits, { segmentBytesMax: 200, backgroundSyncBytes: 100, tailCacheBytes: 300 });
-      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
+      expect(recovery).toEqual({ entriesRecovered: 0, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true, floorRecorded: null });
       if (last !== undefined) journal.reset(last);
       return journal;
     },
@@ -106,7 +116,7 @@ describe('FileJournal', () => {
     expect(plain(journal.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     journal.close();
     const { journal: again, recovery } = open(dir, roomy, 3 * size);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true, floorRecorded: null });
     expect([again.first, again.last, again.entries, again.bytes]).toEqual([8, 10, 3, 3 * size]);
     expect(plain(again.readAfter(7, 10))).toEqual(plain([8, 9, 10].map((u) => makeEntry(u, 64))));
     again.append(makeEntry(11, 64));
@@ -223,7 +233,7 @@ describe('FileJournal', () => {
     expect(journal.trimThrough(4)).toBe(1);
     journal.close();
     const { journal: again, recovery } = open(dir);
-    expect(recovery).toEqual({ entriesRecovered: 1, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
+    expect(recovery).toEqual({ entriesRecovered: 1, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true, floorRecorded: null });
     expect([again.first, again.last, again.bytes]).toEqual([5, 5, entryBytes(makeEntry(5, 30))]);
     again.close();
   });
@@ -262,11 +272,69 @@ describe('FileJournal', () => {
       const copy = crashCopy(journal);
       journal.close();
       const { journal: again, recovery } = open(copy);
-      expect(recovery).toEqual({ entriesRecovered: 6, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: false });
+      // The floor record says the real floor (6); the journal still starts at the saved one for its caller to redo.
+      expect(recovery).toEqual({ entriesRecovered: 6, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: false, floorRecorded: 6 });
       // The saved floor is a lower bound of the real one (6): entries 3..6 come back, none is lost.
       expect([again.first, again.last]).toEqual([3, 8]);
       expect(plain(again.readAfter(2, 10))).toEqual(plain([3, 4, 5, 6, 7, 8].map((u) => makeEntry(u, 30))));
       again.close();
+    });
+
+    it('keeps the real floor in its floor record at every trim and reset, and gives it at open only after a crash', () => {
+      const { journal } = open(freshDir());
+      for (let u = 1; u <= 8; u += 1) journal.append(makeEntry(u, 30));
+      journal.trimThrough(2);
+      expect(readFloorRecord(journal.dir)).toBe(2);
+      journal.trimThrough(5);
+      // The metadata still says 2 (one rewrite per open): the record says 5.
+      expect(savedMeta(journal.dir)).toMatchObject({ floor: 2 });
+      expect(readFloorRecord(journal.dir)).toBe(5);
+      const crashed = crashCopy(journal);
+      journal.reset(3);
+      expect(readFloorRecord(journal.dir)).toBe(3);
+      journal.append(makeEntry(4, 30));
+      journal.append(makeEntry(5, 30));
+      const afterReset = crashCopy(journal);
+      journal.close();
+      const recoveredOf = (dir: string): RecoveryReport => {
+        const { journal: again, recovery } = open(dir);
+        again.close();
+        return recovery;
+      };
+      expect(recoveredOf(crashed).floorRecorded).toBe(5);
+      // A reset's record is the reset floor, not an older and higher one.
+      expect(recoveredOf(afterReset).floorRecorded).toBe(null);
+      // After a clean close the saved floor is exact: no record is given.
+      expect(recoveredOf(journal.dir)).toMatchObject({ cleanShutdown: true, floorRecorded: null });
+    });
+
+    it('ignores a floor record that does not check, or that is at most the saved floor or past the last entry', () => {
+      const { journal } = open(freshDir());
+      for (let u = 1; u <= 8; u += 1) journal.append(makeEntry(u, 30));
+      journal.trimThrough(2);
+      journal.trimThrough(6);
+      const base = crashCopy(journal);
+      journal.close();
+      const variant = (bytes: Uint8Array): number | null => {
+        const dir = freshDir();
+        fs.cpSync(base, dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, journalFloorRecordName), bytes);
+        const { journal: again, recovery } = open(dir);
+        again.close();
+        return recovery.floorRecorded;
+      };
+      expect(variant(encodeFloorRecord(6))).toBe(6);
+      expect(variant(encodeFloorRecord(8))).toBe(8);
+      // At most the saved floor (2), past the last entry (8): not a floor this journal had.
+      expect(variant(encodeFloorRecord(2))).toBe(null);
+      expect(variant(encodeFloorRecord(9))).toBe(null);
+      // Torn or damaged (a power loss): the saved floor stays the lower bound.
+      const flipped = encodeFloorRecord(6);
+      flipped[5] = (flipped[5] as number) ^ 1;
+      expect(variant(flipped)).toBe(null);
+      expect(variant(encodeFloorRecord(6).subarray(0, floorRecordBytes - 1))).toBe(null);
+      expect(variant(new Uint8Array(0))).toBe(null);
+      expect(variant(new Uint8Array([...encodeFloorRecord(6), 0]))).toBe(null);
     });
 
     it('raises a stale floor until the recovered entries fit the limits, oldest first', () => {
@@ -283,7 +351,7 @@ describe('FileJournal', () => {
       const copy = crashCopy(journal);
       journal.close();
       const { journal: again, recovery } = open(copy, limits, 100 * size);
-      expect(recovery).toEqual({ entriesRecovered: 4, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 2, cleanShutdown: false });
+      expect(recovery).toEqual({ entriesRecovered: 4, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 2, cleanShutdown: false, floorRecorded: null });
       expect([again.first, again.last, again.entries, again.bytes]).toEqual([5, 8, 4, 4 * size]);
       expect(savedMeta(copy)).toMatchObject({ floor: 4, floorExact: false });
       again.close();
@@ -358,7 +426,7 @@ describe('FileJournal', () => {
     journal.close();
     fs.writeFileSync(path.join(dir, 'journal-000002.seg'), new Uint8Array(0));
     const { journal: again, recovery } = open(dir);
-    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true });
+    expect(recovery).toEqual({ entriesRecovered: 3, discardedBytes: 0, discardedReason: null, floorRaisedEntries: 0, cleanShutdown: true, floorRecorded: null });
     expect(segments(dir)).toEqual(['journal-000001.seg']);
     again.append(makeEntry(4));
     again.close();
@@ -461,7 +529,11 @@ describe('FileJournal', () => {
         expectRecovered(dir, count - 1, {
           entriesRecovered: count - 1,
           discardedBytes: discarded,
-          discardedReason: discarded === 0 ? null : 'torn', floorRaisedEntries: 0, cleanShutdown: false });
+          discardedReason: discarded === 0 ? null : 'torn',
+          floorRaisedEntries: 0,
+          cleanShutdown: false,
+          floorRecorded: null,
+        });
         expect(fs.statSync(file).size).toBe(lastStart);
       }
       fs.writeFileSync(file, bytes);
@@ -492,7 +564,7 @@ describe('FileJournal', () => {
         const damaged = Buffer.from(bytes);
         damaged[at]! ^= 0x5a;
         fs.writeFileSync(file, damaged);
-        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false });
+        expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: size, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false, floorRecorded: null });
       }
     });
 
@@ -540,7 +612,7 @@ describe('FileJournal', () => {
       expect(segments(dir)).toEqual(['journal-000001.seg', 'journal-000002.seg']);
       expect(bytes.length).toBe(size);
       fs.writeFileSync(file, bytes.subarray(0, 10));
-      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn', floorRaisedEntries: 0, cleanShutdown: false });
+      expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: 10, discardedReason: 'torn', floorRaisedEntries: 0, cleanShutdown: false, floorRecorded: null });
       expect(segments(dir)).toEqual(['journal-000001.seg']);
     });
 
@@ -553,12 +625,12 @@ describe('FileJournal', () => {
         fc.property(fc.integer({ min: 0, max: bigSize - 1 }), fc.integer({ min: 1, max: 255 }), fc.boolean(), (at, mask, tear) => {
           if (tear) {
             fs.writeFileSync(file, bytes.subarray(0, start + at));
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn', floorRaisedEntries: 0, cleanShutdown: false }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: at, discardedReason: at === 0 ? null : 'torn', floorRaisedEntries: 0, cleanShutdown: false, floorRecorded: null }, big);
           } else {
             const damaged = Buffer.from(bytes);
             damaged[start + at]! ^= mask;
             fs.writeFileSync(file, damaged);
-            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false }, big);
+            expectRecovered(dir, count - 1, { entriesRecovered: count - 1, discardedBytes: bigSize, discardedReason: 'corrupt', floorRaisedEntries: 0, cleanShutdown: false, floorRecorded: null }, big);
           }
         }),
         { numRuns: 200 },

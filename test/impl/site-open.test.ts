@@ -65,7 +65,7 @@ describe('opening a site directory', () => {
     site.close();
   });
 
-  it('redoes nothing after a clean shutdown, and never at site 3 (its journal is what it has not restored)', () => {
+  it('redoes nothing after a clean shutdown, nor at site 3 what it has not restored', () => {
     const { cluster, dir } = clusterWith('clean', 2);
     cluster.pullJournal();
     cluster.runUntilIdle();
@@ -78,5 +78,39 @@ describe('opening a site directory', () => {
     const remote = reopen(crashed3, 3);
     expect(remote.recovery).toMatchObject({ redoneEntries: 0, journal: { cleanShutdown: false } });
     remote.close();
+  });
+
+  it('site 3 after a crash: restored where it was (never back to a stale saved floor), its restored entries redone', () => {
+    // Writes u1..u3 to blocks 0, 1, 2.
+    const { cluster, dir } = clusterWith('remote-floor', 3);
+    const pull = (): void => {
+      cluster.pullJournal();
+      cluster.runUntilIdle();
+    };
+    // The first trim after the open saves the floor (2); the next one moves it in memory only (5).
+    pull();
+    cluster.restoreJournal();
+    cluster.hostWrite(1, 0, 3 * blockBytes, block(0x13));
+    cluster.hostWrite(1, 0, 0, block(0x14));
+    pull();
+    pull();
+    cluster.restoreJournal();
+    cluster.hostWrite(1, 0, blockBytes, block(0x15));
+    pull();
+    expect(cluster.observe().sites[3]).toMatchObject({ received: 6, restored: 5 });
+    const crashed3 = crashCopy(dir, 3, 'remote-floor-site-3');
+    cluster.close();
+    // Entry 5 (block 0, 0x14) was restored just before the crash, and its volume write is torn.
+    tear(crashed3, 0);
+    const remote = reopen(crashed3, 3);
+    expect(remote.recovery).toMatchObject({ redoneEntries: 3, floorRecordTrimmed: 3, journal: { cleanShutdown: false, floorRecorded: 5 } });
+    expect(Buffer.from(remote.read(0)).equals(Buffer.from(block(0x14)))).toBe(true);
+    // Entry 6 (block 1) is not restored: its old content (entry 2's) stays until site 3 restores it in order.
+    expect(Buffer.from(remote.read(1)).equals(Buffer.from(block(0x11)))).toBe(true);
+    remote.close();
+    const system = openSite(siteConfigOf(3, { ...config(), inFlightWritesMax: 256 }, false), config().journal, { kind: 'file', dir: crashed3, reopen: true });
+    expect([system.restored, system.received]).toEqual([5, 6]);
+    system.journal.close();
+    for (const volume of system.volumes) volume.close();
   });
 });
