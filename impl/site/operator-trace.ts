@@ -5,7 +5,8 @@
  * themselves; the operator records the rest:
  *
  * - accepted: `FAIL_SITE`, `RECOVER_SITE`, `FENCE_SITE`, `CUT_LINK`, `RESTORE_LINK`, `FAILOVER`, `FAILBACK`,
- *   when the command has done every step;
+ *   when the command has done every step; a failover, failback or recovery at the instant it took effect
+ *   (before the new primary was promoted, before the recovered site was told: it may act at once);
  * - refused: every command, with the refusal's code (a refusal changes nothing, so its instant is free);
  * - a site the operator cannot reach when it fails over is failed to the model (`FAIL_SITE`, once: the log
  *   remembers it until that site is recovered). A site process that was killed is such a site.
@@ -108,7 +109,10 @@ export class OperatorTrace {
       if (action.type === 'FAIL_SITE') this.#failed.add(action.site);
       if (action.type === 'RECOVER_SITE') this.#failed.delete(action.site);
       const at = committedAt();
-      this.#writer.action(action, { accepted: true }, operatorView(await statusAfter(), this.#failed), at);
+      // A recovery is recorded at the instant the site was told, and its view once the sites settled: site 3
+      // may have pulled and restored in between, and records each of those itself, so its numbers are left out.
+      const remoteNumbers = action.type !== 'RECOVER_SITE';
+      this.#writer.action(action, { accepted: true }, operatorView(await statusAfter(), this.#failed, remoteNumbers), at);
     }
     return result;
   }
@@ -127,8 +131,11 @@ function parse(file: string, line: string): Record<string, unknown> {
   }
 }
 
-/** The view the operator's records carry (see the file comment). */
-export function operatorView(status: DeploymentStatus, failed: ReadonlySet<SiteId>): PartialView {
+/**
+ * The view the operator's records carry (see the file comment); `remoteNumbers` false leaves out site 3's
+ * received and restored numbers and journal (a record whose instant comes before its status: a recovery).
+ */
+export function operatorView(status: DeploymentStatus, failed: ReadonlySet<SiteId>, remoteNumbers = true): PartialView {
   const sites: Record<number, object> = {};
   const quiet = [status.sites[1], status.sites[2]].every((s) => s === null || (s.inFlightWrites === 0 && s.queuedWrites === 0));
   for (const id of [1, 2, 3] as const) {
@@ -143,7 +150,7 @@ export function operatorView(status: DeploymentStatus, failed: ReadonlySet<SiteI
       acceptsHostWrites: s.acceptsHostWrites,
       fenced: s.fenced,
     };
-    if (id === 3 && s.remote !== null && s.up) {
+    if (id === 3 && s.remote !== null && s.up && remoteNumbers) {
       Object.assign(view, { received: s.remote.received, restored: s.remote.restored, lastUpdateNumber: s.remote.restored, journal: { first: s.remote.restored + 1, last: s.remote.received } });
     }
     if (id !== 3 && quiet && (s.mode === 'normal' || s.mode === 'syncReversed')) {

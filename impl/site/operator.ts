@@ -170,8 +170,8 @@ export class Operator {
   #committedAt: number | null = null;
 
   /**
-   * `clock`: the time the operator's trace uses (impl/cluster/trace.ts `traceTime`), read when a failover or failback
-   * takes effect (see {@link takeCommittedAt}); the operator reads no clock otherwise.
+   * `clock`: the time the operator's trace uses (impl/cluster/trace.ts `traceTime`), read when a failover, failback
+   * or recovery takes effect (see {@link takeCommittedAt}); the operator reads no clock otherwise.
    */
   constructor(
     readonly clients: { 1: SiteClient; 2: SiteClient; 3: SiteClient },
@@ -179,9 +179,10 @@ export class Operator {
   ) {}
 
   /**
-   * When the last failover or failback took effect: the instant before it promoted the new primary, after
-   * which host writes may be acknowledged there and site 3 may pull from it. The operator's trace records the
-   * event at that instant (impl/site/operator-trace.ts). Cleared when read.
+   * When the last failover, failback or recovery took effect: the instant before it promoted the new primary
+   * (or told the site it is up), after which host writes may be acknowledged there and site 3 may pull from
+   * it (or restore). The operator's trace records the event at that instant (impl/site/operator-trace.ts).
+   * Cleared when read.
    */
   takeCommittedAt(): number | undefined {
     const at = this.#committedAt;
@@ -233,10 +234,20 @@ export class Operator {
     await this.clients[site].fail();
   }
 
-  /** RECOVER_SITE: the site is up again, told which sync member is primary now. */
+  /**
+   * RECOVER_SITE: the site is up again, told which sync member is primary now. It takes effect when the site
+   * comes up, and the site acts at once (site 3 restores what it holds, pulls): the instant before the site
+   * is told is kept for the trace ({@link takeCommittedAt}), as a promotion's is.
+   */
   async recover(site: SiteId): Promise<void> {
     const status = await this.status();
-    await this.clients[site].recover(status.primary, status.epoch);
+    this.#committedAt = this.clock();
+    try {
+      await this.clients[site].recover(status.primary, status.epoch);
+    } catch (error) {
+      this.#committedAt = null;
+      throw error;
+    }
   }
 
   /**

@@ -18,6 +18,11 @@ import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site
 import { openSite } from '../../impl/storage/site-open.ts';
 import { decodeMessage, encodeMessage, type Message } from '../../impl/core/messages.ts';
 import { verifyChunkBytesMax, verifyChunksInFlightMax, verifyDeadlineMsMax, verifyMarkersPendingMax, verifyResultsKept } from '../../impl/core/verify.ts';
+import { OperatorTrace, operatorTraceName } from '../../impl/site/operator-trace.ts';
+import { traceTime } from '../../impl/cluster/trace.ts';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 const blockBytes = 512;
 const volumeCount = 2;
@@ -473,6 +478,52 @@ describe('site nodes: the operator steps pulls and restores, and reports what a 
     d.nodes[3].onTick(3_600_000);
     await pull;
     expect(d.nodes[3].site.received).toBe(1);
+  });
+});
+
+describe("the operator's trace: a recovery takes effect when the site is told", () => {
+  it('is recorded at the instant before the site came up (it restores at once), its view without site 3\'s numbers', async () => {
+    const d = deploy();
+    await d.nodes[1].hostWrite(0, 0, block(1));
+    await d.nodes[1].hostWrite(0, blockBytes, block(2));
+    await d.operator.pullJournal();
+    await d.operator.fail(3);
+    expect([d.nodes[3].site.received, d.nodes[3].site.restored]).toEqual([2, 0]);
+    // Site 3 restores as soon as it is up (its restore timer), long before the sites have settled.
+    let upAt = 0;
+    const three = d.operator.clients[3];
+    const clients = {
+      1: d.operator.clients[1],
+      2: d.operator.clients[2],
+      3: {
+        ...three,
+        status: (digest: boolean) => three.status(digest),
+        recover: async (primary: 1 | 2, epoch: number) => {
+          await three.recover(primary, epoch);
+          upAt = traceTime();
+          d.nodes[3].onRestoreTimer();
+        },
+      } as SiteClient,
+    };
+    const operator = new Operator(clients, traceTime);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-operator-trace-'));
+    try {
+      const config = { volumeCount, volumeBytes, blockBytes, journalEntriesMax: 64, journalBytesMax: 64 * (blockBytes + 128), pullBatchEntriesMax: 4, fencePolicy: 'keepWriting' as const };
+      const trace = OperatorTrace.open(dir, config);
+      await trace.run({ type: 'RECOVER_SITE', site: 3 }, () => operator.recover(3), () => operator.status(), () => operator.takeCommittedAt());
+      trace.close();
+      expect(d.nodes[3].site.restored).toBe(2);
+      const lines = fs.readFileSync(path.join(dir, operatorTraceName), 'utf8').trim().split('\n');
+      const record = JSON.parse(lines.at(-1)!) as { time: number; action: { type: string }; view: { sites: Record<string, Record<string, unknown>> } };
+      expect(record.action.type).toBe('RECOVER_SITE');
+      // Before site 3 came up (and so before its restore, which its own log records).
+      expect(record.time).toBeLessThan(upAt);
+      expect(record.view.sites['3']).toMatchObject({ mode: 'normal' });
+      expect(record.view.sites['3']).not.toHaveProperty('restored');
+      expect(record.view.sites['3']).not.toHaveProperty('received');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
