@@ -77,6 +77,12 @@ export interface TraceValidation {
   committedUnacknowledged: number;
   /** Entries a sync member journaled that no model step put there, discarded by a later block copy (`journalReset`). */
   discardedUncommitted: number;
+  /**
+   * Entries a primary journaled alone before it failed (writes in flight that its secondary never had, the
+   * host never told), kept when it came back as primary: taken as host writes it accepted alone at its
+   * `RECOVER_SITE` (its resync then copies their blocks to its peer). Site logs only.
+   */
+  keptUncommitted: number;
   violation: TraceViolation | null;
 }
 
@@ -425,6 +431,7 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
   let details = 0;
   let committedUnacknowledged = 0;
   let discardedUncommitted = 0;
+  let keptUncommitted = 0;
   // Detail records are matched per site, in order, against the entries the model's steps added at that site
   // (a queue of expected details per site). A whole-cluster log writes an action's details right after it, so
   // there every expected detail must have been seen before the next action. A site's log is written by
@@ -442,6 +449,7 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
     digestsSkipped: !digests,
     committedUnacknowledged,
     discardedUncommitted,
+    keptUncommitted,
     violation,
   });
   const match = (site: 1 | 2 | 3): TraceViolation | null => {
@@ -533,6 +541,64 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
     }
   };
 
+  /**
+   * At the recovery of the model's primary (a sync member that failed and came back primary, with no
+   * failover between): the entries it journaled that no step put there, writes in flight when it failed that
+   * its secondary never had, are still in its journal and volumes. The implementation keeps them (it hands
+   * out no update number twice) and its resync copies their blocks to the secondary; the host was never told
+   * (NBD lets such a write be there or not). They are taken as host writes the primary accepted alone, in
+   * update-number order, right after its recovery (the sync pair is not in sync from its failure on), as host
+   * writes the model must accept. Their entries at the primary are then matched as any write's are.
+   */
+  /** Whether `site`, the model's primary, failed holding (first) an entry no step made: see {@link keepUncommitted}. */
+  const holdsUncommitted = (site: 1 | 2 | 3): boolean => {
+    const context = snapshot.context;
+    const head = unmatched[site][0];
+    return (
+      site === context.primary &&
+      !context.sites[site].up &&
+      head !== undefined &&
+      expectedQueue[site].length === 0 &&
+      head.detail.kind === 'journalAppend' &&
+      head.detail.updateNumber === context.sites[site].applied.length + 1
+    );
+  };
+  const keepUncommitted = (recovered: 1 | 2 | 3, place: TracePlace): TraceViolation | null => {
+    for (;;) {
+      const context = snapshot.context;
+      if (recovered !== context.primary || context.syncPair === 'inSync' || context.syncPair === 'reversed') return null;
+      const head = unmatched[recovered][0];
+      if (head === undefined || expectedQueue[recovered].length > 0) return null;
+      const d = head.detail;
+      if (d.kind !== 'journalAppend' || d.updateNumber !== context.sites[recovered].applied.length + 1) return null;
+      const action: TraceAction = { type: 'HOST_WRITE', host: recovered, volume: d.volume as number, offset: d.offset as number, length: d.length as number, fill: d.fill ?? null };
+      const { event, opaque } = eventOfAction(action, params);
+      if (opaque) digests = false;
+      const label = formatEvent(event);
+      const expected = expectedOutcome(snapshot, event);
+      const step = actions;
+      if (!expected.accepted) {
+        return {
+          ...head.place,
+          step,
+          event: label,
+          kind: 'outcome',
+          differences: [{ path: 'outcome', expected: expected.code, actual: 'kept at its recovery' }],
+          summary: `site ${recovered} came back primary holding u=${d.updateNumber} that no step made; as a write it would be refused (${expected.code}: ${expected.reason}) at ${place.file}:${place.line}`,
+        };
+      }
+      actions += 1;
+      keptUncommitted += 1;
+      const before = snapshot.context;
+      [snapshot] = transition(replicationMachine, snapshot, event);
+      for (const detail of expectedDetails(before, snapshot.context, [...siteWriters], params, !digests)) {
+        expectedQueue[detail.site].push({ detail, step, event: `${label} (kept at recovery)`, place: head.place });
+        const mismatch = match(detail.site);
+        if (mismatch) return mismatch;
+      }
+    }
+  };
+
   for (;;) {
     // The earliest next record of all logs; ties go to the earlier file.
     let log: OpenLog | null = null;
@@ -601,9 +667,37 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
         summary,
       });
     }
+    // A primary that comes back holding writes no step made keeps them (keepUncommitted), and it judges site 3
+    // when their link comes up, with those writes in its journal. The model judges at the recovery itself, so
+    // the link to site 3 is taken as coming up just after the kept writes: cut before the recovery, restored
+    // after them (model events both; the observation after is the same but for that judgement).
+    const keeping = !strict && record.action.type === 'RECOVER_SITE' && record.outcome.accepted && holdsUncommitted(record.action.site);
+    const remoteLink = keeping && record.action.type === 'RECOVER_SITE' ? linkTo3(record.action.site) : null;
+    const detour = remoteLink !== null && !snapshot.context.cut.includes(remoteLink) && snapshot.context.sites[3].up;
+    if (detour) {
+      actions += 1;
+      [snapshot] = transition(replicationMachine, snapshot, { type: 'CUT_LINK', link: remoteLink });
+    }
     const before = snapshot.context;
     // As in the lockstep loop, a refused event is taken too: the chart records a refused promotion's judgement.
     [snapshot] = transition(replicationMachine, snapshot, event);
+    const stepDetails = expectedDetails(before, snapshot.context, [...siteWriters], params, !digests);
+    if (keeping && record.action.type === 'RECOVER_SITE') {
+      // The recovery's own details first, then the writes it keeps; its view is the one after both.
+      for (const detail of stepDetails.splice(0)) {
+        expectedQueue[detail.site].push({ detail, step, event: label, place: record.place });
+        const mismatch = match(detail.site);
+        if (mismatch) return result(mismatch);
+      }
+      const kept = keepUncommitted(record.action.site, record.place);
+      if (kept) return result(kept);
+      if (detour) {
+        actions += 1;
+        const beforeLink = snapshot.context;
+        [snapshot] = transition(replicationMachine, snapshot, { type: 'RESTORE_LINK', link: remoteLink });
+        stepDetails.push(...expectedDetails(beforeLink, snapshot.context, [...siteWriters], params, !digests));
+      }
+    }
     const model: Observation = observe(snapshot.context, digests);
     const view = digests ? record.view : withoutDigests(record.view);
     const differences: FieldDifference[] = [];
@@ -618,7 +712,7 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
         summary: `after ${label}:\n  ${differences.map(formatDifference).join('\n  ')}`,
       });
     }
-    for (const detail of expectedDetails(before, snapshot.context, [...siteWriters], params, !digests)) {
+    for (const detail of stepDetails) {
       expectedQueue[detail.site].push({ detail, step, event: label, place: record.place });
       const mismatch = match(detail.site);
       if (mismatch) return result(mismatch);
@@ -628,13 +722,18 @@ export async function validateTrace(files: readonly string[]): Promise<TraceVali
   return result(leftover({ file: last.file, line: last.lineNumber + 1, seq: last.lastSeq }));
 }
 
+/** The link between a sync member and site 3. */
+function linkTo3(site: 1 | 2 | 3): '1-3' | '2-3' | null {
+  return site === 1 ? '1-3' : site === 2 ? '2-3' : null;
+}
+
 /** A validation as lines for a terminal. */
 export function formatValidation(validation: TraceValidation): string {
   const head = `trace: ${validation.files.join(', ')} (${validation.writers.join(', ')}): ${validation.actions} steps, ${validation.details} detail records`;
   const digestNote = validation.digestsSkipped ? '\n  volume digests not compared: the log has writes the model cannot represent (not one repeated byte per whole block)' : '';
   const commitNote =
-    validation.committedUnacknowledged + validation.discardedUncommitted > 0
-      ? `\n  ${validation.committedUnacknowledged} unacknowledged writes taken as written when their primary failed; ${validation.discardedUncommitted} journal entries no step made, discarded by a block copy`
+    validation.committedUnacknowledged + validation.discardedUncommitted + validation.keptUncommitted > 0
+      ? `\n  ${validation.committedUnacknowledged} unacknowledged writes taken as written when their primary failed; ${validation.discardedUncommitted} journal entries no step made, discarded by a block copy; ${validation.keptUncommitted} kept by a primary that came back`
       : '';
   if (!validation.violation) return `${head}${digestNote}${commitNote}\nPASS: the model allows every step`;
   const v = validation.violation;

@@ -299,9 +299,11 @@ describe('site logs: a crash mid-write', () => {
     record(seq, { action: { type: 'HOST_WRITE', host: 1, volume: 0, offset: 0, length: 512, fill }, outcome: { accepted: true }, view: {} });
   const failSite1 = (seq: number): string => record(seq, { action: { type: 'FAIL_SITE', site: 1 }, outcome: { accepted: true }, view: { sites: { 1: { mode: 'failed' } } } });
 
+  /** One log per key, named by the key; a key `site-1#2` is site 1's second log (a restarted process). */
   function logs(name: string, files: Record<string, string[]>): string[] {
-    return Object.entries(files).map(([writer, body]) => {
-      const file = join(dir, `${name}-${writer}.ndjson`);
+    return Object.entries(files).map(([key, body]) => {
+      const writer = key.split('#')[0] as string;
+      const file = join(dir, `${name}-${key.replace('#', '-')}.ndjson`);
       writeFileSync(file, `${[header(writer), ...body].join('\n')}\n`);
       return file;
     });
@@ -323,6 +325,29 @@ describe('site logs: a crash mid-write', () => {
     expect(reset.violation).toBeNull();
     expect(reset.committedUnacknowledged).toBe(2);
     expect(reset.discardedUncommitted).toBe(1);
+  });
+
+  it('takes the writes a primary journaled alone as written when it comes back primary, and numbers on after them', async () => {
+    // As above, then site 1 is recovered as primary (no failover): it keeps u=4 (no number is handed out
+    // twice), resyncs site 2 (whose journal is then empty at 4) and goes on with u=5.
+    const site1 = [append(1, 1, 1, 7), write(2, 7), append(3, 1, 2, 8), append(4, 1, 3, 9), append(5, 1, 4, 10)];
+    const site2 = [append(1, 2, 1, 7), append(2, 2, 2, 8), append(3, 2, 3, 9)];
+    const operator = [failSite1(1)];
+    // Site 3 (which pulled nothing) is judged when its link to site 1 comes up, against a journal ending at 4.
+    const judgement = { verdict: 'deltaResync', remoteReceived: 0, sourceLast: 4, forced: false };
+    operator.push(record(2, { action: { type: 'RECOVER_SITE', site: 1 }, outcome: { accepted: true }, view: { sites: { 1: { mode: 'normal', role: 'primary', lastUpdateNumber: 4 } }, judgement } }));
+    site2.push(record(4, { kind: 'journalReset', site: 2, last: 4 }));
+    const restarted = [record(1, { action: { type: 'RESYNC_SITE', site: 2 }, outcome: { accepted: true }, view: {} }), append(2, 1, 5, 11)];
+    site2.push(append(5, 2, 5, 11));
+    restarted.push(write(3, 11));
+    const kept = await validateTrace(logs('kept', { 'site-1': site1, 'site-2': site2, operator, 'site-1#2': restarted }));
+    expect(kept.violation).toBeNull();
+    expect(kept.committedUnacknowledged).toBe(2);
+    expect(kept.keptUncommitted).toBe(1);
+    // Had site 1 handed out u=4 again to its next write, the model (which kept u=4) would not allow it.
+    const reused = [record(1, { action: { type: 'RESYNC_SITE', site: 2 }, outcome: { accepted: true }, view: {} }), append(2, 1, 4, 11)];
+    const again = await validateTrace(logs('reused', { 'site-1': site1.slice(0, 5), 'site-2': [...site2.slice(0, 3), record(4, { kind: 'journalReset', site: 2, last: 3 })], operator, 'site-1#2': reused }));
+    expect(again.violation).not.toBeNull();
   });
 
   it('refuses a secondary entry no failure explains, and a reset that drops an entry a step put there', async () => {
