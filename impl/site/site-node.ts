@@ -1563,10 +1563,15 @@ export class SiteNode {
         if (message.final) {
           this.#setAsyncPair('copying');
           this.#resolveWaiter('deltaResync', 'copying');
+        } else {
+          this.#progressed('deltaResync');
         }
         return;
       case 'copyBlocks':
-        if (!message.final) return;
+        if (!message.final) {
+          this.#progressed(message.purpose === 'fullCopy' ? 'fullCopy' : 'resync');
+          return;
+        }
         if (message.purpose === 'fullCopy') {
           this.#setAsyncPair('copying');
           this.#resolveWaiter('fullCopy', undefined);
@@ -1587,6 +1592,16 @@ export class SiteNode {
     if (waiter === null || waiter.kind !== kind) return;
     this.#waiter = null;
     (waiter.resolve as (value: unknown) => void)(value);
+  }
+
+  /**
+   * A step of several answers (a delta resync's batches, a block copy's) got one: its answer timeout counts
+   * from here. The timeout bounds the wait for an answer, not the whole step: a long step that makes progress
+   * is not given up (given up, its operator was told NotAcknowledged while the step went on, and a second try
+   * crossed the first: out-of-order batches).
+   */
+  #progressed(kind: string): void {
+    if (this.#waiter?.kind === kind) this.#waiterSinceMs = this.#nowMs;
   }
 
   #failWaiter(error: RefusalError): void {

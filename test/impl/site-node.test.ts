@@ -481,6 +481,54 @@ describe('site nodes: the operator steps pulls and restores, and reports what a 
   });
 });
 
+describe('a step of many answers: its answer timeout counts from the last answer', () => {
+  it('a delta resync of many batches, each answered within the timeout, ends copying though it takes longer than one', async () => {
+    const d = deploy('keepWriting', 64);
+    const { nodes, net, operator } = d;
+    let now = 0;
+    for (const id of [1, 2, 3] as const) nodes[id].onTick(now);
+    for (let i = 0; i < 20; i += 1) await nodes[1].hostWrite(0, (i % 8) * blockBytes, block(i + 1));
+    crash(d, 1);
+    expect((await operator.failover(false))?.verdict).toBe('deltaResync');
+    // 20 entries in batches of 4 (pullBatchEntriesMax): five answers from site 2, one at a time, each 800 ms
+    // after the last (the answer timeout is 1000 ms): 4 s in all.
+    net.held.add('2>3');
+    net.held.add('3>2');
+    const resync = operator.deltaResync();
+    let outcome = null as string | null;
+    resync.then(
+      (value) => (outcome = value),
+      (error: RefusalError) => (outcome = error.code),
+    );
+    const deliver = (direction: '2>3' | '3>2'): void => {
+      // Only this direction moves: the answer it causes waits for the next call.
+      net.held.add('2>3');
+      net.held.add('3>2');
+      net.held.delete(direction);
+      net.deliverAll();
+      net.held.add(direction);
+    };
+    await settle();
+    let batches = 0;
+    while (outcome === null && batches < 10) {
+      // Site 3's request (or its acknowledgement of a batch), then 800 ms later site 2's next batch.
+      deliver('3>2');
+      await settle();
+      now += 800;
+      for (const id of [2, 3] as const) nodes[id].onTick(now);
+      deliver('2>3');
+      batches += 1;
+      await settle();
+    }
+    net.held.clear();
+    net.deliverAll();
+    await settle();
+    expect(batches).toBe(5);
+    expect(outcome).toBe('copying');
+    expect(nodes[3].site.restored).toBe(20);
+  });
+});
+
 describe("the operator's trace: a recovery takes effect when the site is told", () => {
   it('is recorded at the instant before the site came up (it restores at once), its view without site 3\'s numbers', async () => {
     const d = deploy();
