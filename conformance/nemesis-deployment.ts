@@ -216,8 +216,9 @@ export class NemesisDeployment {
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
-  #spawn(site: 1 | 2 | 3): ChildProcess {
-    const child = spawn(process.execPath, [cli, 'serve', '--site', String(site), '--config', path.join(this.dir, `site-${site}.json`)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  #spawn(site: 1 | 2 | 3, rebuild = false): ChildProcess {
+    const args = [cli, 'serve', '--site', String(site), ...(rebuild ? ['--rebuild'] : []), '--config', path.join(this.dir, `site-${site}.json`)];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const lines = this.logs.get(site) ?? [];
     this.logs.set(site, lines);
     child.stderr?.setEncoding('utf8');
@@ -228,9 +229,12 @@ export class NemesisDeployment {
     return child;
   }
 
-  /** Starts a site process (`threesite serve`) and resolves when its control port answers. */
-  async start(site: 1 | 2 | 3): Promise<void> {
-    const child = this.#spawn(site);
+  /**
+   * Starts a site process (`threesite serve`; with `rebuild`, `--rebuild`: the operator's start of a site whose
+   * directory was damaged or emptied) and resolves when its control port answers.
+   */
+  async start(site: 1 | 2 | 3, rebuild = false): Promise<void> {
+    const child = this.#spawn(site, rebuild);
     this.processes.set(site, child);
     await this.waitFor(`site ${site} answering after its start`, (status) => status.sites[site] !== null, () => (child.exitCode !== null ? `site ${site} exited with ${child.exitCode}` : null), processStartMsMax);
   }

@@ -116,7 +116,7 @@ export function skippedFaults(mix: FaultMix): string[] {
   const skipped = ['I/O error at a site: no fault-injecting backend exists that a site process can be told to use (issue 15 asks for one)'];
   if (mix === 'default') {
     skipped.push('full disk: only with --faults all (a known gap: ENOSPC ended the site process)');
-    skipped.push("corruption of a sync member's file: only with --faults all (no command rebuilds a sync member from an empty directory)");
+    skipped.push("corruption of a sync member's file: only with --faults all");
   } else if (!runsAsRoot()) {
     skipped.push('full disk: not root, so no tmpfs can be mounted');
   }
@@ -398,10 +398,21 @@ class ScheduleRun {
   async #corrupt(site: 1 | 2 | 3, file: 'state' | 'journal'): Promise<void> {
     const d = this.d;
     const siteDir = d.siteDir(site);
+    const primary = (await d.status()).primary;
+    if (site === 2 && primary === 2) {
+      // A rebuilt member knows nothing and cannot stay primary; the operator has no failover from site 2 back.
+      this.result.notes.push('corrupt of site 2 not applied: site 2 is the primary, and there is no failover from site 2 to site 1');
+      return;
+    }
     const stoppedAt = traceTime();
     if (file === 'state') await d.kill(site);
     else await d.terminate(site);
-    d.recordFault({ type: 'FAIL_SITE', site }, stoppedAt);
+    if (site === 1 && primary === 1) {
+      // A rebuilt member knows nothing: host 1's writes move to site 2 first (the operator's own log records site 1 failed).
+      await this.#failover();
+    } else {
+      d.recordFault({ type: 'FAIL_SITE', site }, stoppedAt);
+    }
     this.result.traceSkipped = `site ${site} was rebuilt from an empty directory, which the model has no event for`;
     // Site 3 restores as fast as it pulls and a clean close leaves its journal empty: with no entry to
     // damage, its other checked state file (remote.json: received, restored, source) is damaged instead.
@@ -425,9 +436,10 @@ class ScheduleRun {
     } else {
       this.result.notes.push(`site ${site} refused a damaged ${name} (exit ${refused.code}): ${errorLine(refused.stderr.split('\n'))}`);
     }
-    // The rebuild: its data goes, its credentials stay; the site starts empty and is copied anew.
+    // The rebuild: its data goes, its credentials stay; the site starts empty with `--rebuild` (failed, knowing
+    // nothing: a sync member to be resynced block by block, site 3 to be copied in full), never as a new site.
     for (const entry of fs.readdirSync(siteDir)) if (entry !== 'tls') fs.rmSync(path.join(siteDir, entry), { recursive: true, force: true });
-    await d.start(site);
+    await d.start(site, true);
   }
 
   /** Fills the site's tmpfs for `durationMs`, then frees it; a site process that ended is restarted. */
@@ -548,6 +560,9 @@ async function readVolume(port: number, volume: number): Promise<Uint8Array> {
   }
 }
 
+/** Times the final check asks for the sites' digests before it reports a site that does not answer. */
+export const digestAttemptsMax = 5;
+
 /** The checks at the end of a schedule: acknowledged writes on the primary, three equal images. */
 async function check(d: NemesisDeployment, w: Workload, result: ScheduleResult, options: NemesisOptions): Promise<void> {
   const acked = w.writes.filter((write) => write.outcome === 'acknowledged');
@@ -588,9 +603,16 @@ async function check(d: NemesisDeployment, w: Workload, result: ScheduleResult, 
       if (result.differing.length < listedMax) result.differing.push({ volume, block, sites: !ab && !ac ? (b.equals(c) ? '1 vs 2,3' : '1,2,3 all differ') : !ab ? '2 vs 1,3' : '3 vs 1,2' });
     }
   }
-  const digests = await d.status(true);
-  const sums = ([1, 2, 3] as const).map((site) => digests.sites[site]?.volumeDigest ?? null);
+  // A site hashing its volumes on a loaded machine may miss the status call's deadline: asked again, a bounded
+  // number of times; one that never answers is said so, never taken for a differing digest.
+  let sums: (string | null)[] = [null, null, null];
+  for (let attempt = 0; attempt < digestAttemptsMax && sums.includes(null); attempt += 1) {
+    const digests = await d.status(true);
+    sums = ([1, 2, 3] as const).map((site, k) => sums[k] ?? digests.sites[site]?.volumeDigest ?? null);
+  }
+  const silent = ([1, 2, 3] as const).filter((_, k) => sums[k] === null);
   if (result.differingBlocks > 0) result.failures.push(`${result.differingBlocks} blocks differ among the sites, first: ${result.differing.slice(0, 3).map((x) => `vol${x.volume} block ${x.block} (${x.sites})`).join('; ')}`);
+  else if (silent.length > 0) result.failures.push(`site ${silent.join(', ')} did not answer \`status --digest\` in ${digestAttemptsMax} tries`);
   else if (new Set(sums).size !== 1) result.failures.push(`the sites' own digests differ though their exports read equal: ${sums.map((sum) => sum?.slice(0, 12)).join(' ')}`);
 }
 

@@ -5,7 +5,8 @@
  *     threesite credentials issue --host N|--operator|--site N --config FILE             a new certificate (rotation)
  *     threesite credentials rotate --config FILE                                         a new authority and every certificate
  *     threesite serve --site N [--rebuild] --config FILE                                 run one site (--rebuild: a damaged
- *                                                  state file or journal is moved aside; the site starts failed, to be resynced)
+ *                                                  state file or journal is moved aside, or the directory is empty (a replaced
+ *                                                  disk); the site starts failed, to be resynced)
  *                                                  (SIGTERM, SIGINT: close and exit; SIGHUP: close, read FILE again and serve anew)
  *     threesite status [--json] [--digest] --config FILE                                 every site's state
  *     threesite fail|recover --site N --config FILE

@@ -7,7 +7,9 @@
  * - accepted: `FAIL_SITE`, `RECOVER_SITE`, `FENCE_SITE`, `CUT_LINK`, `RESTORE_LINK`, `FAILOVER`, `FAILBACK`,
  *   when the command has done every step; a failover, failback or recovery at the instant it took effect
  *   (before the new primary was promoted, before the recovered site was told: it may act at once);
- * - refused: every command, with the refusal's code (a refusal changes nothing, so its instant is free);
+ * - refused: every command, with the refusal's code (a refusal changes nothing, so its instant is free),
+ *   except an answer that did not come in time (NotAcknowledged): the step's outcome is unknown then, and
+ *   the site that ends it records it if it takes place;
  * - a site the operator cannot reach when it fails over is failed to the model (`FAIL_SITE`, once: the log
  *   remembers it until that site is recovered). A site process that was killed is such a site.
  *
@@ -102,7 +104,11 @@ export class OperatorTrace {
     try {
       result = await command();
     } catch (error) {
-      if (error instanceof RefusalError) this.#writer.action(action, { accepted: false, code: error.code, message: error.message }, operatorView(await statusAfter(), this.#failed));
+      // An answer that did not come (NotAcknowledged) is no refusal: the step may still take place, and the
+      // site that ends it records it (a resync, a delta resync, a full copy); the model has no such outcome.
+      if (error instanceof RefusalError && error.code !== 'NotAcknowledged') {
+        this.#writer.action(action, { accepted: false, code: error.code, message: error.message }, operatorView(await statusAfter(), this.#failed));
+      }
       throw error;
     }
     if (recordedWhenAccepted.has(action.type)) {

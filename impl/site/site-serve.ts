@@ -153,8 +153,9 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
 /** Starts site `id` of a deployment. `log` receives one line per event worth an operator's attention. */
 export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line: string) => void, options: { rebuild?: boolean } = {}): Promise<RunningSite> {
   const endpoint = config.sites[id];
-  if (options.rebuild === true && siteExists(endpoint.dir)) {
-    // The operator's answer to a damaged state file or journal: start as a failed site that knows nothing.
+  if (options.rebuild === true) {
+    // The operator's answer to a damaged state file or journal, or to a replaced disk (an empty directory):
+    // start as a failed site that knows nothing, never as a new site (which would say it is in sync at 0).
     const aside = rebuildSite(siteConfigOf(id, config, config.flushEachWrite), endpoint.dir, new Date().toISOString());
     const remote = path.join(endpoint.dir, 'remote.json');
     if (fs.existsSync(remote)) fs.renameSync(remote, path.join(aside, 'remote.json'));

@@ -134,6 +134,7 @@ export const damagedDirPrefix = 'damaged-';
 export function rebuildSite(config: SiteConfig, dir: string, nowIso: string): string {
   const aside = path.join(dir, `${damagedDirPrefix}${nowIso.replace(/[:.]/g, '-')}`);
   fs.mkdirSync(aside, { recursive: true });
+  // A directory that holds none of them (a replaced disk) is rebuilt the same way.
   for (const name of ['state.json', 'state.json.tmp', 'journal']) {
     const from = path.join(dir, name);
     if (fs.existsSync(from)) fs.renameSync(from, path.join(aside, name));

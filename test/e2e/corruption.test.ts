@@ -4,10 +4,10 @@
  * process refuses to start from it, exit status 4 naming the file (before: the record hid a block from the
  * resync, or the entry was cut as a torn tail and its update number handed out again). The operator then
  * starts it with `--rebuild` (the damaged files moved aside), recovers and resyncs it, and the pair holds one
- * image again.
+ * image again; so too for a replaced disk (an empty directory started with `--rebuild`).
  */
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Deployment, run } from './deployment.ts';
@@ -80,6 +80,13 @@ describe('a damaged site directory', () => {
     const refused = d.start(2);
     expect(await exitOf(refused)).toBe(4);
     expect(d.logText()).toMatch(/threesite: storage: journal .*after a clean shutdown at u=\d+/);
+    await rebuildAndResync(d);
+  });
+
+  it('a replaced disk (an empty directory, its credentials kept): --rebuild starts it failed, not as a new site in sync; resync', async () => {
+    const d = await withSite2Stopped();
+    const siteDir = join(d.dir, 'site-2');
+    for (const entry of readdirSync(siteDir)) if (entry !== 'tls') rmSync(join(siteDir, entry), { recursive: true, force: true });
     await rebuildAndResync(d);
   });
 });

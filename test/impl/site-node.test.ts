@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
 import { MemoryJournal } from '../../impl/core/journal.ts';
 import { MemoryVolume } from '../../impl/core/volume.ts';
-import { DeviceError, NotDurableError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
+import { DeviceError, NotAcknowledgedError, NotDurableError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
 import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
@@ -569,6 +569,25 @@ describe("the operator's trace: a recovery takes effect when the site is told", 
       expect(record.view.sites['3']).toMatchObject({ mode: 'normal' });
       expect(record.view.sites['3']).not.toHaveProperty('restored');
       expect(record.view.sites['3']).not.toHaveProperty('received');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the operator's trace: refusals", () => {
+  it('records a refusal with its code, and no record for an answer that did not come (NotAcknowledged: the outcome is unknown)', async () => {
+    const d = deploy();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-operator-trace-'));
+    try {
+      const config = { volumeCount, volumeBytes, blockBytes, journalEntriesMax: 64, journalBytesMax: 64 * (blockBytes + 128), pullBatchEntriesMax: 4, fencePolicy: 'keepWriting' as const };
+      const trace = OperatorTrace.open(dir, config);
+      const lost = new NotAcknowledgedError('resyncSite', 'no answer within 1000 ms');
+      await expect(trace.run({ type: 'RESYNC_SITE', site: 2 }, () => Promise.reject(lost), () => d.operator.status())).rejects.toBe(lost);
+      await expect(trace.run({ type: 'RESYNC_SITE', site: 2 }, () => d.operator.resync(2), () => d.operator.status())).rejects.toMatchObject({ code: 'NotAllowed' });
+      trace.close();
+      const records = fs.readFileSync(path.join(dir, operatorTraceName), 'utf8').trim().split('\n').slice(1).map((line) => JSON.parse(line) as { outcome: { accepted: boolean; code?: string } });
+      expect(records.map((record) => record.outcome)).toEqual([{ accepted: false, code: 'NotAllowed', message: expect.any(String) }]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
