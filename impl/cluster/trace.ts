@@ -152,6 +152,11 @@ export class TraceWriter {
     this.#write({ seq: this.#seq, time: this.#stamp(traceTime()), ...detail });
   }
 
+  /** The last record's time (−∞ before the first): a record stamped earlier would be placed here instead. */
+  get lastTime(): number {
+    return this.#time;
+  }
+
   #stamp(time: number): number {
     this.#time = Math.max(this.#time, time);
     return this.#time;

@@ -711,6 +711,12 @@ export class SiteNode {
       return;
     }
     if (this.#refusedForOverflow(peer, message)) return;
+    if (message.kind === 'pullEntries' && this.#trace !== null && !this.#trace.canRecordAt(message.servedAt)) {
+      // A pull given up (no answer within the timeout) whose answer came after a restore: recorded now, it would
+      // stand after that restore with entries read before it. Dropped; the next pull reads them again.
+      this.#log(`dropped a late pullEntries from site ${peer}: served before this site's last trace record`);
+      return;
+    }
     if (message.kind === 'verifyMarker' || message.kind === 'verifyDigests') {
       this.#onVerifyMessage(peer, message);
       return;

@@ -15,7 +15,9 @@
  *   second is back-pressure the model does not have.
  * - `PULL_JOURNAL`: at site 3 when the entries arrive, stamped with the instant the source read them from its
  *   journal (`pullEntries.servedAt`). While its trace is on, site 3 does not restore with a pull under way,
- *   so its restores fall between pulls as the model's do.
+ *   so its restores fall between pulls as the model's do; an answer that comes after site 3 gave its pull up
+ *   and recorded something since the source read its journal is dropped (its entries are pulled again): its
+ *   instant can no longer be recorded, and a later one would not be the read's.
  * - `RESTORE_JOURNAL`, `DELTA_RESYNC`, `FULL_COPY`: at site 3 when they end. `RESYNC_SITE`: at the primary,
  *   when it has sent the whole resync (the waiting host writes go on after it).
  * - The operator's events (fail, recover, fence, cut and restore a link, failover, failback): the operator's
@@ -88,6 +90,14 @@ export class SiteTrace {
   /** The trace clock (impl/cluster/trace.ts `traceTime`), for `pullEntries.servedAt`. */
   now(): number {
     return traceTime();
+  }
+
+  /**
+   * Whether an event that took place at `at` (site 3's pull, at its source's read) can still be recorded at
+   * that instant: not when this log already holds a later record (a restore after the pull was given up).
+   */
+  canRecordAt(at: number): boolean {
+    return at >= this.writer.lastTime;
   }
 
   /** The facts of a host write the trace keeps until its acknowledgement. */

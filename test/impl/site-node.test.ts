@@ -19,6 +19,7 @@ import { openSite } from '../../impl/storage/site-open.ts';
 import { decodeMessage, encodeMessage, type Message } from '../../impl/core/messages.ts';
 import { verifyChunkBytesMax, verifyChunksInFlightMax, verifyDeadlineMsMax, verifyMarkersPendingMax, verifyResultsKept } from '../../impl/core/verify.ts';
 import { OperatorTrace, operatorTraceName } from '../../impl/site/operator-trace.ts';
+import { SiteTrace } from '../../impl/site/site-trace.ts';
 import { traceTime } from '../../impl/cluster/trace.ts';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -140,7 +141,19 @@ interface Deployment {
   catchUp(): Promise<void>;
 }
 
-function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEntriesMax = 64, nodeConfig: Partial<NodeConfig> = {}, volumeBytesOfSite = volumeBytes): Deployment {
+/** The trace configuration of {@link deploy}'s sites. */
+function traceConfigOf(fencePolicy: 'refuse' | 'keepWriting', journalEntriesMax: number) {
+  return { volumeCount, volumeBytes, blockBytes, journalEntriesMax, journalBytesMax: journalEntriesMax * (blockBytes + 128), pullBatchEntriesMax: 4, fencePolicy };
+}
+
+/** Three nodes on a memory network; with `traceDir`, each writes its site trace there (site-trace.ts). */
+function deploy(
+  fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting',
+  journalEntriesMax = 64,
+  nodeConfig: Partial<NodeConfig> = {},
+  volumeBytesOfSite = volumeBytes,
+  traceDir: string | null = null,
+): Deployment {
   const net = new MemoryNetwork();
   const nodes = {} as Record<SiteId, SiteNode>;
   for (const id of [1, 2, 3] as const) {
@@ -149,7 +162,8 @@ function deploy(fencePolicy: 'refuse' | 'keepWriting' = 'keepWriting', journalEn
       { entriesMax: journalEntriesMax, bytesMax: journalEntriesMax * (blockBytes + 128) },
       { kind: 'memory' },
     );
-    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000, ...nodeConfig }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`));
+    const trace = traceDir === null ? null : SiteTrace.open(traceDir, site, traceConfigOf(fencePolicy, journalEntriesMax));
+    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000, ...nodeConfig }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`), undefined, trace);
     net.nodes.set(id, nodes[id]);
   }
   const crashed = new Set<SiteId>();
@@ -569,6 +583,53 @@ describe("the operator's trace: a recovery takes effect when the site is told", 
       expect(record.view.sites['3']).toMatchObject({ mode: 'normal' });
       expect(record.view.sites['3']).not.toHaveProperty('restored');
       expect(record.view.sites['3']).not.toHaveProperty('received');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("site 3's trace: a pull is recorded at the instant its source read its journal", () => {
+  it('drops an answer that comes after the pull was given up and a restore recorded: it would stand after the restore', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-site-trace-'));
+    try {
+      const d = deploy('keepWriting', 64, {}, volumeBytes, dir);
+      const { nodes, net } = d;
+      for (const id of [1, 2, 3] as const) nodes[id].onTick(0);
+      await nodes[1].hostWrite(0, 0, block(1));
+      await nodes[1].hostWrite(0, blockBytes, block(2));
+      nodes[3].onPullTimer();
+      await settle();
+      expect([nodes[3].site.received, nodes[3].site.restored]).toEqual([2, 0]);
+      await nodes[1].hostWrite(0, 2 * blockBytes, block(3));
+      // Site 1 serves the next pull (entries 3), but its answer is held past site 3's answer timeout.
+      net.held.add('1>3');
+      nodes[3].onPullTimer();
+      await settle();
+      nodes[3].onTick(1500);
+      // The pull given up, site 3 restores what it holds: a record later than the source's read.
+      nodes[3].onRestoreTimer();
+      expect(nodes[3].site.restored).toBe(2);
+      net.held.delete('1>3');
+      net.deliverAll();
+      await settle();
+      expect(nodes[3].site.received).toBe(2);
+      expect(net.log.some((line) => line.includes('dropped a late pullEntries from site 1'))).toBe(true);
+      // The next pull reads entry 3 again, at an instant after the restore.
+      nodes[3].onPullTimer();
+      await settle();
+      expect(nodes[3].site.received).toBe(3);
+      for (const id of [1, 2, 3] as const) nodes[id].close();
+      const log = fs.readdirSync(dir).find((name) => name.startsWith('site-3-'))!;
+      const actions = fs
+        .readFileSync(path.join(dir, log), 'utf8')
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => JSON.parse(line) as { time: number; action?: { type: string } })
+        .filter((record) => record.action !== undefined)
+        .map((record) => record.action!.type);
+      expect(actions).toEqual(['PULL_JOURNAL', 'RESTORE_JOURNAL', 'PULL_JOURNAL']);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
