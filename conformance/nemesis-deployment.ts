@@ -240,15 +240,18 @@ export class NemesisDeployment {
   }
 
   /**
-   * Starts a site process that must refuse to start (a damaged file): resolves with how it exited, or
-   * rejects if it is still running after {@link exitWaitMsMax} (then it is killed).
+   * Starts a site process that must refuse to start (a damaged file): resolves with how it exited, or with
+   * null if it is still running after {@link processStartMsMax} (then it is killed). It must get as far as a
+   * start does before it can refuse: on a loaded machine that took longer than {@link exitWaitMsMax}.
    */
   async startRefused(site: 1 | 2 | 3): Promise<RefusedStart | null> {
     const child = this.#spawn(site);
     let stderr = '';
     child.stderr?.on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<RefusedStart>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr })));
-    const result = await Promise.race([exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), exitWaitMsMax))]);
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), processStartMsMax)))]);
+    clearTimeout(timer);
     if (result === null) {
       this.processes.set(site, child);
       await this.kill(site);
