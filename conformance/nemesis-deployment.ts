@@ -40,6 +40,12 @@ export const pollIntervalMs = 25;
 /** How long a status poll waits for a site's answer (a stopped site does not answer: it is unreachable). */
 export const statusAnswerTimeoutMs = 2_000;
 
+/** Bytes of a killed site's trace read back to find its last record (a record is far shorter). */
+export const traceTailBytesMax = 64 * 1024;
+
+/** A killed site's failure is recorded this long after its last record (ms): after it, in any merge. */
+export const killAfterLastRecordMs = 0.001;
+
 /** How long a site process may take to exit on its own (a refused start, SIGTERM). */
 export const exitWaitMsMax = 15_000;
 
@@ -261,7 +267,8 @@ export class NemesisDeployment {
 
   /**
    * kill -9 of a site process; resolves when it is gone, with the instant (trace time) just before the
-   * signal: the site's peers may see its connections close before this process hears of its exit.
+   * signal, or just after the site's last trace record if that is later: the site's peers may see its
+   * connections close before this process hears of its exit, but not before the site died.
    */
   async kill(site: 1 | 2 | 3): Promise<number> {
     const child = this.processes.get(site);
@@ -272,7 +279,39 @@ export class NemesisDeployment {
     child.kill('SIGKILL');
     await gone;
     this.processes.delete(site);
-    return at;
+    // The site died after its last record: on a loaded machine this run can be held up between reading the
+    // clock and sending the signal while the site goes on (a restore recorded 7 ms after `at` was seen), and
+    // no peer can see the death before it happened, so the failure's instant is just after that record.
+    const last = child.pid === undefined ? null : this.#lastTraceTime(site, child.pid);
+    return last === null ? at : Math.max(at, last + killAfterLastRecordMs);
+  }
+
+  /** The time of the last record of the site process `pid`'s trace (null without one), from its log's tail. */
+  #lastTraceTime(site: 1 | 2 | 3, pid: number): number | null {
+    const dir = path.join(this.dir, 'trace');
+    const name = fs.existsSync(dir) ? fs.readdirSync(dir).find((file) => file.startsWith(`site-${site}-`) && file.endsWith(`-${pid}.ndjson`)) : undefined;
+    if (name === undefined) return null;
+    const file = path.join(dir, name);
+    const size = fs.statSync(file).size;
+    const bytes = Math.min(size, traceTailBytesMax);
+    const tail = Buffer.alloc(bytes);
+    const fd = fs.openSync(file, 'r');
+    try {
+      fs.readSync(fd, tail, 0, bytes, size - bytes);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // A killed writer may leave a torn last line: the last one that parses.
+    const lines = tail.toString('utf8').split('\n').reverse();
+    for (const line of lines) {
+      try {
+        const time = (JSON.parse(line) as { time?: unknown }).time;
+        if (typeof time === 'number') return time;
+      } catch {
+        // a torn line, or the cut first line of the tail
+      }
+    }
+    return null;
   }
 
   /** SIGTERM: the site closes its files (a clean shutdown); resolves when it is gone. */
