@@ -49,7 +49,10 @@ afterAll(async () => {
 describe('three site processes, real NBD clients, kill -9 of site 1', () => {
   it('loses no acknowledged write through failover, delta resync, resync and failback', async () => {
     // Site 3 pulls rarely while the 1-3 link is cut below, so it lags and the failover must resync it.
-    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10, traceDir: 'trace', nbdTls: 'required' });
+    // An answer timeout of 10 s (default 2 s): a loaded CI machine once left site 3's delta resync unanswered for
+    // 2 s (NotAcknowledged). Site 1 dies by kill -9 here, which its peers see at once as a closed link (rule R1),
+    // so the longer timeout changes nothing else this case checks.
+    const d = await Deployment.create({ pullIntervalMs: 10, restoreIntervalMs: 10, traceDir: 'trace', nbdTls: 'required', answerTimeoutMs: 10_000 });
     // Host 1 writes at site 1, host 2 at site 2 after the failover: qemu with a TLS object of the host's
     // credentials, libnbd with an nbds:// URI.
     const qemu1 = (site: 1 | 2 | 3, volume: number): string[] => [...d.qemuTlsObject(1), '--image-opts', d.qemuImage(site, volume)];
