@@ -84,7 +84,22 @@ export class SiteTrace {
   static open(dir: string, site: StorageSystem, config: TraceConfig): SiteTrace {
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `site-${site.id}-${Math.round(traceTime())}-${process.pid}.ndjson`);
-    return new SiteTrace(site, file, config);
+    const trace = new SiteTrace(site, file, config);
+    trace.#recordUnloggedEntries(lastLoggedJournalNumber(dir, site.id, file));
+    return trace;
+  }
+
+  /**
+   * A process killed between appending entries to its journal and writing their records leaves entries that
+   * no log names (the journal is durable first, the log line follows). The new log names them first, at the
+   * restart, so that the validator sees them as it sees any entry a crash left: writes in flight at the crash,
+   * kept by a primary that comes back primary, discarded by a resync, or taken as written.
+   */
+  #recordUnloggedEntries(logged: number | null): void {
+    if (logged === null) return;
+    const journal = this.site.journal;
+    if (journal.last <= Math.max(logged, journal.first - 1)) return;
+    traceSiteDetails(this.writer, this.site, { journalLast: logged, restored: this.site.id === 3 ? this.site.restored : 0 });
   }
 
   /** The trace clock (impl/cluster/trace.ts `traceTime`), for `pullEntries.servedAt`. */
@@ -134,4 +149,69 @@ export class SiteTrace {
   close(): void {
     this.#close();
   }
+}
+
+/** Bytes of a previous log read at a time, from its end, when looking for its last journal record. */
+export const previousLogChunkBytes = 1024 * 1024;
+
+/**
+ * The last update number this site's previous logs in `dir` say its journal held (its last `journalAppend`, or
+ * the `last` of a later `journalReset`); 0 when they name none; null when there is no previous log (a first
+ * start: nothing to compare the journal with). Reads the logs newest first, each from its end in chunks of
+ * {@link previousLogChunkBytes}; a torn last line (the crash) and other lines that do not parse are skipped.
+ */
+export function lastLoggedJournalNumber(dir: string, siteId: number, exclude: string): number | null {
+  const pattern = new RegExp(`^site-${siteId}-(\\d+)-(\\d+)\\.ndjson$`);
+  const previous = fs
+    .readdirSync(dir)
+    .map((name) => ({ name, match: pattern.exec(name) }))
+    .filter((entry) => entry.match !== null && path.join(dir, entry.name) !== exclude)
+    .sort((a, b) => Number(b.match?.[1]) - Number(a.match?.[1]) || Number(b.match?.[2]) - Number(a.match?.[2]));
+  if (previous.length === 0) return null;
+  for (const { name } of previous) {
+    const found = lastJournalRecord(path.join(dir, name), siteId);
+    if (found !== null) return found;
+  }
+  return 0;
+}
+
+/** The number of the last journal record of `siteId` in one log, read backwards; null if it has none. */
+function lastJournalRecord(file: string, siteId: number): number | null {
+  const fd = fs.openSync(file, 'r');
+  try {
+    let end = fs.fstatSync(fd).size;
+    let carry = '';
+    while (end > 0) {
+      const start = Math.max(0, end - previousLogChunkBytes);
+      const chunk = Buffer.alloc(end - start);
+      fs.readSync(fd, chunk, 0, chunk.length, start);
+      const lines = (chunk.toString('utf8') + carry).split('\n');
+      // The first piece may be the end of a line that began in the chunk before: kept for the next read.
+      carry = start > 0 ? (lines.shift() ?? '') : '';
+      for (let i = lines.length - 1; i >= 0; i -= 1) {
+        const number = journalNumberOf(lines[i] as string, siteId);
+        if (number !== null) return number;
+      }
+      end = start;
+    }
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function journalNumberOf(line: string, siteId: number): number | null {
+  if (!line.includes('"journal')) return null;
+  let record: unknown;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (typeof record !== 'object' || record === null) return null;
+  const r = record as { kind?: unknown; site?: unknown; updateNumber?: unknown; last?: unknown };
+  if (r.site !== siteId) return null;
+  if (r.kind === 'journalAppend' && Number.isSafeInteger(r.updateNumber)) return r.updateNumber as number;
+  if (r.kind === 'journalReset' && Number.isSafeInteger(r.last)) return r.last as number;
+  return null;
 }
