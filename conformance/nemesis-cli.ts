@@ -33,6 +33,7 @@ export function formatFigures(report: NemesisReport): string {
     `nemesis seed ${report.seed} (--faults ${report.faults}): ${report.passed}/${report.schedules} schedules passed`,
     `  faults injected: ${faults}`,
     `  writes issued ${report.writesIssued}, acknowledged writes ${report.writesAcknowledged}, blocks checked ${report.blocksChecked}, lost ${report.lost}, differing blocks ${report.differingBlocks}, trace steps validated ${report.traceActions}`,
+    `  online verifies ${report.verifies}: ${report.verifyBlocksCompared} blocks compared, ${report.verifyDiffering} differing`,
   ];
   for (const skipped of report.skipped) lines.push(`  not applied: ${skipped}`);
   for (const failure of report.failed) lines.push(`  FAILED schedule ${failure.index} seed ${failure.seed}: ${failure.failures[0]?.split('\n')[0]?.slice(0, 300)}`);

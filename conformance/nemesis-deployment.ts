@@ -49,8 +49,11 @@ export const killAfterLastRecordMs = 0.001;
 /** How long a site process may take to exit on its own (a refused start, SIGTERM). */
 export const exitWaitMsMax = 15_000;
 
-/** Size of the tmpfs a site's directory is on for a full disk: its volumes, its journal's start, little more. */
-export const tmpfsBytes = 2 * nemesisVolumeBytes + 4 * 1024 * 1024;
+/**
+ * Size of the tmpfs a site's directory is on for a full disk: its volumes and 16 MiB of journal (about 4,000
+ * entries of the workload's 4 KiB writes: a site 3 catching up after the fault holds its lag there).
+ */
+export const tmpfsBytes = 2 * nemesisVolumeBytes + 16 * 1024 * 1024;
 
 /** The log of the faults the run applied, as model events (writer `operator`), in the trace directory. */
 export const faultTraceName = 'nemesis.ndjson';

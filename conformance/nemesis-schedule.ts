@@ -25,8 +25,8 @@
  *   copy). Default for site 3, whose rebuild is a full copy the system has; a sync member's rebuild only with
  *   `--faults all` (no command brings a new empty sync member to a full copy).
  * - `diskFull`: the site's directory is a small tmpfs (root only; skipped with a reason otherwise), filled
- *   to the last byte for the duration, then freed. Only with `--faults all` (a known gap: ENOSPC ended the
- *   process, issue 15).
+ *   to the last byte for the duration, then freed. Default. The site that meets it detaches (the process
+ *   stays up and says so); the operator restarts its process once there is room, then recovers it.
  * - Fence policy `refuse` (a quarter of the schedules) only with `--faults all`: its refusals after a link
  *   loss a site saw alone are not traced, and the entries of the writes it refused reach site 3.
  * - An I/O error at a site: not applied. No fault-injecting backend exists in impl/ to reach from a
@@ -128,7 +128,7 @@ function kindsOf(mix: FaultMix, root: boolean): [FaultKind, number][] {
     ['cut', 3],
     ['corrupt', 1],
   ];
-  if (mix === 'all' && root) kinds.push(['diskFull', 2]);
+  if (root) kinds.push(['diskFull', 2]);
   return kinds;
 }
 

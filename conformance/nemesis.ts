@@ -6,8 +6,9 @@
  *
  * 1. **no lost write**: every block of the workload holds, on the primary, its latest acknowledged write or a
  *    later one (read over NBD, each block naming its write: nemesis-workload.ts);
- * 2. **no divergence**: the three sites' volumes are identical (read over NBD block by block; the sites'
- *    own digests, `threesite status --digest`, must agree too). `threesite verify` does not exist yet;
+ * 2. **no divergence**: online verify (`threesite verify`, DRBD's verify-alg) finds no differing block among
+ *    the three sites, once while the host writes (after the last fault's repair) and once at the end; and the
+ *    three volumes read over NBD block by block are identical (a check that does not trust the sites);
  * 3. **the traces replay on the model** (conformance/trace-validate.ts, as `npm start -- --validate-trace`).
  *
  * A schedule also fails when a site process exits that the run did not kill (a crash), when a damaged file
@@ -24,6 +25,7 @@ import type { DeploymentStatus } from '../impl/site/operator.ts';
 import { traceTime } from '../impl/cluster/trace.ts';
 import { NemesisDeployment, WaitError, nemesisAnswerTimeoutMs, nemesisVolumeBytes } from './nemesis-deployment.ts';
 import { faultKinds, formatFault, formatSchedule, scheduleOf, scheduleSeedOf, type Fault, type FaultKind, type FaultMix, type Schedule } from './nemesis-schedule.ts';
+import type { VerifyOutcome, VerifyResult } from '../impl/core/verify.ts';
 import { checkAcknowledged, Workload, workloadBlockBytes, workloadBlocks, type LostWrite } from './nemesis-workload.ts';
 
 /** How long one schedule may take, from its deployment to its checks, before it fails. */
@@ -64,6 +66,8 @@ export interface NemesisOptions {
 export interface ScheduleResult {
   index: number;
   seed: number;
+  /** The mix the schedule was drawn from: a seed replays its schedule only with the same `--faults`. */
+  mix: FaultMix;
   schedule: Schedule;
   passed: boolean;
   failures: string[];
@@ -76,6 +80,11 @@ export interface ScheduleResult {
   lostCount: number;
   differingBlocks: number;
   differing: { volume: number; block: number; sites: string }[];
+  /** The online verifies run (under load, then at the end), each as `threesite verify --json` answered. */
+  verifies: VerifyRun[];
+  /** Blocks the online verifies compared, and found differing, over all of them. */
+  verifyBlocksCompared: number;
+  verifyDiffering: number;
   traceActions: number;
   traceValid: boolean | null;
   /** Why the traces were not validated (a fault the model has no event for), or null. */
@@ -85,6 +94,17 @@ export interface ScheduleResult {
   /** Milliseconds each phase took (start, faults, final repair, check, close, trace). */
   phasesMs: Record<string, number>;
   dir: string;
+}
+
+/** One online verify of a schedule: when it ran, its outcome, what it compared and found. */
+export interface VerifyRun {
+  when: 'under load' | 'final';
+  outcome: VerifyOutcome | 'failed';
+  blocksCompared: number;
+  blocksDiffering: number;
+  blocksNotVerified: number;
+  /** The first differing blocks (site, volume, byte offset), or why it could not run or compare. */
+  detail: string;
 }
 
 /** The whole run, as reports/nemesis.json holds it. */
@@ -102,6 +122,9 @@ export interface NemesisReport {
   blocksChecked: number;
   lost: number;
   differingBlocks: number;
+  verifies: number;
+  verifyBlocksCompared: number;
+  verifyDiffering: number;
   traceActions: number;
   results: ScheduleResult[];
 }
@@ -114,12 +137,8 @@ export function runsAsRoot(): boolean {
 /** What the run leaves out, and why, printed before it starts. */
 export function skippedFaults(mix: FaultMix): string[] {
   const skipped = ['I/O error at a site: no fault-injecting backend exists that a site process can be told to use (issue 15 asks for one)'];
-  if (mix === 'default') {
-    skipped.push('full disk: only with --faults all (a known gap: ENOSPC ended the site process)');
-    skipped.push("corruption of a sync member's file: only with --faults all");
-  } else if (!runsAsRoot()) {
-    skipped.push('full disk: not root, so no tmpfs can be mounted');
-  }
+  if (mix === 'default') skipped.push("corruption of a sync member's file: only with --faults all");
+  if (!runsAsRoot()) skipped.push('full disk: not root, so no tmpfs can be mounted');
   return skipped;
 }
 
@@ -156,6 +175,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     blocksChecked: sum((r) => r.blocksChecked),
     lost: sum((r) => r.lostCount),
     differingBlocks: sum((r) => r.differingBlocks),
+    verifies: sum((r) => r.verifies.length),
+    verifyBlocksCompared: sum((r) => r.verifyBlocksCompared),
+    verifyDiffering: sum((r) => r.verifyDiffering),
     traceActions: sum((r) => r.traceActions),
     results,
   };
@@ -166,9 +188,9 @@ export function formatResult(r: ScheduleResult): string {
   const faults = Object.entries(r.faultsInjected)
     .map(([kind, n]) => `${kind} ${n}`)
     .join(', ');
-  const head = `${r.passed ? 'PASS' : 'FAIL'} schedule ${r.index} seed ${r.seed}: ${r.writesAcknowledged}/${r.writesIssued} writes acknowledged, ${r.blocksChecked} blocks checked, lost ${r.lostCount}, differing blocks ${r.differingBlocks}, trace ${r.traceValid === null ? 'not validated' : r.traceValid ? `valid (${r.traceActions} steps)` : 'INVALID'}; faults: ${faults || 'none'} (${(r.durationMs / 1000).toFixed(1)} s: ${Object.entries(r.phasesMs).map(([name, ms]) => `${name} ${(ms / 1000).toFixed(1)}`).join(', ')})`;
+  const head = `${r.passed ? 'PASS' : 'FAIL'} schedule ${r.index} seed ${r.seed}: ${r.writesAcknowledged}/${r.writesIssued} writes acknowledged, ${r.blocksChecked} blocks checked, lost ${r.lostCount}, differing blocks ${r.differingBlocks}, verify ${r.verifies.map((v) => `${v.when} ${v.outcome}`).join(' / ') || 'not run'}, trace ${r.traceValid === null ? 'not validated' : r.traceValid ? `valid (${r.traceActions} steps)` : 'INVALID'}; faults: ${faults || 'none'} (${(r.durationMs / 1000).toFixed(1)} s: ${Object.entries(r.phasesMs).map(([name, ms]) => `${name} ${(ms / 1000).toFixed(1)}`).join(', ')})`;
   const lines = [head, ...r.notes.map((note) => `  note: ${note}`), ...r.failures.map((failure) => `  FAILURE: ${failure}`)];
-  if (!r.passed) lines.push(`  replay: npm run nemesis -- --schedule-seed ${r.seed}${r.schedule.faults.some((f) => f.kind === 'diskFull' || (f.kind === 'corrupt' && f.site !== 3)) ? ' --faults all' : ''}; directory kept: ${r.dir}`);
+  if (!r.passed) lines.push(`  replay: npm run nemesis -- --schedule-seed ${r.seed}${r.mix === 'all' ? ' --faults all' : ''}; directory kept: ${r.dir}`);
   return lines.join('\n');
 }
 
@@ -192,6 +214,7 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
   const result: ScheduleResult = {
     index: schedule.index,
     seed: schedule.seed,
+    mix: options.faults,
     schedule,
     passed: false,
     failures: [],
@@ -204,6 +227,9 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
     lostCount: 0,
     differingBlocks: 0,
     differing: [],
+    verifies: [],
+    verifyBlocksCompared: 0,
+    verifyDiffering: 0,
     traceActions: 0,
     traceValid: null,
     traceSkipped: null,
@@ -240,6 +266,8 @@ async function runSchedule(schedule: Schedule, options: NemesisOptions): Promise
       await run.apply(fault);
       await run.repair(null, false, `after ${formatFault(fault)}`);
     }
+    // Online verify while the host goes on writing: the sites compare at update numbers of their own choosing.
+    await onlineVerify(d, result, 'under load');
     // The host stops (a failback quiesces host 2 first); the operator brings back the normal topology.
     await w.stop();
     phase('faults');
@@ -465,6 +493,16 @@ class ScheduleRun {
     if (!d.running(site)) {
       this.result.failures.push(`site ${site}'s process ended on a full disk: ${errorLine(d.logs.get(site) ?? [])}`);
       await d.start(site);
+      return;
+    }
+    // A site that met the full disk detached (DRBD's on-io-error detach): it stays up, says so in `status`,
+    // and refuses `recover` until its storage is repaired and its process restarted, as the operator does now.
+    const status = await d.status();
+    const fault = status.sites[site]?.fault ?? null;
+    if (fault !== null) {
+      this.result.notes.push(`site ${site} detached on ${fault.errno} (${fault.device}); space freed, its process restarted`);
+      await d.terminate(site);
+      await d.start(site);
     }
   }
 
@@ -485,6 +523,15 @@ class ScheduleRun {
         }
       }
       const s = await d.status();
+      // A site detached on a device error (a full disk met again, by a catch-up that refilled it) is repaired
+      // the one way it can be: its storage has room again, so its process is restarted, then recovered.
+      const detached = ([1, 2, 3] as const).find((site) => (s.sites[site]?.fault ?? null) !== null);
+      if (detached !== undefined) {
+        this.result.notes.push(`site ${detached} detached on ${s.sites[detached]?.fault?.errno} (${what}): its process restarted`);
+        await d.terminate(detached);
+        await d.start(detached);
+        continue;
+      }
       if (isProtected(s, primary, caughtUp)) return;
       const command = nextCommand(s, primary);
       if (command === null) {
@@ -560,9 +607,6 @@ async function readVolume(port: number, volume: number): Promise<Uint8Array> {
   }
 }
 
-/** Times the final check asks for the sites' digests before it reports a site that does not answer. */
-export const digestAttemptsMax = 5;
-
 /** The checks at the end of a schedule: acknowledged writes on the primary, three equal images. */
 async function check(d: NemesisDeployment, w: Workload, result: ScheduleResult, options: NemesisOptions): Promise<void> {
   const acked = w.writes.filter((write) => write.outcome === 'acknowledged');
@@ -603,17 +647,40 @@ async function check(d: NemesisDeployment, w: Workload, result: ScheduleResult, 
       if (result.differing.length < listedMax) result.differing.push({ volume, block, sites: !ab && !ac ? (b.equals(c) ? '1 vs 2,3' : '1,2,3 all differ') : !ab ? '2 vs 1,3' : '3 vs 1,2' });
     }
   }
-  // A site hashing its volumes on a loaded machine may miss the status call's deadline: asked again, a bounded
-  // number of times; one that never answers is said so, never taken for a differing digest.
-  let sums: (string | null)[] = [null, null, null];
-  for (let attempt = 0; attempt < digestAttemptsMax && sums.includes(null); attempt += 1) {
-    const digests = await d.status(true);
-    sums = ([1, 2, 3] as const).map((site, k) => sums[k] ?? digests.sites[site]?.volumeDigest ?? null);
+  if (result.differingBlocks > 0) result.failures.push(`${result.differingBlocks} blocks differ among the sites' exports, first: ${result.differing.slice(0, 3).map((x) => `vol${x.volume} block ${x.block} (${x.sites})`).join('; ')}`);
+  // The sites' own comparison, as the operator runs it: it must find what the NBD reads found, and no more.
+  await onlineVerify(d, result, 'final');
+}
+
+/** How long an online verify of the nemesis may take (two 4 MiB volumes; a loaded machine). */
+export const nemesisVerifyDeadlineMs = 30_000;
+
+/**
+ * Runs `threesite verify --json` as the operator does and records it. Any differing block is a failure; so is
+ * a final verify that could not compare every block (the deployment is quiet and fully protected then). Under
+ * load, blocks not compared (a site busy past the deadline) are a note, not a failure.
+ */
+async function onlineVerify(d: NemesisDeployment, result: ScheduleResult, when: VerifyRun['when']): Promise<void> {
+  const answer = await d.threesite('verify', '--json', '--deadline-ms', String(nemesisVerifyDeadlineMs));
+  const json = answer.output.split('\n').find((line) => line.startsWith('{'));
+  if (json === undefined) {
+    result.verifies.push({ when, outcome: 'failed', blocksCompared: 0, blocksDiffering: 0, blocksNotVerified: 0, detail: answer.output.split('\n')[0] ?? '' });
+    result.failures.push(`online verify (${when}) did not run: exit ${answer.code}: ${answer.output.split('\n')[0] ?? ''}`);
+    return;
   }
-  const silent = ([1, 2, 3] as const).filter((_, k) => sums[k] === null);
-  if (result.differingBlocks > 0) result.failures.push(`${result.differingBlocks} blocks differ among the sites, first: ${result.differing.slice(0, 3).map((x) => `vol${x.volume} block ${x.block} (${x.sites})`).join('; ')}`);
-  else if (silent.length > 0) result.failures.push(`site ${silent.join(', ')} did not answer \`status --digest\` in ${digestAttemptsMax} tries`);
-  else if (new Set(sums).size !== 1) result.failures.push(`the sites' own digests differ though their exports read equal: ${sums.map((sum) => sum?.slice(0, 12)).join(' ')}`);
+  const { result: verify } = JSON.parse(json) as { result: VerifyResult };
+  const compared = verify.sites.reduce((n, site) => n + site.blocksCompared, 0);
+  const differing = verify.sites.reduce((n, site) => n + site.blocksDiffering, 0);
+  const notVerified = verify.sites.reduce((n, site) => n + site.blocksNotVerified, 0);
+  const listed = verify.sites.flatMap((site) => site.differing.map((block) => `site ${site.site} volume ${block.volume} offset ${block.offset}`));
+  const reasons = verify.sites.filter((site) => site.notVerifiedReason !== null).map((site) => `site ${site.site}: ${site.notVerifiedReason}`);
+  const detail = differing > 0 ? listed.slice(0, 3).join('; ') : reasons.join('; ');
+  result.verifies.push({ when, outcome: verify.outcome, blocksCompared: compared, blocksDiffering: differing, blocksNotVerified: notVerified, detail });
+  result.verifyBlocksCompared += compared;
+  result.verifyDiffering += differing;
+  if (differing > 0) result.failures.push(`online verify (${when}, verify ${verify.verifyId}): ${differing} blocks differ, first: ${detail}`);
+  else if (notVerified > 0 && when === 'final') result.failures.push(`online verify (final) could not compare ${notVerified} blocks: ${detail}`);
+  else if (notVerified > 0) result.notes.push(`online verify (under load) compared ${compared} blocks, ${notVerified} not compared: ${detail}`);
 }
 
 /** The default directory of a run's deployments. */
