@@ -18,7 +18,7 @@
  * `credentialsDir` (default `tls`): the cluster's authority and the operator's and hosts' credentials
  * (`credentials.ts`); `nbdTls` (default `required`): whether hosts must start TLS on the NBD port;
  * the NBD port's deadlines and payload budget `nbdHandshakeTimeoutMs`, `nbdIdleTimeoutMs`, `nbdFrameTimeoutMs`,
- * `nbdBufferedBytesMax` (defaults: `nbd-server.ts`'s constants).
+ * `nbdBufferedBytesMax` (defaults: the constants of `net/nbd-server.ts` and `net/nbd-budget.ts`).
  * `inflowControl` (absent: off): `{"delayMs": N}` delays each host write N ms (at most 1000) while the primary's
  * journal is past its high-water mark and site 3 is reachable (journal inflow control, `site-node.ts`).
  * `traceDir`: where every site process and operator command writes its ndjson trace (impl/site/site-trace.ts),
