@@ -404,7 +404,6 @@ class ScheduleRun {
         return;
       case 'diskFull':
         this.#count('diskFull');
-        this.result.traceSkipped ??= 'a full disk has no model event';
         await this.#diskFull(fault.site, fault.durationMs);
         return;
     }

@@ -895,9 +895,10 @@ export class SiteNode {
   /** FAIL_SITE at this site: it stops serving (its volumes and journal stay); in-flight writes fail. */
   fail(): void {
     if (!this.site.up) throw new SiteFailedError(this.id, 'failSite');
-    this.#links.setOnline(false);
+    // Failed first, then off the network: what the links' down notices do cannot leave the site up.
     this.#emit(this.site.fail());
     if (this.id !== 3) this.#emit(this.site.setSyncPair('suspended'));
+    this.#links.setOnline(false);
     for (const write of this.#queued.splice(0)) write.reject(new SiteFailedError(this.id, 'host write'));
     this.#endPull(new SiteFailedError(this.id, 'pullJournal'));
     this.#failWaiter(new SiteFailedError(this.id, 'operator step'));
@@ -1294,13 +1295,21 @@ export class SiteNode {
   #detach(fault: DeviceError, operation: string): void {
     this.#fault = fault;
     this.#log(`storage fault during ${operation}: ${fault.message}; the site detaches (failed) until restarted`);
-    if (this.site.up) {
+    const wasUp = this.site.up;
+    // The instant it goes off the network: its peers may act on the link's loss before fail() returns.
+    const at = this.#trace?.now();
+    if (wasUp) {
       try {
         this.fail();
       } catch (error) {
         // fail() saves the site's state: the same device may refuse that too; the fault is recorded already.
         if (!(error instanceof DeviceError)) throw error;
       }
+    }
+    // The model's FAIL_SITE, recorded by the one site that knows its instant: this one, as it detaches.
+    const trace = this.#trace;
+    if (wasUp && !this.site.up && trace !== null) {
+      trace.action({ type: 'FAIL_SITE', site: this.id }, this.id === 3 ? this.#remoteView() : this.#memberView(), at !== undefined && trace.canRecordAt(at) ? at : undefined);
     }
     const error = new StorageFaultError(this.id, operation, fault);
     for (const pending of this.#pending.values()) pending.reject(error);
@@ -1632,8 +1641,19 @@ export class SiteNode {
     this.#saveRemoteState();
   }
 
+  /**
+   * Saves site 3's remote state (`remote.json`). Not at a detached site: its storage is not touched again until
+   * a restart. A device error here detaches it as anywhere else; it never escapes into the links' callbacks
+   * (a peer-down notice met mid-detach once left site 3 up, one link blocked and the other not).
+   */
   #saveRemoteState(): void {
-    if (this.#saveRemote !== null) this.#saveRemote({ ...this.#remote });
+    if (this.#saveRemote === null || this.#fault !== null) return;
+    try {
+      this.#saveRemote({ ...this.#remote });
+    } catch (error) {
+      if (!(error instanceof DeviceError)) throw error;
+      this.#detach(error, 'saving the remote state');
+    }
   }
 
   /** Rules R1 and R2 as far as this site sees them, and the derived modes. */

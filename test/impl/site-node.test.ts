@@ -153,6 +153,7 @@ function deploy(
   nodeConfig: Partial<NodeConfig> = {},
   volumeBytesOfSite = volumeBytes,
   traceDir: string | null = null,
+  remoteSave: ((state: object) => void) | null = null,
 ): Deployment {
   const net = new MemoryNetwork();
   const nodes = {} as Record<SiteId, SiteNode>;
@@ -163,7 +164,7 @@ function deploy(
       { kind: 'memory' },
     );
     const trace = traceDir === null ? null : SiteTrace.open(traceDir, site, traceConfigOf(fencePolicy, journalEntriesMax));
-    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000, ...nodeConfig }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`), undefined, trace);
+    nodes[id] = new SiteNode(site, { pullBatchEntriesMax: 4, hostWriteBytesMax: 4 * blockBytes, answerTimeoutMs: 1000, ...nodeConfig }, net.links(id), (line) => net.log.push(`site ${id}: ${line}`), id === 3 && remoteSave !== null ? { saved: null, save: remoteSave } : undefined, trace);
     net.nodes.set(id, nodes[id]);
   }
   const crashed = new Set<SiteId>();
@@ -784,6 +785,43 @@ describe('device faults: a site detaches (DRBD on-io-error detach), nothing is a
     expect(second).toBeInstanceOf(RefusalError);
     expect(nodes[1].status(false).syncPair).toBe('suspended');
     expect(nodes[1].status(false).fault).toBeNull();
+  });
+  it('a full journal device at site 3 detaches it during a pull: it fails, says why, and its trace records FAIL_SITE at that instant', async () => {
+    const traceDir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-detach-trace-'));
+    try {
+      // Its remote state file is on the same full device: saving it fails too (as it did in the nemesis, where
+      // the link's down notice, which saves it, once aborted the detach and left site 3 up).
+      let full = false;
+      const d = deploy('keepWriting', 64, {}, volumeBytes, traceDir, () => {
+        if (full) throw enospc('state');
+      });
+      const { nodes } = d;
+      await nodes[1].hostWrite(0, 0, block(1));
+      await d.catchUp();
+      await nodes[1].hostWrite(0, blockBytes, block(2));
+      full = true;
+      failAt(nodes[3].site.journal, 'appendAll', 1, enospc('journal'));
+      failAt(nodes[3].site.journal, 'append', 1, enospc('journal'));
+      nodes[3].onPullTimer();
+      await settle();
+      expect(nodes[3].status(false)).toMatchObject({ up: false, fault: { device: 'journal', errno: 'ENOSPC' } });
+      // Off the network on both links: its peers see site 3 gone.
+      expect(nodes[1].status(false).connected).not.toContain(3);
+      expect(nodes[2].status(false).connected).not.toContain(3);
+      for (const node of Object.values(nodes)) node.close();
+      const log = fs.readdirSync(traceDir).find((name) => name.startsWith('site-3-')) as string;
+      const actions = fs.readFileSync(path.join(traceDir, log), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('"action"'))
+        .map((line) => (JSON.parse(line) as { action: { type: string; site?: number }; view: { sites: Record<string, { mode: string }> } }));
+      const failed = actions.filter((a) => a.action.type === 'FAIL_SITE');
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ action: { type: 'FAIL_SITE', site: 3 }, view: { sites: { 3: { mode: 'failed' } } } });
+      // The pull that met the full device is not recorded: only the first one, before it.
+      expect(actions.filter((a) => a.action.type === 'PULL_JOURNAL')).toHaveLength(1);
+    } finally {
+      fs.rmSync(traceDir, { recursive: true, force: true });
+    }
   });
 });
 
