@@ -16,7 +16,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
+import { deploymentHostWriteBytesMax, nbdTlsWarning, type DeploymentConfig } from './deployment-config.ts';
 import { NotWritableError, RefusalError, SiteFailedError, StorageFaultError } from '../core/errors.ts';
 import { NbdServer } from '../net/nbd-server.ts';
 import { NbdErrno, NbdError, type NbdExport } from '../net/nbd-protocol.ts';
@@ -256,6 +256,9 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       if (entry.level !== 'info') log(`nbd[${entry.connection}] ${entry.event}: ${entry.message}`);
     },
   });
+  // Plain NBD beyond loopback is a configuration edited by hand (init makes it required there): say so loudly.
+  const plainNbdWarning = nbdTlsWarning(config, id);
+  if (plainNbdWarning !== null) log(plainNbdWarning);
   await nbd.listen(endpoint.nbdPort, endpoint.host);
   const control = await serveControl({ node: () => node, host: endpoint.host, port: endpoint.controlPort, credentials, log });
 
