@@ -44,7 +44,7 @@ import { verifyDeadlineMsDefault, verifyDeadlineMsMax, type VerifyResult } from 
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { createCredentialsFor, CredentialsError, credentialsLayoutOf, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
+import { createCredentialsFor, CredentialsError, credentialsLayoutOf, hostsWithCredentials, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
 import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
@@ -123,7 +123,8 @@ function credentialsHelp(config: DeploymentConfig): string {
     `    qemu-img info --object tls-creds-x509,id=tls0,endpoint=client,dir=${host1} --image-opts driver=nbd,host=${site1.host},port=${site1.nbdPort},export=vol0,tls-creds=tls0`,
     `  more hosts: threesite credentials issue --host N --config ${path.join(path.dirname(layout.caDir), '..', 'cluster.json')}`,
     '  rotate: threesite credentials issue --site N|--operator|--host N (same authority), or credentials rotate (a new',
-    '  authority and every certificate; restart the sites); keep tls/ca/ca-key.pem offline between rotations.',
+    '  authority and every certificate; then restart the three sites, which come back failed, recover each and',
+    '  resync the secondary: docs/security/nbd.md "Rotation"); keep tls/ca/ca-key.pem offline between rotations.',
   ].join('\n');
 }
 
@@ -239,8 +240,10 @@ async function run(argv: string[]): Promise<number> {
     const layout = credentialsLayoutOf(config);
     const action = positionals[0];
     if (action === 'rotate') {
-      await createCredentialsFor(config);
-      console.log(`a new authority in ${layout.caDir} and every certificate: restart the three sites (threesite serve, or SIGHUP) and hand hosts their new ${layout.hostDir(1).replace(/1$/, 'N')} directories`);
+      await createCredentialsFor(config, hostsWithCredentials(config.credentialsDir));
+      console.log(
+        `a new authority in ${layout.caDir} and every certificate: restart the three sites (threesite serve, or SIGHUP; each comes back failed), then threesite recover --site 1, 2 and 3 and threesite resync of the secondary (--site 2 while site 1 is primary), and hand hosts their new ${layout.hostDir(1).replace(/1$/, 'N')} directories`,
+      );
       return 0;
     }
     if (action !== 'issue') throw new UsageError('credentials needs issue or rotate');

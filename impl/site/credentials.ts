@@ -25,7 +25,7 @@ import { webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
-import { principalName, type Principal, type TlsCredentials } from '../net/tls-identity.ts';
+import { hostsMax, principalName, type Principal, type TlsCredentials } from '../net/tls-identity.ts';
 import type { DeploymentConfig } from './deployment-config.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -105,6 +105,17 @@ export function operatorCredentials(config: DeploymentConfig): TlsCredentials {
 /** Host `host`'s credentials (client of the sites' NBD ports). */
 export function hostCredentials(config: DeploymentConfig, host: number): TlsCredentials {
   return readCredentials(credentialsLayoutOf(config).hostDir(host), 'client', config.cluster);
+}
+
+/**
+ * The hosts that hold credentials under `credentialsDir` (`host-N` directories, N in 1..{@link hostsMax}) and
+ * those `init` makes, ascending: the hosts `threesite credentials rotate` issues anew, so that a host added
+ * with `credentials issue --host N` is not left with a certificate of the old authority.
+ */
+export function hostsWithCredentials(credentialsDir: string): number[] {
+  const names = fs.existsSync(credentialsDir) ? fs.readdirSync(credentialsDir) : [];
+  const found = names.map((name) => /^host-([1-9]\d*)$/.exec(name)?.[1]).filter((digits): digits is string => digits !== undefined).map(Number);
+  return [...new Set([...initHosts, ...found.filter((host) => host <= hostsMax)])].sort((a, b) => a - b);
 }
 
 /** Makes every credential of a new deployment from its configuration (see {@link createDeploymentCredentials}). */
