@@ -319,8 +319,9 @@ export interface NbdServerOptions {
 
 /**
  * Whether a principal of the cluster may use a site's NBD port: a host (`host-N`: any host may open any
- * export; which host writes to which site is the deployment's business) or the operator (to read the
- * exports for comparisons). A site's certificate is refused: no site is an NBD client of another.
+ * export; which host writes to which site is the deployment's business) or the operator (so that it can read
+ * the exports for comparisons; it gets what a host gets, writes to the writable primary's exports included).
+ * A site's certificate is refused: no site is an NBD client of another.
  */
 export function nbdPrincipalAllowed(principal: Principal): boolean {
   return principal.kind === 'host' || principal.kind === 'operator';

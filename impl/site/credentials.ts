@@ -16,9 +16,12 @@
  *
  * Certificates are made with `@peculiar/x509` over Node's WebCrypto: Node's `crypto` makes keys but not
  * certificates; the library is maintained, has no native code, and makes ECDSA P-256 certificates that
- * OpenSSL (Node), GnuTLS (qemu, libnbd, nbdkit) and every other TLS stack accept.
+ * OpenSSL (Node), GnuTLS (qemu, libnbd, nbdkit) and every other TLS stack accept. `reflect-metadata` is the
+ * polyfill of the Reflect metadata API that `@peculiar/x509` requires (its dependency injection, tsyringe,
+ * throws at load without it); it is imported first, before the library.
  */
 
+// The Reflect metadata polyfill @peculiar/x509 requires, loaded before it (see the file comment).
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
