@@ -21,6 +21,7 @@ import type { Observation, SiteId } from '../../model/observation.ts';
 import type { Cluster } from './cluster.ts';
 import { InvalidArgumentError, RefusalError } from '../core/errors.ts';
 import type { StorageSystem } from '../core/storage-system.ts';
+import { siteFileMode } from '../storage/file-modes.ts';
 
 /** The schema version this file writes and the validator reads. */
 export const traceVersion = 1;
@@ -173,7 +174,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 /** A sink that writes lines to a file (created or truncated; `a`: appended), synchronously; `close` releases it. */
 export function fileTraceSink(path: string, flags: 'w' | 'a' = 'w'): { sink: TraceSink; close: () => void } {
-  const fd = openSync(path, flags);
+  const fd = openSync(path, flags, siteFileMode);
   // One write per line: a process killed between two writes leaves whole lines behind.
   let open = true;
   return {

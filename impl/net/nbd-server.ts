@@ -25,10 +25,12 @@
  *
  * Resources (every limit in {@link NbdServerLimits}, each a named default, configurable per site):
  * - A connection is *pending* until it is *admitted*: authenticated by TLS, or, where plain is allowed, at
- *   its GO / EXPORT_NAME. At most {@link nbdPendingConnectionsMaxDefault} are pending; one more evicts the
- *   oldest pending one, so connections that never authenticate cannot keep a host out. At most
- *   {@link nbdConnectionsMax} are admitted; a connection admitted beyond it is closed (`connectionsMax`).
- *   Pending connections never take an admitted slot.
+ *   its GO / EXPORT_NAME. At most {@link nbdPendingPerAddressMaxDefault} are pending from one address and
+ *   {@link nbdPendingConnectionsMaxDefault} in all; one more evicts a pending one ({@link nbdPendingVictim}:
+ *   the oldest of its own address at the per-address cap, else the oldest of the address holding the most),
+ *   so connections that never authenticate cannot keep a host out, and an address that churns connections
+ *   evicts only its own. At most {@link nbdConnectionsMax} are admitted; a connection admitted beyond it is
+ *   closed (`connectionsMax`). Pending connections never take an admitted slot.
  * - A pending connection is closed after {@link nbdIdleTimeoutMsDefault} without a byte, and any connection
  *   that has not chosen its export {@link nbdHandshakeTimeoutMsDefault} after connecting.
  * - Host payload bytes (WRITE payloads from header until the backend settles, READ data until the reply has
@@ -113,10 +115,20 @@ import { AuthenticationError, authenticatedPrincipal, principalName, tlsServerOp
 
 /**
  * Default of the most connections not yet admitted (before TLS authentication, or before a plain client's
- * GO where plain NBD is allowed): 64. A connection beyond it evicts the oldest one not yet admitted, so that
- * connections that never authenticate cannot keep a host out, and never take an admitted connection's slot.
+ * GO where plain NBD is allowed): 64. A connection beyond it evicts one not yet admitted from the address
+ * that holds the most ({@link nbdPendingVictim}), so that connections that never authenticate cannot keep a
+ * host out, and never take an admitted connection's slot.
  */
 export const nbdPendingConnectionsMaxDefault = 64;
+
+/**
+ * Default of the most connections not yet admitted from one address: 16 (a quarter of the pending pool). A
+ * connection beyond it evicts the oldest pending one of its own address, so one address that reopens
+ * connections as fast as they are closed churns only its own and never evicts a host's handshake from
+ * another address. Room for a host that opens several connections at once (nbdcopy opens 4, a multi-queue
+ * client one per queue) behind one address.
+ */
+export const nbdPendingPerAddressMaxDefault = 16;
 
 /** Default of the time from connect to the end of option haggling (GO or EXPORT_NAME), in ms: 10 s. */
 export const nbdHandshakeTimeoutMsDefault = 10_000;
@@ -146,8 +158,10 @@ export const nbdConnectionOverheadBytes = 256 * 1024;
 export interface NbdServerLimits {
   /** Most admitted connections (authenticated, or plain in transmission where plain is allowed). */
   readonly connectionsMax: number;
-  /** Most connections not yet admitted; a new one beyond it evicts the oldest. */
+  /** Most connections not yet admitted; a new one beyond it evicts one ({@link nbdPendingVictim}). */
   readonly pendingConnectionsMax: number;
+  /** Most connections not yet admitted from one remote address; a new one beyond it evicts that address's oldest. */
+  readonly pendingPerAddressMax: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly frameTimeoutMs: number;
@@ -161,6 +175,7 @@ export interface NbdServerLimits {
 export const nbdServerLimitsDefault: NbdServerLimits = {
   connectionsMax: nbdConnectionsMax,
   pendingConnectionsMax: nbdPendingConnectionsMaxDefault,
+  pendingPerAddressMax: nbdPendingPerAddressMaxDefault,
   handshakeTimeoutMs: nbdHandshakeTimeoutMsDefault,
   idleTimeoutMs: nbdIdleTimeoutMsDefault,
   frameTimeoutMs: nbdFrameTimeoutMsDefault,
@@ -174,6 +189,38 @@ export const nbdServerLimitsDefault: NbdServerLimits = {
  */
 export function nbdMemoryBytesMax(limits: NbdServerLimits): number {
   return limits.bufferedBytesMax + (limits.connectionsMax + limits.pendingConnectionsMax) * nbdConnectionOverheadBytes;
+}
+
+/** What the eviction rule knows of a connection not yet admitted. */
+export interface NbdPendingConnection {
+  /** The address it came from. */
+  readonly remoteAddress: string;
+}
+
+/**
+ * The pending connection a newcomer from `address` evicts, or undefined when there is room for it. `pending`
+ * is oldest first. At {@link NbdServerLimits.pendingPerAddressMax} from `address`: that address's oldest (an
+ * address churning connections evicts only its own). Else, at {@link NbdServerLimits.pendingConnectionsMax}
+ * in all: the oldest of the address holding the most (ties: the address whose connection is oldest), so a
+ * host from an address holding one or a few is evicted only when every address holds as few, which takes
+ * more addresses than the pool has slots per address (a flood from many addresses: the network's business).
+ * The newcomer itself is never the victim: it always gets its chance to authenticate. Pure.
+ */
+export function nbdPendingVictim<T extends NbdPendingConnection>(
+  pending: readonly T[],
+  address: string,
+  limits: Pick<NbdServerLimits, 'pendingConnectionsMax' | 'pendingPerAddressMax'>,
+): T | undefined {
+  const held = new Map<string, number>();
+  for (const connection of pending) held.set(connection.remoteAddress, (held.get(connection.remoteAddress) ?? 0) + 1);
+  if ((held.get(address) ?? 0) >= limits.pendingPerAddressMax) return pending.find((connection) => connection.remoteAddress === address);
+  if (pending.length < limits.pendingConnectionsMax) return undefined;
+  let victim: T | undefined;
+  for (const connection of pending) {
+    // Oldest first: a later connection replaces the victim only from an address that holds strictly more.
+    if (victim === undefined || held.get(connection.remoteAddress)! > held.get(victim.remoteAddress)!) victim = connection;
+  }
+  return victim;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -272,8 +319,9 @@ export interface NbdServerOptions {
 
 /**
  * Whether a principal of the cluster may use a site's NBD port: a host (`host-N`: any host may open any
- * export; which host writes to which site is the deployment's business) or the operator (to read the
- * exports for comparisons). A site's certificate is refused: no site is an NBD client of another.
+ * export; which host writes to which site is the deployment's business) or the operator (so that it can read
+ * the exports for comparisons; it gets what a host gets, writes to the writable primary's exports included).
+ * A site's certificate is refused: no site is an NBD client of another.
  */
 export function nbdPrincipalAllowed(principal: Principal): boolean {
   return principal.kind === 'host' || principal.kind === 'operator';
@@ -355,6 +403,8 @@ class NbdConnection {
   /** The TCP socket (the same as #socket until STARTTLS). */
   readonly #raw: Socket;
   readonly id: number;
+  /** The address it came from (the eviction rule's unit; '' when the socket closed before it was read). */
+  readonly remoteAddress: string;
   /** Its key in the server's map of TLS handshakes under way, once it asked for STARTTLS. */
   handshakeKey: string | undefined;
   readonly #reader = new NbdFrameReader();
@@ -388,11 +438,12 @@ class NbdConnection {
   #closed = false;
   #closeReported = false;
 
-  constructor(context: ServerContext, socket: Socket, id: number) {
+  constructor(context: ServerContext, socket: Socket, id: number, remoteAddress: string) {
     this.#context = context;
     this.#socket = socket;
     this.#raw = socket;
     this.id = id;
+    this.remoteAddress = remoteAddress;
     socket.setNoDelay(true);
     this.#attach(socket);
     const { handshakeTimeoutMs, idleTimeoutMs } = context.limits;
@@ -1024,19 +1075,29 @@ export class NbdServer {
   #accept(context: ServerContext, socket: Socket): void {
     const id = this.#nextId++;
     this.#counters.connectionsAccepted += 1;
-    if (this.#pending.size >= this.#limits.pendingConnectionsMax) {
-      // The oldest connection not yet admitted makes room: a host, which authenticates at once, is never
-      // kept out by connections that do not.
-      const oldest = this.#pending.values().next().value as NbdConnection;
-      this.#pending.delete(oldest);
+    const address = socket.remoteAddress ?? '';
+    // A connection not yet admitted makes room, from the newcomer's own address or the busiest: a host, which
+    // authenticates at once, is never kept out by connections that do not, nor by one address's churn.
+    const victim = nbdPendingVictim([...this.#pending], address, this.#limits);
+    if (victim !== undefined) {
+      this.#pending.delete(victim);
       this.#counters.connectionsEvicted += 1;
-      this.#log({ level: 'warn', event: 'pendingEvicted', connection: oldest.id, message: `${this.#limits.pendingConnectionsMax} connections not yet admitted; closing the oldest for connection ${id}` });
-      oldest.destroy();
+      const message =
+        victim.remoteAddress === address
+          ? `${this.#limits.pendingPerAddressMax} connections not yet admitted from ${address}; closing its oldest for connection ${id}`
+          : `${this.#limits.pendingConnectionsMax} connections not yet admitted; closing the oldest of ${victim.remoteAddress}, the address holding the most, for connection ${id}`;
+      this.#log({ level: 'warn', event: 'pendingEvicted', connection: victim.id, message });
+      victim.destroy();
     }
-    const connection = new NbdConnection(context, socket, id);
+    const connection = new NbdConnection(context, socket, id, address);
     this.#pending.add(connection);
     this.#counters.connectionsOpen += 1;
     assert(this.#pending.size <= this.#limits.pendingConnectionsMax, 'connections not yet admitted at most pendingConnectionsMax', () => `${this.#pending.size}`);
+    assert(
+      [...this.#pending].filter((other) => other.remoteAddress === address).length <= this.#limits.pendingPerAddressMax,
+      'connections not yet admitted from one address at most pendingPerAddressMax',
+      () => address,
+    );
   }
 
   #admit(connection: NbdConnection): NbdBudgetAccount | null {

@@ -2,6 +2,9 @@
  * `threesite`: the command of a deployment of site processes.
  *
  *     threesite init --dir DIR [--base-port P] [--volume-bytes N] [--fence-policy P]   write DIR/cluster.json and DIR/tls
+ *                    [--listen ADDR | --listen N=ADDR ...]          where the sites listen (default loopback; nbdTls is
+ *                                                  required as soon as one site listens elsewhere, and each site's
+ *                                                  certificate names its address)
  *     threesite credentials issue --host N|--operator|--site N --config FILE             a new certificate (rotation)
  *     threesite credentials rotate --config FILE                                         a new authority and every certificate
  *     threesite serve --site N [--rebuild] --config FILE                                 run one site (--rebuild: a damaged
@@ -29,6 +32,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { SiteId, SyncSiteId } from '../../model/observation.ts';
 import { loadDeploymentConfig, localDeploymentConfig, validateDeploymentConfig, type DeploymentConfig } from './deployment-config.ts';
@@ -40,12 +44,13 @@ import { verifyDeadlineMsDefault, verifyDeadlineMsMax, type VerifyResult } from 
 import { OperatorTrace } from './operator-trace.ts';
 import { tcpClient } from './site-control.ts';
 import { serveSite } from './site-serve.ts';
-import { createCredentialsFor, CredentialsError, credentialsLayoutOf, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
+import { createCredentialsFor, CredentialsError, credentialsLayoutOf, hostsWithCredentials, issue, operatorCredentials, readAuthority, writeCredentials } from './credentials.ts';
 import { hostsMax } from '../net/tls-identity.ts';
 import { traceConfigOf, traceTime, type TraceAction } from '../cluster/trace.ts';
 
 const usage = `usage: threesite COMMAND [options]
   init --dir DIR [--base-port P] [--volume-bytes N] [--volumes N] [--fence-policy refuse|keepWriting]
+       [--listen ADDR | --listen N=ADDR ...]   (every site's address, or site N's; default 127.0.0.1)
   credentials issue (--host N | --operator | --site N) --config FILE
   credentials rotate --config FILE
   serve --site N [--rebuild] --config FILE
@@ -62,6 +67,34 @@ export const verifyDifferExit = 5;
 export const verifyNotVerifiedExit = 6;
 
 class UsageError extends Error {}
+
+/** Longest host name `init --listen` takes (RFC 1035's limit on a domain name's text form). */
+export const hostNameCharsMax = 253;
+
+const hostNamePattern = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+/**
+ * The sites' addresses of `init --listen ADDR` (every site) and `--listen N=ADDR` (site N, winning over the
+ * former). An address is where a site's ports listen and also where its peers, the operator and its hosts
+ * reach it, so a wildcard (0.0.0.0, ::) is refused: it names no site.
+ */
+function listenAddressesOf(values: readonly string[]): Partial<Record<SiteId, string>> {
+  const every: string[] = [];
+  const perSite: Partial<Record<SiteId, string>> = {};
+  for (const value of values) {
+    const match = /^([123])=(.*)$/.exec(value);
+    const address = match === null ? value : match[2]!;
+    if (isIP(address) === 0 && (address.length > hostNameCharsMax || !hostNamePattern.test(address))) {
+      throw new UsageError(`--listen takes ADDR or N=ADDR (N a site 1, 2, 3; ADDR an IP address or host name), got ${JSON.stringify(value)}`);
+    }
+    if (address === '0.0.0.0' || address === '::') throw new UsageError(`--listen ${value}: a wildcard names no site; give the address peers, the operator and hosts reach the site at`);
+    if (match === null) every.push(address);
+    else perSite[Number(match[1]) as SiteId] = address;
+  }
+  if (every.length > 1) throw new UsageError(`--listen ADDR (every site) given ${every.length} times: give one, or --listen N=ADDR per site`);
+  const all = every[0];
+  return all === undefined ? perSite : { 1: perSite[1] ?? all, 2: perSite[2] ?? all, 3: perSite[3] ?? all };
+}
 
 function siteOf(raw: string | undefined, allowed: readonly number[]): SiteId {
   const site = Number(raw);
@@ -84,12 +117,14 @@ function credentialsHelp(config: DeploymentConfig): string {
   return [
     `credentials (TLS 1.3, the cluster's own authority in ${layout.caDir}; every private key 0600):`,
     `  sites: <site dir>/tls; operator: ${layout.operatorDir}; hosts: ${layout.hostDir(1).replace(/1$/, '{1,2,3}')}`,
+    `  each site's certificate names localhost, 127.0.0.1 and its address (${[1, 2, 3].map((id) => config.sites[id as SiteId].host).join(', ')})`,
     `  NBD TLS is ${config.nbdTls}. A host uses its directory as it is, for example:`,
     `    nbdinfo 'nbds://${site1.host}:${site1.nbdPort}/vol0?tls-certificates=${host1}'`,
     `    qemu-img info --object tls-creds-x509,id=tls0,endpoint=client,dir=${host1} --image-opts driver=nbd,host=${site1.host},port=${site1.nbdPort},export=vol0,tls-creds=tls0`,
     `  more hosts: threesite credentials issue --host N --config ${path.join(path.dirname(layout.caDir), '..', 'cluster.json')}`,
     '  rotate: threesite credentials issue --site N|--operator|--host N (same authority), or credentials rotate (a new',
-    '  authority and every certificate; restart the sites); keep tls/ca/ca-key.pem offline between rotations.',
+    '  authority and every certificate; then restart the three sites, which come back failed, recover each and',
+    '  resync the secondary: docs/security/nbd.md "Rotation"); keep tls/ca/ca-key.pem offline between rotations.',
   ].join('\n');
 }
 
@@ -165,6 +200,7 @@ async function run(argv: string[]): Promise<number> {
       'volume-bytes': { type: 'string' },
       volumes: { type: 'string' },
       'fence-policy': { type: 'string' },
+      listen: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -188,6 +224,7 @@ async function run(argv: string[]): Promise<number> {
       ...(values['volume-bytes'] ? { volumeBytes: Number(values['volume-bytes']) } : {}),
       ...(values.volumes ? { volumeCount: Number(values.volumes) } : {}),
       ...(policy ? { fencePolicy: policy } : {}),
+      hosts: listenAddressesOf(values.listen ?? []),
     });
     const file = path.join(dir, 'cluster.json');
     const validated = validateDeploymentConfig(config, dir);
@@ -203,8 +240,10 @@ async function run(argv: string[]): Promise<number> {
     const layout = credentialsLayoutOf(config);
     const action = positionals[0];
     if (action === 'rotate') {
-      await createCredentialsFor(config);
-      console.log(`a new authority in ${layout.caDir} and every certificate: restart the three sites (threesite serve, or SIGHUP) and hand hosts their new ${layout.hostDir(1).replace(/1$/, 'N')} directories`);
+      await createCredentialsFor(config, hostsWithCredentials(config.credentialsDir));
+      console.log(
+        `a new authority in ${layout.caDir} and every certificate: restart the three sites (threesite serve, or SIGHUP; each comes back failed), then threesite recover --site 1, 2 and 3 and threesite resync of the secondary (--site 2 while site 1 is primary), and hand hosts their new ${layout.hostDir(1).replace(/1$/, 'N')} directories`,
+      );
       return 0;
     }
     if (action !== 'issue') throw new UsageError('credentials needs issue or rotate');

@@ -16,16 +16,19 @@
  *
  * Certificates are made with `@peculiar/x509` over Node's WebCrypto: Node's `crypto` makes keys but not
  * certificates; the library is maintained, has no native code, and makes ECDSA P-256 certificates that
- * OpenSSL (Node), GnuTLS (qemu, libnbd, nbdkit) and every other TLS stack accept.
+ * OpenSSL (Node), GnuTLS (qemu, libnbd, nbdkit) and every other TLS stack accept. `reflect-metadata` is the
+ * polyfill of the Reflect metadata API that `@peculiar/x509` requires (its dependency injection, tsyringe,
+ * throws at load without it); it is imported first, before the library.
  */
 
+// The Reflect metadata polyfill @peculiar/x509 requires, loaded before it (see the file comment).
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
-import { principalName, type Principal, type TlsCredentials } from '../net/tls-identity.ts';
+import { hostsMax, principalName, type Principal, type TlsCredentials } from '../net/tls-identity.ts';
 import type { DeploymentConfig } from './deployment-config.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -105,6 +108,17 @@ export function operatorCredentials(config: DeploymentConfig): TlsCredentials {
 /** Host `host`'s credentials (client of the sites' NBD ports). */
 export function hostCredentials(config: DeploymentConfig, host: number): TlsCredentials {
   return readCredentials(credentialsLayoutOf(config).hostDir(host), 'client', config.cluster);
+}
+
+/**
+ * The hosts that hold credentials under `credentialsDir` (`host-N` directories, N in 1..{@link hostsMax}) and
+ * those `init` makes, ascending: the hosts `threesite credentials rotate` issues anew, so that a host added
+ * with `credentials issue --host N` is not left with a certificate of the old authority.
+ */
+export function hostsWithCredentials(credentialsDir: string): number[] {
+  const names = fs.existsSync(credentialsDir) ? fs.readdirSync(credentialsDir) : [];
+  const found = names.map((name) => /^host-([1-9]\d*)$/.exec(name)?.[1]).filter((digits): digits is string => digits !== undefined).map(Number);
+  return [...new Set([...initHosts, ...found.filter((host) => host <= hostsMax)])].sort((a, b) => a - b);
 }
 
 /** Makes every credential of a new deployment from its configuration (see {@link createDeploymentCredentials}). */

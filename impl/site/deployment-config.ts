@@ -231,14 +231,39 @@ export function deploymentHostWriteBytesMax(config: DeploymentConfig): number {
   return hostWriteBytesMax(config);
 }
 
+/** Where `threesite init` puts a site that is given no address: loopback. */
+export const initHostDefault = '127.0.0.1';
+
 /**
- * A configuration for three sites on one machine: ports from `basePort` (peer, NBD, control for site 1,
- * then site 2, then site 3), data under `dir`. What `threesite init` writes and the tests use.
+ * The warning a site logs when it would serve plain NBD beyond loopback (`nbdTls` edited to `optional` in a
+ * configuration whose site listens on another address: any machine that reaches the port reads and writes
+ * the exports), or null when there is nothing to warn of.
  */
-export function localDeploymentConfig(options: { cluster: string; dir: string; basePort: number; volumeCount?: number; volumeBytes?: number; fencePolicy?: 'refuse' | 'keepWriting' }): Record<string, unknown> {
-  const host = '127.0.0.1';
+export function nbdTlsWarning(config: Pick<DeploymentConfig, 'nbdTls' | 'sites'>, site: SiteId): string | null {
+  const host = config.sites[site].host;
+  if (config.nbdTls !== 'optional' || isLoopback(host)) return null;
+  return `WARNING: nbdTls is "optional" but site ${site} listens on ${host}, not loopback: any machine that reaches its NBD port can read and write the exports without a certificate; set "nbdTls": "required"`;
+}
+
+/**
+ * A configuration for three sites: ports from `basePort` (peer, NBD, control for site 1, then site 2, then
+ * site 3), data under `dir`, each site listening on `hosts[N]` (the address its peers, the operator and its
+ * hosts reach it at; loopback by default). What `threesite init` writes and the tests use. `nbdTls` is
+ * `required` as soon as one site listens on anything but loopback.
+ */
+export function localDeploymentConfig(options: {
+  cluster: string;
+  dir: string;
+  basePort: number;
+  volumeCount?: number;
+  volumeBytes?: number;
+  fencePolicy?: 'refuse' | 'keepWriting';
+  hosts?: Partial<Record<SiteId, string>>;
+}): Record<string, unknown> {
+  const hostOf = (id: SiteId): string => options.hosts?.[id] ?? initHostDefault;
+  const allLoopback = ([1, 2, 3] as const).every((id) => isLoopback(hostOf(id)));
   const site = (id: SiteId): Record<string, unknown> => ({
-    host,
+    host: hostOf(id),
     peerPort: options.basePort + (id - 1) * 3,
     nbdPort: options.basePort + (id - 1) * 3 + 1,
     controlPort: options.basePort + (id - 1) * 3 + 2,
@@ -259,7 +284,7 @@ export function localDeploymentConfig(options: { cluster: string; dir: string; b
     flushEachWrite: false,
     credentialsDir: path.join(options.dir, 'tls'),
     // Plain NBD is served on loopback only; any other address requires TLS of its hosts.
-    nbdTls: isLoopback(host) ? 'optional' : 'required',
+    nbdTls: allLoopback ? 'optional' : 'required',
     sites: { 1: site(1), 2: site(2), 3: site(3) },
   };
 }

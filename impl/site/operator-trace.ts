@@ -25,6 +25,7 @@ import type { SiteId } from '../../model/observation.ts';
 import { InvalidArgumentError, RefusalError } from '../core/errors.ts';
 import { memberRoleOf, remoteModeOf, type DeploymentStatus } from './operator.ts';
 import { fileTraceSink, traceLineBytesMax, TraceWriter, type PartialView, type TraceAction, type TraceConfig } from '../cluster/trace.ts';
+import { siteDirMode } from '../storage/file-modes.ts';
 
 /** The operator's log in a trace directory. */
 export const operatorTraceName = 'operator.ndjson';
@@ -54,7 +55,7 @@ export class OperatorTrace {
    * or not an operator log.
    */
   static open(dir: string, config: TraceConfig): OperatorTrace {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: siteDirMode });
     const file = path.join(dir, operatorTraceName);
     if (!fs.existsSync(file)) {
       const { sink, close } = fileTraceSink(file);

@@ -16,7 +16,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deploymentHostWriteBytesMax, type DeploymentConfig } from './deployment-config.ts';
+import { deploymentHostWriteBytesMax, nbdTlsWarning, type DeploymentConfig } from './deployment-config.ts';
 import { NotWritableError, RefusalError, SiteFailedError, StorageFaultError } from '../core/errors.ts';
 import { NbdServer } from '../net/nbd-server.ts';
 import { NbdErrno, NbdError, type NbdExport } from '../net/nbd-protocol.ts';
@@ -27,6 +27,7 @@ import { formatMemoryBound, siteMemoryBound } from './site-memory.ts';
 import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
 import { openSite, rebuildSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
+import { protectSiteDir, siteDirMode } from '../storage/file-modes.ts';
 import type { SiteId } from '../core/storage-system.ts';
 import { traceConfigOf } from '../cluster/trace.ts';
 import { PeerNetwork, peerIdsOf } from '../net/transport-tcp.ts';
@@ -153,6 +154,9 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
 /** Starts site `id` of a deployment. `log` receives one line per event worth an operator's attention. */
 export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line: string) => void, options: { rebuild?: boolean } = {}): Promise<RunningSite> {
   const endpoint = config.sites[id];
+  // The hosts' data is the site owner's alone (README "Security"): the directory is 0700, made so or tightened.
+  const looser = protectSiteDir(endpoint.dir);
+  if (looser !== null) log(`${endpoint.dir} was mode ${looser.toString(8)}, readable by other local users: tightened to ${siteDirMode.toString(8)}`);
   if (options.rebuild === true) {
     // The operator's answer to a damaged state file or journal, or to a replaced disk (an empty directory):
     // start as a failed site that knows nothing, never as a new site (which would say it is in sync at 0).
@@ -163,7 +167,6 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
     log(`rebuilt ${endpoint.dir}: state and journal moved to ${aside}; the site is failed, ${id === 3 ? 'needing a full copy' : 'every block to be resynced'}`);
   }
   const reopen = siteExists(endpoint.dir);
-  fs.mkdirSync(endpoint.dir, { recursive: true });
   const site = openSite(siteConfigOf(id, config, config.flushEachWrite), config.journal, { kind: 'file', dir: endpoint.dir, reopen }, (recovery) => {
     if (!reopen) return;
     const { journal } = recovery;
@@ -256,6 +259,9 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
       if (entry.level !== 'info') log(`nbd[${entry.connection}] ${entry.event}: ${entry.message}`);
     },
   });
+  // Plain NBD beyond loopback is a configuration edited by hand (init makes it required there): say so loudly.
+  const plainNbdWarning = nbdTlsWarning(config, id);
+  if (plainNbdWarning !== null) log(plainNbdWarning);
   await nbd.listen(endpoint.nbdPort, endpoint.host);
   const control = await serveControl({ node: () => node, host: endpoint.host, port: endpoint.controlPort, credentials, log });
 

@@ -38,6 +38,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SyncSiteId } from '../../model/observation.ts';
 import type { StorageSystem } from '../core/storage-system.ts';
+import { siteDirMode } from '../storage/file-modes.ts';
 import {
   fileTraceSink,
   fillOf,
@@ -82,7 +83,7 @@ export class SiteTrace {
    * numbered from its header on). The name says the site, the time and the process.
    */
   static open(dir: string, site: StorageSystem, config: TraceConfig): SiteTrace {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: siteDirMode });
     const file = path.join(dir, `site-${site.id}-${Math.round(traceTime())}-${process.pid}.ndjson`);
     const trace = new SiteTrace(site, file, config);
     trace.#recordUnloggedEntries(lastLoggedJournalNumber(dir, site.id, file));

@@ -50,6 +50,7 @@ import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { asDeviceError, DeviceError } from '../core/errors.ts';
 import { assert } from '../core/invariant.ts';
+import { siteDirMode, siteFileMode } from './file-modes.ts';
 import {
   checkAllFit,
   checkBatchArgument,
@@ -395,7 +396,7 @@ export class FileJournal implements Journal {
     this.#tail = { firstU: options.last + 1, encoded: [], head: 0, bytes: 0 };
     const current = this.#segments.at(-1);
     if (current !== undefined) this.#writeFd = fs.openSync(path.join(dir, current.name), fs.constants.O_RDWR);
-    this.#floorFd = fs.openSync(path.join(dir, journalFloorRecordName), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    this.#floorFd = fs.openSync(path.join(dir, journalFloorRecordName), fs.constants.O_RDWR | fs.constants.O_CREAT, siteFileMode);
   }
 
   /**
@@ -415,7 +416,7 @@ export class FileJournal implements Journal {
       'segmentBytesMax within its ceiling',
       () => `segmentBytesMax=${rollBytes}`,
     );
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: siteDirMode });
     const names = fs.readdirSync(dir);
     if (names.includes(metaTempName)) fs.unlinkSync(path.join(dir, metaTempName));
     const indexes = names
@@ -856,7 +857,7 @@ export class FileJournal implements Journal {
     this.#nextSegment += 1;
     const name = segmentName(index);
     const flags = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL;
-    this.#writeFd = fs.openSync(path.join(this.dir, name), flags, 0o644);
+    this.#writeFd = fs.openSync(path.join(this.dir, name), flags, siteFileMode);
     this.#dirDirty = true;
     const segment: Segment = { index, name, bytes: 0, firstU: 0, offsets: [] };
     this.#segments.push(segment);
@@ -997,7 +998,7 @@ export class FileJournal implements Journal {
   static #writeMeta(dir: string, meta: Meta): void {
     const temp = path.join(dir, metaTempName);
     const text = JSON.stringify({ format: metaFormat, version: metaVersion, floor: meta.floor, firstSegment: meta.firstSegment, floorExact: meta.floorExact, cleanLast: meta.cleanLast });
-    const fd = fs.openSync(temp, 'w', 0o644);
+    const fd = fs.openSync(temp, 'w', siteFileMode);
     try {
       writeAll(fd, Buffer.from(text, 'utf8'), 0);
       fs.fsyncSync(fd);

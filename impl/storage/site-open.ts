@@ -33,6 +33,7 @@ import { epochInitial, StorageSystem, type SiteConfig, type SiteDurableState } f
 import { epochMax } from '../core/messages.ts';
 import { MemoryVolume, type Volume } from '../core/volume.ts';
 import { FileVolume } from './volume-file.ts';
+import { siteDirMode } from './file-modes.ts';
 
 /** The format tag of a site's state file. */
 export const siteStateFormat = 'threesite-site-state-v1';
@@ -96,7 +97,8 @@ export function openSite(config: SiteConfig, journalLimits: JournalLimits, stora
     return new StorageSystem(config, volumes, new MemoryJournal(journalLimits), null, null);
   }
   const dir = storage.dir;
-  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
+  fs.mkdirSync(dir, { recursive: true, mode: siteDirMode });
+  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true, mode: siteDirMode });
   const stateFile = path.join(dir, 'state.json');
   const saved = storage.reopen ? decodeSiteState(stateFile, readStateFile(stateFile, siteStateFormat)) : null;
   if (storage.reopen && saved === null) throw new ConfigError('storage.dir', dir, 'site state file missing');
@@ -133,13 +135,13 @@ export const damagedDirPrefix = 'damaged-';
  */
 export function rebuildSite(config: SiteConfig, dir: string, nowIso: string): string {
   const aside = path.join(dir, `${damagedDirPrefix}${nowIso.replace(/[:.]/g, '-')}`);
-  fs.mkdirSync(aside, { recursive: true });
+  fs.mkdirSync(aside, { recursive: true, mode: siteDirMode });
   // A directory that holds none of them (a replaced disk) is rebuilt the same way.
   for (const name of ['state.json', 'state.json.tmp', 'journal']) {
     const from = path.join(dir, name);
     if (fs.existsSync(from)) fs.renameSync(from, path.join(aside, name));
   }
-  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'journal'), { recursive: true, mode: siteDirMode });
   const blocks = config.volumeBytes / config.blockBytes;
   const everyBlock = (): Uint8Array => {
     const bitmap = new Uint8Array(Math.ceil(blocks / 8)).fill(0xff);

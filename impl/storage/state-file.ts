@@ -13,6 +13,7 @@ import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { asDeviceError } from '../core/errors.ts';
+import { siteFileMode } from './file-modes.ts';
 
 /** Largest state file: 64 MiB (changed-block bitmaps of large volumes are the bulk). */
 export const stateFileBytesMax = 64 * 1024 * 1024;
@@ -35,7 +36,7 @@ export function writeStateFile(file: string, format: string, value: unknown): vo
   const text = `{"format":${JSON.stringify(format)},"crc32c":${JSON.stringify(checksumOf(body))},"value":${body}}`;
   const temporary = `${file}.tmp`;
   try {
-    const fd = fs.openSync(temporary, 'w', 0o600);
+    const fd = fs.openSync(temporary, 'w', siteFileMode);
     try {
       const bytes = Buffer.from(text, 'utf8');
       let done = 0;

@@ -8,6 +8,7 @@
 
 import * as fs from 'node:fs';
 import { assert } from '../core/invariant.ts';
+import { siteFileMode } from './file-modes.ts';
 import { asDeviceError } from '../core/errors.ts';
 import {
   blocksOfRange,
@@ -41,7 +42,7 @@ export class FileVolume implements Volume {
    */
   static open(path: string, sizeBytes: number, blockBytes: number): FileVolume {
     validateVolumeConfig(sizeBytes, blockBytes, volumeBytesMax);
-    const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, siteFileMode);
     try {
       const existingBytes = fs.fstatSync(fd).size;
       if (existingBytes === 0) {

@@ -75,18 +75,26 @@ function writeHeader(cookie: number, offset: number, length: number): Buffer {
   return encodeRequestHeader({ type: NbdCommand.write, flags: 0, cookie: BigInt(cookie), offset: BigInt(offset), length });
 }
 
-/** qemu-io over TLS with host 1's credentials writes and reads back 64 KiB at `offset` of site 1's vol1; retried until served or the bound. */
-async function servedWithTls(d: Deployment, offset: number, boundMs = servedWithinMs): Promise<{ attempts: number; ms: number }> {
+/**
+ * qemu-io over TLS with host 1's credentials writes and reads back 64 KiB at `offset` of site 1's vol1; retried
+ * until served or the bound. `writes`: the writes qemu-io reported done over every attempt (each one host
+ * write, one update number: 64 KiB is far below a journal entry's largest).
+ */
+async function servedWithTls(d: Deployment, offset: number, boundMs = servedWithinMs): Promise<{ attempts: number; ms: number; writes: number }> {
   const start = Date.now();
   let attempts = 0;
+  let writes = 0;
   let last = '';
+  const wrote = (stdout: string): number => stdout.split('\n').filter((line) => line.startsWith('wrote 65536/65536 bytes')).length;
   while (Date.now() - start < boundMs) {
     attempts += 1;
     try {
       const { stdout } = await run('qemu-io', [...d.qemuTlsObject(), '--image-opts', d.qemuImage(1, 1), '-c', `write -P 0x5c ${offset} 64k`, '-c', `read -P 0x5c ${offset} 64k`], { timeout: 30_000 });
-      if (stdout.includes('read 65536/65536 bytes') && !stdout.includes('Pattern verification failed')) return { attempts, ms: Date.now() - start };
+      writes += wrote(stdout);
+      if (stdout.includes('read 65536/65536 bytes') && !stdout.includes('Pattern verification failed')) return { attempts, ms: Date.now() - start, writes };
       last = stdout;
     } catch (error) {
+      writes += wrote(String((error as { stdout?: string }).stdout ?? ''));
       last = String((error as { stderr?: string }).stderr ?? error);
     }
     await new Promise((done) => setTimeout(done, 500));
@@ -119,6 +127,8 @@ describe('attacks on the NBD port of a site process', () => {
     for (const site of [1, 2, 3] as const) d.start(site);
     await d.waitFor('the three sites connected', Deployment.allConnected);
     const bound = d.memoryBoundBytes(1);
+    const before = (await d.status()).sites[1]?.lastUpdateNumber;
+    expect(before).toBeTypeOf('number');
     // Every attacker is in transmission (the greeting, NBD_INFO_EXPORT and the ACK received: 18 + 32 + 20
     // bytes) before any sends its write: all 128 slots are theirs when the real host comes. They connect 32
     // at a time, each saying GO at once (more silent ones than pendingConnectionsMax would evict one another).
@@ -142,9 +152,12 @@ describe('attacks on the NBD port of a site process', () => {
     console.log(`site 1 peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB, printed bound ${(bound / 2 ** 20).toFixed(0)} MiB`);
     expect(peak).toBeLessThanOrEqual(bound);
     expect(d.logs.get(1)?.some((line) => line.includes('timeout: a WRITE payload of'))).toBe(true);
-    // Nothing the attackers sent was written: no write completed.
-    const status = await d.status();
-    expect(status.sites[1]?.lastUpdateNumber).toBe(status.sites[2]?.lastUpdateNumber);
+    // Nothing the attackers sent was written: once they are gone (a write whose payload never arrived can no
+    // longer complete), site 1 holds the real client's writes and not one update more, and so does site 2.
     for (const attacker of attackers) attacker.socket.destroy();
+    await Promise.all(attackers.map((attacker) => attacker.closed));
+    expect(served.writes).toBeGreaterThanOrEqual(1);
+    const status = await d.waitFor('site 2 holding what site 1 holds', (s) => s.sites[2]?.lastUpdateNumber === s.sites[1]?.lastUpdateNumber);
+    expect(status.sites[1]?.lastUpdateNumber).toBe((before as number) + served.writes);
   }, 240_000);
 });

@@ -5,7 +5,9 @@
  * goes on inside TLS; a host's or the operator's certificate of the cluster is let in, a site's, another
  * cluster's or none is not; plain bytes sent after STARTTLS close the connection. Then the limits at their
  * boundaries, on a fake clock: the idle and handshake deadlines of a connection not yet admitted, the frame
- * deadline of a stalled WRITE payload; connections not yet admitted evict the oldest, never an admitted one;
+ * deadline of a stalled WRITE payload; connections not yet admitted evict the oldest, never an admitted one,
+ * and from the newcomer's own address at its cap or else from the busiest address, so that addresses churning
+ * connections do not keep a host from 127.0.0.1 out;
  * the admitted slots; and the payload budget across connections (a stalled 32 MiB write holds back another
  * large write, never a host's small one, and nothing is buffered past the budget).
  */
@@ -18,7 +20,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { MemoryVolume } from '../../impl/core/volume.ts';
 import { NbdClient, NbdClientError } from '../../impl/net/nbd-client.ts';
 import { encodeRequestHeader, NbdClientFlag, NbdCommand, NbdOption, nbdOptionMagic, nbdOptionReplyMagic, nbdPayloadBytesMax, NbdReply, type NbdExport } from '../../impl/net/nbd-protocol.ts';
-import { NbdServer, type NbdLogEntry, type NbdServerLimits, type NbdServerOptions } from '../../impl/net/nbd-server.ts';
+import { NbdServer, nbdPendingVictim, type NbdLogEntry, type NbdServerLimits, type NbdServerOptions } from '../../impl/net/nbd-server.ts';
 import { tlsClientOptions, type Principal, type TlsCredentials } from '../../impl/net/tls-identity.ts';
 import { createDeploymentCredentials, credentialsLayout, readCredentials, type CredentialsLayout } from '../../impl/site/credentials.ts';
 
@@ -199,6 +201,41 @@ async function until(ready: () => boolean, what: string): Promise<void> {
 /** A few event-loop turns: what the server would do now, it has done. */
 async function settle(): Promise<void> {
   for (let turn = 0; turn < 20; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** How long a host may take to connect over TLS while pending connections churn (a bound for a loaded machine). */
+const churnHandshakeMsMax = 10_000;
+
+/**
+ * An attacker at `localAddress` (Linux routes all of 127/8 to loopback) that holds `count` connections open
+ * and reopens each one the moment the server closes it, never sending a byte: with more of them than the
+ * server keeps pending, every arrival evicts a pending connection, whose reopening evicts the next, as fast
+ * as the server accepts. `stop` closes them all and opens no more.
+ */
+function churn(port: number, localAddress: string, count: number): { stop: () => Promise<void> } {
+  let stopped = false;
+  const sockets = new Set<net.Socket>();
+  const open = (): void => {
+    if (stopped) return;
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    // It reads (and drops) the greeting, so that it sees the server's close at once.
+    socket.resume();
+    socket.once('close', () => {
+      sockets.delete(socket);
+      open();
+    });
+  };
+  for (let i = 0; i < count; i += 1) open();
+  return {
+    stop: async () => {
+      stopped = true;
+      const closed = [...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
+      for (const socket of sockets) socket.destroy();
+      await Promise.all(closed);
+    },
+  };
 }
 
 let ours: Cluster;
@@ -422,6 +459,60 @@ describe('NBD resource limits at their boundaries', () => {
     expect(server.counters().connectionsRefused).toBe(1);
     await host.write(4096, new Uint8Array(4096));
     await Promise.all([host.close(), second.close()]);
+  });
+
+  it('chooses the pending connection to evict: its own address\'s oldest at the per-address cap, else the busiest address\'s oldest at the total', () => {
+    const limits = { pendingConnectionsMax: 4, pendingPerAddressMax: 2 };
+    const c = (remoteAddress: string, id: number) => ({ remoteAddress, id });
+    // Room below both caps.
+    expect(nbdPendingVictim([], 'a', limits)).toBeUndefined();
+    expect(nbdPendingVictim([c('a', 1), c('b', 2), c('c', 3)], 'a', limits)).toBeUndefined();
+    // At the per-address cap, the newcomer's own address pays, though the pool has room and others are older.
+    expect(nbdPendingVictim([c('b', 1), c('a', 2), c('a', 3)], 'a', limits)).toEqual(c('a', 2));
+    // At the total, the address holding the most pays, though another's connection is older.
+    expect(nbdPendingVictim([c('host', 1), c('b', 2), c('b', 3), c('c', 4)], 'd', limits)).toEqual(c('b', 2));
+    // Ties between addresses: the oldest connection of them.
+    expect(nbdPendingVictim([c('c', 1), c('b', 2), c('b', 3), c('c', 4)], 'd', limits)).toEqual(c('c', 1));
+    // Both caps reached: the newcomer's own address first.
+    expect(nbdPendingVictim([c('b', 1), c('b', 2), c('a', 3), c('a', 4)], 'a', limits)).toEqual(c('a', 3));
+  });
+
+  it('lets hosts from 127.0.0.1 finish their handshake while two addresses churn pending connections as fast as they can', async () => {
+    const limits = { pendingConnectionsMax: 8, pendingPerAddressMax: 4 };
+    const attackerConnections = 8 * limits.pendingConnectionsMax;
+    const { server, port } = await serve({ exports: () => [memoryExport('vol0')], tls: { credentials: ours.site(1), required: true }, limits });
+    const logFrom = log.length;
+    // Each attacker address holds many times the whole pending pool and reopens what the server closes:
+    // silent connections arriving as fast as the server accepts them, every one of them pending.
+    const attackers = ['127.0.0.2', '127.0.0.3'].map((address) => churn(port, address, attackerConnections));
+    await until(() => server.counters().connectionsEvicted >= 100, 'the attackers churning');
+
+    // A host far away: its handshake spans many of the attackers' reopenings (each round trip of a WAN is
+    // hundreds of theirs). Evicted oldest first, its connection would be gone after the pool's size of them.
+    const far = await Raw.connect(port);
+    await far.greet();
+    const evictedAtGreeting = server.counters().connectionsEvicted;
+    await until(() => server.counters().connectionsEvicted >= evictedAtGreeting + 4 * limits.pendingConnectionsMax, 'the attackers reopening meanwhile');
+    expect(far.isClosed).toBe(false);
+    await far.startTls(ours.host(1));
+    expect((await far.go('vol0')).at(-1)).toBe(NbdReply.ack);
+
+    // A host nearby connects, writes and reads back within the bound, the attack going on.
+    const evictedBefore = server.counters().connectionsEvicted;
+    const started = performance.now();
+    const host = await NbdClient.connect('127.0.0.1', port, 'vol0', churnHandshakeMsMax, { credentials: ours.host(1), server: { kind: 'site', site: 1 } });
+    const handshakeMs = performance.now() - started;
+    const evictedDuring = server.counters().connectionsEvicted - evictedBefore;
+    await host.write(0, new Uint8Array(4096).fill(0x5a));
+    expect((await host.read(0, 4096)).every((byte) => byte === 0x5a)).toBe(true);
+    await Promise.all(attackers.map((attacker) => attacker.stop()));
+    await host.close();
+    far.socket.destroy();
+    expect(evictedDuring).toBeGreaterThan(0);
+    expect(handshakeMs).toBeLessThan(churnHandshakeMsMax);
+    // Every connection evicted was an attacker's.
+    const evictions = log.slice(logFrom).filter((entry) => entry.event === 'pendingEvicted');
+    expect(evictions.filter((entry) => !/(from|oldest of) 127\.0\.0\.[23]\b/.test(entry.message))).toEqual([]);
   });
 
   it('holds a large write back while a stalled one holds the pool, never a small one, and buffers nothing past the budget', async () => {

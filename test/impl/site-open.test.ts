@@ -9,6 +9,9 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../impl/cluster/cluster.ts';
 import { openSite, siteConfigOf, type SiteRecovery } from '../../impl/storage/site-open.ts';
+import { protectSiteDir, siteDirMode, siteFileMode } from '../../impl/storage/file-modes.ts';
+import { journalFloorRecordName, journalMetaName } from '../../impl/storage/journal-file.ts';
+import { fileTraceSink } from '../../impl/cluster/trace.ts';
 import { block, blockBytes, config } from './cluster-fixture.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-site-open-'));
@@ -112,5 +115,54 @@ describe('opening a site directory', () => {
     expect([system.restored, system.received]).toEqual([5, 6]);
     system.journal.close();
     for (const volume of system.volumes) volume.close();
+  });
+});
+
+/** Every entry under `dir` (itself included) with its permission bits, by path relative to `dir`. */
+function modesUnder(dir: string): Map<string, number> {
+  const modes = new Map<string, number>([['.', fs.statSync(dir).mode & 0o777]]);
+  for (const name of fs.readdirSync(dir, { recursive: true }) as string[]) modes.set(name, fs.statSync(path.join(dir, name)).mode & 0o777);
+  return modes;
+}
+
+describe('who may read a site directory: its owner alone', () => {
+  it('creates every file a site writes 0600 and its directories 0700', () => {
+    const { cluster, dir } = clusterWith('modes', 3);
+    cluster.pullJournal();
+    cluster.runUntilIdle();
+    cluster.restoreJournal();
+    cluster.close();
+    for (const site of [1, 2, 3] as const) {
+      const modes = modesUnder(path.join(dir, `site-${site}`));
+      // What a site writes: volumes, a journal segment, its metadata and floor record, the state file.
+      for (const name of ['volume-0.img', 'volume-1.img', 'state.json', path.join('journal', journalMetaName), path.join('journal', journalFloorRecordName)]) {
+        expect(modes.has(name), `site ${site} ${name}`).toBe(true);
+      }
+      expect([...modes.keys()].some((name) => name.endsWith('.seg')), `site ${site} has a journal segment`).toBe(true);
+      for (const [name, mode] of modes) {
+        const directory = fs.statSync(path.join(dir, `site-${site}`, name)).isDirectory();
+        expect(mode.toString(8), `site ${site} ${name}`).toBe((directory ? siteDirMode : siteFileMode).toString(8));
+      }
+    }
+  });
+
+  it('writes trace files 0600', () => {
+    const file = path.join(root, 'modes.ndjson');
+    const { sink, close } = fileTraceSink(file);
+    sink('{}');
+    close();
+    expect((fs.statSync(file).mode & 0o777).toString(8)).toBe('600');
+  });
+
+  it('tightens a site directory others may enter, returning the mode it found (serve logs it); leaves a tight one alone', () => {
+    const dir = path.join(root, 'loose');
+    fs.mkdirSync(dir, { mode: 0o755 });
+    fs.chmodSync(dir, 0o755);
+    expect(protectSiteDir(dir)).toBe(0o755);
+    expect((fs.statSync(dir).mode & 0o777).toString(8)).toBe('700');
+    expect(protectSiteDir(dir)).toBeNull();
+    const fresh = path.join(root, 'fresh', 'site-1');
+    expect(protectSiteDir(fresh)).toBeNull();
+    expect((fs.statSync(fresh).mode & 0o777).toString(8)).toBe('700');
   });
 });
