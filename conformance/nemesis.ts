@@ -472,6 +472,8 @@ class ScheduleRun {
   /** Fills the site's tmpfs for `durationMs`, then frees it; a site process that ended is restarted. */
   async #diskFull(site: 1 | 2 | 3, durationMs: number): Promise<void> {
     const d = this.d;
+    const primary = (await d.status()).primary;
+    const filledAt = traceTime();
     const filler = path.join(d.siteDir(site), 'nemesis-filler');
     const fd = fs.openSync(filler, 'w');
     const chunk = Buffer.alloc(64 * 1024);
@@ -500,6 +502,8 @@ class ScheduleRun {
     const fault = status.sites[site]?.fault ?? null;
     if (fault !== null) {
       this.result.notes.push(`site ${site} detached on ${fault.errno} (${fault.device}); space freed, its process restarted`);
+      // A detached secondary does not record its FAIL_SITE (site-node.ts): its primary's log says where.
+      if (site !== 3 && primary !== null && site !== primary) d.recordFault({ type: 'FAIL_SITE', site }, filledAt, primary);
       await d.terminate(site);
       await d.start(site);
     }
@@ -513,6 +517,8 @@ class ScheduleRun {
    */
   async repair(primary: 1 | 2 | null, caughtUp: boolean, what: string): Promise<void> {
     const d = this.d;
+    // The last instant no site was seen detached: a sync secondary that detaches later did so after it.
+    let healthyAt = traceTime();
     for (let step = 0; step < repairStepsMax; step += 1) {
       if (performance.now() > this.deadline) break;
       for (const site of [1, 2, 3] as const) {
@@ -521,16 +527,20 @@ class ScheduleRun {
           await d.start(site);
         }
       }
+      const polledAt = traceTime();
       const s = await d.status();
       // A site detached on a device error (a full disk met again, by a catch-up that refilled it) is repaired
       // the one way it can be: its storage has room again, so its process is restarted, then recovered.
       const detached = ([1, 2, 3] as const).find((site) => (s.sites[site]?.fault ?? null) !== null);
       if (detached !== undefined) {
         this.result.notes.push(`site ${detached} detached on ${s.sites[detached]?.fault?.errno} (${what}): its process restarted`);
+        // A detached secondary does not record its FAIL_SITE (site-node.ts): its primary's log says where.
+        if (detached !== 3 && s.primary !== null && detached !== s.primary) d.recordFault({ type: 'FAIL_SITE', site: detached }, healthyAt, s.primary);
         await d.terminate(detached);
         await d.start(detached);
         continue;
       }
+      healthyAt = polledAt;
       if (isProtected(s, primary, caughtUp)) return;
       const command = nextCommand(s, primary);
       if (command === null) {

@@ -1296,6 +1296,10 @@ export class SiteNode {
     this.#fault = fault;
     this.#log(`storage fault during ${operation}: ${fault.message}; the site detaches (failed) until restarted`);
     const wasUp = this.site.up;
+    // A sync secondary's failure takes effect at its primary, which still acknowledges in sync the writes
+    // whose answers were on their way: only the primary's log shows where (the harness that caused the
+    // fault records it, refined by that log, as for a kill). A primary or site 3 records its own.
+    const records = wasUp && !(this.id !== 3 && this.site.role === 'secondary');
     // The instant it goes off the network: its peers may act on the link's loss before fail() returns.
     const at = this.#trace?.now();
     if (wasUp) {
@@ -1308,7 +1312,7 @@ export class SiteNode {
     }
     // The model's FAIL_SITE, recorded by the one site that knows its instant: this one, as it detaches.
     const trace = this.#trace;
-    if (wasUp && !this.site.up && trace !== null) {
+    if (records && !this.site.up && trace !== null) {
       trace.action({ type: 'FAIL_SITE', site: this.id }, this.id === 3 ? this.#remoteView() : this.#memberView(), at !== undefined && trace.canRecordAt(at) ? at : undefined);
     }
     const error = new StorageFaultError(this.id, operation, fault);

@@ -786,6 +786,36 @@ describe('device faults: a site detaches (DRBD on-io-error detach), nothing is a
     expect(nodes[1].status(false).syncPair).toBe('suspended');
     expect(nodes[1].status(false).fault).toBeNull();
   });
+  it('a detaching primary records its own FAIL_SITE; a detaching secondary does not (its primary acknowledges in sync what was on its way: the harness records it from the primary\'s log)', async () => {
+    const traceDir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-detach-trace-'));
+    try {
+      const d = deploy('keepWriting', 64, {}, volumeBytes, traceDir);
+      const { nodes } = d;
+      await nodes[1].hostWrite(0, 0, block(1));
+      failAt(nodes[2].site.volumes[0]!, 'write', 1, new DeviceError('volume', 'volume-0.img', 'write', 'EIO', new Error('input/output error')));
+      await nodes[1].hostWrite(0, blockBytes, block(2)).catch(() => undefined);
+      await settle();
+      expect(nodes[2].status(false)).toMatchObject({ up: false, fault: { errno: 'EIO' } });
+      failAt(nodes[1].site.journal, 'appendAll', 1, enospc('journal'));
+      failAt(nodes[1].site.journal, 'append', 1, enospc('journal'));
+      await nodes[1].hostWrite(0, 2 * blockBytes, block(3)).catch(() => undefined);
+      await settle();
+      expect(nodes[1].status(false)).toMatchObject({ up: false, fault: { errno: 'ENOSPC' } });
+      for (const node of Object.values(nodes)) node.close();
+      const failures = (site: number) =>
+        fs
+          .readdirSync(traceDir)
+          .filter((name) => name.startsWith(`site-${site}-`))
+          .flatMap((name) => fs.readFileSync(path.join(traceDir, name), 'utf8').split('\n'))
+          .filter((line) => line.includes('"FAIL_SITE"'));
+      expect(failures(2)).toEqual([]);
+      expect(failures(1)).toHaveLength(1);
+      expect(JSON.parse(failures(1)[0] as string)).toMatchObject({ action: { type: 'FAIL_SITE', site: 1 }, view: { sites: { 1: { mode: 'failed' } } } });
+    } finally {
+      fs.rmSync(traceDir, { recursive: true, force: true });
+    }
+  });
+
   it('a full journal device at site 3 detaches it during a pull: it fails, says why, and its trace records FAIL_SITE at that instant', async () => {
     const traceDir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-detach-trace-'));
     try {
