@@ -8,14 +8,14 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
 import 'reflect-metadata'; // before @peculiar/x509, which requires it (impl/site/credentials.ts)
 import * as x509 from '@peculiar/x509';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../impl/site/cli.ts';
 import { loadDeploymentConfig, nbdTlsWarning } from '../../impl/site/deployment-config.ts';
 import { credentialsLayoutOf, hostCredentials, operatorCredentials, siteCredentials } from '../../impl/site/credentials.ts';
-import { authenticatedPrincipal, tlsClientOptions, tlsServerOptions, type Principal, type TlsCredentials } from '../../impl/net/tls-identity.ts';
+import type { Principal, TlsCredentials } from '../../impl/net/tls-identity.ts';
+import { handshake as tlsHandshake } from './tls-handshake.ts';
 
 beforeEach(() => {
   vi.spyOn(console, 'log').mockImplementation(() => undefined);
@@ -88,30 +88,9 @@ describe('threesite serve on plain NBD beyond loopback', () => {
   });
 });
 
-/** A TLS 1.3 server with `server`'s credentials: what it saw of a client with `client`'s (its principal, or the error). */
+/** What a site with `server`'s credentials saw of a client with `client`'s (its principal, or the error). */
 async function handshake(server: TlsCredentials, client: TlsCredentials): Promise<Principal | Error> {
-  let seen: ((value: Principal | Error) => void) | undefined;
-  const serverSaw = new Promise<Principal | Error>((resolve) => (seen = resolve));
-  const listener = tls.createServer(tlsServerOptions(server), (socket) => {
-    try {
-      seen!(authenticatedPrincipal(socket, server.cluster));
-    } catch (error) {
-      seen!(error as Error);
-    }
-    socket.end();
-  });
-  listener.on('tlsClientError', (error) => seen!(error));
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  const port = (listener.address() as { port: number }).port;
-  const socket = tls.connect({ host: '127.0.0.1', port, ...tlsClientOptions(client, { kind: 'site', site: 1 }) });
-  socket.on('error', () => undefined);
-  socket.on('data', () => undefined);
-  try {
-    return await serverSaw;
-  } finally {
-    socket.destroy();
-    listener.close();
-  }
+  return (await tlsHandshake(server, client, { kind: 'site', site: 1 })).server;
 }
 
 describe('threesite credentials rotate', () => {

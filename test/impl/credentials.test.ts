@@ -6,8 +6,7 @@
 import { chmodSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createDeploymentCredentials,
   credentialsLayout,
@@ -15,54 +14,14 @@ import {
   readCredentials,
   type CredentialsLayout,
 } from '../../impl/site/credentials.ts';
-import {
-  authenticatedPrincipal,
-  AuthenticationError,
-  principalName,
-  principalOf,
-  tlsClientOptions,
-  tlsServerOptions,
-  type Principal,
-  type TlsCredentials,
-} from '../../impl/net/tls-identity.ts';
-
-const servers: tls.Server[] = [];
-afterAll(() => {
-  for (const server of servers) server.close();
-});
+import { AuthenticationError, principalName, principalOf, type Principal } from '../../impl/net/tls-identity.ts';
+import { handshake } from './tls-handshake.ts';
 
 async function deployment(cluster: string): Promise<CredentialsLayout> {
   const dir = mkdtempSync(join(tmpdir(), 'threesite-credentials-'));
   const layout = credentialsLayout(join(dir, 'tls'), { 1: join(dir, 'site-1'), 2: join(dir, 'site-2'), 3: join(dir, 'site-3') });
   await createDeploymentCredentials(layout, cluster, { 1: '127.0.0.1', 2: '127.0.0.1', 3: '127.0.0.1' });
   return layout;
-}
-
-/** A server with `server`'s credentials; resolves to what it saw of the client (a principal or the error). */
-async function handshake(server: TlsCredentials, client: TlsCredentials, expected: Principal): Promise<{ server: Principal | Error; client: 'ok' | Error }> {
-  let seen: ((value: Principal | Error) => void) | undefined;
-  const serverSaw = new Promise<Principal | Error>((resolve) => (seen = resolve));
-  const listener = tls.createServer(tlsServerOptions(server), (socket) => {
-    try {
-      seen!(authenticatedPrincipal(socket, server.cluster));
-    } catch (error) {
-      seen!(error as Error);
-    }
-    socket.end();
-  });
-  listener.on('tlsClientError', (error) => seen!(error));
-  servers.push(listener);
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  const port = (listener.address() as { port: number }).port;
-  const clientResult = await new Promise<'ok' | Error>((resolve) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, ...tlsClientOptions(client, expected) }, () => {
-      resolve('ok');
-    });
-    socket.on('error', (error) => resolve(error));
-    socket.on('data', () => undefined);
-  });
-  const serverResult = await Promise.race([serverSaw, new Promise<Error>((resolve) => setTimeout(() => resolve(new Error('no handshake at the server')), 2000))]);
-  return { server: serverResult, client: clientResult };
 }
 
 describe('credentials', () => {
