@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ClusterSut } from '../../conformance/adapter.ts';
 import { loadFixtures, readFixture, saveFixture } from '../../conformance/fixtures.ts';
 import { runPath } from '../../conformance/lockstep.ts';
-import { runConformance, type RunOptions } from '../../conformance/run.ts';
+import { runConformance, withoutPrefixes, type RunOptions, type WorkItem } from '../../conformance/run.ts';
 import { validateParams } from '../../model/params.ts';
 import type { ModelEvent } from '../../model/events.ts';
 
@@ -99,5 +99,29 @@ describe('npm start arguments', () => {
     const processes = start('--sut', 'processes', '--replay-fixture', join('test/fixtures/failures', fixture));
     expect(processes.stdout).toMatch(/fixture passes/);
     expect(processes.status).toBe(0);
+  });
+});
+
+describe('withoutPrefixes (the harness-only mutation run\'s path set)', () => {
+  const small = validateParams({ fencePolicy: 'keepWriting' });
+  const refuse = validateParams({ fencePolicy: 'refuse' });
+  const write = (data: number): ModelEvent => ({ type: 'HOST_WRITE', host: 1, volume: 0, block: 0, data });
+  const item = (params: typeof small, events: ModelEvent[], larger = false): WorkItem => ({ params, larger, path: { strategy: 'state', target: String(events.length), events } }) as WorkItem;
+
+  it('drops a path that is a prefix of another with the same parameters, and duplicates; keeps the rest in order', () => {
+    const a = item(small, [write(1)]);
+    const ab = item(small, [write(1), write(2)]);
+    const ab2 = item(small, [write(1), write(2)]);
+    const ac = item(small, [write(1), write(3)]);
+    const other = item(refuse, [write(1)]);
+    const larger = item(small, [write(1)], true);
+    const empty = item(small, []);
+    expect(withoutPrefixes([a, ab, empty, ab2, ac, other, larger])).toEqual([ab, ac, other, larger]);
+  });
+
+  it('keeps a path whose text starts with another\'s but not at an event boundary', () => {
+    const one = item(small, [write(1)]);
+    const twelve = item(small, [write(12)]);
+    expect(withoutPrefixes([one, twelve])).toEqual([one, twelve]);
   });
 });
