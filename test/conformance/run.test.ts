@@ -118,10 +118,4 @@ describe('withoutPrefixes (the harness-only mutation run\'s path set)', () => {
     const empty = item(small, []);
     expect(withoutPrefixes([a, ab, empty, ab2, ac, other, larger])).toEqual([ab, ac, other, larger]);
   });
-
-  it('keeps a path whose text starts with another\'s but not at an event boundary', () => {
-    const one = item(small, [write(1)]);
-    const twelve = item(small, [write(12)]);
-    expect(withoutPrefixes([one, twelve])).toEqual([one, twelve]);
-  });
 });
