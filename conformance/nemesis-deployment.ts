@@ -21,6 +21,7 @@ import { fileTraceSink, traceConfigOf, traceTime, TraceWriter, type TraceAction 
 import { LinkProxy } from './nemesis-proxy.ts';
 import type { LinkName } from './nemesis-schedule.ts';
 import { workloadBlockBytes } from './nemesis-workload.ts';
+import { segmentBytesMax } from '../impl/storage/journal-file.ts';
 
 /** Bytes of each of the two volumes: small, so a digest or a full copy takes milliseconds. */
 export const nemesisVolumeBytes = 4 * 1024 * 1024;
@@ -50,10 +51,13 @@ export const killAfterLastRecordMs = 0.001;
 export const exitWaitMsMax = 15_000;
 
 /**
- * Size of the tmpfs a site's directory is on for a full disk: its volumes and 16 MiB of journal (about 4,000
- * entries of the workload's 4 KiB writes: a site 3 catching up after the fault holds its lag there).
+ * Size of the tmpfs a site's directory is on for a full disk: its volumes, two journal segments (a journal
+ * gives space back a whole segment at a time, when every entry of it is trimmed: impl/storage/journal-file.ts
+ * `segmentBytesMax`) and 16 MiB more. Smaller, the disk stays full after the fault is lifted (a site 3 that
+ * restores as it pulls still fills its one segment) and the site rightly refuses to start; that is a disk too
+ * small for the journal, not the passing full disk this fault is.
  */
-export const tmpfsBytes = 2 * nemesisVolumeBytes + 16 * 1024 * 1024;
+export const tmpfsBytes = 2 * nemesisVolumeBytes + 2 * segmentBytesMax + 16 * 1024 * 1024;
 
 /** The log of the faults the run applied, as model events (writer `operator`), in the trace directory. */
 export const faultTraceName = 'nemesis.ndjson';

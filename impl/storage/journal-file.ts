@@ -586,6 +586,7 @@ export class FileJournal implements Journal {
       throw new JournalFullError(this.limits, this.#entries, this.#bytes, entryBytes(entry), entry.updateNumber);
     }
     const encoded = encodeEntry(entry);
+    const before = this.#appendPoint();
     try {
       let segment = this.#segments.at(-1);
       if (segment === undefined || segment.bytes + encoded.length > this.segmentBytesMax) segment = this.#roll();
@@ -597,6 +598,7 @@ export class FileJournal implements Journal {
       this.#wrote(encoded.length);
     } catch (error) {
       this.#failure = asDeviceError('journal', this.dir, 'append', error);
+      this.#undoAppend(before);
       throw this.#failure;
     }
     this.#last = entry.updateNumber;
@@ -611,6 +613,7 @@ export class FileJournal implements Journal {
     this.#checkUsable('appendAll');
     checkAllFit(this, entries);
     const encoded = entries.map((entry) => encodeEntry(entry));
+    const before = this.#appendPoint();
     try {
       let k = 0;
       while (k < encoded.length) {
@@ -635,6 +638,7 @@ export class FileJournal implements Journal {
       }
     } catch (error) {
       this.#failure = asDeviceError('journal', this.dir, 'append', error);
+      this.#undoAppend(before);
       throw this.#failure;
     }
     for (const bytes of encoded) this.#bytes += bytes.length;
@@ -846,6 +850,32 @@ export class FileJournal implements Journal {
   }
 
   /** Starts the next segment, after making the current one durable. */
+  /** Where an append starts: the segments there were and the last one's length, for {@link #undoAppend}. */
+  #appendPoint(): { segments: number; last: Segment | undefined; bytes: number } {
+    const last = this.#segments.at(-1);
+    return { segments: this.#segments.length, last, bytes: last?.bytes ?? 0 };
+  }
+
+  /**
+   * An append that met a device error is all or nothing on disk: the whole entries it wrote before the error
+   * (a batch of a pull, of sync writes, of host writes, none of them answered yet) are cut off again, and the
+   * segments it rolled to are removed, so that a restart does not recover entries no one was told of (site 3
+   * would hold entries past what it said it received). Best effort: the journal is unusable from here on, and
+   * a restart cuts a torn tail anyway; an error while undoing is left to that.
+   */
+  #undoAppend(before: { segments: number; last: Segment | undefined; bytes: number }): void {
+    try {
+      for (const segment of this.#segments.splice(before.segments)) {
+        if (this.#writeFd !== null) this.#release(this.#writeFd);
+        this.#writeFd = null;
+        fs.rmSync(path.join(this.dir, segment.name), { force: true });
+      }
+      if (before.last !== undefined) fs.truncateSync(path.join(this.dir, before.last.name), before.bytes);
+    } catch {
+      // Left to the restart's recovery (a torn tail is cut; whole entries past it are kept).
+    }
+  }
+
   #roll(): Segment {
     if (this.#writeFd !== null) {
       if (this.#writeDirty) fs.fsyncSync(this.#writeFd);

@@ -4,6 +4,7 @@
  * and crash safety: every torn or corrupt tail is recovered, every defect in the middle is refused.
  */
 
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +22,7 @@ import {
   type RecoveryReport,
 } from '../../impl/storage/journal-file.ts';
 import { CorruptEntryError, entryBytes, JournalLimitsError, type Journal, type JournalLimits } from '../../impl/core/journal.ts';
+import { DeviceError } from '../../impl/core/errors.ts';
 import { journalContract, makeEntry, plain } from './journal-contract.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-journal-'));
@@ -674,5 +676,33 @@ describe('FileJournal', () => {
       fs.writeFileSync(file, damaged);
       expect(openError(dir)).toMatchObject({ reason: 'corrupt', offset: 2 * size });
     });
+  });
+});
+
+describe('an append that meets a full device is all or nothing on disk (a real full tmpfs; the tests run as root)', () => {
+  it('cuts the whole entries a failed batch wrote and removes the segment it rolled to: the reopened journal ends where the batch began', () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs: run the suite as root (CI does)');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'threesite-journal-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]);
+    try {
+      const wide: JournalLimits = { entriesMax: 10_000, bytesMax: 64 * 1024 * 1024 };
+      const entryDataBytes = 4096;
+      // Segments of 20 entries: the failing batch fills one segment and rolls to the next before the disk is full.
+      const segmentBytes = 20 * entryBytes(makeEntry(1, entryDataBytes));
+      const opened = FileJournal.open(dir, wide, { segmentBytesMax: segmentBytes });
+      const journal = opened.journal;
+      journal.appendAll(Array.from({ length: 10 }, (_, k) => makeEntry(k + 1, entryDataBytes)));
+      const batch = Array.from({ length: 100 }, (_, k) => makeEntry(k + 11, entryDataBytes));
+      expect(() => journal.appendAll(batch)).toThrow(DeviceError);
+      expect(fs.readdirSync(dir).filter((name) => name.endsWith('.seg'))).toEqual(['journal-000001.seg']);
+      journal.close(); // not marked clean: the append failed
+      const again = FileJournal.open(dir, wide, { segmentBytesMax: segmentBytes });
+      expect(again.journal.last).toBe(10);
+      expect(again.recovery.discardedBytes).toBe(0);
+      again.journal.close();
+    } finally {
+      execFileSync('umount', ['-l', dir]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
