@@ -500,19 +500,13 @@ class ScheduleRun {
     // and refuses `recover` until its storage is repaired and its process restarted, as the operator does now.
     const status = await d.status();
     const fault = status.sites[site]?.fault ?? null;
-    if (fault !== null) await this.#restartDetached(site, `${fault.errno} (${fault.device}); space freed`, filledAt, primary);
-  }
-
-  /**
-   * A site detached on a device error is repaired the one way it can be: its storage has room again, so its
-   * process is restarted (then recovered as any failed site). A detached secondary does not record its own
-   * FAIL_SITE (site-node.ts): the run records it, at the instant after `since` that its primary's log shows.
-   */
-  async #restartDetached(site: 1 | 2 | 3, why: string, since: number, primary: 1 | 2 | null): Promise<void> {
-    this.result.notes.push(`site ${site} detached on ${why}: its process restarted`);
-    if (site !== 3 && primary !== null && site !== primary) this.d.recordFault({ type: 'FAIL_SITE', site }, since, primary);
-    await this.d.terminate(site);
-    await this.d.start(site);
+    if (fault !== null) {
+      this.result.notes.push(`site ${site} detached on ${fault.errno} (${fault.device}); space freed, its process restarted`);
+      // A detached secondary does not record its FAIL_SITE (site-node.ts): its primary's log says where.
+      if (site !== 3 && primary !== null && site !== primary) d.recordFault({ type: 'FAIL_SITE', site }, filledAt, primary);
+      await d.terminate(site);
+      await d.start(site);
+    }
   }
 
   /**
@@ -535,10 +529,15 @@ class ScheduleRun {
       }
       const polledAt = traceTime();
       const s = await d.status();
-      // A site detached on a device error since the last poll (a full disk met again by a catch-up).
+      // A site detached on a device error (a full disk met again, by a catch-up that refilled it) is repaired
+      // the one way it can be: its storage has room again, so its process is restarted, then recovered.
       const detached = ([1, 2, 3] as const).find((site) => (s.sites[site]?.fault ?? null) !== null);
       if (detached !== undefined) {
-        await this.#restartDetached(detached, `${s.sites[detached]?.fault?.errno} (${what})`, healthyAt, s.primary);
+        this.result.notes.push(`site ${detached} detached on ${s.sites[detached]?.fault?.errno} (${what}): its process restarted`);
+        // A detached secondary does not record its FAIL_SITE (site-node.ts): its primary's log says where.
+        if (detached !== 3 && s.primary !== null && detached !== s.primary) d.recordFault({ type: 'FAIL_SITE', site: detached }, healthyAt, s.primary);
+        await d.terminate(detached);
+        await d.start(detached);
         continue;
       }
       healthyAt = polledAt;
