@@ -369,15 +369,26 @@ function resyncSite(context: ModelContext, site: SyncSiteId): ModelContext {
   return { ...next, ackedOnOneSite: 0, syncPair: context.primary === 1 ? 'inSync' : 'reversed' };
 }
 
+/**
+ * DELTA_RESYNC (claims 19, 20): site 3 reads the entries it lacks from the source's journal (the second or
+ * fourth storage area) into its own journal (the fifth), after what that journal already holds; the next
+ * RESTORE_JOURNAL restores them in update-number order into its volumes (the sixth). **Decision:** when the
+ * missing entries do not fit after what site 3's journal holds (P7), site 3 restores what it holds first and
+ * then reads them; they always fit an empty journal, because they come from the source's, which is within
+ * the same bound. The source learns site 3's restored number (not its received one: the entries in site 3's
+ * journal are not in its volumes yet) and trims through it.
+ */
 function deltaResync(context: ModelContext): ModelContext {
   const member = context.sites[context.primary];
   const received = receivedOf(context);
   if (!covers(member, received)) return { ...context, asyncPair: 'fullCopy' };
-  const remote = context.sites[3];
   const missing = member.applied.slice(received);
-  const next = withSite(context, 3, { applied: [...remote.applied, ...remote.pending, ...missing], pending: [] });
-  // Site 3 now holds everything the source has: the source knows it and trims.
-  return { ...withSite(next, context.primary, trimmed(member, member.applied.length)), asyncPair: 'copying' };
+  const held = context.sites[3];
+  const remote = held.pending.length + missing.length > context.params.journalEntriesMax
+    ? { ...held, applied: [...held.applied, ...held.pending], pending: [] }
+    : held;
+  const next = withSite(context, 3, { applied: remote.applied, pending: [...remote.pending, ...missing] });
+  return { ...withSite(next, context.primary, trimmed(member, remote.applied.length)), asyncPair: 'copying' };
 }
 
 function fullCopy(context: ModelContext): ModelContext {

@@ -68,3 +68,40 @@ describe('the observation of a model state', () => {
     expect(() => validateParams({ blockBytes: 500 })).toThrow(/power of two/);
   });
 });
+
+describe('a delta resync passes through site 3 journal (claim 20)', () => {
+  const write = (data: number): ModelEvent => ({ type: 'HOST_WRITE', host: 1, volume: 0, block: 0, data });
+  const runWith = (bounds: Parameters<typeof validateParams>[0], events: ModelEvent[]) =>
+    events.reduce((context, event) => {
+      expect(check(context, event), JSON.stringify(event)).toBeNull();
+      return apply(context, event);
+    }, initialContext(validateParams(bounds)));
+  // Site 3 received update 1 and restored nothing; site 1 fails after 3; site 2 takes over: its journal
+  // (the fourth storage area) covers 2 and 3, so the judge says delta resync.
+  const story: ModelEvent[] = [write(1), { type: 'PULL_JOURNAL' }, write(2), write(3), { type: 'FAIL_SITE', site: 1 }, { type: 'FAILOVER', force: false }];
+
+  it('reads the missing entries into site 3 journal after what it holds, and restores them only at RESTORE_JOURNAL', () => {
+    const judged = runWith({ journalEntriesMax: 3, writesMax: 3 }, story);
+    expect(observe(judged).asyncPair.state).toBe('deltaResync');
+    const resynced = runWith({ journalEntriesMax: 3, writesMax: 3 }, [...story, { type: 'DELTA_RESYNC' }]);
+    const seen = observe(resynced);
+    expect(seen.asyncPair).toEqual({ state: 'copying', source: 2 });
+    expect(seen.sites[3]).toMatchObject({ received: 3, restored: 0, journal: { first: 1, last: 3 }, lag: 3 });
+    expect(resynced.sites[3].pending.map((entry) => entry.u)).toEqual([1, 2, 3]);
+    // The source trims only through what site 3 restored (nothing yet), not what it received.
+    expect(seen.sites[2].journal).toMatchObject({ first: 1, last: 3 });
+    const restored = observe(apply(resynced, { type: 'RESTORE_JOURNAL' }));
+    expect(restored.sites[3]).toMatchObject({ received: 3, restored: 3, journal: { first: 4, last: 3 }, lag: 0 });
+    expect(restored.sites[3].volumeDigest).toBe(restored.sites[2].volumeDigest);
+  });
+
+  it('restores what site 3 journal holds first when the missing entries would not fit after it (P7)', () => {
+    // Journals of 2: site 3 holds 1 and 2 unrestored; update 3 overflows both sync journals, which restart at
+    // 3 and still cover site 3's received 2. One missing entry after two held would make three.
+    const full: ModelEvent[] = [write(1), write(2), { type: 'PULL_JOURNAL' }, write(3), { type: 'FAIL_SITE', site: 1 }, { type: 'FAILOVER', force: false }];
+    const bounds = { journalEntriesMax: 2, pullBatchEntriesMax: 2, writesMax: 3 };
+    expect(observe(runWith(bounds, full)).judgement?.verdict).toBe('deltaResync');
+    const seen = observe(runWith(bounds, [...full, { type: 'DELTA_RESYNC' }]));
+    expect(seen.sites[3]).toMatchObject({ received: 3, restored: 2, journal: { first: 3, last: 3 } });
+  });
+});
