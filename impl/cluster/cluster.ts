@@ -487,9 +487,10 @@ export class Cluster {
   }
 
   /**
-   * DELTA_RESYNC: site 3 reads every missing entry from the source's journal and restores them all (claims
-   * 19, 20), when the journal still covers it (P5); otherwise the async pair goes to full copy. Refused
-   * unless the async pair is deltaResync and the source reachable from site 3.
+   * DELTA_RESYNC: site 3 reads every missing entry from the source's journal into its own journal, after
+   * what that holds (claims 19, 20; model/README.md "Delta resync"), when the source's journal still covers
+   * it (P5); its next restore ({@link restoreJournal}) writes them into its volumes. Otherwise the async pair
+   * goes to full copy. Refused unless the async pair is deltaResync and the source reachable from site 3.
    */
   deltaResync(): void {
     this.#begin();

@@ -256,9 +256,15 @@ export interface DeltaResyncEntriesMessage extends EpochMessage {
   final: boolean;
 }
 
-/** Site 3 restored a delta resync batch through `restored`; the source sends the next one or, after the final, trims. */
+/**
+ * Site 3 journaled a delta resync batch through `received` (its journal's last) and has restored through
+ * `restored` (at most `received`); the source sends the next batch or, after the final, trims through
+ * `restored`.
+ * @see claims 19, 20
+ */
 export interface DeltaResyncAckMessage extends EpochMessage {
   kind: 'deltaResyncAck';
+  received: number;
   restored: number;
   final: boolean;
 }
@@ -446,7 +452,7 @@ const fieldsOf: Record<MessageKind, readonly string[]> = {
   verdict: ['purpose', 'verdict', 'remoteReceived', 'sourceLast'],
   deltaResyncRequest: ['received', 'entriesMax', 'bytesMax'],
   deltaResyncEntries: ['entries', 'sourceLast', 'final'],
-  deltaResyncAck: ['restored', 'final'],
+  deltaResyncAck: ['received', 'restored', 'final'],
   deltaResyncRefused: ['received', 'journalFirst', 'sourceLast'],
   pullRefused: ['received', 'journalFirst'],
   fullCopyRequest: [],
@@ -639,8 +645,12 @@ export function validateMessage(value: unknown): Message {
       }
       return { kind, epoch, entries: list, sourceLast, final };
     }
-    case 'deltaResyncAck':
-      return { kind, epoch, restored: count(v.restored, 'deltaResyncAck.restored'), final: bool(v.final, 'deltaResyncAck.final') };
+    case 'deltaResyncAck': {
+      const received = count(v.received, 'deltaResyncAck.received');
+      const restored = count(v.restored, 'deltaResyncAck.restored');
+      if (restored > received) fail('deltaResyncAck.restored', `restored ${restored} > received ${received} (P2)`);
+      return { kind, epoch, received, restored, final: bool(v.final, 'deltaResyncAck.final') };
+    }
     case 'pullRefused':
       return { kind, epoch, received: count(v.received, 'pullRefused.received'), journalFirst: positive(v.journalFirst, 'pullRefused.journalFirst') };
     case 'deltaResyncRefused':

@@ -253,8 +253,9 @@ export class StorageSystem {
   /**
    * Site 3: the entries pulled since its last restore, as they arrived (the frame's bytes, validated, and the
    * same entries its journal holds), so that a restore writes them without reading and decoding them back
-   * from the journal file. It holds `[restored + 1 ..]` up to {@link restoreCacheBytesMax} bytes; any other
-   * change of the journal (delta resync, full copy, failure) empties it and the restore reads the journal.
+   * from the journal file. It holds `[restored + 1 ..]` up to {@link restoreCacheBytesMax} bytes; a delta
+   * resync appends after it without adding to it (the restore reads those entries from the journal), and any
+   * other change of the journal (full copy, failure) empties it.
    */
   // Stryker disable next-line ArrayDeclaration: the restore cache only saves reading the journal back; restore() uses it only when it starts at restored + 1.
   #pulled: { entries: WireEntry[]; bytes: number } = { entries: [], bytes: 0 };
@@ -1174,31 +1175,47 @@ export class StorageSystem {
     return { from: this.id, to: 3, message };
   }
 
-  /** Site 3 restores what it holds, then each delta batch, so that its journal never overflows. */
+  /**
+   * Site 3 appends a delta batch to its own journal (the fifth storage area, claim 20) after what the journal
+   * holds, with the journal's own append; its ordinary restore ({@link restore}, RESTORE_JOURNAL) later
+   * writes the entries into its volumes in update-number order. When the missing entries (the batch and the
+   * ones after it, through `sourceLast`) would not fit after what the journal holds, site 3 restores what it
+   * holds first (model/README.md "Delta resync"); held plus missing is the same at every batch until that
+   * restore, so it happens before the first batch or not at all (unless the missing entries alone exceed a
+   * site 3 journal smaller than the source's). A batch that would still not fit (the journal's bytes, or such
+   * a smaller journal) makes site 3 restore before it: the journal never overflows.
+   * @see claims 19, 20; P2, P7
+   */
   #onDeltaResyncEntries(from: SiteId, message: DeltaResyncEntriesMessage): SiteOutput {
     if (from !== this.#state.source || this.#waiting !== 'deltaResync') {
       throw new UnexpectedMessageError(message.kind, from, this.id, `waiting for ${this.#waiting}`);
     }
     this.#checkEntries(message.kind, message.entries, false);
-    this.restore();
-    for (const entry of message.entries) this.journal.append(entry);
-    this.restore();
+    const missing = message.sourceLast - this.received;
+    if (this.journal.entries + missing > this.journal.limits.entriesMax) this.restore();
+    if (!this.#fitsJournal(message.entries)) this.restore();
+    this.journal.appendAll(message.entries);
+    if (this.config.flushEachWrite && message.entries.length > 0) this.journal.flush();
+    assert(this.restored <= this.received, 'P2 restoredUpTo <= receivedUpTo', () => `${this.restored} > ${this.received}`);
     if (message.final) {
       assert(this.received === message.sourceLast, 'P2 a delta resync ends at the source last', () => `${this.received} != ${message.sourceLast}`);
       this.#waiting = 'none';
     }
-    const ack: DeltaResyncAckMessage = { kind: 'deltaResyncAck', epoch: this.#state.epoch, restored: this.restored, final: message.final };
+    const ack: DeltaResyncAckMessage = { kind: 'deltaResyncAck', epoch: this.#state.epoch, received: this.received, restored: this.restored, final: message.final };
     return output([{ from: 3, to: from, message: ack }]);
   }
 
-  /** The source sends the next delta batch or, after the final, learns site 3's progress and trims. */
+  /**
+   * The source sends the next delta batch or, after the final, learns site 3's restored number (not its
+   * received one: what site 3's journal holds is not in its volumes yet) and trims through it.
+   */
   #onDeltaResyncAck(from: SiteId, message: DeltaResyncAckMessage): SiteOutput {
     const session = this.#delta;
     if (from !== 3 || session === null) throw new UnexpectedMessageError(message.kind, from, this.id, 'no delta resync under way');
-    if (message.restored !== session.next - 1) throw new OutOfOrderError(message.kind, session.next - 1, message.restored);
+    if (message.received !== session.next - 1) throw new OutOfOrderError(message.kind, session.next - 1, message.received);
     if (!message.final) return output([this.#deltaBatch()]);
     this.#delta = null;
-    this.#learnRestored(session.sourceLast);
+    this.#learnRestored(message.restored);
     return output(noEnvelopes, [{ kind: 'deltaResyncDone', sourceLast: session.sourceLast }]);
   }
 
@@ -1430,6 +1447,13 @@ export class StorageSystem {
     if (offset + length > this.config.volumeBytes) {
       throw new MalformedMessageError(`${field}.offset`, `${offset}+${length} is past the volume's ${this.config.volumeBytes} bytes`);
     }
+  }
+
+  /** Whether entries fit after what site 3's journal holds now, by count and by bytes (P7). */
+  #fitsJournal(entries: readonly WireEntry[]): boolean {
+    let bytes = this.journal.bytes;
+    for (const entry of entries) bytes += entryBytes(entry);
+    return this.journal.entries + entries.length <= this.journal.limits.entriesMax && bytes <= this.journal.limits.bytesMax;
   }
 
   /** Checks that entries continue site 3's journal without a gap and fit in it, before any is appended. */

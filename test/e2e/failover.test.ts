@@ -91,12 +91,14 @@ describe('three site processes, real NBD clients, kill -9 of site 1', () => {
     expect(completed.length).toBeGreaterThanOrEqual(writesBeforeKill);
     expect(completed.length).toBeLessThan(4096); // the kill fell in the middle of the job
 
-    // Failover: site 2 judges site 3's number with its journal; a delta resync brings site 3 up to date.
+    // Failover: site 2 judges site 3's number with its journal; a delta resync and site 3's restore bring it up to date.
     const before = await d.waitFor('site 2 suspended after the kill', (s) => s.sites[2]?.syncPair === 'suspended');
     expect(before.sites[1]).toBeNull();
     const failover = await d.threesite('failover');
     expect(failover).toContain('judge: deltaResync');
     expect(await d.threesite('delta-resync')).toContain('async pair copying');
+    // Claim 20: the missing entries are now in site 3's journal; its restore timer writes them into its volumes.
+    await d.waitFor('site 3 restored what the delta resync read', (s) => s.sites[3]?.remote?.restored === s.sites[2]?.lastUpdateNumber);
     const resynced = await d.status(true);
     const two = resynced.sites[2]!;
     const three = resynced.sites[3]!;

@@ -601,6 +601,34 @@ describe('a file-backed cluster', () => {
     cluster.close();
   });
 
+  it("a delta resync's entries wait in site 3's journal file: a crash before its restore recovers them, and the restore then applies them (claim 20)", () => {
+    const dir = path.join(root, 'crash-delta');
+    const cluster = Cluster.create(config({ storage: { kind: 'file', dir }, journal: { entriesMax: 8, bytesMax: 8 * (blockBytes + 4096) } }));
+    cluster.hostWrite(1, 0, 0, block(1));
+    cluster.pullJournal();
+    cluster.hostWrite(1, 0, blockBytes, block(2));
+    cluster.hostWrite(1, 1, 0, block(3));
+    cluster.failSite(1);
+    cluster.failover({ force: false });
+    expect(cluster.observe().asyncPair.state).toBe('deltaResync');
+    cluster.deltaResync();
+    expect(cluster.observe().sites[3]).toMatchObject({ received: 3, restored: 0, journal: { first: 1, last: 3 } });
+    expectReopensEqual(cluster, 'after a delta resync, before the restore');
+    const copy = `${dir}-after-delta`;
+    fs.cpSync(dir, copy, { recursive: true });
+    cluster.close();
+    const reopened = Cluster.open({ ...cluster.config, storage: { kind: 'file', dir: copy } });
+    try {
+      reopened.restoreJournal();
+      const after = reopened.observe();
+      expect(after.sites[3]).toMatchObject({ received: 3, restored: 3, lag: 0 });
+      expect(after.sites[3].volumeDigest).toBe(after.sites[2].volumeDigest);
+    } finally {
+      reopened.close();
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
   it('makes each write durable before it is acknowledged (flushEachWrite) on files, not in memory', () => {
     const file = Cluster.create(config({ storage: { kind: 'file', dir: path.join(root, 'durable') } }));
     const memory = Cluster.create(config());

@@ -82,7 +82,9 @@ const messageArbitrary: fc.Arbitrary<Message> = fc.oneof(
       const last = m.entries[m.entries.length - 1]?.updateNumber ?? extra;
       return { ...m, sourceLast: m.final ? last : last + extra };
     }),
-  fc.record({ kind: fc.constant('deltaResyncAck' as const), epoch, restored: n, final: fc.boolean() }),
+  fc
+    .record({ kind: fc.constant('deltaResyncAck' as const), epoch, received: n, restored: n, final: fc.boolean() })
+    .map((m) => ({ ...m, restored: Math.min(m.restored, m.received) })),
   fc.record({ kind: fc.constant('deltaResyncRefused' as const), epoch, received: n, journalFirst: u, sourceLast: n }),
   fc.record({ kind: fc.constant('pullRefused' as const), epoch, received: n, journalFirst: u }),
   fc.record({ kind: fc.constant('fullCopyRequest' as const), epoch }),
@@ -332,7 +334,7 @@ describe('message validation, field by field', () => {
     { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'deltaResync', remoteReceived: 4, sourceLast: 6 },
     { kind: 'deltaResyncRequest', epoch: 1, received: 4, entriesMax: 2, bytesMax: 1000 },
     { kind: 'deltaResyncEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(2) }], sourceLast: 5, final: true },
-    { kind: 'deltaResyncAck', epoch: 1, restored: 5, final: false },
+    { kind: 'deltaResyncAck', epoch: 1, received: 5, restored: 2, final: false },
     { kind: 'deltaResyncRefused', epoch: 1, received: 1, journalFirst: 4, sourceLast: 6 },
     { kind: 'pullRefused', epoch: 1, received: 1, journalFirst: 4 },
     { kind: 'fullCopyRequest', epoch: 1 },
@@ -403,6 +405,7 @@ describe('message validation, field by field', () => {
     const gap = { kind: 'pullEntries', epoch: 1, entries: [1, 3].map((updateNumber) => ({ updateNumber, volume: 0, offset: 0, data: new Uint8Array(1) })), servedAt: 0 };
     expect(() => validateMessage(gap)).toThrow(/without a gap/);
     expect(() => validateMessage({ kind: 'pullRequest', epoch: 1, received: 1, restored: 2, entriesMax: 1, bytesMax: 1 })).toThrow(/P2/);
+    expect(() => validateMessage({ kind: 'deltaResyncAck', epoch: 1, received: 1, restored: 2, final: false })).toThrow(/deltaResyncAck.restored.*P2/);
     const short = { kind: 'deltaResyncEntries', epoch: 1, entries: [{ updateNumber: 5, volume: 0, offset: 0, data: new Uint8Array(1) }], sourceLast: 6, final: true };
     expect(() => validateMessage(short)).toThrow(/final/);
     expect(() => validateMessage({ kind: 'pullEntries', epoch: 1, entries: Array.from({ length: batchItemsMax + 1 }, () => ({})), servedAt: 0 })).toThrow(/exceed/);
@@ -453,7 +456,7 @@ describe('a site receiving untrusted input', () => {
       ['resync blocks with no resync under way', 1, 2, { kind: 'copyBlocks', epoch: 1, purpose: 'resync', blocks: [], final: true, sourceLast: 9, restoredKnown: 0 }],
       ['copy acknowledgement with no copy', 3, 1, { kind: 'copyAck', epoch: 1, purpose: 'fullCopy', final: true }],
       ['delta entries not asked for', 1, 3, { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 3, final: true }],
-      ['delta acknowledgement with no delta resync', 3, 1, { kind: 'deltaResyncAck', epoch: 1, restored: 3, final: true }],
+      ['delta acknowledgement with no delta resync', 3, 1, { kind: 'deltaResyncAck', epoch: 1, received: 3, restored: 3, final: true }],
       ['resync request from the primary', 1, 2, { kind: 'resyncRequest', epoch: 1, changed: [new Uint8Array(1), new Uint8Array(1)] }],
       ['judge request from a sync member', 1, 2, { kind: 'judgeRequest', epoch: 1, purpose: 'reattach', received: 0 }],
       ['verdict to a sync member', 3, 1, { kind: 'verdict', epoch: 1, purpose: 'reattach', verdict: 'fullCopy', remoteReceived: 0, sourceLast: 0 }],

@@ -384,7 +384,7 @@ const handlers: Record<string, Handler> = {
   'delta-resync'(it) {
     it.c.deltaResync();
     const o = it.c.observe();
-    return `ok async=${o.asyncPair.state} restored=${o.sites[3].restored}`;
+    return `ok async=${o.asyncPair.state} received=${o.sites[3].received} restored=${o.sites[3].restored}`;
   },
 
   'full-copy'(it) {

@@ -109,13 +109,13 @@ function deltaBatches(source: StorageSystem, entriesMax: number, bytesMax: numbe
   const sizes: number[] = [];
   const finals: boolean[] = [];
   let batch: DeltaResyncEntriesMessage = sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax, bytesMax }, 'deltaResyncEntries');
-  let restored = 0;
+  let received = 0;
   for (;;) {
     sizes.push(batch.entries.length);
     finals.push(batch.final);
-    expect(batch.entries.map((entry) => entry.updateNumber)).toEqual(batch.entries.map((_, i) => restored + 1 + i));
-    restored += batch.entries.length;
-    const ack = { kind: 'deltaResyncAck', epoch: 1, restored, final: batch.final } as const;
+    expect(batch.entries.map((entry) => entry.updateNumber)).toEqual(batch.entries.map((_, i) => received + 1 + i));
+    received += batch.entries.length;
+    const ack = { kind: 'deltaResyncAck', epoch: 1, received, restored: 0, final: batch.final } as const;
     if (batch.final) {
       expect(source.handle({ from: 3, to: 1, message: ack }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: source.last }]);
       return { sizes, finals };
@@ -506,17 +506,19 @@ describe('a source whose journal no longer covers site 3 says so instead of serv
     ]);
   });
 
-  it("a delta acknowledgement must name the last update number sent; the source is busy until the final one", () => {
+  it("a delta acknowledgement must name the last update number sent; the source is busy until the final one, then trims through site 3's restored number only", () => {
     const source = sourceWith(4, dataBytes);
     sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
     expect(source.busy).toBe(true);
-    const error = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, restored: 3, final: false } }));
+    const error = thrown(() => source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, received: 3, restored: 0, final: false } }));
     expect(error).toBeInstanceOf(OutOfOrderError);
     expect(error).toMatchObject({ kind: 'deltaResyncAck', expected: 2, got: 3 });
-    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries');
+    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, received: 2, restored: 0, final: false }, 'deltaResyncEntries');
     expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
-    expect(source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, restored: 4, final: true } }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: 4 }]);
+    expect(source.handle({ from: 3, to: 1, message: { kind: 'deltaResyncAck', epoch: 1, received: 4, restored: 1, final: true } }).notes).toEqual([{ kind: 'deltaResyncDone', sourceLast: 4 }]);
     expect(source.busy).toBe(false);
+    // Site 3 holds 2-4 in its journal, not in its volumes: the source keeps them (claim 20).
+    expect([source.knownRestored, source.journal.first, source.journal.last]).toEqual([1, 2, 4]);
   });
 });
 
@@ -590,8 +592,8 @@ describe('messages out of context in the middle of a session are refused, and th
   it('during a delta resync: an acknowledgement not from site 3; at site 3, entries or a refusal not from its source', () => {
     const source = sourceWith(4, 1000);
     sent(source, { kind: 'deltaResyncRequest', epoch: 1, received: 0, entriesMax: 2, bytesMax: 1 << 20 }, 'deltaResyncEntries');
-    unexpected(source, 2, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false });
-    expect(sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries').entries).toHaveLength(2);
+    unexpected(source, 2, { kind: 'deltaResyncAck', epoch: 1, received: 2, restored: 0, final: false });
+    expect(sent(source, { kind: 'deltaResyncAck', epoch: 1, received: 2, restored: 0, final: false }, 'deltaResyncEntries').entries).toHaveLength(2);
     const three = makeSite(3, 4 * blockBytes);
     three.requestDeltaResync(8);
     unexpected(three, 2, { kind: 'deltaResyncRefused', epoch: 1, received: 0, journalFirst: 1, sourceLast: 1 });
@@ -599,6 +601,7 @@ describe('messages out of context in the middle of a session are refused, and th
     expect(three.busy).toBe(true);
     expect(three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [], sourceLast: 0, final: true } }).send[0]?.message).toEqual({
       kind: 'deltaResyncAck', epoch: 1,
+      received: 0,
       restored: 0,
       final: true,
     });
@@ -662,25 +665,65 @@ describe('a site on its own: roles, room, restarts, refusals and sessions', () =
     expect([three.received, three.journal.bytes]).toEqual([2, room]);
   });
 
-  it('a delta batch is restored before it is journaled: it needs room in an empty journal, not beside what site 3 holds', () => {
-    const three = makeSite(3, 8 * blockBytes, { journal: { entriesMax: 4, bytesMax: 1 << 20 } });
+  it("delta batches go into site 3's journal after what it holds and wait there for its restore (claim 20)", () => {
+    const three = makeSite(3, 8 * blockBytes, { journal: { entriesMax: 8, bytesMax: 1 << 20 } });
     const entry = (u: number) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) });
     three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries: [entry(1), entry(2), entry(3)], servedAt: 0 } });
     three.requestDeltaResync(8);
     const ack = three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [entry(4), entry(5)], sourceLast: 7, final: false } });
-    expect(ack.send[0]?.message).toEqual({ kind: 'deltaResyncAck', epoch: 1, restored: 5, final: false });
-    expect([three.received, three.restored, three.busy]).toEqual([5, 5, true]);
+    expect(ack.send[0]?.message).toEqual({ kind: 'deltaResyncAck', epoch: 1, received: 5, restored: 0, final: false });
+    expect([three.received, three.restored, three.busy]).toEqual([5, 0, true]);
     three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries: [entry(6), entry(7)], sourceLast: 7, final: true } });
-    expect([three.received, three.restored, three.busy]).toEqual([7, 7, false]);
+    expect([three.received, three.restored, three.busy, three.journal.entries]).toEqual([7, 0, false, 7]);
+    expect(three.read(0, 7 * blockBytes, 4)).toEqual(filled(4, 0));
+    expect(three.restore()).toBe(7);
+    expect([three.received, three.restored]).toEqual([7, 7]);
     expect(three.read(0, 7 * blockBytes, 4)).toEqual(filled(4, 7));
   });
 
-  it('a whole delta resync between a source and site 3 in small batches leaves site 3 equal to the source (claims 19, 20)', () => {
+  it("site 3 restores what its journal holds first when the missing entries would not fit after it, by count or by bytes (P7)", () => {
+    const entry = (u: number) => ({ updateNumber: u, volume: 0, offset: u * blockBytes, data: filled(blockBytes, u) });
+    /** Site 3 holds `held` entries unrestored, then gets the rest through `sourceLast` in batches of `perBatch`. */
+    const resynced = (journal: JournalLimits, held: number, sourceLast: number, perBatch = sourceLast): [number, number] => {
+      const three = makeSite(3, 8 * blockBytes, { journal });
+      const pulled = Array.from({ length: held }, (_, i) => entry(i + 1));
+      three.handle({ from: 1, to: 3, message: { kind: 'pullEntries', epoch: 1, entries: pulled, servedAt: 0 } });
+      three.requestDeltaResync(8);
+      for (let next = held + 1; next <= sourceLast; next += perBatch) {
+        const last = Math.min(sourceLast, next + perBatch - 1);
+        const entries = Array.from({ length: last - next + 1 }, (_, i) => entry(next + i));
+        three.handle({ from: 1, to: 3, message: { kind: 'deltaResyncEntries', epoch: 1, entries, sourceLast, final: last === sourceLast } });
+      }
+      return [three.received, three.restored];
+    };
+    const roomy = 1 << 20;
+    // Two held and two missing fill a journal of 4 exactly; three held and two missing would not fit.
+    expect(resynced({ entriesMax: 4, bytesMax: roomy }, 2, 4)).toEqual([4, 0]);
+    expect(resynced({ entriesMax: 4, bytesMax: roomy }, 3, 5)).toEqual([5, 3]);
+    // In batches of one, the decision is taken before the first: 3 would fit after 1 and 2, but 3 and 4 would not.
+    expect(resynced({ entriesMax: 3, bytesMax: roomy }, 2, 4, 1)).toEqual([4, 2]);
+    // Bytes for four entries, count for eight: the same by bytes.
+    const four = 4 * entryBytes(entry(1));
+    expect(resynced({ entriesMax: 8, bytesMax: four }, 2, 4)).toEqual([4, 0]);
+    expect(resynced({ entriesMax: 8, bytesMax: four }, 3, 5)).toEqual([5, 3]);
+  });
+
+  it('a whole delta resync in small batches leaves site 3 equal to the source after its restore (claims 19, 20)', () => {
     const source = sourceWith(7, blockBytes);
-    const three = makeSite(3, source.config.volumeBytes, { journal: { entriesMax: 2, bytesMax: 1 << 20 } });
+    const three = makeSite(3, source.config.volumeBytes, { journal: { entriesMax: 8, bytesMax: 1 << 20 } });
     const kinds = exchange([source, three], three.requestDeltaResync(2).send);
     expect(kinds).toEqual(['deltaResyncRequest', ...Array.from({ length: 4 }, () => ['deltaResyncEntries', 'deltaResyncAck']).flat()]);
-    expect([three.received, three.restored, three.busy, source.busy]).toEqual([7, 7, false, false]);
+    expect([three.received, three.restored, three.busy, source.busy]).toEqual([7, 0, false, false]);
+    three.restore();
+    expect(three.digest()).toBe(source.digest());
+  });
+
+  it('a site 3 journal smaller than the missing entries restores before each batch that would not fit, and never overflows', () => {
+    const source = sourceWith(7, blockBytes);
+    const three = makeSite(3, source.config.volumeBytes, { journal: { entriesMax: 2, bytesMax: 1 << 20 } });
+    exchange([source, three], three.requestDeltaResync(2).send);
+    expect([three.received, three.restored, three.journal.entries]).toEqual([7, 6, 1]);
+    three.restore();
     expect(three.digest()).toBe(source.digest());
   });
 
@@ -828,7 +871,7 @@ describe('sessions and batches at their edges', () => {
     expect([first.entries.length, first.sourceLast]).toEqual([2, 4]);
     source.hostWrite(9, 0, 0, filled(blockBytes, 9));
     expect(source.last).toBe(5);
-    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, restored: 2, final: false }, 'deltaResyncEntries');
+    const last = sent(source, { kind: 'deltaResyncAck', epoch: 1, received: 2, restored: 0, final: false }, 'deltaResyncEntries');
     expect(last.entries.map((entry) => entry.updateNumber)).toEqual([3, 4]);
     expect([last.final, last.sourceLast]).toEqual([true, 4]);
   });
