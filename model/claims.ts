@@ -8,6 +8,25 @@ export interface Claim {
   number: number;
   dependsOn: number | null;
   subject: string;
+  /**
+   * For a claim that reads "at specified time intervals" (9, 24, 38): what stands for the interval in the
+   * model, which has no clock ({@link intervalStandIn}).
+   */
+  interval?: string;
+}
+
+/**
+ * Why the model needs no clock for "at specified time intervals": an interval elapsing is an event, and the
+ * explorer tries it between any two other events.
+ */
+const intervalReasoning =
+  'The model has no clock; the implementation pulls when its timer fires (pullIntervalTicks in one process, pullIntervalMs in a site process), and the model lets that pull happen between any two other events. ' +
+  'The explorer takes every interleaving within its bounds, so between two pulls it puts every number of host writes, failures, link cuts and restores, from none to all the bounds allow: ' +
+  'an interval short enough to pull after each write, and one long enough for the journal to overflow first, are both paths it checked. RESTORE_JOURNAL is the restore interval elapsing, explored the same way.';
+
+/** What stands for the interval of claims 9, 24 and 38, whose source and setting differ. */
+function intervalStandIn(pull: string): string {
+  return `${pull} is the interval elapsing. ${intervalReasoning}`;
 }
 
 /** Every claim, in order. */
@@ -20,7 +39,7 @@ export const claims: readonly Claim[] = [
   { number: 6, dependsOn: 5, subject: "Site 2 journals the update number it received from site 1" },
   { number: 7, dependsOn: 1, subject: 'Writes at site 1 are asynchronous with writes at site 3' },
   { number: 8, dependsOn: 7, subject: "Site 3 stores site 1's journal entries in its journal and restores them into its volumes" },
-  { number: 9, dependsOn: 8, subject: "Site 3 reads site 1's journal at specified time intervals" },
+  { number: 9, dependsOn: 8, subject: "Site 3 reads site 1's journal at specified time intervals", interval: intervalStandIn('PULL_JOURNAL while site 1 is the source (guard pullFromSite1)') },
   { number: 10, dependsOn: 8, subject: "Site 1's journal carries the update number it generated" },
   { number: 11, dependsOn: 8, subject: "Site 3's journal carries the update number" },
   { number: 12, dependsOn: 1, subject: "Site 1 has several volumes; its journal covers all of them" },
@@ -35,7 +54,7 @@ export const claims: readonly Claim[] = [
   { number: 21, dependsOn: 20, subject: "Site 2 writes host 2's data and journals it" },
   { number: 22, dependsOn: 21, subject: 'Writes at site 2 are asynchronous with writes at site 3' },
   { number: 23, dependsOn: 22, subject: "Site 3 stores site 2's journal entries and restores them" },
-  { number: 24, dependsOn: 23, subject: "Site 3 reads site 2's journal at specified time intervals" },
+  { number: 24, dependsOn: 23, subject: "Site 3 reads site 2's journal at specified time intervals", interval: intervalStandIn('PULL_JOURNAL while site 2 is the source after the failover (guard pullFromSite2, sync pair suspended or resyncing)') },
   { number: 25, dependsOn: 23, subject: "Site 2 generates update numbers for host 2's writes" },
   { number: 26, dependsOn: 23, subject: "Site 3's journal carries the update number (from site 2)" },
   { number: 27, dependsOn: 23, subject: 'After site 1 fails, site 2 generates the update numbers and site 3 journals them' },
@@ -49,7 +68,7 @@ export const claims: readonly Claim[] = [
   { number: 35, dependsOn: 34, subject: "Site 1 answers site 2 and journals site 2's update number (text says claim 35: read as 34)" },
   { number: 36, dependsOn: 30, subject: 'Writes at site 2 are asynchronous with writes at site 3 (reversed setting)' },
   { number: 37, dependsOn: 36, subject: "Site 3 stores site 2's journal entries and restores them (reversed setting)" },
-  { number: 38, dependsOn: 37, subject: "Site 3 reads site 2's journal at specified time intervals (reversed setting)" },
+  { number: 38, dependsOn: 37, subject: "Site 3 reads site 2's journal at specified time intervals (reversed setting)", interval: intervalStandIn('PULL_JOURNAL while site 2 is the source with the sync pair reversed (guard pullFromSite2)') },
   { number: 39, dependsOn: 37, subject: "Site 2 generates update numbers for host 2's writes (reversed setting)" },
   { number: 40, dependsOn: 37, subject: "Site 3's journal carries site 2's update numbers" },
 ];

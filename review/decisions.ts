@@ -66,6 +66,14 @@ export const decisions: readonly Decision[] = [
     select: [{ guard: 'failoverFullCopy' }, { id: 'asyncPair.deltaResync -> fullCopy' }, { guard: 'fullCopyAccepted' }],
   },
   {
+    key: 'delta-resync-journal',
+    title: "A delta resync goes through site 3's journal, which never overflows",
+    text: "Site 3 reads the entries it lacks from the source's journal into its own journal, after what that holds, and restores them at its next RESTORE_JOURNAL (claim 20); when they would not fit after what it holds, it restores that first. The source trims only through what site 3 restored.",
+    source: 'model/README.md "Delta resync"',
+    follows: 'Hitachi UR 3DC delta resync (the journal copy resumes from the remote journal)',
+    select: [{ guard: 'deltaResyncAccepted' }],
+  },
+  {
     key: 'remote-ahead',
     title: 'Refuse a promotion that would lose acknowledged writes',
     text: 'If site 3 holds updates site 2 lacks (possible only after the sync pair was suspended), FAILOVER is refused and the judgement recorded, unless the operator forces it; then site 3 needs a full copy and the loss is reported.',

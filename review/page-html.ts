@@ -240,7 +240,7 @@ function claimsSection(input: PageInput): string {
     return `<tr id="claim-${row.claim.number}" data-claim="${row.claim.number}" data-result="${e(row.result)}">
 <td class="num">${row.claim.number}</td>
 <td class="subject">${e(row.claim.subject)}${row.claim.dependsOn ? `<small>depends on claim ${row.claim.dependsOn}</small>` : '<small>independent claim</small>'}${volumes}</td>
-<td class="claim-text" data-field="claim-text">${text ? claimTextHtml(text) : '<span class="violation">no text for this claim</span>'}</td>
+<td class="claim-text" data-field="claim-text">${text ? claimTextHtml(text) : '<span class="violation">no text for this claim</span>'}${row.claim.interval ? `<div class="interval" data-field="interval"><b>What stands for the interval:</b> ${e(row.claim.interval)}</div>` : ''}</td>
 <td><ul class="transitions">${chips}</ul>${explored}</td>
 <td>${pathsCell(row, input.conformance)}</td>
 <td><span class="badge ${resultClass[row.result]}">${e(row.result)}</span></td></tr>`;

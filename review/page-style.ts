@@ -135,6 +135,7 @@ table.claims-table td { overflow-wrap: anywhere; }
 table.claims-table .chip { max-width: 100%; text-align: left; }
 .bounds { color: var(--muted); font-size: 12px; }
 .bounds-note { font-size: 12.5px; }
+td.claim-text .interval { margin-top: 6px; padding: 4px 6px; background: var(--wash); border-left: 3px solid var(--blue); }
 .verdict small { font-weight: 400; opacity: .9; }
 a.verdict { text-decoration: none; }
 table.evidence .badge { white-space: normal; }

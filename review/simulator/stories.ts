@@ -9,7 +9,7 @@ import { simulatorParams } from './defaults.ts';
 
 const write = (host: 1 | 2, volume: number, block: number, data: number): string => `HOST_WRITE host=${host} volume=${volume} block=${block} data=${data}`;
 
-/** Host 1 writes, site 3 copies part of it, site 1 fails: failover, and site 3 catches up from site 2's journal. */
+/** Host 1 writes, site 3 copies part of it, site 1 fails: failover, and site 3 catches up from site 2's journal through its own. */
 const failoverWithDeltaResync = [
   write(1, 0, 0, 1),
   write(1, 1, 1, 2),
@@ -19,6 +19,7 @@ const failoverWithDeltaResync = [
   'FAIL_SITE site=1',
   'FAILOVER force=false',
   'DELTA_RESYNC',
+  'RESTORE_JOURNAL',
 ];
 
 /** ...then site 1 returns, is resynced from site 2 and follows it: the reversed synchronous copy. */
@@ -33,7 +34,7 @@ export const stories: readonly SimulatorTrace[] = [
   story(
     'failover-delta-resync',
     'failover with delta resync (claims 16-20, 28)',
-    "Site 1 fails after site 3 restored u1-u2 of u1-u3. Site 3 sends site 2 its number; site 2's journal holds u3, so the judge says delta resync and site 3 reads just u3 from site 2's journal.",
+    "Site 1 fails after site 3 restored u1-u2 of u1-u3. Site 3 sends site 2 its number; site 2's journal holds u3, so the judge says delta resync: site 3 reads just u3 from site 2's journal into its own journal, then restores it (claim 20).",
     failoverWithDeltaResync,
   ),
   story(
@@ -45,8 +46,8 @@ export const stories: readonly SimulatorTrace[] = [
   story(
     'failback',
     'failback to site 1 (beyond the claims: UR 3DC, SRDF/Star)',
-    "From the reversed copy, a planned failback: site 1 primary again, site 3 judged against site 1's journal, which holds site 2's update numbers (claim 31), and caught up by a delta resync: all three sites hold the same image (P6).",
-    [...reversedCopy, write(2, 1, 1, 6), 'FAILBACK', 'DELTA_RESYNC'],
+    "From the reversed copy, a planned failback: site 1 primary again, site 3 judged against site 1's journal, which holds site 2's update numbers (claim 31), and caught up by a delta resync and a restore: all three sites hold the same image (P6).",
+    [...reversedCopy, write(2, 1, 1, 6), 'FAILBACK', 'DELTA_RESYNC', 'RESTORE_JOURNAL'],
   ),
   story(
     'overflow-full-copy',

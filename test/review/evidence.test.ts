@@ -65,7 +65,9 @@ describe('the stories of the simulator', () => {
   it('each replays on the model without a refusal and ends where its summary says', () => {
     expect(stories.map((story) => story.key)).toEqual(['story-failover-delta-resync', 'story-reversed-copy', 'story-failback', 'story-overflow-full-copy', 'story-remote-ahead']);
     expect(run('failover-delta-resync', 7).judgement?.verdict).toBe('deltaResync');
-    expect(run('failover-delta-resync')).toMatchObject({ asyncPair: { state: 'copying', source: 2 }, sites: { 3: { restored: 3 } } });
+    // Claim 20: the delta resync reads u3 into site 3's journal; the story's last step restores it.
+    expect(run('failover-delta-resync', 8)).toMatchObject({ asyncPair: { state: 'copying', source: 2 }, sites: { 3: { received: 3, restored: 2 } } });
+    expect(run('failover-delta-resync')).toMatchObject({ asyncPair: { state: 'copying', source: 2 }, sites: { 3: { received: 3, restored: 3 } } });
     const reversed = run('reversed-copy');
     expect(reversed.syncPair).toEqual({ state: 'reversed', primary: 2 });
     expect([reversed.sites[1].mode, reversed.sites[2].mode]).toEqual(['syncReversed', 'syncReversed']);

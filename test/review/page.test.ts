@@ -134,11 +134,12 @@ describe('the spec review page, without a conformance run', () => {
         expect(await page.locator('#sim-sites [data-field="judgement"]').textContent()).toContain('deltaResync');
       }
     }
-    // After the delta resync: site 2 primary for host 2, site 3 caught up from site 2's journal (which site 2 then
-    // trims: site 3 has restored everything), site 1 failed with its journal as it was.
+    // After the delta resync: site 2 primary for host 2, site 3 holds u3 from site 2's journal in its own journal
+    // (claim 20; site 2 keeps u3 too: it trims only what site 3 restored, u1-u2), site 1 failed with its journal
+    // as it was.
     expect(await shownSite(page, 1)).toMatchObject({ mode: 'failed', journal: [1, 2, 3] });
-    expect(await shownSite(page, 2)).toMatchObject({ mode: 'normal', journal: [] });
-    expect(await shownSite(page, 3)).toMatchObject({ mode: 'normal', last: 3, digest: observe(state).sites[2].volumeDigest });
+    expect(await shownSite(page, 2)).toMatchObject({ mode: 'normal', journal: [3] });
+    expect(await shownSite(page, 3)).toMatchObject({ mode: 'normal', last: 2, journal: [3], digest: observe(state).sites[3].volumeDigest });
     expect(await page.getAttribute('#sim-sites .pairs', 'data-async-pair')).toBe('copying');
     // The chart shows the current state and the transition just taken.
     expect(await page.getAttribute('[id="chart-state-asyncPair.copying"]', 'class')).toContain('active');
@@ -161,6 +162,11 @@ describe('the spec review page, without a conformance run', () => {
     expect(await page.getAttribute('#sim-topology [data-site="1"]', 'data-failed')).toBe('true');
     expect(await page.getAttribute('#sim-topology [data-site="2"]', 'data-primary')).toBe('true');
 
+    // Site 3's restore writes u3 into its volumes: caught up with site 2.
+    await page.click('#sim-events button[data-event="RESTORE_JOURNAL"]');
+    state = apply(state, { type: 'RESTORE_JOURNAL' });
+    expect(await shownSite(page, 3)).toMatchObject({ mode: 'normal', last: 3, journal: [], digest: observe(state).sites[2].volumeDigest });
+
     mkdirSync('reports', { recursive: true });
     await page.screenshot({ path: 'reports/review-screenshot.png' });
     expect(requests).toEqual([]);
@@ -174,6 +180,14 @@ describe('the spec review page, without a conformance run', () => {
     expect(await claim20.textContent()).toContain('fourth storage area [site 2 journal]');
     expect(await claim20.textContent()).toContain('fifth storage area [site 3 journal]');
     expect(await page.locator('tr[data-claim] td.claim-text').count()).toBe(40);
+    // Claims 9, 24, 38 ("at specified time intervals"): what stands for the interval in a model without a clock.
+    expect(await page.locator('tr[data-claim] [data-field="interval"]').evaluateAll((lines) => lines.map((line) => line.closest('tr')!.getAttribute('data-claim')))).toEqual(['9', '24', '38']);
+    for (const [claim, source] of [['9', 'site 1 is the source'], ['24', 'site 2 is the source after the failover'], ['38', 'sync pair reversed']]) {
+      const line = await page.locator(`tr[data-claim="${claim}"] [data-field="interval"]`).textContent();
+      expect(line, claim).toMatch(/^What stands for the interval: PULL_JOURNAL while /);
+      expect(line, claim).toContain(source);
+      expect(line, claim).toContain('every interleaving');
+    }
     expect(await page.locator('tr[data-area-row]').evaluateAll((rows) => rows.map((row) => row.children[2]!.textContent))).toEqual([
       'site 1 volumes',
       'site 1 journal',
