@@ -9,6 +9,7 @@ import { replicationMachine, type ReplicationMachine } from '../model/machine.ts
 import type { Observation } from '../model/observation.ts';
 import { observe } from '../model/observe.ts';
 import type { ModelParams } from '../model/params.ts';
+import { checkMirror } from '../model/properties.ts';
 import { check, failoverRefusedByJudge } from '../model/semantics.ts';
 import type { SystemUnderTest, StepOutcome } from './sut.ts';
 import { CoverageTracker } from './coverage.ts';
@@ -114,6 +115,12 @@ export class Lockstep {
     const before = this.snapshot;
     [this.snapshot] = transition(this.machine, this.snapshot, event);
     this.coverage?.recordStep(before, event, this.snapshot, abstractKey(before), abstractKey(this.snapshot));
+    // The regions move by rules of their own (model/regions.ts): after every step they must show what the
+    // context says, or the chart disagrees with its semantics.
+    const mirror = checkMirror(this.snapshot.context, this.snapshot.value);
+    if (mirror.length > 0) {
+      return this.divergence(index, 'chart', expected, actual, [], `after ${formatEvent(event)} the chart disagrees with its semantics: ${mirror.map((v) => v.message).join('; ')}`);
+    }
     return this.compare(index, event);
   }
 

@@ -13,6 +13,7 @@ import type { ModelEvent } from '../model/events.ts';
 import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
 import type { ModelParams } from '../model/params.ts';
 import type { ModelContext } from '../model/state.ts';
+import { systemRegion } from '../model/traceability.ts';
 import { ClusterSut } from './adapter.ts';
 import { runPath } from './lockstep.ts';
 import { coveragePlan, type GeneratedPath } from './paths.ts';
@@ -65,9 +66,17 @@ function rebuild(config: object): ReplicationMachine {
   return createMachine(config as never, replicationMachine.implementations as never) as unknown as ReplicationMachine;
 }
 
-/** The root transitions (event, variant index, config) of the specification. */
+type StateConfig = { on?: Record<string, TransitionConfig[]> };
+type RegionsConfig = Record<string, { states: Record<string, StateConfig> }>;
+
+/** The regions of a configuration, by name (`system` holds the event variants). */
+function regionsOf(config: object): RegionsConfig {
+  return (config as { states: RegionsConfig }).states;
+}
+
+/** The event variants (event, variant index, config) of the specification: the `system` region's. */
 function rootTransitions(): { event: string; index: number; transition: TransitionConfig }[] {
-  const on = (replicationMachine.config as { on: Record<string, TransitionConfig | TransitionConfig[]> }).on;
+  const on = regionsOf(replicationMachine.config)[systemRegion]!.states.operating!.on as Record<string, TransitionConfig | TransitionConfig[]>;
   return Object.entries(on).flatMap(([event, variants]) => (Array.isArray(variants) ? variants : [variants]).map((transition, index) => ({ event, index, transition })));
 }
 
@@ -98,18 +107,23 @@ export function generateMutants(): ModelMutant[] {
     });
   }
 
-  // 3: a region transition retargeted to each other state of its region.
-  const regions = (replicationMachine.config as { states: Record<string, { states: Record<string, { always?: TransitionConfig[] }> }> }).states;
-  for (const [region, { states }] of Object.entries(regions)) {
+  // 3: a region move retargeted: each event's move to the next other state of its region (one mutant per
+  // move and event keeps the set affordable; every state of a region is some move's wrong target).
+  for (const [region, { states }] of Object.entries(regionsOf(replicationMachine.config))) {
+    if (region === systemRegion) continue;
+    const names = Object.keys(states);
     for (const [source, state] of Object.entries(states)) {
-      for (const [index, transition] of (state.always ?? []).entries()) {
-        for (const other of Object.keys(states)) {
-          if (other === transition.target || other === source) continue;
+      for (const [event, moves] of Object.entries(state.on ?? {})) {
+        for (const [index, transition] of moves.entries()) {
+          const target = String(transition.target);
+          const at = names.indexOf(target);
+          const other = [...names.slice(at + 1), ...names.slice(0, at)].find((name) => name !== source && name !== target);
+          if (other === undefined) continue;
           const config = clone(replicationMachine.config) as typeof replicationMachine.config;
-          const always = (config as unknown as typeof regions & { states: typeof regions })['states'][region]!.states[source]!.always as TransitionConfig[];
-          always[index] = { ...always[index], target: other };
+          const list = regionsOf(config)[region]!.states[source]!.on![event]!;
+          list[index] = { ...list[index], target: other };
           mutants.push({
-            id: `retarget:${region}.${source}->${transition.target}=>${other}`,
+            id: `retarget:${region}.${source}->${target} on ${event}#${index}=>${other}`,
             kind: 'retarget',
             claims: transition.meta?.claims ?? [],
             machine: rebuild(config),

@@ -10,7 +10,7 @@ import { candidateEvents, formatEvent, refusalProbeEvents, type ModelEvent } fro
 import { failedConditions, refusalConditions } from './semantics.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
-import { checkChartStructure, checkState, checkTransition, type PropertyName } from './properties.ts';
+import { checkChartStructure, checkMirror, checkState, checkTransition, type PropertyName } from './properties.ts';
 import { contextKey, type ModelContext } from './state.ts';
 import { transitionDefinitions, type TransitionDefinitionInfo } from './traceability.ts';
 
@@ -185,6 +185,11 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
         if (variant === chosen) break;
       }
       if (enabled.length === 0) continue;
+      if (chosen === undefined) {
+        // A region moved on an event no variant takes: the chart moves where the semantics refuse.
+        report(index, 'MIRROR', `a region moves on ${formatEvent(event)}, which no variant of the system region takes`, event);
+        continue;
+      }
       const [next] = transition(machine, snapshot, event);
       transitions++;
       let variant = '';
@@ -199,6 +204,9 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       for (const violation of checkTransition(context, event, next.context)) {
         report(index, violation.property, violation.message, event);
       }
+      // The regions move by rules of their own: they must agree with the context after every transition,
+      // not only in the first state reached by a context (another path may leave a region elsewhere).
+      for (const violation of checkMirror(next.context, next.value)) report(index, violation.property, violation.message, event);
       const key = stateKey(next.context);
       const known = seen.get(key);
       if (options.keepGraph) edges.push({ from: index, event, variant, to: known ?? visits.length });
@@ -212,7 +220,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       depth = Math.max(depth, nextDepth);
       seen.set(key, at);
       visits.push({ snapshot: next, parent: index, event, depth: nextDepth });
-      for (const violation of checkState(next.context, next.value)) report(at, violation.property, violation.message);
+      for (const violation of checkState(next.context)) report(at, violation.property, violation.message);
     }
   }
   const graph: ExploredGraph | undefined = options.keepGraph

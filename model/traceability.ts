@@ -9,16 +9,18 @@ import type { TransitionMeta } from './machine.ts';
 
 /** One transition definition of the chart. */
 export interface TransitionDefinitionInfo {
-  /** Stable id: `EVENT#i` for the i-th variant of a root event, `region.from -> to` for a region move. */
+  /** Stable id: `EVENT#i` for the i-th variant of an event (in the `system` region), `region.from -> to` for a region move. */
   id: string;
-  /** The event, or `always` for an eventless region move. */
+  /** The event of a variant; for a region move, the events that take it, joined by `|`. */
   event: string;
   source: string;
   target: string | null;
   guard: string | null;
   meta: TransitionMeta | undefined;
-  /** The xstate definition, for root events (used to recognise which variant fired). */
+  /** The xstate definition, for event variants (used to recognise which variant fired). */
   definition: AnyTransitionDefinition | null;
+  /** For a region move: its xstate definitions, one per event and guard. */
+  regionDefinitions?: AnyTransitionDefinition[];
 }
 
 function guardName(definition: AnyTransitionDefinition): string | null {
@@ -35,17 +37,38 @@ function guardName(definition: AnyTransitionDefinition): string | null {
 
 const cache = new WeakMap<AnyStateMachine, TransitionDefinitionInfo[]>();
 
-/** Every transition definition of the chart, root events first, then each region's moves. */
+/** The region whose single state holds every event's variants (the context changes there). */
+export const systemRegion = 'system';
+
+/** The state node that holds the event variants: `system.operating`. */
+export function variantNode(machine: AnyStateMachine): AnyStateNode {
+  const system = machine.root.states[systemRegion] as AnyStateNode | undefined;
+  const node = system ? (Object.values(system.states)[0] as AnyStateNode | undefined) : undefined;
+  if (!node) throw new Error(`the chart has no ${systemRegion} region with a state that holds the event variants`);
+  return node;
+}
+
+/** The regions that show sites and pairs (every region but `system`). */
+export function shownRegions(machine: AnyStateMachine): AnyStateNode[] {
+  return (Object.values(machine.root.states) as AnyStateNode[]).filter((region) => region.key !== systemRegion);
+}
+
+/**
+ * Every transition definition of the chart: the event variants first (`EVENT#i`, in the `system` region),
+ * then each region's moves, one per source and target (`region.from -> to`), whatever events take it: the
+ * events and guards of a move are listed together.
+ */
 export function transitionDefinitions(machine: AnyStateMachine): TransitionDefinitionInfo[] {
   const cached = cache.get(machine);
   if (cached) return cached;
   const list: TransitionDefinitionInfo[] = [];
-  for (const [event, definitions] of machine.root.transitions) {
+  const variants = variantNode(machine);
+  for (const [event, definitions] of variants.transitions) {
     definitions.forEach((definition, i) => {
       list.push({
         id: `${event}#${i}`,
         event,
-        source: machine.root.id,
+        source: `${systemRegion}.${variants.key}`,
         target: null,
         guard: guardName(definition),
         meta: definition.meta as TransitionMeta | undefined,
@@ -53,18 +76,32 @@ export function transitionDefinitions(machine: AnyStateMachine): TransitionDefin
       });
     });
   }
-  for (const region of Object.values(machine.root.states) as AnyStateNode[]) {
+  for (const region of shownRegions(machine)) {
     for (const state of Object.values(region.states) as AnyStateNode[]) {
-      for (const definition of state.always ?? []) {
-        const target = definition.target?.[0]?.key ?? null;
+      const moves = new Map<string, { events: string[]; guards: string[]; descriptions: string[]; definitions: AnyTransitionDefinition[] }>();
+      for (const [event, definitions] of state.transitions) {
+        for (const definition of definitions) {
+          const target = definition.target?.[0]?.key;
+          if (target === undefined) throw new Error(`region ${region.key}: ${state.key} has a targetless transition on ${event}`);
+          let move = moves.get(target);
+          if (!move) moves.set(target, (move = { events: [], guards: [], descriptions: [], definitions: [] }));
+          if (!move.events.includes(event)) move.events.push(event);
+          move.guards.push(`${event} [${guardName(definition) ?? 'no guard'}]`);
+          const description = (definition.meta as TransitionMeta | undefined)?.description;
+          if (description && !move.descriptions.includes(description)) move.descriptions.push(description);
+          move.definitions.push(definition);
+        }
+      }
+      for (const [target, move] of moves) {
         list.push({
           id: `${region.key}.${state.key} -> ${target}`,
-          event: 'always',
+          event: move.events.join('|'),
           source: `${region.key}.${state.key}`,
-          target: target === null ? null : `${region.key}.${target}`,
-          guard: guardName(definition),
-          meta: definition.meta as TransitionMeta | undefined,
+          target: `${region.key}.${target}`,
+          guard: move.guards.join('; '),
+          meta: { claims: [], description: move.descriptions.join('; ') },
           definition: null,
+          regionDefinitions: move.definitions,
         });
       }
     }

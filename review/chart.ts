@@ -1,13 +1,13 @@
 /**
  * The statechart as the review tools see it: its parallel regions with their states, the guarded variants
- * of every root event, and the eventless moves of each region, all read from the machine itself
+ * of every event (the `system` region), and the moves of each region with the events that take them, all read from the machine itself
  * (`machine.root` and `model/traceability.ts`), never from a hand-kept copy. The DOT, SCXML and Stately
  * exports and the review page all draw from this one walk, so they cannot disagree about the chart.
  */
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { claims, type Claim } from '../model/claims.ts';
 import type { TransitionMeta } from '../model/machine.ts';
-import { transitionDefinitions, type TransitionDefinitionInfo } from '../model/traceability.ts';
+import { shownRegions, systemRegion, transitionDefinitions, type TransitionDefinitionInfo } from '../model/traceability.ts';
 
 /** A named guard with its parameters, as the machine's configuration holds it. */
 export interface GuardSpec {
@@ -28,11 +28,20 @@ export interface ChartRegion {
   key: string;
   initial: string;
   states: ChartState[];
-  /** The region's eventless moves (`always` transitions), with their traceability. */
+  /** The region's moves, one per source and target, with the events that take them. */
   moves: ChartMove[];
 }
 
-/** An eventless move of a region from one state to another. */
+/** One event and named condition that take a region move. */
+export interface ChartTrigger {
+  event: string;
+  /** The guard as `model/traceability.ts` prints it: `siteFails(site=1)`. */
+  guard: string;
+  guardSpec: GuardSpec;
+  description: string;
+}
+
+/** A move of a region from one state to another, on the events of its triggers. */
 export interface ChartMove {
   /** The traceability id, `region.from -> to`. */
   id: string;
@@ -40,13 +49,13 @@ export interface ChartMove {
   /** `region.state` ids. */
   source: string;
   target: string;
-  /** The guard as `model/traceability.ts` prints it: `siteModeIs(site=1, value=failed)`. */
+  /** Every trigger, printed: `FAIL_SITE [siteFails(site=1)]; ...`. */
   guard: string;
-  guardSpec: GuardSpec;
+  triggers: ChartTrigger[];
   meta: TransitionMeta;
 }
 
-/** A guarded variant of a root event: a targetless transition of the root whose action changes the context. */
+/** A guarded variant of an event: a targetless transition of the `system` region whose action changes the context. */
 export interface ChartRootTransition {
   /** The traceability id, `EVENT#i`. */
   id: string;
@@ -98,40 +107,47 @@ function actionNames(info: TransitionDefinitionInfo): string[] {
 }
 
 /**
- * Walks the machine: a parallel root whose regions hold atomic states. Throws {@link ChartShapeError} on any
- * other shape (deeper nesting, targeted root transitions, unnamed guards), so a change of the chart's shape
- * is noticed instead of being drawn wrong.
+ * Walks the machine: a parallel root with the `system` region (one state holding every event's variants)
+ * and the regions that show sites and pairs, whose atomic states move on events. Throws
+ * {@link ChartShapeError} on any other shape (deeper nesting, targeted variants, eventless or targetless
+ * region moves, unnamed guards), so a change of the chart's shape is noticed instead of being drawn wrong.
  */
 export function chartOf(machine: AnyStateMachine): Chart {
   const root = machine.root;
   if (root.type !== 'parallel') throw new ChartShapeError(root.id, 'the root must be parallel');
+  if (root.transitions.size > 0) throw new ChartShapeError(root.id, `events belong to the ${systemRegion} region, not the root`);
   const definitions = transitionDefinitions(machine);
-  const regions: ChartRegion[] = (Object.values(root.states) as AnyStateNode[]).map((region) => {
+  const regions: ChartRegion[] = shownRegions(machine).map((region) => {
     const initial = region.initial?.target?.[0]?.key;
     if (!initial) throw new ChartShapeError(region.id, 'region has no initial state');
     const states = (Object.values(region.states) as AnyStateNode[]).map((state) => {
       if (Object.keys(state.states).length > 0) throw new ChartShapeError(state.id, 'nested states below a region are not drawn');
-      if (state.transitions.size > 0) throw new ChartShapeError(state.id, 'event transitions below the root are not drawn');
+      if ((state.always ?? []).length > 0) throw new ChartShapeError(state.id, 'eventless region moves are not drawn');
       return { id: `${region.key}.${state.key}`, key: state.key, description: state.description ?? '' };
     });
     const moves = definitions
-      .filter((info) => info.event === 'always' && info.source.startsWith(`${region.key}.`))
+      .filter((info) => info.regionDefinitions && info.source.startsWith(`${region.key}.`))
       .map((info) => {
-        if (info.target === null) throw new ChartShapeError(info.id, 'eventless move without target');
-        if (info.guard === null) throw new ChartShapeError(info.id, 'eventless move without guard');
-        const stateNode = region.states[info.source.slice(region.key.length + 1)] as AnyStateNode;
-        const definition = (stateNode.always ?? []).find((candidate) => `${region.key}.${candidate.target?.[0]?.key}` === info.target);
-        if (!definition) throw new ChartShapeError(info.id, 'eventless move not found on its state');
-        const guardSpec = guardSpecOf(info.id, definition.guard);
-        return { id: info.id, region: region.key, source: info.source, target: info.target, guard: info.guard, guardSpec, meta: metaOf(info) };
+        if (info.target === null) throw new ChartShapeError(info.id, 'region move without target');
+        const triggers = (info.regionDefinitions ?? []).map((definition) => {
+          const guardSpec = guardSpecOf(info.id, definition.guard);
+          const params = Object.entries(guardSpec.params);
+          return {
+            event: definition.eventType,
+            guard: params.length === 0 ? guardSpec.type : `${guardSpec.type}(${params.map(([k, v]) => `${k}=${String(v)}`).join(', ')})`,
+            guardSpec,
+            description: (definition.meta as TransitionMeta | undefined)?.description ?? '',
+          };
+        });
+        return { id: info.id, region: region.key, source: info.source, target: info.target, guard: info.guard ?? '', triggers, meta: metaOf(info) };
       });
     return { key: region.key, initial: `${region.key}.${initial}`, states, moves };
   });
   const rootTransitions = definitions
     .filter((info) => info.definition !== null)
     .map((info) => {
-      if ((info.definition?.target ?? []).length > 0) throw new ChartShapeError(info.id, 'root transitions must be targetless');
-      if (info.guard === null) throw new ChartShapeError(info.id, 'root transition without guard');
+      if ((info.definition?.target ?? []).length > 0) throw new ChartShapeError(info.id, 'event variants must be targetless');
+      if (info.guard === null) throw new ChartShapeError(info.id, 'event variant without guard');
       const guardSpec = guardSpecOf(info.id, info.definition?.guard);
       return { id: info.id, event: info.event, guard: info.guard, guardSpec, actions: actionNames(info), meta: metaOf(info) };
     });

@@ -143,7 +143,7 @@ export const decisions: readonly Decision[] = [
 export function decisionTransitions(chart: Chart, decision: Decision): string[] {
   const all = [
     ...chart.rootTransitions.map((variant) => ({ id: variant.id, guard: variant.guardSpec.type, from: null as string | null, to: null as string | null })),
-    ...chart.regions.flatMap((region) => region.moves.map((move) => ({ id: move.id, guard: move.guardSpec.type, from: move.source, to: move.target }))),
+    ...chart.regions.flatMap((region) => region.moves.map((move) => ({ id: move.id, guard: move.triggers[0]?.guardSpec.type ?? '', from: move.source, to: move.target }))),
   ];
   const chosen = new Set<string>();
   for (const selector of decision.select) {

@@ -25,12 +25,12 @@ export interface DotOptions {
   causes?: TransitionCauses;
 }
 
-/** The SVG id of a state node: `state-site1.normal`. */
+/** The SVG id of a state node: `state-site1.primary`. */
 export function stateSvgId(stateId: string): string {
   return `state-${stateId}`;
 }
 
-/** The SVG id of a transition (edge or table row): `tr-HOST_WRITE-0`, `tr-site1.normal--failed`. */
+/** The SVG id of a transition (edge or table row): `tr-HOST_WRITE-0`, `tr-site1.primary--failed`. */
 export function transitionSvgId(transitionId: string): string {
   return `tr-${transitionId.replace(' -> ', '--').replace('#', '-').replace(/[^A-Za-z0-9_.-]/g, '_')}`;
 }
@@ -121,24 +121,27 @@ function regionLines(chart: Chart, region: ChartRegion, options: DotOptions, det
   lines.push(`${indent}  ${quoted(initial)} -> ${quoted(region.initial)} [arrowsize=0.6];`);
   for (const move of region.moves) {
     const causes = causeVariants(chart, move, options);
-    // A move's own guard only mirrors the context (`siteModeIs(...)`); the causes' guards say why it moves.
-    const causeLines = causes.length === 0 ? [`always [${move.guard}]`] : causes.map(variantLabel);
-    const shown = detailed || causeLines.length <= causeLinesMax ? causeLines : [...causeLines.slice(0, causeLinesMax - 1), `+${causeLines.length - causeLinesMax + 1} more`];
-    const label = [...shown, claimsTag(move.meta)].join('\n');
-    const tooltip = transitionTooltip(move.meta, [
-      `eventless move (always), guard ${move.guard}`,
-      ...(causes.length > 0 ? ['caused by:', ...causes.map((cause) => `  ${variantLabel(cause)} (${claimsTag(cause.meta)}): ${cause.meta.description}`)] : []),
+    // A move's claims are those of the event variants seen to take it (exploration), not a tag of its own.
+    const claims = [...new Set(causes.flatMap((cause) => cause.meta.claims))].sort((a, b) => a - b);
+    const claimed = claims.length > 0;
+    const tag = claimed ? `claims ${claims.join(',')}` : causes.length > 0 ? 'beyond claims' : '';
+    const triggerLines = [...new Set(move.triggers.map((trigger) => `${trigger.event} [${trigger.guard}]`))];
+    const shown = detailed || triggerLines.length <= causeLinesMax ? triggerLines : [...triggerLines.slice(0, causeLinesMax - 1), `+${triggerLines.length - causeLinesMax + 1} more`];
+    const label = [...shown, ...(tag ? [tag] : [])].join('\n');
+    const tooltip = transitionTooltip({ ...move.meta, claims }, [
+      ...move.triggers.map((trigger) => `on ${trigger.event} [${trigger.guard}]: ${trigger.description}`),
+      ...(causes.length > 0 ? ['taken together with (exploration):', ...causes.map((cause) => `  ${variantLabel(cause)} (${claimsTag(cause.meta)}): ${cause.meta.description}`)] : []),
     ]);
     lines.push(
       `${indent}  ${quoted(move.source)} -> ${quoted(move.target)} [${attributes({
         label,
         id: transitionSvgId(move.id),
-        class: `move region-${region.key}${move.meta.claims.length > 0 ? ' claimed' : ' beyond'}`,
+        class: `move region-${region.key}${claimed ? ' claimed' : ' beyond'}`,
         tooltip,
         labeltooltip: tooltip,
-        href: hrefOf(move.meta),
-        color: move.meta.claims.length > 0 ? '#2f5d8a' : '#8a8f96',
-        style: move.meta.claims.length > 0 ? 'solid' : 'dashed',
+        href: claimed ? `#claim-${claims[0]}` : undefined,
+        color: claimed ? '#2f5d8a' : '#8a8f96',
+        style: claimed ? 'solid' : 'dashed',
       })}];`,
     );
   }

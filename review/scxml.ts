@@ -9,6 +9,7 @@
  * attributes of the namespace {@link scxmlTraceNamespace} and in a comment naming each claim's subject.
  */
 import { claimNumbered, type Chart, type GuardSpec } from './chart.ts';
+import { systemRegion } from '../model/traceability.ts';
 
 /** The namespace of the traceability attributes and the action elements. */
 export const scxmlTraceNamespace = 'urn:threesite:statechart:traceability';
@@ -57,27 +58,29 @@ export function statechartScxml(chart: Chart): string {
     '<?xml version="1.0" encoding="UTF-8"?>',
     '<!--',
     `  The three-site replication statechart, exported from model/machine.ts by \`npm run diagram\` (do not edit).`,
-    '  Root events are internal transitions of the <parallel> root; each region follows the context through',
-    "  eventless transitions. Guards are the named guards of model/machine.ts (semantics in model/semantics.ts);",
+    '  Every event has its guarded variants in the system region (they change the context); the other regions',
+    "  move on the same events. Guards are the named guards of model/machine.ts and model/regions.ts;",
     `  ts:* attributes (namespace ${scxmlTraceNamespace}) carry each transition's claims.`,
     '-->',
     `<scxml xmlns="${scxmlNamespace}" xmlns:ts="${scxmlTraceNamespace}" version="1.0" name="${xml(chart.id)}" datamodel="ecmascript">`,
     `  <parallel id="${xml(chart.id)}">`,
   ];
+  lines.push(`    <state id="${systemRegion}" initial="${systemRegion}.operating">`, `      <state id="${systemRegion}.operating">`);
   for (const variant of chart.rootTransitions) {
-    lines.push(`    <transition event="${xml(variant.event)}" cond="${xml(condOf(variant.guardSpec))}" type="internal" ${traceAttributes(variant.id, variant.meta)}>`);
-    lines.push(...claimComment(variant.meta.claims, '      '));
-    for (const action of variant.actions) lines.push(`      <ts:action name="${xml(action)}"/>`);
-    lines.push('    </transition>');
+    lines.push(`        <transition event="${xml(variant.event)}" cond="${xml(condOf(variant.guardSpec))}" ${traceAttributes(variant.id, variant.meta)}>`);
+    lines.push(...claimComment(variant.meta.claims, '          '));
+    for (const action of variant.actions) lines.push(`          <ts:action name="${xml(action)}"/>`);
+    lines.push('        </transition>');
   }
+  lines.push('      </state>', '    </state>');
   for (const region of chart.regions) {
     lines.push(`    <state id="${xml(region.key)}" initial="${xml(region.initial)}">`);
     for (const state of region.states) {
       lines.push(`      <state id="${xml(state.id)}" ts:description="${xml(state.description)}">`);
       for (const move of region.moves.filter((candidate) => candidate.source === state.id)) {
-        lines.push(`        <transition cond="${xml(condOf(move.guardSpec))}" target="${xml(move.target)}" ${traceAttributes(move.id, move.meta)}>`);
-        lines.push(...claimComment(move.meta.claims, '          '));
-        lines.push('        </transition>');
+        for (const trigger of move.triggers) {
+          lines.push(`        <transition event="${xml(trigger.event)}" cond="${xml(condOf(trigger.guardSpec))}" target="${xml(move.target)}" ${traceAttributes(move.id, move.meta)}/>`);
+        }
       }
       lines.push('      </state>');
     }

@@ -10,7 +10,7 @@ import { replicationMachine, type ReplicationMachine } from '../../model/machine
 import { validateParams, type ModelParams } from '../../model/params.ts';
 import { check } from '../../model/semantics.ts';
 import type { ModelContext } from '../../model/state.ts';
-import { transitionDefinitions } from '../../model/traceability.ts';
+import { systemRegion, transitionDefinitions } from '../../model/traceability.ts';
 
 /** A snapshot of the machine. */
 export type Snapshot = SnapshotFrom<ReplicationMachine>;
@@ -56,9 +56,10 @@ export const sessionStepsMax = 10_000;
 const rootIds = new Map<AnyTransitionDefinition, string>();
 for (const info of transitionDefinitions(replicationMachine)) if (info.definition) rootIds.set(info.definition, info.id);
 
-/** The state of every region, `{ site1: 'normal', ... }`. */
+/** The state of every region, `{ site1: 'primary', ... }`. */
 export function regionValues(snapshot: Snapshot): Record<string, string> {
-  return snapshot.value as unknown as Record<string, string>;
+  const { [systemRegion]: _system, ...regions } = snapshot.value as unknown as Record<string, string>;
+  return regions;
 }
 
 /** A simulation: a history of steps from the initial state of the model with `params`. */

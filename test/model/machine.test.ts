@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { initialTransition, transition } from 'xstate';
 import { claimCount } from '../../model/claims.ts';
 import { replicationMachine } from '../../model/machine.ts';
+import { regionNames, regionStateNames } from '../../model/regions.ts';
 import { claimTraceability, transitionDefinitions } from '../../model/traceability.ts';
 
 /** Finds every function inside a configuration object, with its path. */
@@ -17,27 +18,43 @@ describe('the statechart', () => {
     expect(functionsIn(replicationMachine.config, 'config', [])).toEqual(['config.context']);
   });
 
-  it('has one parallel region per storage system and per pair', () => {
+  it('has the system region (the event variants) and one region per storage system and per pair, with the states the context can name', () => {
     expect(replicationMachine.root.type).toBe('parallel');
-    expect(Object.keys(replicationMachine.root.states)).toEqual(['site1', 'site2', 'site3', 'syncPair', 'asyncPair', 'standbyPair']);
-    for (const site of ['site1', 'site2']) {
-      expect(Object.keys(replicationMachine.root.states[site]!.states).sort()).toEqual(['failed', 'normal', 'resyncing', 'syncReversed']);
+    expect(Object.keys(replicationMachine.root.states)).toEqual(['system', ...regionNames]);
+    for (const region of regionNames) {
+      expect(Object.keys(replicationMachine.root.states[region]!.states).sort(), region).toEqual([...regionStateNames[region]].sort());
     }
-    expect(Object.keys(replicationMachine.root.states.syncPair!.states).sort()).toEqual(['inSync', 'resyncing', 'reversed', 'suspended']);
-    expect(Object.keys(replicationMachine.root.states.asyncPair!.states).sort()).toEqual(['copying', 'deltaResync', 'fullCopy', 'suspended', 'suspendedOverflow']);
-    expect(Object.keys(replicationMachine.root.states.standbyPair!.states).sort()).toEqual(['hold', 'holdError', 'none']);
+    expect(replicationMachine.root.transitions.size).toBe(0);
   });
 
-  it('tags every transition with claims or a beyond-claims product behaviour, and a description', () => {
+  it('moves the regions on the events themselves: FAILOVER takes site 2 from secondary to primary and site 3 to its verdict', () => {
+    const site2 = replicationMachine.root.states.site2!.states.secondary!;
+    expect(site2.transitions.get('FAILOVER')?.map((t) => t.target?.[0]?.key)).toEqual(['primary']);
+    const site3 = replicationMachine.root.states.site3!.states.copyingFromSite1!;
+    expect(site3.transitions.get('FAILOVER')?.map((t) => t.target?.[0]?.key)).toEqual(['copyingFromSite2', 'deltaResync', 'needsFullCopy']);
+    for (const region of regionNames) {
+      for (const state of Object.values(replicationMachine.root.states[region]!.states)) expect(state.always ?? [], state.id).toEqual([]);
+    }
+  });
+
+  it('tags every event variant with claims or a beyond-claims product behaviour, and every move with a description', () => {
     const definitions = transitionDefinitions(replicationMachine);
     expect(definitions.length).toBeGreaterThan(60);
     for (const info of definitions) {
       expect(info.meta, info.id).toBeDefined();
       expect(info.meta!.description.length, info.id).toBeGreaterThan(5);
-      expect(info.meta!.claims.length > 0 || (info.meta!.beyondClaims ?? '').length > 0, info.id).toBe(true);
+      if (info.definition) expect(info.meta!.claims.length > 0 || (info.meta!.beyondClaims ?? '').length > 0, info.id).toBe(true);
+      else expect(info.meta!.claims, `${info.id}: a region move's claims are learned from the variants that take it`).toEqual([]);
       for (const claim of info.meta!.claims) expect(claim >= 1 && claim <= claimCount, `${info.id} claim ${claim}`).toBe(true);
       expect(info.guard, info.id).not.toBeNull();
     }
+  });
+
+  it('cites claim 16 (the six storage areas) where the data flows through them, and claim 3 only where site 2 confirms a write', () => {
+    const definitions = transitionDefinitions(replicationMachine).filter((info) => info.definition);
+    const citing = (claim: number): string[] => definitions.filter((info) => info.meta!.claims.includes(claim)).map((info) => info.guard!);
+    expect(citing(16)).toEqual(['hostWriteInSync', 'pullFromSite1', 'restoreAccepted']);
+    expect(citing(3)).toEqual(['hostWriteInSync']);
   });
 
   it('traces each of the 40 claims to at least one transition', () => {
@@ -59,17 +76,18 @@ describe('the statechart', () => {
     expect(snapshot.context.sites[2].applied).toHaveLength(1);
     step({ type: 'PULL_JOURNAL' });
     step({ type: 'RESTORE_JOURNAL' });
-    expect(step({ type: 'FAIL_SITE', site: 1 })).toMatchObject({ site1: 'failed', syncPair: 'suspended', asyncPair: 'suspended' });
-    expect(step({ type: 'FAILOVER', force: false })).toMatchObject({ site3: 'normal', asyncPair: 'copying' });
+    expect(step({ type: 'FAIL_SITE', site: 1 })).toMatchObject({ site1: 'failed', site2: 'secondary', site3: 'awaitingJudgement', syncPair: 'suspended', asyncPair: 'suspended' });
+    expect(step({ type: 'FAILOVER', force: false })).toMatchObject({ site2: 'primary', site3: 'copyingFromSite2', asyncPair: 'copying' });
     expect(snapshot.context.judgement?.verdict).toBe('noUpdateRequired');
     step({ type: 'HOST_WRITE', host: 2, volume: 1, block: 0, data: 2 });
     expect(snapshot.context.sites[2].applied.map((e) => e.u)).toEqual([1, 2]);
     expect(step({ type: 'RECOVER_SITE', site: 1 })).toMatchObject({ site1: 'resyncing', syncPair: 'resyncing' });
-    expect(step({ type: 'RESYNC_SITE', site: 1 })).toMatchObject({ site1: 'syncReversed', site2: 'syncReversed', syncPair: 'reversed' });
+    expect(step({ type: 'RESYNC_SITE', site: 1 })).toMatchObject({ site1: 'secondary', site2: 'primary', syncPair: 'reversed' });
     step({ type: 'HOST_WRITE', host: 2, volume: 0, block: 0, data: 3 });
     expect(snapshot.context.sites[1].applied.map((e) => e.u)).toEqual([1, 2, 3]);
     step({ type: 'PULL_JOURNAL' });
-    expect(step({ type: 'FAILBACK' })).toMatchObject({ site1: 'normal', site2: 'normal', syncPair: 'inSync' });
+    // Site 3 pulled entry 1 only (batches of one): the failback judges it against site 1's journal, which covers it.
+    expect(step({ type: 'FAILBACK' })).toMatchObject({ site1: 'primary', site2: 'secondary', site3: 'deltaResync', syncPair: 'inSync' });
     expect(snapshot.context.primary).toBe(1);
   });
 

@@ -52,15 +52,15 @@ const inside = (inner: Box, outer: Box): boolean =>
   inner.x0 >= outer.x0 && inner.y0 >= outer.y0 && inner.x1 <= outer.x1 && inner.y1 <= outer.y1;
 
 describe('the chart as the review tools read it', () => {
-  it('has the six regions, 23 states and every transition definition of the machine', () => {
+  it('has the six regions, 27 states and every transition definition of the machine', () => {
     expect(chart.regions.map((region) => region.key)).toEqual(['site1', 'site2', 'site3', 'syncPair', 'asyncPair', 'standbyPair']);
-    expect(chart.regions.flatMap((region) => region.states)).toHaveLength(23);
+    expect(chart.regions.flatMap((region) => region.states)).toHaveLength(27);
     const ids = [...chart.rootTransitions.map((variant) => variant.id), ...chart.regions.flatMap((region) => region.moves.map((move) => move.id))];
     expect(ids.sort()).toEqual(transitionDefinitions(replicationMachine).map((info) => info.id).sort());
   });
 
   it('learns which root events move each region from the explored model', () => {
-    expect(causes['site1.normal -> failed']).toEqual(['FAIL_SITE#0']);
+    expect(causes['site1.primary -> failed']).toEqual(['FAIL_SITE#0']);
     expect(causes['asyncPair.deltaResync -> copying']).toContain('DELTA_RESYNC#0');
     expect(causes['syncPair.resyncing -> reversed']).toEqual(['RESYNC_SITE#0']);
     // Only moves of the chart are reported, each with root variants of the chart.
@@ -96,7 +96,7 @@ describe('the statechart diagram (DOT laid out by Graphviz in WebAssembly)', () 
 
   it('labels each move with its causing events, guards and claims, with the claim text as tooltip', async () => {
     const { svg } = await renderSvg(statechartDot(chart, { causes }), 'statechart');
-    const id = transitionSvgId('site1.normal -> failed');
+    const id = transitionSvgId('site1.primary -> failed');
     const edge = decode(svg.slice(svg.indexOf(`<g id="${id.replace(/-/g, '&#45;')}"`)).split('</g>\n</g>')[0]!);
     expect(edge).toContain('>FAIL_SITE [failSite(site=1)]<');
     expect(edge).toContain('>claims 18,28,29<');

@@ -44,7 +44,7 @@ describe('the simulator session', () => {
     expect(() => session.send({ type: 'FAILOVER', force: false })).toThrow(EventRefusedError);
     const step = session.send({ type: 'FAIL_SITE', site: 1 });
     expect(step.variant).toBe('FAIL_SITE#0');
-    expect(step.moves).toContain('site1.normal -> failed');
+    expect(step.moves).toContain('site1.primary -> failed');
     expect(session.candidates().find((candidate) => candidate.text === 'FAILOVER force=false')?.enabled).toBe(true);
     const refused = session.candidates().find((candidate) => candidate.text === 'RECOVER_SITE site=2')!;
     expect(refused).toMatchObject({ enabled: false, refusal: 'site 2 is up' });
