@@ -260,8 +260,6 @@ export const replicationMachine = setup({
       event.type === 'FAILBACK' && takesEffect(context, event) && failbackOutcome(context) === params.outcome,
     deltaResyncCompletes: ({ context, event }, params: { source: 1 | 2 }) =>
       event.type === 'DELTA_RESYNC' && takesEffect(context, event) && context.primary === params.source && covers(context.sites[context.primary], receivedOf(context)),
-    deltaResyncFindsGap: ({ context, event }) =>
-      event.type === 'DELTA_RESYNC' && takesEffect(context, event) && !covers(context.sites[context.primary], receivedOf(context)),
     fullCopyCompletes: ({ context, event }, params?: { source?: 1 | 2 }) =>
       event.type === 'FULL_COPY' && takesEffect(context, event) && (params?.source === undefined || context.primary === params.source),
     standbyCovers: ({ context, event }, params: { covers: boolean }) =>
@@ -487,9 +485,9 @@ export const replicationMachine = setup({
           DELTA_RESYNC: [
             ['copyingFromSite1', g('deltaResyncCompletes', { source: 1 }), "delta resync done; pulls resume from site 1"],
             ['copyingFromSite2', g('deltaResyncCompletes', { source: 2 }), "delta resync done; pulls resume from site 2 (claims 19, 20, 22)"],
-            ['needsFullCopy', 'deltaResyncFindsGap', "the source's journal no longer covers: full copy"],
           ],
-          FAILOVER: failoverJudged('deltaResync'),
+          // In delta resync site 3 lacks entries that site 2 (in step with site 1) holds: never "nothing missing".
+          FAILOVER: failoverJudged('deltaResync').filter(([target]) => target !== 'copyingFromSite2'),
         },
       },
       needsFullCopy: {
@@ -608,12 +606,9 @@ export const replicationMachine = setup({
           DELTA_RESYNC: [
             ['copying', g('deltaResyncCompletes', { source: 1 }), 'delta resync done; pulls from site 1'],
             ['copying', g('deltaResyncCompletes', { source: 2 }), 'delta resync done; pulls from site 2 (claims 19, 20, 22)'],
-            ['fullCopy', 'deltaResyncFindsGap', 'the journal no longer covers: full copy'],
           ],
-          FAILOVER: [
-            ['copying', g('failoverJudged', { outcome: 'noUpdateRequired' }), 'failover judge: nothing missing'],
-            ['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover judge: full copy'],
-          ],
+          // Site 3 lacks entries site 2 holds (in step with site 1): never "nothing missing".
+          FAILOVER: [['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover judge: full copy']],
         },
       },
       fullCopy: {
@@ -621,7 +616,6 @@ export const replicationMachine = setup({
         on: {
           FULL_COPY: [['copying', 'fullCopyCompletes', 'full copy done']],
           FAILOVER: [
-            ['copying', g('failoverJudged', { outcome: 'noUpdateRequired' }), 'failover judge: nothing missing'],
             ['deltaResync', g('failoverJudged', { outcome: 'deltaResync' }), "failover before the copy: site 2's journal covers, delta resync"],
             ['suspended', g('failoverJudged', { outcome: 'remoteDown' }), 'failover while site 3 is down: judged when it returns'],
           ],
@@ -636,7 +630,6 @@ export const replicationMachine = setup({
           CUT_LINK: [['none', 'syncLinkLost', 'the sync pair leaves step: no standby']],
           FAILOVER: [['none', 'failoverPromotesSite2', 'failover: the sync pair is not in step']],
           HOST_WRITE: [['holdError', g('standbyCovers', { covers: false }), "the secondary's journal no longer covers site 3 (HLDE)"]],
-          PULL_JOURNAL: [['holdError', g('standbyCovers', { covers: false }), "the secondary's journal no longer covers site 3 (HLDE)"]],
           FAILBACK: [['holdError', g('failbackStandby', { covers: false }), "failback: site 2's journal does not cover site 3"]],
         },
       },

@@ -94,13 +94,19 @@ describe('the statechart diagram (DOT laid out by Graphviz in WebAssembly)', () 
     expect(statechartDot(chart)).toMatch(/subgraph "cluster_site1" \{\n\s+graph \[label="site1", [^\]]*style="dashed,rounded,filled"/);
   });
 
-  it('labels each move with its causing events, guards and claims, with the claim text as tooltip', async () => {
+  it('labels each move with its events and named conditions and the claims of the variants that take it, with the claim text as tooltip', async () => {
     const { svg } = await renderSvg(statechartDot(chart, { causes }), 'statechart');
     const id = transitionSvgId('site1.primary -> failed');
     const edge = decode(svg.slice(svg.indexOf(`<g id="${id.replace(/-/g, '&#45;')}"`)).split('</g>\n</g>')[0]!);
-    expect(edge).toContain('>FAIL_SITE [failSite(site=1)]<');
+    expect(edge).toContain('>FAIL_SITE [siteFails(site=1)]<');
+    // The move's claims are learnt: those of FAIL_SITE#0, the variant seen to take it.
     expect(edge).toContain('>claims 18,28,29<');
     expect(tooltipOf(svg, id)).toContain('claim 29: When site 1 fails, site 2 stops taking site 1 data');
+    expect(tooltipOf(svg, id)).toContain('FAIL_SITE [failSite(site=1)] (claims 18,28,29)');
+    // Site 2's promotion is a move on FAILOVER itself, its claims those of the failover variants.
+    const promotion = decode(svg.slice(svg.indexOf(`<g id="${transitionSvgId('site2.secondary -> primary').replace(/-/g, '&#45;')}"`)).split('</g>\n</g>')[0]!);
+    expect(promotion).toContain('>FAILOVER [failoverPromotesSite2]<');
+    expect(promotion).toMatch(/>claims [\d,]*\b19\b[\d,]*</);
     // Every root variant is a row of the root's table: event, guard and claims, with the claim text as tooltip.
     for (const variant of chart.rootTransitions) {
       const tooltip = tooltipOf(svg, transitionSvgId(variant.id));
