@@ -80,9 +80,23 @@ export function regionStatesOf(context: ModelContext): RegionStates {
  * effect: accepted by `check`, and not a promotion the judge refuses.
  */
 
+/**
+ * The last question asked of {@link takesEffect} and of {@link standbyCoversAfter}: xstate evaluates every
+ * region's guards for one event on one context, and the context and event objects are immutable, so one
+ * entry keyed by their identity answers all but the first (the explorer spent a third of its time here).
+ */
+let lastAsked: { context: ModelContext; event: ModelEvent; takesEffect: boolean; after: ModelContext | null } | null = null;
+
+function asked(context: ModelContext, event: ModelEvent): NonNullable<typeof lastAsked> {
+  if (lastAsked === null || lastAsked.context !== context || lastAsked.event !== event) {
+    lastAsked = { context, event, takesEffect: check(context, event) === null && !failoverRefusedByJudge(context, event), after: null };
+  }
+  return lastAsked;
+}
+
 /** The event is accepted and changes the state (a FAILOVER the judge refuses only records its judgement). */
 export function takesEffect(context: ModelContext, event: ModelEvent): boolean {
-  return check(context, event) === null && !failoverRefusedByJudge(context, event);
+  return asked(context, event).takesEffect;
 }
 
 /** Whether site `site` is up once the event has taken effect (only failures and returns change it). */
@@ -171,6 +185,7 @@ export function copyingFrom(source: 1 | 2): RemoteRegionState {
  * journal's own arithmetic (`semantics.ts`) for the state after the event rather than restating it here.
  */
 export function standbyCoversAfter(context: ModelContext, event: ModelEvent): boolean {
-  const after = apply(context, event);
+  const entry = asked(context, event);
+  const after = (entry.after ??= apply(context, event));
   return covers(after.sites[secondaryOf(after)], receivedOf(after));
 }
