@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { initialTransition, transition } from 'xstate';
+import { createMachine, initialTransition, transition } from 'xstate';
+import { checkChartStructure } from '../../model/properties.ts';
 import { claimCount } from '../../model/claims.ts';
 import { replicationMachine } from '../../model/machine.ts';
 import { regionNames, regionStateNames } from '../../model/regions.ts';
@@ -97,5 +98,34 @@ describe('the statechart', () => {
     expect(next).toBe(initial);
     expect(initial.can({ type: 'FAILBACK' })).toBe(false);
     expect(initial.can({ type: 'FAILOVER', force: false })).toBe(false);
+  });
+});
+
+describe('the chart structure check (MIRROR)', () => {
+  const rebuild = (edit: (config: { states: Record<string, { states: Record<string, Record<string, unknown>> }> }) => void) => {
+    // The context factory is the configuration's only function: set it aside while cloning the rest.
+    const { context, ...rest } = replicationMachine.config as { context: unknown };
+    const config = structuredClone(rest) as { states: Record<string, { states: Record<string, Record<string, unknown>> }> };
+    edit(config);
+    return createMachine({ ...config, context } as never, replicationMachine.implementations as never);
+  };
+
+  it('passes the specification', () => {
+    expect(checkChartStructure(replicationMachine)).toEqual([]);
+  });
+
+  it('rejects an eventless region move and a region whose states differ from those the context names', () => {
+    const eventless = rebuild((config) => {
+      config.states.site1!.states.primary!.always = [{ target: 'failed' }];
+    });
+    expect(checkChartStructure(eventless).map((v) => v.message)).toEqual(['region site1: primary moves without an event']);
+    const missing = rebuild((config) => {
+      delete config.states.site3!.states.awaitingJudgement;
+      for (const state of Object.values(config.states.site3!.states)) {
+        const on = state.on as Record<string, { target: string }[]>;
+        for (const event of Object.keys(on)) on[event] = on[event]!.filter((move) => move.target !== 'awaitingJudgement');
+      }
+    });
+    expect(checkChartStructure(missing).map((v) => v.message)[0]).toMatch(/^region site3 has states .* the context names .*awaitingJudgement/);
   });
 });
