@@ -8,6 +8,16 @@ import type { Observation } from '../model/observation.ts';
 import type { ModelParams } from '../model/params.ts';
 import { isRefusal, refusalCodeOf, type StepOutcome, type SystemUnderTest } from './sut.ts';
 
+/**
+ * Messages one run of the cluster's transport may deliver under a bounded model: a few per journal entry,
+ * pulled entry and block it holds, plus a constant. Paths of `npm start` need at most 5 (measured over all
+ * its generated paths, in memory and on files); a bound this close turns a message loop (a livelock) into a
+ * crash divergence at the step that starts it, instead of a hang until the transport's default of a million.
+ */
+export function deliveriesPerRunFor(params: ModelParams): number {
+  return 4 * (params.journalEntriesMax + params.pullBatchEntriesMax + params.volumeCount * params.blocksPerVolume) + 16;
+}
+
 /** The implementation's configuration that matches a bounded model: same volumes, blocks and journals. */
 export function clusterConfigFor(params: ModelParams): ClusterConfig {
   return {
@@ -21,6 +31,7 @@ export function clusterConfigFor(params: ModelParams): ClusterConfig {
     restoreIntervalTicks: 1,
     fencePolicy: params.fencePolicy,
     storage: { kind: 'memory' },
+    deliveriesPerRunMax: deliveriesPerRunFor(params),
   };
 }
 

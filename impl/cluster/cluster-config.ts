@@ -14,6 +14,7 @@ import {
 import { fileJournalBytesMaxCeiling } from '../storage/journal-file.ts';
 import { batchItemsMax, bitmapBytesMax, messageVolumesMax } from '../core/messages.ts';
 import { inFlightWritesMaxDefault } from '../core/storage-system.ts';
+import { deliveriesPerRunMax } from './transport.ts';
 import { memoryVolumeBytesMax, validateVolumeConfig, VolumeConfigError, volumeBytesMax } from '../core/volume.ts';
 
 /** Where the sites keep their volumes, journals and state. */
@@ -39,6 +40,12 @@ export interface ClusterConfig {
   storage: StorageConfig;
   /** Host writes the primary holds in flight at most (default {@link inFlightWritesMaxDefault}). */
   inFlightWritesMax?: number;
+  /**
+   * Messages one run of the in-process transport delivers at most before it is called a livelock (an
+   * `InvariantError`); default and ceiling {@link deliveriesPerRunMax}. The conformance harness sets it from
+   * the model's bounds, so that a message loop fails its path at once.
+   */
+  deliveriesPerRunMax?: number;
 }
 
 /** Largest interval of the logical clock: 2^20 ticks. */
@@ -99,6 +106,7 @@ export function validateClusterConfig(config: ClusterConfig): Readonly<Required<
     fencePolicy,
     storage: storage.kind === 'memory' ? { kind: 'memory' as const } : { kind: 'file' as const, dir: storage.dir },
     inFlightWritesMax: integer('inFlightWritesMax', config.inFlightWritesMax ?? inFlightWritesMaxDefault, 1, inFlightWritesMaxCeiling),
+    deliveriesPerRunMax: integer('deliveriesPerRunMax', config.deliveriesPerRunMax ?? deliveriesPerRunMax, 1, deliveriesPerRunMax),
   });
 }
 

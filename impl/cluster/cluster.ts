@@ -156,7 +156,7 @@ export class Cluster {
     this.config = config;
     this.#sites = sites;
     this.#hostWriteBytesMax = hostWriteBytesMax(config);
-    this.transport = new Transport<Message>();
+    this.transport = new Transport<Message>({ deliveriesPerRunMax: config.deliveriesPerRunMax });
     this.transport.setReceiver((envelope) => this.#receive(envelope));
     this.#primary = saved?.primary ?? 1;
     this.#syncPair = saved?.syncPair ?? 'inSync';

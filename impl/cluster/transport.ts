@@ -114,6 +114,17 @@ export class Transport<M> {
   #now = 0;
   #delivered = 0;
   #dropped = 0;
+  readonly #deliveriesPerRunMax: number;
+
+  /**
+   * `deliveriesPerRunMax` bounds each {@link deliverAll} (default {@link deliveriesPerRunMax}): a caller that
+   * knows how many messages a run can need (the conformance harness, from the model's bounds) sets it lower,
+   * so that a livelock is an error at once instead of a million deliveries later.
+   */
+  constructor(options: { deliveriesPerRunMax?: number } = {}) {
+    this.#deliveriesPerRunMax = options.deliveriesPerRunMax ?? deliveriesPerRunMax;
+    assert(Number.isSafeInteger(this.#deliveriesPerRunMax) && this.#deliveriesPerRunMax >= 1, 'a run may deliver at least one message', () => `${this.#deliveriesPerRunMax}`);
+  }
 
   /** The logical clock: ticks since the transport was made. Only {@link tick} moves it. */
   get now(): number {
@@ -169,9 +180,10 @@ export class Transport<M> {
 
   /**
    * Delivers until no message is deliverable (held, delayed and cut directions wait), earliest sent first.
-   * Returns the number delivered. More than `deliveriesMax` deliveries is a livelock: an {@link InvariantError}.
+   * Returns the number delivered. More than `deliveriesMax` deliveries (by default the bound the transport was
+   * made with) is a livelock: an {@link InvariantError}.
    */
-  deliverAll(deliveriesMax = deliveriesPerRunMax): number {
+  deliverAll(deliveriesMax = this.#deliveriesPerRunMax): number {
     let count = 0;
     for (;;) {
       let best = -1;

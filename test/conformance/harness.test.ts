@@ -12,6 +12,9 @@ import { initialTransition } from 'xstate';
 import { replicationMachine } from '../../model/machine.ts';
 import type { ModelEvent } from '../../model/events.ts';
 import { ModelSut } from './model-sut.ts';
+import { ClusterSut, clusterConfigFor, deliveriesPerRunFor } from '../../conformance/adapter.ts';
+import { largerBounds } from '../../conformance/paths.ts';
+import { Cluster } from '../../impl/cluster/cluster.ts';
 
 const params = validateParams({ writesMax: 2, journalEntriesMax: 1, faultsMax: 1 });
 const write = (data: number): ModelEvent => ({ type: 'HOST_WRITE', host: 1, volume: 0, block: 0, data });
@@ -122,5 +125,30 @@ describe('random walks', () => {
     expect(result.failure!.divergence.differences.map((d) => d.path)).toEqual(['sites.3.restored']);
     const replay = runWalks(params, broken, { seed: result.failure!.seed, path: result.failure!.path, runs: 1, steps: 40 });
     expect(replay.failure?.events).toEqual(result.failure!.events);
+  });
+});
+
+describe('a message loop in the implementation', () => {
+  // Planted: every message is sent again on delivery instead of being handled (a loop between two sites).
+  // The harness's delivery bound (deliveriesPerRunFor) turns the loop into a crash divergence at the first
+  // write; with the transport's default bound of a million the same path takes tens of seconds to say so.
+  const looping = (bound: number | null) => (p: typeof params): ClusterSut => {
+    const config = clusterConfigFor(p);
+    const cluster = Cluster.create(bound === null ? config : { ...config, deliveriesPerRunMax: bound });
+    cluster.transport.setReceiver((envelope) => cluster.transport.send(envelope));
+    return new ClusterSut(cluster, p.blockBytes);
+  };
+
+  it('is a crash divergence at the step that starts it, within the bound the model sets', () => {
+    const run = runPath(params, [write(1)], looping(null));
+    expect(run.divergence?.kind).toBe('crash');
+    expect(run.divergence?.step).toBe(0);
+    expect(run.divergence?.summary).toMatch(new RegExp(`no livelock.*${deliveriesPerRunFor(params)} deliveries`));
+  });
+
+  it('sets a bound far above what the generated paths need and far below the transport default', () => {
+    expect(deliveriesPerRunFor(params)).toBeGreaterThanOrEqual(5 * 5);
+    expect(deliveriesPerRunFor(validateParams({ ...params, ...largerBounds }))).toBeLessThan(1_000);
+    expect(clusterConfigFor(params).deliveriesPerRunMax).toBe(deliveriesPerRunFor(params));
   });
 });

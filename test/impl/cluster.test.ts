@@ -63,6 +63,8 @@ describe('Cluster.create validates its configuration', () => {
     ['storage', { storage: { kind: 'tape' } as unknown as ClusterConfig['storage'] }],
     ['storage.dir', { storage: { kind: 'file', dir: '' } }],
     ['inFlightWritesMax', { inFlightWritesMax: 0 }],
+    ['deliveriesPerRunMax', { deliveriesPerRunMax: 0 }],
+    ['deliveriesPerRunMax', { deliveriesPerRunMax: 1_000_001 }],
   ];
   for (const [field, overrides] of cases) {
     it(`refuses a bad ${field}: ${JSON.stringify(overrides)}`, () => {

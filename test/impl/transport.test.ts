@@ -155,6 +155,23 @@ describe('Transport', () => {
     expect(() => echo.deliverAll(100)).toThrow(/no livelock/);
   });
 
+  it('stops a livelock at the bound it was made with, and lets a run within it end', () => {
+    const bounded = new Transport<Sent>({ deliveriesPerRunMax: 8 });
+    let echoes = 0;
+    bounded.setReceiver((envelope) => {
+      echoes += 1;
+      bounded.send({ from: envelope.to, to: envelope.from, message: envelope.message });
+    });
+    send(bounded, 1, 2, 1);
+    expect(() => bounded.deliverAll()).toThrow(/no livelock.*8 deliveries/);
+    expect(echoes).toBe(8);
+    const finite = new Transport<Sent>({ deliveriesPerRunMax: 8 });
+    finite.setReceiver(() => {});
+    for (let i = 0; i < 8; i += 1) send(finite, 1, 2, i);
+    expect(finite.deliverAll()).toBe(8);
+    expect(() => new Transport<Sent>({ deliveriesPerRunMax: 0 })).toThrow(InvariantError);
+  });
+
   it('needs a receiver before it delivers', () => {
     const transport = new Transport<Sent>();
     send(transport, 1, 2, 1);
