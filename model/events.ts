@@ -191,6 +191,7 @@ export function refusalProbeEvents(bounds: { volumeCount: number; blocksPerVolum
       { type: 'HOST_WRITE', host, volume: bounds.volumeCount, block: 0, data },
       { type: 'HOST_WRITE', host, volume: 0, block: bounds.blocksPerVolume, data },
       { type: 'HOST_WRITE', host, volume: 0, block: bounds.blocksPerVolume - 1, data, start: 1, length: bounds.blockBytes },
+      { type: 'HOST_WRITE', host, volume: 0, block: 0, data, start: 0, length: 0 },
     );
   }
   events.push({ type: 'FENCE_SITE', site: 2 });

@@ -78,13 +78,16 @@ export const refusalConditions: { readonly [T in ModelEvent['type']]: readonly R
   HOST_WRITE: [
     condition('HOST_WRITE', 'volumeExists', 'OutOfRange', (c, e) => e.volume >= 0 && e.volume < c.params.volumeCount, (_c, e) => `volume ${e.volume} does not exist`),
     condition('HOST_WRITE', 'blockInVolume', 'OutOfRange', (c, e) => e.block >= 0 && e.block < c.params.blocksPerVolume, (_c, e) => `block ${e.block} is outside the volume`),
+    // A write of no byte would take an update number and a journal slot for nothing: refused, like a range
+    // outside the volume (the implementation's OutOfRangeError, reason `empty`).
+    condition('HOST_WRITE', 'rangeNotEmpty', 'OutOfRange', (_c, e) => e.length === undefined || e.length >= 1, (_c, e) => `the write of block ${e.block} names no byte (length ${e.length})`),
     condition(
       'HOST_WRITE',
       'rangeEndsInVolume',
       'OutOfRange',
       (c, e) => {
         const { offset, length } = hostWriteRange(e, c.params.blockBytes);
-        return (e.start ?? 0) >= 0 && length >= 1 && offset + length <= Math.max(c.params.blocksPerVolume, e.block + 1) * c.params.blockBytes;
+        return (e.start ?? 0) >= 0 && offset + length <= Math.max(c.params.blocksPerVolume, e.block + 1) * c.params.blockBytes;
       },
       (_c, e) => `the write of ${e.length ?? 'a block'} bytes from byte ${e.start ?? 0} of block ${e.block} runs past the volume's end`,
     ),

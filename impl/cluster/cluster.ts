@@ -249,6 +249,7 @@ export class Cluster {
     if (host !== 1 && host !== 2) throw new InvalidArgumentError('hostWrite', 'host', host);
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('hostWrite', 'data', typeof data);
     this.#checkRange(volume, offset, data.length);
+    if (data.length === 0) throw new OutOfRangeError(offset, 0, this.config.volumeBytes, 'empty');
     if (data.length > this.#hostWriteBytesMax) throw new OutOfRangeError(offset, data.length, this.config.volumeBytes, 'tooLarge');
     const site = this.#site(host);
     const reason = site.writeRefusal();

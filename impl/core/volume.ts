@@ -10,6 +10,7 @@
 
 import { createHash } from 'node:crypto';
 import { assert } from './invariant.ts';
+import { RefusalError } from './errors.ts';
 
 /** Smallest block size: one disk sector. */
 export const blockBytesMin = 512;
@@ -66,14 +67,18 @@ export interface Volume {
   close(): void;
 }
 
-/** Why a range is outside a volume. */
-export type OutOfRangeReason = 'notInteger' | 'negative' | 'pastEnd' | 'tooLarge';
+/** Why a range is outside a volume. `empty`: a host write of no byte (it would take an update number for nothing). */
+export type OutOfRangeReason = 'notInteger' | 'negative' | 'pastEnd' | 'tooLarge' | 'empty';
 
 /**
  * Thrown when a read or write (or a block query) names bytes outside the volume: an offset or length that is
- * not an integer, negative, ending past the end, or longer than {@link ioBytesMax}.
+ * not an integer, negative, ending past the end, or longer than {@link ioBytesMax}; and when a host write
+ * names no byte at all. A refusal (code `OutOfRange`, the model's refusal of a host write outside a volume),
+ * so that every edge (driver protocol, CLI, NBD) answers it as the typed refusal it is.
  */
-export class OutOfRangeError extends Error {
+export class OutOfRangeError extends RefusalError {
+  readonly code = 'OutOfRange' as const;
+
   constructor(
     readonly offset: number,
     readonly length: number,

@@ -13,7 +13,6 @@
 import { pathToFileURL } from 'node:url';
 import { Cluster, type ClusterConfig } from '../cluster/cluster.ts';
 import { MalformedMessageError, RefusalError } from '../core/errors.ts';
-import { OutOfRangeError } from '../core/volume.ts';
 import type { SiteId, SyncSiteId } from '../../model/observation.ts';
 
 /** The protocol this driver speaks, as the `hello` request names it. */
@@ -195,9 +194,6 @@ export class DriverSession {
         try {
           command(cluster);
         } catch (error) {
-          // A range outside a volume is the volume's own error (core/volume.ts), not a RefusalError, and is the
-          // refusal OutOfRange all the same (the driver protocol's refusal codes, README).
-          if (error instanceof OutOfRangeError) return { line: JSON.stringify({ accepted: false, code: 'OutOfRange', message: error.message }), done: false };
           if (!(error instanceof RefusalError)) throw error;
           return { line: JSON.stringify({ accepted: false, code: error.code, message: error.message }), done: false };
         }

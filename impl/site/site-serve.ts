@@ -47,11 +47,12 @@ export interface RunningSite {
   close(): Promise<void>;
 }
 
-/** Maps a refusal of the site to the NBD error the host sees. */
-function nbdErrorOf(error: unknown): NbdError {
+/** Maps a refusal of the site to the NBD error the host sees (exported for its test). */
+export function nbdErrorOf(error: unknown): NbdError {
   if (error instanceof NbdError) return error;
   if (error instanceof NotWritableError) return new NbdError(NbdErrno.EPERM, error.message);
-  if (error instanceof OutOfRangeError) return new NbdError(NbdErrno.ENOSPC, error.message);
+  // A write of no byte is a malformed request (EINVAL); a range past the end is ENOSPC for a write.
+  if (error instanceof OutOfRangeError) return new NbdError(error.reason === 'empty' ? NbdErrno.EINVAL : NbdErrno.ENOSPC, error.message);
   // A device error the site detached on: a full device is ENOSPC to the host (EDQUOT and EFBIG have no NBD
   // value and mean the same to it), anything else EIO.
   if (error instanceof StorageFaultError) return new NbdError(['ENOSPC', 'EDQUOT', 'EFBIG'].includes(error.fault.errno) ? NbdErrno.ENOSPC : NbdErrno.EIO, error.message);

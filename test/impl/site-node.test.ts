@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { StorageSystem, type SiteDurableState, type SiteId } from '../../impl/core/storage-system.ts';
 import { MemoryJournal } from '../../impl/core/journal.ts';
-import { MemoryVolume } from '../../impl/core/volume.ts';
+import { MemoryVolume, OutOfRangeError } from '../../impl/core/volume.ts';
 import { DeviceError, NotAcknowledgedError, NotDurableError, NotWritableError, RefusalError, StorageFaultError } from '../../impl/core/errors.ts';
 import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
@@ -243,6 +243,9 @@ describe('site nodes and the operator: the story end to end', () => {
     expect(nodes[3].site.digest()).toBe(nodes[2].site.digest());
 
     // Host 2 writes at site 2, continuing the update numbers (claim 27), on site 2 alone.
+    // A write of no byte, or past the end, is the refusal OutOfRange and takes no update number.
+    expect(() => nodes[2].hostWrite(0, 0, new Uint8Array(0))).toThrow(expect.objectContaining({ code: 'OutOfRange', reason: 'empty' }));
+    expect(() => nodes[2].hostWrite(0, nodes[2].site.config.volumeBytes, block(1))).toThrow(OutOfRangeError);
     const w7 = await nodes[2].hostWrite(0, 0, block(70));
     expect(w7).toEqual({ updateNumber: 7, alone: true });
 
