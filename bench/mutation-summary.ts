@@ -76,6 +76,34 @@ export function score(counts: MutantCounts): number {
   return total === 0 ? 100 : (100 * counts.killed) / total;
 }
 
+/**
+ * killed / (killed + survived): the score over the mutants in code the tests execute (Stryker's "mutation
+ * score based on covered code"). Beside {@link score} it separates two gaps: code no test runs (no
+ * coverage) and code the tests run without noticing the change (survived).
+ */
+export function coveredCodeScore(counts: MutantCounts): number {
+  const total = counts.killed + counts.survived;
+  return total === 0 ? 100 : (100 * counts.killed) / total;
+}
+
+/**
+ * The class member or function a line belongs to: the nearest declaration above it (a member at the class's
+ * indentation, or a top-level function), e.g. `#onFlushRequest` or `hostWrite`; `(top level)` when none.
+ * Groups the mutants no test reaches by the feature they sit in.
+ */
+export function enclosingMember(source: string, line: number): string {
+  const lines = source.split('\n');
+  for (let i = Math.min(line, lines.length) - 1; i >= 0; i -= 1) {
+    const text = lines[i] ?? '';
+    const member = /^ {2}(?:static\s+|private\s+|readonly\s+|async\s+)*(?:get\s+|set\s+)?(#?[A-Za-z_]\w*)\s*[(<]/.exec(text);
+    if (member && !/^ {2}(if|for|while|switch|return)\b/.test(text)) return member[1] as string;
+    const fn = /^(?:export\s+)?(?:async\s+)?function\s*\*?\s*(\w+)/.exec(text);
+    if (fn) return fn[1] as string;
+    if (/^(?:export\s+)?(?:abstract\s+)?class\s/.test(text)) return '(class fields)';
+  }
+  return '(top level)';
+}
+
 /** Reads a Stryker JSON report and counts mutants per file. */
 export function summarize(report: { files: Record<string, { mutants: { status: Status }[] }> }): Map<string, MutantCounts> {
   const perFile = new Map<string, MutantCounts>();
@@ -94,15 +122,16 @@ function total(entries: Iterable<MutantCounts>): MutantCounts {
 }
 
 function row(name: string, c: MutantCounts): string {
-  return `| ${name} | ${c.killed} | ${c.survived} | ${c.noCoverage} | ${c.timeout} | ${c.errors} | ${c.ignored} | ${score(c).toFixed(1)}% |`;
+  return `| ${name} | ${c.killed} | ${c.survived} | ${c.noCoverage} | ${c.timeout} | ${c.errors} | ${c.ignored} | ${score(c).toFixed(1)}% | ${coveredCodeScore(c).toFixed(1)}% |`;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const file = process.argv[2] ?? 'reports/mutation/mutation.json';
   const perFile = summarize(JSON.parse(readFileSync(file, 'utf8')));
-  console.log(`\nmutation score of impl/ (${file}); score = killed / (killed + survived + no coverage), timeouts apart\n`);
-  console.log('| file | killed | survived | no coverage | timeout | errors | ignored | score |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(`\nmutation score of impl/ (${file}); score = killed / (killed + survived + no coverage), timeouts apart;`);
+  console.log('covered code = killed / (killed + survived): the mutants in code the tests execute\n');
+  console.log('| file | killed | survived | no coverage | timeout | errors | ignored | score | covered code |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, counts] of [...perFile].sort(([a], [b]) => a.localeCompare(b))) console.log(row(name, counts));
   console.log(row('**replication logic**', total(replicationLogicFiles.flatMap((name) => perFile.get(name) ?? []))));
   console.log(row('**all of impl/**', total(perFile.values())));
@@ -123,6 +152,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       survivors.push({ file: name.replace(/^.*?(impl\/)/, '$1'), mutant, kind: survivorKind(source, mutant), original: line.trim() });
     }
   }
+  const uncovered = new Map<string, number>();
+  for (const { file: name, mutant } of survivors) {
+    if (mutant.status !== 'NoCoverage') continue;
+    const source = Object.entries(report.files).find(([key]) => key.endsWith(name))?.[1].source ?? '';
+    const where = `${name} ${enclosingMember(source, mutant.location.start.line)}`;
+    uncovered.set(where, (uncovered.get(where) ?? 0) + 1);
+  }
+  if (uncovered.size > 0) console.log('\nno-coverage mutants by the member they sit in (code no test executes):');
+  for (const [where, count] of [...uncovered].sort((a, b) => b[1] - a[1])) console.log(`  ${String(count).padStart(4)}  ${where}`);
   const byKind = (kind: SurvivorKind) => survivors.filter((survivor) => survivor.kind === kind);
   console.log(`\nsurvivors and no-coverage mutants: ${survivors.length}: ${byKind('logic').length} in the logic, ${byKind('invariant').length} inside invariant checks (assert), ${byKind('message').length} in error-constructor arguments`);
   console.log('\nsurvivors (file:line mutator [status, kind]: original -> replacement):');
