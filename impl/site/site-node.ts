@@ -423,9 +423,10 @@ export class SiteNode {
 
   /**
    * A host write at this site (its NBD export). Refused at once with {@link NoSuchVolumeError},
-   * {@link OutOfRangeError} (also for a write of no byte) or {@link NotWritableError}; otherwise resolved when it is acknowledged: after the
-   * secondary's answer with the pair in sync (claim 3), at once on this site alone when it is suspended and
-   * the fence policy keeps writing (P1 exposure, recorded in the changed-block record).
+   * {@link OutOfRangeError} (also for a write of no byte) or {@link NotWritableError}; otherwise resolved
+   * when it is acknowledged: after the secondary's answer with the pair in sync (claim 3), at once on this
+   * site alone when it is suspended and the fence policy keeps writing (P1 exposure, recorded in the
+   * changed-block record).
    * @see claims 2-6, 10, 15, 17, 21, 25, 27, 32-35
    */
   hostWrite(volume: number, offset: number, data: Uint8Array): Promise<HostWriteResult> {
