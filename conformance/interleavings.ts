@@ -217,11 +217,15 @@ const directions: [1 | 2 | 3, 1 | 2 | 3][] = [
   [3, 2],
 ];
 
-/** Runs one interleaving under a fast-check scheduler, checking P1-P7 after every step; throws on a violation. */
-export async function runInterleaving(s: fc.Scheduler, scenario: InterleavingScenario): Promise<InterleavingRun> {
+/**
+ * Runs one interleaving under a fast-check scheduler, checking P1-P7 after every step; throws on a violation.
+ * `plant` changes the new cluster before the run (tests plant a bug there, as the fault catalogue does).
+ */
+export async function runInterleaving(s: fc.Scheduler, scenario: InterleavingScenario, plant?: (cluster: Cluster) => void): Promise<InterleavingRun> {
   const dir = scenario.storage === 'file' ? mkdtempSync(join(tmpdir(), 'threesite-interleave-')) : null;
   const config = configFor(scenario, dir);
   const cluster = Cluster.create(config);
+  plant?.(cluster);
   const checker = new ImplPropertyChecker(cluster, config);
   const writes: SubmittedWrite[] = [];
   let deliveries = 0;
@@ -349,7 +353,7 @@ export const scenarioArbitrary: fc.Arbitrary<InterleavingScenario> = fc.record({
 });
 
 /** Runs `runs` interleavings from `seed`; returns totals, throws fast-check's report on a violation. */
-export async function exploreInterleavings(options: { runs: number; seed: number; storage?: 'memory' | 'file' }): Promise<{
+export async function exploreInterleavings(options: { runs: number; seed: number; storage?: 'memory' | 'file'; plant?: (cluster: Cluster) => void }): Promise<{
   runs: number;
   checks: number;
   deliveries: number;
@@ -363,7 +367,7 @@ export async function exploreInterleavings(options: { runs: number; seed: number
   const scenarios = options.storage ? scenarioArbitrary.map((scenario) => ({ ...scenario, storage: options.storage as 'memory' | 'file' })) : scenarioArbitrary;
   await fc.assert(
     fc.asyncProperty(fc.scheduler(), scenarios, async (s, scenario) => {
-      const run = await runInterleaving(s, scenario);
+      const run = await runInterleaving(s, scenario, options.plant);
       totals.runs += 1;
       totals.checks += run.checks;
       totals.deliveries += run.deliveries;

@@ -120,7 +120,7 @@ function selectSut(value: string): SelectedSut {
 }
 
 const usage = `usage: npm start -- [options]
-  --seed N            seed of the random walks (default ${mainDefaults.seed})
+  --seed N            seed of the random walks and the interleavings (default ${mainDefaults.seed})
   --runs N            random walks per fence policy (default ${mainDefaults.walkRuns})
   --walk-steps N      events per walk at most (default ${mainDefaults.walkSteps}, max ${walkLimits.walkStepsMax})
   --depth N           depth of the simple paths, 0 for none (default ${mainDefaults.simpleDepth})
@@ -185,6 +185,12 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
     ],
     ['byte-range writes', `${report.byteRangeWrites} host writes of a byte range in the generated paths`],
     ['random walks', `${report.walks.runs} walks, ${report.walks.steps} steps`],
+    [
+      'interleavings',
+      report.interleavings === null
+        ? 'skipped (in-process only)'
+        : `${report.interleavings.runs} runs (writes in flight, crash, failover story), ${report.interleavings.checks} P1-P7 checks on real bytes, ${report.interleavings.failovers} failovers, ${report.interleavings.failbacks} failbacks, ${report.interleavings.converged} converged; ${report.interleavings.violations.length} violations`,
+    ],
     ['lockstep steps', `${report.steps} (${report.stepsPerSecond} steps/s of model + implementation)`],
     ['saved fixtures', `${report.fixtures.length} replayed, ${report.fixtures.filter((f) => !f.passed).length} failed`],
   ];
@@ -201,7 +207,7 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
   rows.push(['divergences', String(report.divergences.length)]);
   for (const failure of report.gateFailures) rows.push(['COVERAGE GATE', failure]);
   const t = report.timings;
-  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, files ${(t.fileMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
+  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, files ${(t.fileMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, interleavings ${(t.interleavingsMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log('\nconformance summary');
   for (const [name, figure] of rows) console.log(`  ${name.padEnd(width)}  ${figure}`);
@@ -363,6 +369,7 @@ async function main(): Promise<number> {
     faults: inProcess && !values['no-faults'],
     largerBounds: true,
     fileBackends: inProcess,
+    interleavings: inProcess,
     fixturesDir: inProcess ? mainDefaults.fixturesDir : mainDefaults.driverFixturesDir,
     makeSut: sut.makeSut,
     progress: (name, done, total) => {

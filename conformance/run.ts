@@ -17,6 +17,8 @@ import { loadFixtures, saveFixture, type FixtureResult } from './fixtures.ts';
 import { runPath, type Divergence } from './lockstep.ts';
 import { abstractGraphEdges, edgePaths, largerBounds, simplePaths, statePaths, type CoveragePlan, type GeneratedPath } from './paths.ts';
 import { runWalks, type WalksResult } from './walks.ts';
+import { exploreInterleavings } from './interleavings.ts';
+import type { Cluster } from '../impl/cluster/cluster.ts';
 
 /** Options of a conformance run. */
 export interface RunOptions {
@@ -48,6 +50,14 @@ export interface RunOptions {
   fileBackends?: boolean;
   /** The file backends' system under test, per seed (default: the faithful cluster, `crash-sut.ts`); tests plant bugs here. */
   makeFileSut?: (seed: number) => SutFactory;
+  /**
+   * Also run the interleavings (`interleavings.ts`: several host writes in flight, deliveries one at a time in
+   * a scheduler's order, a crash and the failover story, P1-P7 on the real bytes after every step): the
+   * concurrency the model's atomic steps never show. In-process only; default false.
+   */
+  interleavings?: boolean;
+  /** Changes each interleaving's new cluster (tests plant a bug here). */
+  plantInterleavings?: (cluster: Cluster) => void;
   /** Save every divergence as a fixture under this folder (null: do not save). */
   fixturesDir: string | null;
   /** The system under test (default: the in-process cluster). */
@@ -71,6 +81,59 @@ export interface ReportedDivergence {
   summary: string;
   expected: unknown;
   actual: unknown;
+}
+
+/** One chunk of the run's interleavings: its storage, its number of runs and its fast-check seed. */
+export interface InterleavingChunk {
+  storage: 'memory' | 'file';
+  runs: number;
+  seed: number;
+}
+
+/**
+ * The interleavings `npm start` runs: 10 chunks of 20 in memory and 2 of 10 on files (a crashed site
+ * reopens from its files), each from its own seed derived from the run's. Chunks, so that the harness-only
+ * mutation run (`test/mutation/conformance-paths.spec.ts`) stops at the first chunk that fails.
+ */
+export function interleavingWork(seed: number): InterleavingChunk[] {
+  const memory = Array.from({ length: 10 }, (_, i): InterleavingChunk => ({ storage: 'memory', runs: 20, seed: seed + 1_000 + i }));
+  const files = Array.from({ length: 2 }, (_, i): InterleavingChunk => ({ storage: 'file', runs: 10, seed: seed + 2_000 + i }));
+  return [...memory, ...files];
+}
+
+/** What the interleavings found: totals over the chunks, and each violation's report (fast-check's, shrunk). */
+export interface InterleavingResult {
+  runs: number;
+  checks: number;
+  deliveries: number;
+  failovers: number;
+  failbacks: number;
+  /** Runs that ended in step and caught up, so P6 (three equal images) was checked. */
+  converged: number;
+  violations: { chunk: InterleavingChunk; report: string }[];
+}
+
+/** Runs the interleaving chunks; a violation is recorded with its chunk, not thrown. */
+export async function runInterleavingChunks(chunks: readonly InterleavingChunk[], plant?: (cluster: Cluster) => void, progress?: (done: number) => void): Promise<InterleavingResult> {
+  const result: InterleavingResult = { runs: 0, checks: 0, deliveries: 0, failovers: 0, failbacks: 0, converged: 0, violations: [] };
+  for (const [i, chunk] of chunks.entries()) {
+    progress?.(i);
+    try {
+      const totals = await exploreInterleavings({ runs: chunk.runs, seed: chunk.seed, storage: chunk.storage, ...(plant ? { plant } : {}) });
+      result.runs += totals.runs;
+      result.checks += totals.checks;
+      result.deliveries += totals.deliveries;
+      result.failovers += totals.failovers;
+      result.failbacks += totals.failbacks;
+      result.converged += totals.converged;
+    } catch (error) {
+      // fast-check's report (seed, path, the shrunk schedule) and, first, the violation it carries as cause.
+      const cause = error instanceof Error && error.cause instanceof Error ? `${error.cause.message}\n` : '';
+      result.violations.push({ chunk, report: `${cause}${error instanceof Error ? error.message : String(error)}` });
+    }
+  }
+  progress?.(chunks.length);
+  return result;
 }
 
 /** A check that the run really did something (so it cannot pass vacuously). */
@@ -112,8 +175,10 @@ export interface ConformanceReport {
   fileBackend: (CrashCounts & { paths: number; failed: number; byteRangeWrites: number }) | null;
   /** Host writes of a byte range (not one whole block) the generated paths drove (memory and files). */
   byteRangeWrites: number;
+  /** The interleavings (`interleavingWork`); null when not run. */
+  interleavings: InterleavingResult | null;
   ms: number;
-  timings: { planMs: number; pathsMs: number; fileMs: number; walksMs: number; faultsMs: number };
+  timings: { planMs: number; pathsMs: number; fileMs: number; walksMs: number; interleavingsMs: number; faultsMs: number };
   /** Lockstep steps (model and implementation) per second of path and walk time. */
   stepsPerSecond: number;
   passed: boolean;
@@ -284,7 +349,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   // Saved fixtures first: every earlier failure is replayed before anything new.
   const fixtures = options.fixturesDir ? loadFixtures(options.fixturesDir, makeSut) : [];
 
-  const timings = { planMs: 0, pathsMs: 0, fileMs: 0, walksMs: 0, faultsMs: 0 };
+  const timings = { planMs: 0, pathsMs: 0, fileMs: 0, walksMs: 0, interleavingsMs: 0, faultsMs: 0 };
   let phaseStarted = performance.now();
   const endPhase = (phase: keyof typeof timings): void => {
     const now = performance.now();
@@ -380,6 +445,28 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
   progress('random walks', walkParams.length, walkParams.length);
   endPhase('walksMs');
 
+  let interleavings: InterleavingResult | null = null;
+  if (options.interleavings) {
+    const chunks = interleavingWork(options.seed);
+    interleavings = await runInterleavingChunks(chunks, options.plantInterleavings, (done) => progress('interleavings (P1-P7 on real bytes)', done, chunks.length));
+    for (const { chunk, report: text } of interleavings.violations) {
+      divergences.push({
+        fencePolicy: paramsList[0]!.fencePolicy,
+        strategy: 'interleaving',
+        target: `${chunk.storage}, seed ${chunk.seed}`,
+        // fast-check's report names the seed and path that replay it (exploreInterleavings with that seed).
+        seed: null,
+        replayPath: null,
+        path: [],
+        step: 0,
+        summary: text.split('\n').slice(0, 12).join('\n'),
+        expected: 'P1-P7 hold after every step',
+        actual: text,
+      });
+    }
+  }
+  endPhase('interleavingsMs');
+
   const faults: FaultResult[] = [];
   if (options.faults) {
     // Loaded only when asked: the catalogue pulls in every fault variant of the implementation.
@@ -431,7 +518,9 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     faults.every((fault) => fault.caught) &&
     gateFailures.length === 0 &&
     (!fullShard || mustHappen.every((check) => check.happened)) &&
-    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0));
+    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0)) &&
+    // The interleavings must reach the failover story and the convergence check (P6), not pass vacuously.
+    (!fullShard || interleavings === null || (interleavings.failovers > 0 && interleavings.failbacks > 0 && interleavings.converged > 0));
   return {
     seed: options.seed,
     params: { ...paramsList[0]!, fencePolicies: options.fencePolicies },
@@ -449,6 +538,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     pathOutcomes,
     fileBackend,
     byteRangeWrites,
+    interleavings,
     ms: Math.round(ms),
     timings,
     stepsPerSecond: Math.round(steps / ((timings.pathsMs + timings.walksMs) / 1000)),

@@ -9,7 +9,7 @@
  * policies, the small bounds' exhaustive plan and the larger bounds' plan, in memory; then those that fail a
  * site again on the file backends with crashes (`fileBackendWork`). One test per path, so Stryker's per-test
  * coverage runs only the paths that reach a mutant. The model is not mutated, so the plans are made once and
- * cached under `THREESITE_PATHS_CACHE_DIR`.
+ * cached under `THREESITE_PATHS_CACHE_DIR`. Then the run's interleavings (`interleavingWork`), one test per chunk.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { ClusterSut } from '../../conformance/adapter.ts';
 import { crashingFileSutFactory } from '../../conformance/crash-sut.ts';
 import { runPath } from '../../conformance/lockstep.ts';
 import { coveragePlan, largerBounds } from '../../conformance/paths.ts';
-import { fileBackendWork, generatedWork, withoutPrefixes, type WorkItem } from '../../conformance/run.ts';
+import { fileBackendWork, generatedWork, interleavingWork, runInterleavingChunks, withoutPrefixes, type WorkItem } from '../../conformance/run.ts';
 import { formatEvent } from '../../model/events.ts';
 import { defaultParams, validateParams } from '../../model/params.ts';
 
@@ -61,5 +61,12 @@ describe('npm start: generated paths on the file backends, with crashes', () => 
   it.each(fileBackendWork(work).map((item) => ({ name: name(item), item })))('$name', ({ item }) => {
     const run = runPath(item.params, item.path.events, crashing);
     expect(run.divergence?.summary ?? null, item.path.events.map(formatEvent).join(', ')).toBeNull();
+  });
+});
+
+describe('npm start: interleavings (writes in flight, a crash, the failover story; P1-P7 on real bytes)', () => {
+  it.each(interleavingWork(startDefaults.seed).map((chunk) => ({ name: `${chunk.storage}, ${chunk.runs} runs, seed ${chunk.seed}`, chunk })))('$name', async ({ chunk }) => {
+    const result = await runInterleavingChunks([chunk]);
+    expect(result.violations.map((violation) => violation.report.split('\n')[0])).toEqual([]);
   });
 });
