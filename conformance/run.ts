@@ -17,7 +17,7 @@ import { loadFixtures, saveFixture, type FixtureResult } from './fixtures.ts';
 import { runPath, type Divergence } from './lockstep.ts';
 import { abstractGraphEdges, edgePaths, largerBounds, simplePaths, statePaths, type CoveragePlan, type GeneratedPath } from './paths.ts';
 import { runWalks, type WalksResult } from './walks.ts';
-import { exploreInterleavings } from './interleavings.ts';
+import { exploreInterleavings, type InterleavingTotals } from './interleavings.ts';
 import type { Cluster } from '../impl/cluster/cluster.ts';
 
 /** Options of a conformance run. */
@@ -102,14 +102,7 @@ export function interleavingWork(seed: number): InterleavingChunk[] {
 }
 
 /** What the interleavings found: totals over the chunks, and each violation's report (fast-check's, shrunk). */
-export interface InterleavingResult {
-  runs: number;
-  checks: number;
-  deliveries: number;
-  failovers: number;
-  failbacks: number;
-  /** Runs that ended in step and caught up, so P6 (three equal images) was checked. */
-  converged: number;
+export interface InterleavingResult extends InterleavingTotals {
   violations: { chunk: InterleavingChunk; report: string }[];
 }
 
@@ -120,12 +113,7 @@ export async function runInterleavingChunks(chunks: readonly InterleavingChunk[]
     progress?.(i);
     try {
       const totals = await exploreInterleavings({ runs: chunk.runs, seed: chunk.seed, storage: chunk.storage, ...(plant ? { plant } : {}) });
-      result.runs += totals.runs;
-      result.checks += totals.checks;
-      result.deliveries += totals.deliveries;
-      result.failovers += totals.failovers;
-      result.failbacks += totals.failbacks;
-      result.converged += totals.converged;
+      for (const key of ['runs', 'checks', 'deliveries', 'failovers', 'failbacks', 'converged'] as const) result[key] += totals[key];
     } catch (error) {
       // fast-check's report (seed, path, the shrunk schedule) and, first, the violation it carries as cause.
       const cause = error instanceof Error && error.cause instanceof Error ? `${error.cause.message}\n` : '';
