@@ -497,6 +497,10 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
         })
         .map(([dimension, fraction]) => `${dimension} ${coverageReport[dimension].covered}/${coverageReport[dimension].total} below ${fraction}`)
     : [];
+  // The interleavings must reach the failover story and the convergence check (P6), not pass vacuously.
+  if (fullShard && interleavings !== null && !(interleavings.failovers > 0 && interleavings.failbacks > 0 && interleavings.converged > 0)) {
+    gateFailures.push(`interleavings ${interleavings.failovers} failovers, ${interleavings.failbacks} failbacks, ${interleavings.converged} converged: each must be above 0`);
+  }
   const passed =
     divergences.length === 0 &&
     fixtures.every((fixture) => fixture.passed) &&
@@ -506,9 +510,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     faults.every((fault) => fault.caught) &&
     gateFailures.length === 0 &&
     (!fullShard || mustHappen.every((check) => check.happened)) &&
-    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0)) &&
-    // The interleavings must reach the failover story and the convergence check (P6), not pass vacuously.
-    (!fullShard || interleavings === null || (interleavings.failovers > 0 && interleavings.failbacks > 0 && interleavings.converged > 0));
+    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0));
   return {
     seed: options.seed,
     params: { ...paramsList[0]!, fencePolicies: options.fencePolicies },

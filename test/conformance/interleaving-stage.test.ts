@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { interleavingWork, runConformance, runInterleavingChunks, type RunOptions } from '../../conformance/run.ts';
 import type { Cluster } from '../../impl/cluster/cluster.ts';
 import type { JournalEntry } from '../../impl/core/journal.ts';
+import { NotAllowedError } from '../../impl/core/errors.ts';
 
 /** Planted: site 2 journals each synchronous copy with its first byte changed (its bytes differ from site 1's). */
 function site2JournalsOtherBytes(cluster: Cluster): void {
@@ -64,6 +65,19 @@ describe('the interleaving stage', () => {
     expect(report.passed).toBe(false);
     expect(report.interleavings?.violations.length).toBe(interleavingWork(1).length);
     expect(report.divergences.filter((divergence) => divergence.strategy === 'interleaving')).toHaveLength(interleavingWork(1).length);
-    // The faithful run's interleavings: npm start itself (run.test.ts runs it without them, for time).
+    // A run whose interleavings never fail over (planted: every failover refused) proves nothing of the
+    // failover story: it fails although no property broke.
+    const noFailover = await runConformance({
+      ...options,
+      plantInterleavings: (cluster) => {
+        cluster.failover = () => {
+          throw new NotAllowedError('failover', 'planted: never');
+        };
+      },
+    });
+    expect(noFailover.interleavings?.violations).toEqual([]);
+    expect(noFailover.interleavings?.failovers).toBe(0);
+    expect(noFailover.gateFailures.filter((line) => line.startsWith('interleavings'))).toEqual([expect.stringMatching(/^interleavings 0 failovers, 0 failbacks, \d+ converged: each must be above 0$/)]);
+    expect(noFailover.passed).toBe(false);
   }, 300_000);
 });
