@@ -9,6 +9,7 @@ export default defineConfig({
     pool: 'threads',
     // Two workers on the two-core machines we run on: vitest's default (cores - 1) runs the suite serially.
     maxWorkers: 2,
+    isolate: false,
     testTimeout: 120_000,
     hookTimeout: 120_000,
   },

@@ -8,7 +8,7 @@
  * named and justified (test/model/mutants.test.ts).
  */
 import { assign, createMachine, type AnyStateMachine } from 'xstate';
-import { explore, untaken } from '../model/explore.ts';
+import { checkPath, explore, pathInGraph, untaken } from '../model/explore.ts';
 import type { ModelEvent } from '../model/events.ts';
 import { replicationMachine, type ReplicationMachine } from '../model/machine.ts';
 import type { ModelParams } from '../model/params.ts';
@@ -29,7 +29,19 @@ export interface ModelMutant {
   /** Claim numbers of the transition it changes (empty for beyond-claims transitions and actions). */
   claims: number[];
   machine: ReplicationMachine;
+  /** For a retarget: the specification's move it changes (region, source and target state, event). */
+  move?: RegionMove;
 }
+
+/** A region's move on an event, from one of its states to another (or the same). */
+export interface RegionMove {
+  region: string;
+  source: string;
+  target: string;
+  event: string;
+}
+
+const moveKey = (move: RegionMove): string => `${move.region}.${move.source}->${move.target} on ${move.event}`;
 
 /** Which check killed a mutant, and after how many steps of its counterexample. */
 export interface MutantResult {
@@ -127,6 +139,7 @@ export function generateMutants(): ModelMutant[] {
             kind: 'retarget',
             claims: transition.meta?.claims ?? [],
             machine: rebuild(config),
+            move: { region, source, target, event },
           });
         }
       }
@@ -149,8 +162,39 @@ export function generateMutants(): ModelMutant[] {
 export interface MutantChecks {
   params: ModelParams;
   paths: GeneratedPath[];
-  /** Explorer bounds, smallest first, with the transition ids the specification's chart takes at each. */
-  explorerTiers: { params: Partial<ModelParams>; specTaken: Set<string> }[];
+  /**
+   * Explorer bounds, smallest first, with the transition ids the specification's chart takes at each, and for
+   * each region move the specification takes there its first witnesses (shortest paths whose last event takes
+   * it, at most `witnessesPerMove`).
+   */
+  explorerTiers: { params: Partial<ModelParams>; specTaken: Set<string>; witnesses: Map<string, ModelEvent[][]> }[];
+}
+
+/**
+ * Witnesses kept per region move and tier. A move's region rule may have several conditions on one event, and
+ * a mutant retargets the move of one of them; the first few witnesses usually include a path on which that
+ * condition holds. When none shows the mutant, the whole exploration still decides.
+ */
+const witnessesPerMove = 8;
+
+/** For each region move the explored graph takes, its first witnesses in breadth-first order. */
+function moveWitnesses(params: Partial<ModelParams>): { taken: Set<string>; witnesses: Map<string, ModelEvent[][]> } {
+  const result = explore({ params, keepGraph: true });
+  const graph = result.graph!;
+  const witnesses = new Map<string, ModelEvent[][]>();
+  for (const edge of graph.edges) {
+    const before = graph.values[edge.from]!;
+    const after = graph.values[edge.to]!;
+    for (const region of Object.keys(after)) {
+      if (region === systemRegion) continue;
+      const key = moveKey({ region, source: before[region]!, target: after[region]!, event: edge.event.type });
+      const list = witnesses.get(key) ?? [];
+      if (list.length >= witnessesPerMove) continue;
+      list.push([...pathInGraph(graph, edge.from), edge.event]);
+      witnesses.set(key, list);
+    }
+  }
+  return { taken: result.taken, witnesses };
 }
 
 /** The explorer's bounds for mutants, smallest first: most mutants fall at the first. */
@@ -174,7 +218,8 @@ export function planChecks(params: ModelParams, explorerBounds: readonly Partial
     paths: [...plan.transitionPaths, ...plan.guardPaths],
     explorerTiers: explorerBounds.map((bounds) => {
       const tier = { ...bounds, fencePolicy: params.fencePolicy };
-      return { params: tier, specTaken: explore({ params: tier }).taken };
+      const { taken, witnesses } = moveWitnesses(tier);
+      return { params: tier, specTaken: taken, witnesses };
     }),
   };
 }
@@ -182,12 +227,23 @@ export function planChecks(params: ModelParams, explorerBounds: readonly Partial
 /** Runs the checks against one mutant, cheapest first; stops at the first that kills it. */
 export function checkMutant(mutant: ModelMutant, checks: MutantChecks): MutantResult {
   const base = { id: mutant.id, kind: mutant.kind, claims: mutant.claims };
-  // A retargeted region move changes no context value: the explorer's MIRROR check sees it, at its smallest
-  // tier, in well under a second (the lockstep's would too, but only after every planned path). Checking it
-  // first saves running every planned path for each of them (most of this check's time).
+  // A retargeted region move changes no context value: the explorer's MIRROR check sees it (the lockstep's
+  // would too, but only after every planned path). First the specification's witnesses of the move, replayed on
+  // the mutant with the explorer's checks (one path each); then, if none shows it, the explorer's tiers.
   if (mutant.kind === 'retarget') {
-    // The planned paths are made at the same bounds as the explorer's tiers: a move the explorer never
-    // takes there, they never take either.
+    for (const tier of checks.explorerTiers) {
+      for (const events of (mutant.move && tier.witnesses.get(moveKey(mutant.move))) ?? []) {
+        const violation = checkPath(mutant.machine, tier.params, events);
+        if (violation) return { ...base, killedBy: 'explorer', steps: violation.path.length, detail: `${violation.property}: ${violation.message}` };
+      }
+    }
+    // A move the specification never takes at the tiers' bounds: the mutant takes the same transitions as the
+    // specification in every state the tiers reach (it differs only where the move is taken), so no tier can
+    // tell them apart and exploring again would only confirm it. The planned paths are made at the same bounds:
+    // they never take it either.
+    if (mutant.move && checks.explorerTiers.every((tier) => !tier.witnesses.has(moveKey(mutant.move!)))) {
+      return { ...base, killedBy: null, steps: 0, detail: "the specification never takes this move at the explorer's bounds" };
+    }
     return explorerVerdict(mutant, checks, base) ?? { ...base, killedBy: null, steps: 0, detail: 'the explorer never takes this move at its bounds' };
   }
   // The conformance run: the real implementation in lockstep with the mutant chart along the planned paths.

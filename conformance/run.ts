@@ -56,6 +56,8 @@ export interface RunOptions {
    * concurrency the model's atomic steps never show. In-process only; default false.
    */
   interleavings?: boolean;
+  /** The interleaving chunks to run (default `interleavingWork(seed)`, `npm start`'s 220 runs); tests run fewer. */
+  interleavingChunks?: readonly InterleavingChunk[];
   /** Changes each interleaving's new cluster (tests plant a bug here). */
   plantInterleavings?: (cluster: Cluster) => void;
   /** Save every divergence as a fixture under this folder (null: do not save). */
@@ -435,7 +437,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
 
   let interleavings: InterleavingResult | null = null;
   if (options.interleavings) {
-    const chunks = interleavingWork(options.seed);
+    const chunks = options.interleavingChunks ?? interleavingWork(options.seed);
     interleavings = await runInterleavingChunks(chunks, options.plantInterleavings, (done) => progress('interleavings (P1-P7 on real bytes)', done, chunks.length));
     for (const { chunk, report: text } of interleavings.violations) {
       divergences.push({

@@ -249,6 +249,38 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   };
 }
 
+/**
+ * Checks one event sequence on a chart with the exploration's checks (the chart's structure, P1-P7, MIRROR, a
+ * region moving on an event no variant takes) after every step; the first violation, or null when every step
+ * passes or an event is refused before one fails. It confirms on another chart a path found on the
+ * specification: the model mutants replay the specification's shortest witness of a region move on the chart
+ * whose move they retarget, which costs one path instead of an exploration.
+ */
+export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>, events: readonly ModelEvent[]): Counterexample | null {
+  const chart = machine as ReplicationMachine;
+  const rootIds = new Set<AnyTransitionDefinition>();
+  for (const info of transitionDefinitions(chart)) if (info.definition) rootIds.add(info.definition);
+  const found = (violation: { property: PropertyName; message: string } | undefined, steps: number, inTransition: boolean): Counterexample | null =>
+    violation ? { ...violation, path: events.slice(0, steps).map(formatEvent), inTransition } : null;
+  let [snapshot] = initialTransition(chart, validateParams(params));
+  const atStart = found(checkChartStructure(chart)[0] ?? checkState(snapshot.context, snapshot.value)[0], 0, false);
+  if (atStart) return atStart;
+  for (const [index, event] of events.entries()) {
+    const enabled = chart.getTransitionData(snapshot, event);
+    if (enabled.length === 0) return null;
+    if (!enabled.some((definition) => rootIds.has(definition))) {
+      return found({ property: 'MIRROR', message: `a region moves on ${formatEvent(event)}, which no variant of the system region takes` }, index + 1, true);
+    }
+    const [next] = transition(chart, snapshot, event);
+    const inTransition = found(checkTransition(snapshot.context, event, next.context)[0] ?? checkMirror(next.context, next.value)[0], index + 1, true);
+    if (inTransition) return inTransition;
+    const inState = found(checkState(next.context)[0], index + 1, false);
+    if (inState) return inState;
+    snapshot = next;
+  }
+  return null;
+}
+
 /** Marks the eventless region transitions a step took: each region that changed state moved by one. */
 function recordRegionMoves(before: Snapshot, after: Snapshot, taken: Set<string>): void {
   const from = before.value as unknown as Record<string, string>;
