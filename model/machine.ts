@@ -176,6 +176,13 @@ const failoverJudged = (except: string): readonly Move[] =>
     ] as const
   ).filter(([target]) => target !== except);
 
+/**
+ * Site 3, up but behind a cut link 2-3, at a failover: site 2 cannot ask it, so it waits for the judgement that
+ * comes when the link returns (as a failed site 3 does when it returns; DESIGN.md: a cut link looks like a
+ * failure of the far site).
+ */
+const site3CutOffAtFailover: Move = ['awaitingJudgement', g('failoverJudged', { outcome: 'remoteUnreachable' }), 'failover with link 2-3 cut: site 3 waits for its judgement'];
+
 /** Site 3 loses its source, or is lost itself. */
 const site3Lost: readonly Move[] = [
   ['failed', g('siteFails', { site: 3 }), 'site 3 fails'],
@@ -220,7 +227,7 @@ export const replicationMachine = setup({
     failoverNoUpdateRequired: failoverWith('noUpdateRequired'),
     failoverDeltaResync: failoverWith('deltaResync'),
     failoverFullCopy: failoverWith('fullCopy'),
-    failoverRemoteDown: failoverWith(null),
+    failoverRemoteUnreachable: failoverWith(null),
     resyncSite: ({ context, event }, params: { site: 1 | 2 }) =>
       event.type === 'RESYNC_SITE' && event.site === params.site && accepted(context, event),
     deltaResyncAccepted: ({ context, event }) => accepted(context, event),
@@ -390,9 +397,9 @@ export const replicationMachine = setup({
         meta: beyond('full-copy fallback when the journal no longer covers (UR delta resync failure)', "failover; judge: site 2's journal lacks entries, full copy", [18, 29, 30]),
       },
       {
-        guard: 'failoverRemoteDown',
+        guard: 'failoverRemoteUnreachable',
         actions: 'failover',
-        meta: beyond('takeover with the remote down; judged when it returns (SRDF/Star)', 'failover with site 3 down', [29]),
+        meta: beyond('takeover with the remote down or cut off; judged when it is reachable again (SRDF/Star)', 'failover with site 3 down or behind a cut link 2-3: judged when site 2 reaches it', [29]),
       },
     ],
     RESYNC_SITE: [
@@ -443,7 +450,7 @@ export const replicationMachine = setup({
     site3: region('copyingFromSite1', {
       copyingFromSite1: {
         description: "pulls site 1's journal into its own and restores it in update-number order (claims 7-11)",
-        on: { FAIL_SITE: site3Lost, CUT_LINK: site3Lost.slice(1), HOST_WRITE: site3Overflow, FAILOVER: failoverJudged('') },
+        on: { FAIL_SITE: site3Lost, CUT_LINK: site3Lost.slice(1), HOST_WRITE: site3Overflow, FAILOVER: [...failoverJudged(''), site3CutOffAtFailover] },
       },
       copyingFromSite2: {
         description: "pulls site 2's journal after failover or while the pair is reversed (claims 22-24, 30, 36-38)",
@@ -487,7 +494,7 @@ export const replicationMachine = setup({
             ['copyingFromSite2', g('deltaResyncCompletes', { source: 2 }), "delta resync done; pulls resume from site 2 (claims 19, 20, 22)"],
           ],
           // In delta resync site 3 lacks entries that site 2 (in step with site 1) holds: never "nothing missing".
-          FAILOVER: failoverJudged('deltaResync').filter(([target]) => target !== 'copyingFromSite2'),
+          FAILOVER: [...failoverJudged('deltaResync').filter(([target]) => target !== 'copyingFromSite2'), site3CutOffAtFailover],
         },
       },
       needsFullCopy: {
@@ -498,7 +505,7 @@ export const replicationMachine = setup({
             ['copyingFromSite1', g('fullCopyCompletes', { source: 1 }), "full copy from site 1 done"],
             ['copyingFromSite2', g('fullCopyCompletes', { source: 2 }), "full copy from site 2 done"],
           ],
-          FAILOVER: failoverJudged('needsFullCopy'),
+          FAILOVER: [...failoverJudged('needsFullCopy'), site3CutOffAtFailover],
         },
       },
       failed: {
@@ -559,6 +566,7 @@ export const replicationMachine = setup({
           FAILOVER: [
             ['deltaResync', g('failoverJudged', { outcome: 'deltaResync' }), 'failover judge: delta resync'],
             ['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover judge: full copy'],
+            ['suspended', g('failoverJudged', { outcome: 'remoteUnreachable' }), 'failover with link 2-3 cut: judged when it is restored'],
           ],
           FAILBACK: [
             ['deltaResync', g('failbackJudged', { outcome: 'deltaResync' }), "failback: site 3 needs entries from site 1's journal (claim 31)"],
@@ -593,7 +601,7 @@ export const replicationMachine = setup({
             ['copying', g('failoverJudged', { outcome: 'noUpdateRequired' }), 'failover judge: nothing missing'],
             ['deltaResync', g('failoverJudged', { outcome: 'deltaResync' }), "failover: site 2's journal covers, delta resync"],
             ['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover: full copy from site 2'],
-            ['suspended', g('failoverJudged', { outcome: 'remoteDown' }), 'failover while site 3 is down: judged when it returns'],
+            ['suspended', g('failoverJudged', { outcome: 'remoteUnreachable' }), 'failover while site 3 is down or cut off: judged when site 2 reaches it'],
           ],
         },
       },
@@ -608,7 +616,10 @@ export const replicationMachine = setup({
             ['copying', g('deltaResyncCompletes', { source: 2 }), 'delta resync done; pulls from site 2 (claims 19, 20, 22)'],
           ],
           // Site 3 lacks entries site 2 holds (in step with site 1): never "nothing missing".
-          FAILOVER: [['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover judge: full copy']],
+          FAILOVER: [
+            ['fullCopy', g('failoverJudged', { outcome: 'fullCopy' }), 'failover judge: full copy'],
+            ['suspended', g('failoverJudged', { outcome: 'remoteUnreachable' }), 'failover with link 2-3 cut: judged when it is restored'],
+          ],
         },
       },
       fullCopy: {
@@ -617,7 +628,7 @@ export const replicationMachine = setup({
           FULL_COPY: [['copying', 'fullCopyCompletes', 'full copy done']],
           FAILOVER: [
             ['deltaResync', g('failoverJudged', { outcome: 'deltaResync' }), "failover before the copy: site 2's journal covers, delta resync"],
-            ['suspended', g('failoverJudged', { outcome: 'remoteDown' }), 'failover while site 3 is down: judged when it returns'],
+            ['suspended', g('failoverJudged', { outcome: 'remoteUnreachable' }), 'failover while site 3 is down or cut off: judged when site 2 reaches it'],
           ],
         },
       },

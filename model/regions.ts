@@ -151,18 +151,18 @@ export function sourceJournalFull(context: ModelContext): boolean {
   return journalEntries(context.sites[context.primary]) >= context.params.journalEntriesMax;
 }
 
-/** What a failover's judgement does to the async pair: the verdict's outcome, or `remoteDown` (judged on return). */
-export type FailoverOutcome = 'noUpdateRequired' | 'deltaResync' | 'fullCopy' | 'remoteDown';
+/** What a failover's judgement does to the async pair: the verdict's outcome, or `remoteUnreachable` (judged on return). */
+export type FailoverOutcome = 'noUpdateRequired' | 'deltaResync' | 'fullCopy' | 'remoteUnreachable';
 
 /** The outcome of a failover now (a forced promotion over a site 3 ahead needs a full copy). */
 export function failoverOutcome(context: ModelContext): FailoverOutcome {
   const verdict = failoverVerdict(context);
-  if (verdict === null) return 'remoteDown';
+  if (verdict === null) return 'remoteUnreachable';
   return verdict === 'remoteAhead' ? 'fullCopy' : verdict;
 }
 
 /** The outcome of a failback now: site 3 judged against site 1's journal (claim 31). */
-export function failbackOutcome(context: ModelContext): Exclude<FailoverOutcome, 'remoteDown'> {
+export function failbackOutcome(context: ModelContext): Exclude<FailoverOutcome, 'remoteUnreachable'> {
   const verdict = failbackVerdict(context);
   return verdict === 'remoteAhead' ? 'fullCopy' : verdict;
 }

@@ -133,8 +133,6 @@ export const refusalConditions: { readonly [T in ModelEvent['type']]: readonly R
     // A failed site 2 is refused by site2Up; this condition speaks of a stale one.
     condition('FAILOVER', 'site2NotStale', 'NotAllowed', (c) => c.sites[2].mode === 'normal' || !c.sites[2].up, (c) => `site 2 is ${c.sites[2].mode}, not normal`),
     condition('FAILOVER', 'site1FailedOrFenced', 'NotAllowed', (c) => !c.sites[1].up || c.sites[1].fenced, () => 'site 1 is neither failed nor fenced (P4)'),
-    // A failed site 2 is refused by site2Up; this condition speaks of a cut link 2-3.
-    condition('FAILOVER', 'site3DownOrReachable', 'NotAllowed', (c) => !c.sites[3].up || !c.sites[2].up || reachable(c, 2, 3), () => 'site 3 is up but unreachable from site 2'),
   ],
   RESYNC_SITE: [
     condition('RESYNC_SITE', 'siteSecondary', 'NotAllowed', (c, e) => e.site === secondaryOf(c), (_c, e) => `site ${e.site} is not the sync secondary`),
@@ -188,9 +186,13 @@ export function check(context: ModelContext, event: ModelEvent): Refusal | null 
   return null;
 }
 
-/** The judge's verdict a FAILOVER would get now, or null when site 3 is down (judged when it returns). */
+/**
+ * The judge's verdict a FAILOVER would get now, or null when site 3 cannot be asked: down, or up behind a cut
+ * link 2-3, which looks to site 2 like a failure of site 3 (DESIGN.md). Either way site 3 is judged when it
+ * reaches site 2 again (R2), against the takeover point, so a cut link no longer blocks a failover.
+ */
 export function failoverVerdict(context: ModelContext): JudgeVerdict | null {
-  if (!context.sites[3].up) return null;
+  if (!context.sites[3].up || !reachable(context, 2, 3)) return null;
   return judge({ ...context, takeover: lastOf(context, 2) }, 2);
 }
 

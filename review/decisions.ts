@@ -87,7 +87,7 @@ export const decisions: readonly Decision[] = [
     text: "Site 2's last update number at failover is kept until site 3 has been judged against site 2, so a site 3 that holds updates site 2 never had is still found out.",
     source: 'model/README.md "Covering and judging" (takeover point)',
     follows: 'SRDF/Star takeover with the remote down',
-    select: [{ guard: 'failoverRemoteDown' }, { id: 'asyncPair.suspended -> fullCopy' }, { id: 'asyncPair.suspended -> copying' }],
+    select: [{ guard: 'failoverRemoteUnreachable' }, { id: 'asyncPair.suspended -> fullCopy' }, { id: 'asyncPair.suspended -> copying' }],
   },
   {
     key: 'fence-policy',

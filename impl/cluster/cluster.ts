@@ -415,8 +415,9 @@ export class Cluster {
   /**
    * FAILOVER: host 2 takes over at site 2, continuing the update numbers (claim 27); site 3 sends site 2 its
    * received number and site 2 judges (claim 18). Refused when site 2 is failed, already primary or not
-   * normal, site 1 is up and not fenced (P4), or site 3 is up but unreachable from site 2; refused with
-   * {@link RemoteAheadError} (the judgement recorded) when site 3 holds updates site 2 lacks, unless forced.
+   * normal, or site 1 is up and not fenced (P4); refused with {@link RemoteAheadError} (the judgement
+   * recorded) when site 3 holds updates site 2 lacks, unless forced. Site 3 down or behind a cut link 2-3
+   * cannot be asked: it is judged against the takeover point when site 2 reaches it again (R2).
    * @see claims 16-21, 25-29
    */
   failover(options: { force: boolean }): void {
@@ -428,10 +429,10 @@ export class Cluster {
     if (this.#primary !== 1) throw new NotAllowedError('failover', 'site 2 is already the primary');
     if (two.mode !== 'normal') throw new NotAllowedError('failover', `site 2 is ${two.mode}, not normal`);
     if (one.up && !one.fenced) throw new NotAllowedError('failover', 'site 1 is neither failed nor fenced (P4)');
-    if (three.up && !this.#reachable(2, 3)) throw new NotAllowedError('failover', 'site 3 is up but unreachable from site 2');
     if (one.up && one.inFlightWrites > 0) throw new NotAllowedError('failover', 'site 1 has host writes in flight');
     let judged: Extract<SiteNote, { kind: 'judged' }> | null = null;
-    if (three.up) {
+    // A cut link 2-3 looks to site 2 like a failure of site 3 (DESIGN.md): both are judged when they meet again.
+    if (three.up && this.#reachable(2, 3)) {
       judged = this.#judge(2, 'failover');
       if (judged === null) throw new NotAcknowledgedError('failover', "site 2 did not receive site 3's update number");
       if (judged.verdict === 'remoteAhead' && !force) {

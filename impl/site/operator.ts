@@ -287,9 +287,10 @@ export class Operator {
    * FAILOVER: host 2 takes over at site 2 (claims 16-21, 25-29). Refused unless site 2 is up, secondary and
    * normal, site 1 is failed or fenced with no writes in flight (P4: by its own answer, or, when it does not
    * answer, by sites 2 and 3 both seeing their links to it down, {@link SiteOneStillSeenError}; `force`
-   * takes the operator's word), and site 3, when up, is reachable from site 2. Site 3 sends site 2 its
-   * received number and site 2 judges (claim 18); a `remoteAhead` verdict refuses the failover with
-   * {@link RemoteAheadError} unless `force`.
+   * takes the operator's word). Site 3 sends site 2 its received number and site 2 judges (claim 18); a
+   * `remoteAhead` verdict refuses the failover with {@link RemoteAheadError} unless `force`. Site 3 down, or
+   * up behind a cut link 2-3, cannot be asked: site 2 keeps its takeover point and judges site 3 when they
+   * reach each other again (R2); an up site 3 is told its new source at once, so it pulls no more from site 1.
    */
   async failover(force: boolean): Promise<Judgement | null> {
     const status = await this.status();
@@ -306,9 +307,10 @@ export class Operator {
     }
     if (one !== null && one.up && one.inFlightWrites > 0) throw new NotAllowedError('failover', 'site 1 has host writes in flight');
     const threeUp = three !== null && three.up;
-    if (threeUp && !three.connected.includes(2)) throw new NotAllowedError('failover', 'site 3 is up but unreachable from site 2');
+    // Site 3 behind a cut link 2-3 looks to site 2 like a failed site 3 (DESIGN.md): judged when they meet again.
+    const judgeable = threeUp && three.connected.includes(2);
     let judgement: Judgement | null = null;
-    if (threeUp) {
+    if (judgeable) {
       const judged = await this.clients[3].judge(2, 'failover');
       if (judged.verdict === 'remoteAhead' && !force) {
         await this.clients[3].recordJudgement({ ...judged, forced: false });
@@ -320,10 +322,13 @@ export class Operator {
     // epoch: a site 1 that missed it (stopped, cut off) can get no write acknowledged by a site that has it.
     const epoch = status.epoch + 1;
     this.#committedAt = this.clock();
-    await this.clients[2].setRole('primary', 'suspended', !threeUp, epoch);
+    await this.clients[2].setRole('primary', 'suspended', !judgeable, epoch);
     if (one !== null && one.up) await this.clients[1].setRole('secondary', 'suspended', false, epoch);
-    if (threeUp && judgement !== null) {
+    if (judgeable && judgement !== null) {
       await this.clients[3].attach(2, asyncPairAfter(judgement.verdict), judgement, epoch);
+    } else if (threeUp) {
+      // Site 3 stops pulling from site 1 and waits for site 2's judgement on reattach (R2).
+      await this.clients[3].attach(2, 'suspended', null, epoch);
     }
     return judgement;
   }

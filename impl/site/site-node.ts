@@ -1058,14 +1058,20 @@ export class SiteNode {
    * step against what it saw: the judgement must be the verdict `source` itself sent it at this failover or
    * failback (site 3 asked for it: {@link judge}), and the async pair the one that verdict makes
    * (`asyncPairAfter`); only its current source may tell it of that source's overflow (`suspendedOverflow`,
-   * which asks for a full copy: the cautious direction). {@link NotAllowedError} otherwise.
+   * which asks for a full copy: the cautious direction). A new source that site 3 cannot reach (a failover
+   * with link 2-3 cut) attaches it `suspended` with no judgement: site 3 stops pulling from its old source
+   * and is judged when it reaches the new one (R2), as after its own failure. {@link NotAllowedError}
+   * otherwise.
    * @see claims 18-20, 28
    */
   attach(source: SyncSiteId, asyncPair: AsyncPairState, judgement: Judgement | null, epoch: number): void {
     if (this.id !== 3) throw new NotAllowedError('attach', 'only site 3 has a source');
     if (!this.site.up) throw new SiteFailedError(3, 'attach');
     this.#checkStepEpoch('attach', epoch);
-    if (asyncPair === 'suspendedOverflow') {
+    if (asyncPair === 'suspended' && judgement === null) {
+      if (this.#links.isConnected(source)) throw new NotAllowedError('attach', `site ${source} is reachable from site 3: it judges site 3 now (claim 18)`);
+      this.#judgedBy = null;
+    } else if (asyncPair === 'suspendedOverflow') {
       if (source !== this.site.source) throw new NotAllowedError('attach', `site ${source} is not site 3's source (site ${this.site.source}): only the source reports its overflow`);
     } else {
       this.#requireOwnVerdict('attach', source, judgement);
@@ -1078,7 +1084,8 @@ export class SiteNode {
     this.site.saveIfDirty();
     if (raised) this.#announceEpoch();
     this.site.setSource(source);
-    this.#remote.judgement = judgement;
+    // Unjudged (cut off from the new source), site 3 keeps the last judgement it had, as a failed one does.
+    if (judgement !== null) this.#remote.judgement = judgement;
     this.#endPull(new NotAcknowledgedError('pullJournal', `site 3 was attached to site ${source}`));
     this.#setAsyncPair(asyncPair);
     this.#applyRules();

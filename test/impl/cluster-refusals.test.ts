@@ -137,9 +137,6 @@ describe('a refused command names its operation and the site or condition that r
     cluster.restoreLink(1, 2);
     cluster.resyncSite(2);
     cluster.fenceSite(1);
-    cluster.cutLink(2, 3);
-    refused(cluster, () => cluster.failover({ force: false }), NotAllowedError, { operation: 'failover', condition: 'site 3 is up but unreachable from site 2' });
-    cluster.restoreLink(2, 3);
     cluster.failover({ force: false });
     refused(cluster, () => cluster.failover({ force: false }), NotAllowedError, { operation: 'failover', condition: 'site 2 is already the primary' });
     refused(cluster, () => cluster.fenceSite(1), NotAllowedError, { operation: 'fenceSite', condition: 'site 1 is not the primary' });

@@ -223,9 +223,6 @@ describe('operator commands: accepted and refused', () => {
     cluster.recoverSite(2);
     cluster.resyncSite(2);
     cluster.failSite(1);
-    cluster.cutLink(2, 3);
-    expect(condition()).toBe('site 3 is up but unreachable from site 2');
-    cluster.restoreLink(2, 3);
     cluster.failover({ force: false });
     expect(cluster.observe().syncPair).toEqual({ state: 'suspended', primary: 2 });
     expect(condition()).toBe('site 2 is already the primary');
@@ -268,6 +265,30 @@ describe('operator commands: accepted and refused', () => {
     cluster.recoverSite(3);
     expect(cluster.observe().judgement).toEqual({ verdict: 'deltaResync', remoteReceived: 0, sourceLast: 1, forced: false });
     expect(cluster.observe().asyncPair.state).toBe('copying');
+  });
+
+  it('failover with link 2-3 cut is accepted as with site 3 down: site 3 waits and is judged when the link returns', () => {
+    const cluster = Cluster.create(config());
+    cluster.hostWrite(1, 0, 0, block(1));
+    cluster.pullJournal();
+    cluster.hostWrite(1, 0, 0, block(2));
+    cluster.cutLink(2, 3);
+    cluster.failSite(1);
+    cluster.failover({ force: false });
+    expect(cluster.observe().syncPair.primary).toBe(2);
+    expect(cluster.observe().asyncPair.state).toBe('suspended');
+    expect(cluster.observe().judgement).toBeNull();
+    expect(cluster.observe().sites[3].mode).toBe('normal');
+    // Site 3 cannot pull from its old source (failed) nor from site 2 (cut): its pulls are refused, not lost.
+    refused(cluster, () => cluster.pullJournal(), NotAllowedError, /async pair is suspended/);
+    expect(cluster.hostWrite(2, 0, 0, block(3))).toEqual({ updateNumber: 3 });
+    cluster.restoreLink(2, 3);
+    // Judged on reattach against site 2's journal, which holds updates 2 and 3 (claims 18, 28): the pulls go on.
+    expect(cluster.observe().judgement).toEqual({ verdict: 'deltaResync', remoteReceived: 1, sourceLast: 3, forced: false });
+    expect(cluster.observe().asyncPair.state).toBe('copying');
+    cluster.pullJournal();
+    cluster.restoreJournal();
+    expect(cluster.observe().sites[3].restored).toBe(3);
   });
 
   it('resyncSite: every refusal in order, then accepted', () => {

@@ -429,6 +429,35 @@ describe('the operator: refusals', () => {
     expect(d.nodes[1].site.role).toBe('secondary');
   });
 
+  it('failover with link 2-3 cut: site 3 is told its new source, pulls no more from a fenced site 1, and is judged when the link returns', async () => {
+    const d = deploy();
+    for (const fill of [1, 2, 3]) await d.nodes[1].hostWrite(0, 0, block(fill));
+    await d.operator.setLinkCut(2, 3, true);
+    await d.operator.fence(1);
+    // Site 3 cannot be asked: the failover goes ahead, as with site 3 down (DESIGN.md: a cut looks like a failure).
+    expect(await d.operator.failover(false)).toBeNull();
+    let status = await d.operator.status();
+    expect([status.primary, status.asyncPair, status.judgement]).toEqual([2, 'suspended', null]);
+    expect(d.nodes[3].site.source).toBe(2);
+    // Its link to the fenced site 1 is up, but site 1 is its source no more: a pull is refused, nothing arrives.
+    await expect(d.operator.pullJournal()).rejects.toMatchObject({ code: 'NotAllowed' });
+    d.nodes[3].onPullTimer();
+    await settle();
+    expect(d.nodes[3].site.received).toBe(0);
+    // Unjudged and cut off, it refuses an attach that skips the judge, and one while its source can ask it.
+    await expect(d.operator.clients[3].attach(2, 'copying', null, status.epoch)).rejects.toMatchObject({ code: 'NotAllowed' });
+    await d.nodes[2].hostWrite(0, 0, block(4));
+    await d.operator.setLinkCut(2, 3, false);
+    await settle();
+    await expect(d.operator.clients[3].attach(2, 'suspended', null, status.epoch)).rejects.toMatchObject({ code: 'NotAllowed' });
+    // Judged on reattach against site 2's journal (claims 18, 28), then it catches up on every update.
+    status = await d.operator.status();
+    expect(status.judgement).toEqual({ verdict: 'deltaResync', remoteReceived: 0, sourceLast: 4, forced: false });
+    expect(status.asyncPair).toBe('copying');
+    await d.catchUp();
+    expect(d.nodes[3].site.read(0, 0, blockBytes)).toEqual(block(4));
+  });
+
   it('failover is refused when site 3 holds updates site 2 lacks, unless forced (then a full copy)', async () => {
     const d = deploy('keepWriting');
     d.net.change(() => d.net.cut.add('1-2'));

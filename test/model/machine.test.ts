@@ -32,7 +32,7 @@ describe('the statechart', () => {
     const site2 = replicationMachine.root.states.site2!.states.secondary!;
     expect(site2.transitions.get('FAILOVER')?.map((t) => t.target?.[0]?.key)).toEqual(['primary']);
     const site3 = replicationMachine.root.states.site3!.states.copyingFromSite1!;
-    expect(site3.transitions.get('FAILOVER')?.map((t) => t.target?.[0]?.key)).toEqual(['copyingFromSite2', 'deltaResync', 'needsFullCopy']);
+    expect(site3.transitions.get('FAILOVER')?.map((t) => t.target?.[0]?.key)).toEqual(['copyingFromSite2', 'deltaResync', 'needsFullCopy', 'awaitingJudgement']);
     for (const region of regionNames) {
       for (const state of Object.values(replicationMachine.root.states[region]!.states)) expect(state.always ?? [], state.id).toEqual([]);
     }
