@@ -10,7 +10,7 @@ import { candidateEvents, formatEvent, refusalProbeEvents, type ModelEvent } fro
 import { failedConditions, refusalConditions } from './semantics.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
-import { checkChartStructure, checkMirror, checkState, checkTransition, type PropertyName } from './properties.ts';
+import { checkChartStructure, checkMirror, checkState, checkTransition, hostWriteProbe, type PropertyName } from './properties.ts';
 import { contextKey, type ModelContext } from './state.ts';
 import { transitionDefinitions, type TransitionDefinitionInfo } from './traceability.ts';
 
@@ -163,6 +163,9 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     }
     const { snapshot } = visits[index]!;
     const context = snapshot.context;
+    // P4 on the chart itself: the sites whose host write some variant takes here (not the primary field).
+    const writers = chartWriters(machine, snapshot, rootIds);
+    if (writers.length > 1) report(index, 'P4', `the chart takes a host write at sites ${writers.join(' and ')}`);
     const candidates = candidateEvents(params, context);
     for (const event of options.refusals ? [...candidates, ...probes] : []) {
       // Once every condition of an event type has its witness, its events need no more looking at.
@@ -263,7 +266,11 @@ export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>
   const found = (violation: { property: PropertyName; message: string } | undefined, steps: number, inTransition: boolean): Counterexample | null =>
     violation ? { ...violation, path: events.slice(0, steps).map(formatEvent), inTransition } : null;
   let [snapshot] = initialTransition(chart, validateParams(params));
-  const atStart = found(checkChartStructure(chart)[0] ?? checkState(snapshot.context, snapshot.value)[0], 0, false);
+  const writersFound = (steps: number): Counterexample | null => {
+    const writers = chartWriters(chart, snapshot, rootIds);
+    return writers.length > 1 ? found({ property: 'P4', message: `the chart takes a host write at sites ${writers.join(' and ')}` }, steps, false) : null;
+  };
+  const atStart = found(checkChartStructure(chart)[0] ?? checkState(snapshot.context, snapshot.value)[0], 0, false) ?? writersFound(0);
   if (atStart) return atStart;
   for (const [index, event] of events.entries()) {
     const enabled = chart.getTransitionData(snapshot, event);
@@ -274,11 +281,16 @@ export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>
     const [next] = transition(chart, snapshot, event);
     const inTransition = found(checkTransition(snapshot.context, event, next.context)[0] ?? checkMirror(next.context, next.value)[0], index + 1, true);
     if (inTransition) return inTransition;
-    const inState = found(checkState(next.context)[0], index + 1, false);
-    if (inState) return inState;
     snapshot = next;
+    const inState = found(checkState(next.context)[0], index + 1, false) ?? writersFound(index + 1);
+    if (inState) return inState;
   }
   return null;
+}
+
+/** The sites whose host write (P4's probe) a root variant of the chart takes in this state. */
+function chartWriters(machine: ReplicationMachine, snapshot: Snapshot, rootIds: ReadonlyMap<AnyTransitionDefinition, string> | ReadonlySet<AnyTransitionDefinition>): (1 | 2)[] {
+  return ([1, 2] as const).filter((host) => machine.getTransitionData(snapshot, hostWriteProbe(host)).some((definition) => rootIds.has(definition)));
 }
 
 /** Marks the eventless region transitions a step took: each region that changed state moved by one. */

@@ -7,10 +7,11 @@
 import type { ModelEvent } from './events.ts';
 import type { AnyStateMachine, AnyStateNode, StateValue } from 'xstate';
 import { regionNames, regionStateNames, regionStatesOf } from './regions.ts';
-import { journalOf } from './semantics.ts';
+import { check, journalOf } from './semantics.ts';
 import {
-  acceptsHostWrites,
+  blockKeysOf,
   covers,
+  entryRange,
   imageOf,
   journalEntries,
   receivedOf,
@@ -29,21 +30,37 @@ export interface Violation {
 
 /** The short statement of each property, for reports. */
 export const propertyStatements: Readonly<Record<PropertyName, string>> = {
-  P1: 'acknowledged-write durability: an in-sync pair holds the same entries with the same update numbers; under "refuse" nothing is acknowledged on one site',
+  P1: 'acknowledged-write durability: an in-sync pair holds the same entries with the same update numbers; under "refuse" nothing is acknowledged on one site; every write one member holds and the other lacks is in its changed-block record',
   P2: "write-order fidelity: site 3's history is a prefix of its source's",
   P3: 'update numbers are unique and consecutive in every journal and history, and survive failover',
   P4: 'single writer: at most one site accepts host writes',
   P5: 'delta resync only when the source journal covers every missing entry',
-  P6: 'no lost data at failback: in step and caught up, all three images are equal',
+  P6: 'no lost data at failback: the failback keeps every write the primary held, at both members; in step and caught up, all three images are equal',
   P7: 'journals within capacity; a copying async pair never lost an entry site 3 needs',
   MIRROR: "the chart's regions, moved by the events, show each site's role and mode and each pair's state as the context says",
 };
 
-const sameEntries = (a: readonly Entry[], b: readonly Entry[]): boolean =>
-  a.length === b.length && a.every((entry, i) => {
-    const other = b[i]!;
-    return entry.u === other.u && entry.volume === other.volume && entry.block === other.block && entry.data === other.data && entry.start === other.start && entry.length === other.length;
+const sameEntry = (entry: Entry, other: Entry | undefined): boolean =>
+  other !== undefined && entry.u === other.u && entry.volume === other.volume && entry.block === other.block && entry.data === other.data && entry.start === other.start && entry.length === other.length;
+
+const sameEntries = (a: readonly Entry[], b: readonly Entry[]): boolean => a.length === b.length && a.every((entry, i) => sameEntry(entry, b[i]));
+
+/**
+ * P1 made whole: the blocks of every write that sync member `site` holds and its peer does not (lacks, or holds
+ * another write under that update number) that are missing from `site`'s changed-block record. The resync
+ * copies the blocks of both records (claims 29-31), so a block left out here is a difference it never repairs.
+ */
+export function unrecordedBlocks(context: ModelContext, site: 1 | 2): number[] {
+  const member = context.sites[site];
+  const peer = context.sites[site === 1 ? 2 : 1];
+  const missing = new Set<number>();
+  member.applied.forEach((entry, i) => {
+    if (sameEntry(entry, peer.applied[i])) return;
+    const { offset, length } = entryRange(context.params, entry);
+    for (const key of blockKeysOf(context.params, entry.volume, offset, length)) if (!member.changed.includes(key)) missing.add(key);
   });
+  return [...missing].sort((a, b) => a - b);
+}
 
 const isPrefix = (prefix: readonly Entry[], of: readonly Entry[]): boolean =>
   prefix.length <= of.length && sameEntries(prefix, of.slice(0, prefix.length));
@@ -69,6 +86,10 @@ export function checkState(context: ModelContext, value?: StateValue): Violation
   if (inSync && context.ackedOnOneSite !== 0) {
     fail('P1', `sync pair is ${context.syncPair} but ${context.ackedOnOneSite} writes are acknowledged on one site`);
   }
+  for (const site of [1, 2] as const) {
+    const unrecorded = unrecordedBlocks(context, site);
+    if (unrecorded.length > 0) fail('P1', `site ${site} holds writes its peer lacks in blocks ${unrecorded.join(', ')}, not in its changed-block record`);
+  }
 
   // P2
   const judgedSinceFailover = context.takeover === null;
@@ -90,8 +111,9 @@ export function checkState(context: ModelContext, value?: StateValue): Violation
     }
   }
 
-  // P4
-  const writers = ([1, 2] as const).filter((site) => acceptsHostWrites(context, site));
+  // P4, on what the semantics would accept (a host write probed at each site), not on the primary field alone;
+  // the explorer also asks the chart itself (explore.ts, `chartWriters`).
+  const writers = writersOf(context);
   if (writers.length > 1) fail('P4', `sites ${writers.join(' and ')} both accept host writes`);
 
   // P5
@@ -120,6 +142,16 @@ export function checkState(context: ModelContext, value?: StateValue): Violation
 
   if (value !== undefined) violations.push(...checkMirror(context, value));
   return violations;
+}
+
+/** A host write at `host` that any bounds allow (volume 0, block 0): P4's probe of what a site accepts. */
+export function hostWriteProbe(host: 1 | 2): ModelEvent {
+  return { type: 'HOST_WRITE', host, volume: 0, block: 0, data: 1 };
+}
+
+/** The sites whose host write the semantics accept now (P4: at most one). */
+export function writersOf(context: ModelContext): (1 | 2)[] {
+  return ([1, 2] as const).filter((host) => check(context, hostWriteProbe(host)) === null);
 }
 
 /**
@@ -159,6 +191,16 @@ export function checkTransition(before: ModelContext, event: ModelEvent, after: 
   if (event.type === 'FAILOVER' && after.primary === 2 && before.primary === 1) {
     if (after.sites[2].applied.length !== before.sites[2].applied.length) fail('P3', 'failover changed site 2 update numbers');
     if (before.sites[1].up && !before.sites[1].fenced) fail('P4', 'failover while site 1 was up and not fenced');
+  }
+  if (event.type === 'FAILBACK' && before.primary === 2 && after.primary === 1) {
+    // P6 made whole: equal images are not enough (a failback that cut the same writes from all three sites
+    // leaves them equal); every write site 2 held when the failback began is still held by both members.
+    const held = before.sites[2].applied;
+    for (const site of [1, 2] as const) {
+      if (!isPrefix(held, after.sites[site].applied)) {
+        fail('P6', `failback lost writes at site ${site}: site 2 held ${held.length} before it, site ${site} holds ${after.sites[site].applied.length} after, or others`);
+      }
+    }
   }
   if (event.type === 'PULL_JOURNAL') {
     const source = before.sites[before.primary];

@@ -84,6 +84,21 @@ describe('the checker catches broken variants of the chart, with a shortest coun
     expect(violation!.inTransition).toBe(true);
   });
 
+  it('P4 on what the chart accepts: a secondary that takes host writes itself while site 1 is primary (the primary field says 1)', () => {
+    // The host-2 write is taken at site 2 as the reversed pair would take it, though the pair is not reversed:
+    // the primary field stays 1, so a P4 read from that field alone cannot see two writers.
+    const broken = replicationMachine.provide({
+      guards: {
+        hostWriteReversed: ({ context, event }) =>
+          event.type === 'HOST_WRITE' && event.host === 2 && context.sites[2].up && (context.primary === 2 || context.syncPair === 'inSync'),
+      },
+    });
+    const [violation] = firstViolation(broken);
+    expect(violation!.property).toBe('P4');
+    expect(violation!.message).toBe('the chart takes a host write at sites 1 and 2');
+    expect(violation!.path).toEqual([]);
+  });
+
   it('P3: update numbers that restart after failover', () => {
     const broken = replicationMachine.provide({
       actions: {
@@ -115,6 +130,53 @@ describe('the checker catches broken variants of the chart, with a shortest coun
     expect(p2, JSON.stringify(violations)).toBeDefined();
     expect(p2!.path).toHaveLength(5);
     expect(p2!.path.at(-1)).toBe('RESTORE_JOURNAL');
+  });
+
+  it('P1 made whole: a write acknowledged on one site that spans two blocks, with only its first block in the changed-block record', () => {
+    // The exposure count still moves (the P1 of the count alone passes); the resync would never copy the
+    // second block, so the members would differ there for good.
+    const broken = replicationMachine.provide({
+      actions: {
+        journalAlone: brokenAction((before, after) => {
+          const site = after.primary;
+          const added = after.sites[site].changed.filter((key) => !before.sites[site].changed.includes(key));
+          const kept = [...before.sites[site].changed, ...added.slice(0, 1)].sort((a, b) => a - b);
+          return { ...after, sites: { ...after.sites, [site]: { ...after.sites[site], changed: kept } } };
+        }),
+      },
+    });
+    const violation = firstViolation(broken, { ...small, volumeCount: 1, blocksPerVolume: 2, blockBytes: 4, byteWrites: true }).find((v) => v.property === 'P1');
+    expect(violation, 'P1 reported').toBeDefined();
+    expect(violation!.message).toBe('site 1 holds writes its peer lacks in blocks 1, not in its changed-block record');
+    expect(violation!.path).toHaveLength(2);
+    expect(violation!.path[1]).toMatch(/^HOST_WRITE host=1 volume=0 block=0 data=1 start=\d+ length=\d+$/);
+  });
+
+  it('P6 made whole: a failback that cuts the last write from all three sites alike (their images stay equal)', () => {
+    const cut = (context: ModelContext): ModelContext => {
+      const last = context.sites[2].applied.length;
+      if (last === 0) return context;
+      const member = (site: 1 | 2) => {
+        const m = context.sites[site];
+        const applied = m.applied.filter((entry) => entry.u < last);
+        return { ...m, applied, journalFirst: Math.min(m.journalFirst, applied.length + 1), knownRestored: Math.min(m.knownRestored, applied.length), changed: [] };
+      };
+      const remote = context.sites[3];
+      return {
+        ...context,
+        sites: {
+          1: member(1),
+          2: member(2),
+          3: { ...remote, applied: remote.applied.filter((entry) => entry.u < last), pending: remote.pending.filter((entry) => entry.u < last) },
+        },
+      };
+    };
+    const broken = replicationMachine.provide({ actions: { failback: brokenAction((_before, after) => cut(after)) } });
+    const violation = firstViolation(broken).find((v) => v.property === 'P6');
+    expect(violation, 'P6 reported').toBeDefined();
+    expect(violation!.message).toMatch(/^failback lost writes at site 1: site 2 held \d+ before it/);
+    expect(violation!.path.at(-1)).toBe('FAILBACK');
+    expect(violation!.inTransition).toBe(true);
   });
 
   it('P7: a journal overflow that drops entries without suspending the async pair', () => {
