@@ -10,7 +10,7 @@ import { candidateEvents, formatEvent, refusalProbeEvents, type ModelEvent } fro
 import { failedConditions, refusalConditions } from './semantics.ts';
 import { replicationMachine, type ReplicationMachine, type TransitionMeta } from './machine.ts';
 import { validateParams, type ModelParams } from './params.ts';
-import { checkChartStructure, checkMirror, checkState, checkTransition, hostWriteProbe, type PropertyName } from './properties.ts';
+import { checkChartStructure, checkMirror, checkState, checkTransition, fullyProtected, hostWriteProbe, recoveryEventTypes, type PropertyName } from './properties.ts';
 import { contextKey, type ModelContext } from './state.ts';
 import { transitionDefinitions, type TransitionDefinitionInfo } from './traceability.ts';
 
@@ -153,6 +153,9 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
   let depth = 0;
   let complete = true;
   const edges: ExploredGraph['edges'] = [];
+  // P9: the recovery commands' edges, reversed afterwards (to, from), in growable typed arrays.
+  let recoveryEdges = new Int32Array(1024);
+  let recoveryEdgeCount = 0;
 
   for (const violation of checkChartStructure(machine)) report(0, violation.property, violation.message);
   for (const violation of checkState(initial.context, initial.value)) report(0, violation.property, violation.message);
@@ -213,6 +216,16 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       const key = stateKey(next.context);
       const known = seen.get(key);
       if (options.keepGraph) edges.push({ from: index, event, variant, to: known ?? visits.length });
+      if (recoveryEventTypes.has(event.type) && (known !== undefined || visits.length < statesMax)) {
+        if (recoveryEdgeCount * 2 + 2 > recoveryEdges.length) {
+          const grown = new Int32Array(recoveryEdges.length * 2);
+          grown.set(recoveryEdges);
+          recoveryEdges = grown;
+        }
+        recoveryEdges[recoveryEdgeCount * 2] = index;
+        recoveryEdges[recoveryEdgeCount * 2 + 1] = known ?? visits.length;
+        recoveryEdgeCount += 1;
+      }
       if (known !== undefined) continue;
       if (visits.length >= statesMax) {
         complete = false;
@@ -224,6 +237,13 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       seen.set(key, at);
       visits.push({ snapshot: next, parent: index, event, depth: nextDepth });
       for (const violation of checkState(next.context)) report(at, violation.property, violation.message);
+    }
+  }
+  // P9 on the whole graph, once it is complete (a partial graph lacks the edges that might recover a state).
+  if (complete) {
+    const unrecoverable = firstUnrecoverable(visits.length, (at) => fullyProtected(visits[at]!.snapshot.context), recoveryEdges.subarray(0, recoveryEdgeCount * 2));
+    if (unrecoverable !== null) {
+      report(unrecoverable, 'P9', 'no sequence of recover, resync, judge and copy commands reaches full protection from this state');
     }
   }
   const graph: ExploredGraph | undefined = options.keepGraph
@@ -286,6 +306,42 @@ export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>
     if (inState) return inState;
   }
   return null;
+}
+
+/**
+ * P9 by backward reachability: the states from which the recovery edges lead to a fully protected state are
+ * found from those states backwards; the first other state in breadth-first order (the one with the shortest
+ * path from the initial state), or null when every state recovers. `edges` holds (from, to) pairs.
+ */
+export function firstUnrecoverable(states: number, goal: (index: number) => boolean, edges: Int32Array): number | null {
+  // Reverse adjacency in compressed form: for each `to`, the `from`s of its recovery edges.
+  const starts = new Int32Array(states + 1);
+  for (let i = 1; i < edges.length; i += 2) starts[edges[i]! + 1]! += 1;
+  for (let i = 0; i < states; i++) starts[i + 1]! += starts[i]!;
+  const sources = new Int32Array(edges.length / 2);
+  const fill = starts.slice(0, states);
+  for (let i = 0; i < edges.length; i += 2) sources[fill[edges[i + 1]!]!++] = edges[i]!;
+  const recovers = new Uint8Array(states);
+  const queue = new Int32Array(states);
+  let tail = 0;
+  for (let at = 0; at < states; at++) {
+    if (goal(at)) {
+      recovers[at] = 1;
+      queue[tail++] = at;
+    }
+  }
+  for (let head = 0; head < tail; head++) {
+    const to = queue[head]!;
+    for (let k = starts[to]!; k < starts[to + 1]!; k++) {
+      const from = sources[k]!;
+      if (recovers[from] === 0) {
+        recovers[from] = 1;
+        queue[tail++] = from;
+      }
+    }
+  }
+  const first = recovers.indexOf(0);
+  return first === -1 ? null : first;
 }
 
 /** The sites whose host write (P4's probe) a root variant of the chart takes in this state. */

@@ -20,7 +20,7 @@ import {
 } from './state.ts';
 
 /** The name of a property; `MIRROR` is the chart's own consistency (regions agree with the context). */
-export type PropertyName = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'MIRROR';
+export type PropertyName = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'P9' | 'MIRROR';
 
 /** One property broken in one state or transition. */
 export interface Violation {
@@ -37,6 +37,7 @@ export const propertyStatements: Readonly<Record<PropertyName, string>> = {
   P5: 'delta resync only when the source journal covers every missing entry',
   P6: 'no lost data at failback: the failback keeps every write the primary held, at both members; in step and caught up, all three images are equal',
   P7: 'journals within capacity; a copying async pair never lost an entry site 3 needs',
+  P9: 'recoverability: from every explored state, recover, resync, judge and copy commands alone reach full protection (every site up, no link cut, the sync pair in step, site 3 copying and caught up, three equal images)',
   MIRROR: "the chart's regions, moved by the events, show each site's role and mode and each pair's state as the context says",
 };
 
@@ -142,6 +143,30 @@ export function checkState(context: ModelContext, value?: StateValue): Violation
 
   if (value !== undefined) violations.push(...checkMirror(context, value));
   return violations;
+}
+
+/**
+ * P9's commands: those that recover, resync, judge (a judge runs when site 3 reaches its source again) and copy.
+ * No failover, failback, fence, host write or new fault: recovery must not need a decision that costs data.
+ */
+export const recoveryEventTypes: ReadonlySet<ModelEvent['type']> = new Set<ModelEvent['type']>([
+  'RECOVER_SITE',
+  'RESTORE_LINK',
+  'RESYNC_SITE',
+  'DELTA_RESYNC',
+  'FULL_COPY',
+  'PULL_JOURNAL',
+  'RESTORE_JOURNAL',
+]);
+
+/** Full protection, P9's goal: every site up, no link cut, the pair in step, site 3 copying and caught up, equal images. */
+export function fullyProtected(context: ModelContext): boolean {
+  const { sites } = context;
+  if (!sites[1].up || !sites[2].up || !sites[3].up || context.cut.length > 0) return false;
+  if (context.syncPair !== 'inSync' && context.syncPair !== 'reversed') return false;
+  if (context.asyncPair !== 'copying' || sites[3].pending.length > 0 || sites[3].applied.length !== sites[context.primary].applied.length) return false;
+  const images = ([1, 2, 3] as const).map((site) => imageOf(context.params, sites[site].applied).join(','));
+  return new Set(images).size === 1;
 }
 
 /** A host write at `host` that any bounds allow (volume 0, block 0): P4's probe of what a site accepts. */

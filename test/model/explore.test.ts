@@ -179,6 +179,24 @@ describe('the checker catches broken variants of the chart, with a shortest coun
     expect(violation!.inTransition).toBe(true);
   });
 
+  it('P9: a chart that never accepts a full copy strands site 3 once its source journal overflowed', () => {
+    // The regions' full-copy moves are refused too, so the chart stays consistent (no MIRROR): only P9 sees it.
+    const standbyCovers = replicationMachine.implementations.guards.standbyCovers as (args: { event: ModelEvent }, params: unknown) => boolean;
+    const broken = replicationMachine.provide({
+      guards: {
+        fullCopyAccepted: () => false,
+        fullCopyCompletes: () => false,
+        standbyCovers: ((args: { event: ModelEvent }, params: unknown) => args.event.type !== 'FULL_COPY' && standbyCovers(args, params)) as never,
+      },
+    });
+    // P9 needs the whole graph: one volume keeps it to a few thousand states.
+    const violations = firstViolation(broken, { ...small, volumeCount: 1 });
+    expect(violations.map((violation) => violation.property)).toEqual(['P9']);
+    // The shortest way to a state no recovery command brings back: two writes overflow the one-entry journal.
+    expect(violations[0]!.path).toEqual(['HOST_WRITE host=1 volume=0 block=0 data=1', 'HOST_WRITE host=1 volume=0 block=0 data=2']);
+    expect(violations[0]!.message).toBe('no sequence of recover, resync, judge and copy commands reaches full protection from this state');
+  });
+
   it('P7: a journal overflow that drops entries without suspending the async pair', () => {
     const broken = replicationMachine.provide({
       actions: {
