@@ -105,8 +105,8 @@ function verdicts(input: PageInput): string {
     : `<span class="verdict none">claims ${claims.filter((row) => row.transitions.length > 0).length}/${claims.length} traced</span>`;
   const violations = exploration.flatMap((run) => run.violations);
   const propertyChip = exploration.length
-    ? `<a class="verdict ${violations.length === 0 && exploration.every((run) => run.complete) ? 'ok' : 'bad'}" href="#properties" data-verdict="properties">P1-P7 ${violations.length === 0 ? 'hold' : `${violations.length} violated`} in ${count(exploration.reduce((sum, run) => sum + run.states, 0))} states <small>(bounds: ${e(explorationBounds(input)!)})</small></a>`
-    : '<span class="verdict none">P1-P7 not explored</span>';
+    ? `<a class="verdict ${violations.length === 0 && exploration.every((run) => run.complete) ? 'ok' : 'bad'}" href="#properties" data-verdict="properties">P1-P7, P9 ${violations.length === 0 ? 'hold' : `${violations.length} violated`} in ${count(exploration.reduce((sum, run) => sum + run.states, 0))} states <small>(bounds: ${e(explorationBounds(input)!)})</small></a>`
+    : '<span class="verdict none">P1-P7, P9 not explored</span>';
   return `<div class="verdicts">${conformanceChip}${claimChip}${propertyChip}</div>`;
 }
 
@@ -283,7 +283,7 @@ function propertiesSection(input: PageInput): string {
   });
   const bounds = explorationBounds(input);
   const severalVolumes = input.exploration.some((run) => exercisesSeveralVolumes(run.params));
-  return `<section id="properties"><h2>Safety properties P1-P7</h2>
+  return `<section id="properties"><h2>Safety properties P1-P7 and P9</h2>
 <p class="lead">Checked on the model by exhaustive exploration of every reachable state and transition${bounds ? ` (this page explored at <b data-bounds>${e(bounds)}</b>${input.timings.exploreMs !== null ? `, in ${ms(input.timings.exploreMs)}` : ''})` : ''},
 and on the implementation at every step of the conformance run through the observation.${input.exploreProblem ? ` <b class="violation">${e(input.exploreProblem)}</b>` : ''}</p>
 ${bounds && !severalVolumes ? `<p class="warn bounds-note" id="several-volumes-note"><b>Not exercised here: claims ${severalVolumeClaims.join(', ')}</b> (several volumes in one consistency group, one journal and one update-number sequence across them).
@@ -348,7 +348,7 @@ export function reviewPageHtml(input: PageInput): string {
 <style>${pageStyle}</style></head>
 <body>
 <header class="top"><h1>Three-site replication: specification review</h1>
-<nav><a href="#simulator">simulator &amp; chart</a><a href="#claims">claims</a><a href="#properties">P1-P7</a><a href="#decisions">decisions</a><a href="#regions">per-region diagrams</a><a href="#conformance">conformance run</a></nav>
+<nav><a href="#simulator">simulator &amp; chart</a><a href="#claims">claims</a><a href="#properties">P1-P7, P9</a><a href="#decisions">decisions</a><a href="#regions">per-region diagrams</a><a href="#conformance">conformance run</a></nav>
 ${verdicts(input)}</header>
 <main>
 ${intro(input)}

@@ -1,5 +1,5 @@
 /**
- * The evidence for the safety properties P1-P7 of DESIGN.md: what the exhaustive exploration of the model
+ * The evidence for the safety properties P1-P7 and P9 of DESIGN.md: what the exhaustive exploration of the model
  * found for each (per fence policy: held in every state and transition, or the shortest counterexample), and
  * what the conformance run found on the implementation. The implementation is checked through the
  * observation after every step, so a property's conformance evidence is the steps checked and the
@@ -13,7 +13,7 @@ import type { ConformanceReport } from './conformance-report.ts';
 import type { ExploreCliSummary, PolicyExploration } from './exploration.ts';
 
 /** The properties of DESIGN.md, in order. */
-export const safetyProperties = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'] as const satisfies readonly PropertyName[];
+export const safetyProperties = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9'] as const satisfies readonly PropertyName[];
 
 /** The observation fields that witness each property (matched against a divergence's summary). */
 export const propertyWitnesses: Readonly<Record<(typeof safetyProperties)[number], RegExp>> = {
@@ -24,6 +24,8 @@ export const propertyWitnesses: Readonly<Record<(typeof safetyProperties)[number
   P5: /\bP5\b|asyncPair|judgement/,
   P6: /\bP6\b|volumeDigest/,
   P7: /\bP7\b|journal|highWater|asyncPair\.state|standbyPair/,
+  // A property of the explored graph (recoverability), checked by the explorer alone: only a report naming it.
+  P9: /\bP9\b/,
 };
 
 /** What one exploration found for one property. */

@@ -137,7 +137,7 @@ describe('reading reports', () => {
     const { summary } = readExploreSummary(join(dir, 'explore.json'));
     expect(summary?.runs[0]?.fencePolicy).toBe('refuse');
     const rows = propertyEvidence([], summary, null);
-    expect(rows.map((row) => row.property)).toEqual(['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7']);
+    expect(rows.map((row) => row.property)).toEqual(['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P9']);
     expect(rows[0]!.exploration).toEqual([{ source: 'reports/explore.json', fencePolicy: 'refuse', states: 5, transitions: 9, complete: true, violation: null, bounds: '? volumes x ? blocks, journal ?, pull batch ?, <= ? writes, <= ? faults' }]);
     expect(rows[0]!.conformance).toBeNull();
   });

@@ -117,7 +117,7 @@ describe('the spec review page, without a conformance run', () => {
     expect(await page.locator('tr[data-claim="20"] td').nth(1).textContent()).toContain("reads from site 2's journal");
     expect(await page.locator('[data-claim][data-result="no conformance run"]').count()).toBe(40);
     expect(await page.locator('header .verdicts').textContent()).toContain('no conformance run yet');
-    expect(await page.locator('[data-property]').count()).toBe(7);
+    expect(await page.locator('[data-property]').count()).toBe(8);
     expect(await page.locator('#property-P5').textContent()).toContain('holds (keepWriting');
 
     let state = initialContext(validateParams(simulatorParams));
@@ -196,8 +196,8 @@ describe('the spec review page, without a conformance run', () => {
       'site 3 journal',
       'site 3 volumes',
     ]);
-    expect(await page.locator('header [data-verdict="properties"]').textContent()).toMatch(/P1-P7 hold in [\d,]+ states \(bounds: 1 volume x 1 block, journal 1, pull batch 1, <= 1 writes, <= 1 faults; fence policies keepWriting and refuse\)/);
-    expect(await page.locator('#properties .ok [data-bounds]').count()).toBe(14);
+    expect(await page.locator('header [data-verdict="properties"]').textContent()).toMatch(/P1-P7, P9 hold in [\d,]+ states \(bounds: 1 volume x 1 block, journal 1, pull batch 1, <= 1 writes, <= 1 faults; fence policies keepWriting and refuse\)/);
+    expect(await page.locator('#properties .ok [data-bounds]').count()).toBe(16);
     expect(await page.locator('#several-volumes-note').textContent()).toContain('claims 12, 13, 14');
     expect(await page.locator('tr[data-claim="13"] .bounds-note').count()).toBe(1);
     expect(errors).toEqual([]);
