@@ -100,7 +100,8 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
   const write = async (offset: number, data: Uint8Array, fua: boolean): Promise<void> => {
     try {
       // A request larger than one journal entry is journaled as consecutive writes, acknowledged together.
-      const parts: Promise<unknown>[] = [];
+      // A write of no byte goes to the node too, which refuses it (`OutOfRange`, reason `empty`: EINVAL).
+      const parts: Promise<unknown>[] = data.length === 0 ? [hostWrite(volume, offset, data)] : [];
       for (let at = 0; at < data.length; at += chunkBytes) parts.push(hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
       await Promise.all(parts);
       // FUA: answered once the write is on stable storage at both sync members (SiteNode.flush).
