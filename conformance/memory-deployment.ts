@@ -39,6 +39,9 @@ import { refusalOfAnswer, type AsyncSystemUnderTest, type StepOutcome } from './
  * handshake is done (`impl/net/transport-tcp.ts`), never inside the call that made it possible: a site
  * that recovers goes online first and takes its role after (`SiteNode.recover`), and sees its peers come up
  * in that role. Until an end is told, the connection is not up at that end (`isConnected`, `send`).
+ *
+ * What a node throws while the network delivers a frame or a notice at a microtask goes to `crashed` when
+ * one is given (as a site process would die of it, and its driver report the exit), else it is thrown.
  */
 export class MemoryNetwork {
   /** The nodes on the network, by site (a site not added yet is not connected). */
@@ -64,8 +67,26 @@ export class MemoryNetwork {
   readonly #toldUp = new Set<string>();
   #upNoticesDue = false;
 
-  /** `upLater`: report a connection coming up at the next microtask, not at once (see the class comment). */
-  constructor(readonly upLater = false) {}
+  /**
+   * `upLater`: report a connection coming up at the next microtask, not at once (see the class comment).
+   * `crashed`: takes what a node throws at a microtask's delivery (null: it is thrown there).
+   */
+  constructor(
+    readonly upLater = false,
+    private readonly crashed: ((error: unknown) => void) | null = null,
+  ) {}
+
+  /** Runs a microtask's deliveries; what a node throws goes to `crashed` when there is one. */
+  #atMicrotask(deliver: () => void): void {
+    queueMicrotask(() => {
+      if (this.crashed === null) return deliver();
+      try {
+        deliver();
+      } catch (error) {
+        this.crashed(error);
+      }
+    });
+  }
 
   /** Whether sites `a` and `b` are connected: both on the network, the link not cut. */
   connected(a: SiteId, b: SiteId): boolean {
@@ -135,7 +156,7 @@ export class MemoryNetwork {
   #reportUpLater(): void {
     if (this.#upNoticesDue) return;
     this.#upNoticesDue = true;
-    queueMicrotask(() => {
+    this.#atMicrotask(() => {
       this.#upNoticesDue = false;
       for (const [a, b] of sitePairs) {
         if (!this.connected(a, b) || this.#toldUp.has(`${a}>${b}`)) continue;
@@ -150,7 +171,7 @@ export class MemoryNetwork {
   #schedule(): void {
     if (this.#pumping) return;
     this.#pumping = true;
-    queueMicrotask(() => {
+    this.#atMicrotask(() => {
       this.#pumping = false;
       this.deliverAll();
     });
@@ -192,6 +213,12 @@ export const memoryDeploymentLimits = {
    */
   settlePollsMax: 200,
   /**
+   * Turns of the event loop one step's command may take (a step takes one or two: nothing in the deployment
+   * waits for time). One that never ends (an answer a node never sends, as after a node threw) is then a
+   * crash divergence at that step, not a hang: a process deployment's answer timeouts end it the same way.
+   */
+  stepTurnsMax: 1_000,
+  /**
    * Milliseconds each step adds to the nodes' clock (their ticks, as a process gives them): far below the
    * answer timeout, so that in a path of any length the timeouts of lost answers never fire (the network
    * loses no frame of a connection that stays up).
@@ -213,8 +240,12 @@ function turn(): Promise<void> {
 
 /** Three site nodes on a {@link MemoryNetwork}, the operator over their in-process control clients, their NBD exports. */
 export class MemoryDeployment {
-  /** Connections are reported up after the call that made them (as over TCP). */
-  readonly net = new MemoryNetwork(true);
+  /** Connections are reported up after the call that made them (as over TCP); a node's throw there is a crash. */
+  readonly net = new MemoryNetwork(true, (error) => {
+    this.#crash ??= error;
+  });
+  /** What a node threw while the network delivered to it, or null: the deployment is then broken. */
+  #crash: unknown = null;
   readonly nodes: Record<SiteId, SiteNode>;
   readonly exports: Record<SiteId, NbdExport[]>;
   readonly operator: Operator;
@@ -287,6 +318,7 @@ export class MemoryDeployment {
     let polls = 0;
     return settleDeployment(() => this.operator.status(true), {
       check: (reason, last) => {
+        this.throwIfCrashed();
         polls += 1;
         if (polls > memoryDeploymentLimits.settlePollsMax) {
           throw new Error(`the in-process deployment did not settle within ${memoryDeploymentLimits.settlePollsMax} polls: ${reason ?? 'its status kept changing'}; last status ${last}`);
@@ -294,6 +326,30 @@ export class MemoryDeployment {
       },
       pause: () => turn(),
     });
+  }
+
+  /**
+   * Resolves as `work` does, turn by turn of the event loop: what a node threw meanwhile, or work still
+   * going after {@link memoryDeploymentLimits}.stepTurnsMax turns, rejects instead (not a hang).
+   */
+  async untilDone<T>(work: Promise<T>): Promise<T> {
+    let finished = false;
+    const tracked = work.finally(() => {
+      finished = true;
+    });
+    // Awaited below once finished; handled here meanwhile, for the case that this gives up first.
+    tracked.catch(() => undefined);
+    for (let turns = 0; !finished; turns += 1) {
+      this.throwIfCrashed();
+      if (turns >= memoryDeploymentLimits.stepTurnsMax) throw new Error(`a step did not end within ${memoryDeploymentLimits.stepTurnsMax} turns of the event loop`);
+      await turn();
+    }
+    return tracked;
+  }
+
+  /** Throws what a node threw while the network delivered to it (a site process would have died of it). */
+  throwIfCrashed(): void {
+    if (this.#crash !== null) throw new Error(`a site node threw while the network delivered to it: ${this.#crash instanceof Error ? `${this.#crash.name}: ${this.#crash.message}` : String(this.#crash)}`, { cause: this.#crash });
   }
 
   /**
@@ -337,8 +393,9 @@ export class MemoryDeploymentSut implements AsyncSystemUnderTest {
     const command = deploymentCommandOf(deployment.operator, driverEventFor(event, this.blockBytes), (host, volume, offset, data) => deployment.hostWrite(host, volume, offset, data));
     let outcome: StepOutcome = { accepted: true };
     try {
-      await command.run();
+      await deployment.untilDone(command.run());
     } catch (error) {
+      deployment.throwIfCrashed();
       const refusal = refusalAnswerOf(error);
       if (refusal === null) throw error;
       outcome = refusalOfAnswer(refusal.code, refusal.message);

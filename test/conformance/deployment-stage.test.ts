@@ -9,10 +9,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ClusterSut } from '../../conformance/adapter.ts';
+import { runPathAsync } from '../../conformance/lockstep.ts';
 import { MemoryDeploymentSut } from '../../conformance/memory-deployment.ts';
 import { runConformance, type RunOptions } from '../../conformance/run.ts';
 import type { StorageSystem } from '../../impl/core/storage-system.ts';
-import type { ModelParams } from '../../model/params.ts';
+import { parseEvent } from '../../model/events.ts';
+import { validateParams, type ModelParams } from '../../model/params.ts';
 import { stageRunOptions } from './stage-run.ts';
 
 const small: RunOptions = {
@@ -83,6 +85,27 @@ describe('the deployment stage', () => {
       expect(divergence.summary).toMatch(/sites\.2\.volumeDigest/);
     }
   }, 120_000);
+
+  it('takes a node that throws at a delivery, or a step that never ends, as a crash of that step (not a dead or hung run)', async () => {
+    const params = validateParams({ fencePolicy: 'refuse' });
+    const events = ['HOST_WRITE host=1 volume=0 block=0 data=1', 'PULL_JOURNAL'].map(parseEvent);
+    const throwing = await runPathAsync(params, events, async (p) => {
+      const sut = await MemoryDeploymentSut.create(p);
+      sut.deployment.nodes[2].onFrame = () => {
+        throw new Error('planted: site 2 dies of a frame');
+      };
+      return sut;
+    });
+    expect(throwing.divergence).toMatchObject({ kind: 'crash', step: 0, event: 'HOST_WRITE host=1 volume=0 block=0 data=1' });
+    expect(throwing.divergence!.summary).toMatch(/a site node threw while the network delivered to it: Error: planted: site 2 dies of a frame/);
+    const hanging = await runPathAsync(params, events, async (p) => {
+      const sut = await MemoryDeploymentSut.create(p);
+      sut.deployment.nodes[3].pullNow = () => new Promise(() => undefined);
+      return sut;
+    });
+    expect(hanging.divergence).toMatchObject({ kind: 'crash', step: 1, event: 'PULL_JOURNAL' });
+    expect(hanging.divergence!.summary).toMatch(/a step did not end within \d+ turns of the event loop/);
+  });
 
   it('fails the run by name when the stage runs no path', async () => {
     const report = await runConformance({ ...small, deploymentWork: () => [] });
