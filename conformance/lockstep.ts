@@ -11,7 +11,7 @@ import { observe } from '../model/observe.ts';
 import type { ModelParams } from '../model/params.ts';
 import { checkMirror } from '../model/properties.ts';
 import { check, failoverRefusedByJudge } from '../model/semantics.ts';
-import type { SystemUnderTest, StepOutcome } from './sut.ts';
+import type { AsyncSutFactory, AsyncSystemUnderTest, StepOutcome, SystemUnderTest } from './sut.ts';
 import { CoverageTracker } from './coverage.ts';
 import { diffObservations, formatDifference, type FieldDifference } from './observation-diff.ts';
 import { abstractKey } from './paths.ts';
@@ -55,8 +55,46 @@ export interface PathRun {
   expected: Observation[];
 }
 
-/** Drives model and implementation side by side, one event at a time. */
-export class Lockstep {
+/** What one call of the system under test gave: its value, or the text of what it threw (a crash). */
+export type Attempt<T> = { value: T } | { thrown: string };
+
+function thrownText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** Calls the system under test, catching what it throws. */
+function attempt<T>(call: () => T): Attempt<T> {
+  try {
+    return { value: call() };
+  } catch (error) {
+    return { thrown: thrownText(error) };
+  }
+}
+
+/** Calls an asynchronous system under test, catching what it throws or rejects with. */
+async function attemptAsync<T>(call: () => Promise<T>): Promise<Attempt<T>> {
+  try {
+    return { value: await call() };
+  } catch (error) {
+    return { thrown: thrownText(error) };
+  }
+}
+
+/** An event the model has judged, waiting for the system under test's answer. */
+export interface PendingStep {
+  /** 0-based index of the event in the path. */
+  index: number;
+  event: ModelEvent;
+  expected: ExpectedOutcome;
+}
+
+/**
+ * The lockstep loop's model side and its comparisons, apart from the calls of the system under test `S`:
+ * {@link Lockstep} makes those calls synchronously, {@link AsyncLockstep} awaits them. Per event: {@link expect}
+ * (the model's verdict), {@link settle} (the implementation's outcome against it; the model then takes the
+ * step), {@link compare} (the observations after it).
+ */
+export class LockstepBase<S> {
   private snapshot: Snapshot;
   private readonly events: string[] = [];
   readonly expected: Observation[] = [];
@@ -64,7 +102,7 @@ export class Lockstep {
   /** `machine`: the chart that is the expectation (default the specification; model-mutant tests pass mutants). */
   constructor(
     readonly params: ModelParams,
-    readonly sut: SystemUnderTest,
+    readonly sut: S,
     private readonly coverage: CoverageTracker | null = null,
     private readonly machine: ReplicationMachine = replicationMachine,
   ) {
@@ -77,23 +115,21 @@ export class Lockstep {
     return this.snapshot;
   }
 
-  /** Compares the initial observations; returns a divergence or null. */
-  start(): Divergence | null {
-    return this.compare(-1, null);
-  }
-
-  /** Takes one event on both sides; returns a divergence or null. */
-  step(event: ModelEvent): Divergence | null {
+  /** Takes the next event of the path: records it and says what the model expects of it. */
+  expect(event: ModelEvent): PendingStep {
     const index = this.events.length;
     this.events.push(formatEvent(event));
-    const expected = expectedOutcome(this.snapshot, event);
-    let actual: StepOutcome;
-    try {
-      actual = this.sut.apply(event);
-    } catch (error) {
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return this.divergence(index, 'crash', expected, { error: text }, [], `crash: ${text}`);
-    }
+    return { index, event, expected: expectedOutcome(this.snapshot, event) };
+  }
+
+  /**
+   * The implementation's outcome of a pending step against the model's: a divergence (a crash, another
+   * outcome, a chart that disagrees with its semantics), or null once the model has taken the step too.
+   */
+  settle(step: PendingStep, outcome: Attempt<StepOutcome>): Divergence | null {
+    const { index, event, expected } = step;
+    if ('thrown' in outcome) return this.divergence(index, 'crash', expected, { error: outcome.thrown }, [], `crash: ${outcome.thrown}`);
+    const actual = outcome.value;
     if (expected.accepted !== actual.accepted || (!expected.accepted && !actual.accepted && expected.code !== actual.code)) {
       const summary = expected.accepted
         ? `model accepts, implementation refused with ${(actual as { code: string }).code}: ${(actual as { message: string }).message}`
@@ -121,23 +157,19 @@ export class Lockstep {
     if (mirror.length > 0) {
       return this.divergence(index, 'chart', expected, actual, [], `after ${formatEvent(event)} the chart disagrees with its semantics: ${mirror.map((v) => v.message).join('; ')}`);
     }
-    return this.compare(index, event);
+    return null;
   }
 
-  private compare(index: number, event: ModelEvent | null): Divergence | null {
+  /** Compares the implementation's observation with the model's, after `step` (null: the initial state). */
+  compare(step: PendingStep | null, observation: Attempt<Observation>): Divergence | null {
+    const index = step?.index ?? -1;
     const expected = observe(this.snapshot.context);
     this.expected.push(expected);
-    let actual: Observation;
-    try {
-      actual = this.sut.observe();
-    } catch (error) {
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return this.divergence(index, 'crash', expected, { error: text }, [], `observe() crashed: ${text}`);
-    }
-    const differences = diffObservations(expected, actual);
+    if ('thrown' in observation) return this.divergence(index, 'crash', expected, { error: observation.thrown }, [], `observe() crashed: ${observation.thrown}`);
+    const differences = diffObservations(expected, observation.value);
     if (differences.length === 0) return null;
-    const label = event ? formatEvent(event) : 'initial state';
-    return this.divergence(index, 'observation', expected, actual, differences, `after ${label}:\n  ${differences.map(formatDifference).join('\n  ')}`);
+    const label = step ? formatEvent(step.event) : 'initial state';
+    return this.divergence(index, 'observation', expected, observation.value, differences, `after ${label}:\n  ${differences.map(formatDifference).join('\n  ')}`);
   }
 
   private divergence(
@@ -152,6 +184,34 @@ export class Lockstep {
   }
 }
 
+/** Drives model and implementation side by side, one event at a time. */
+export class Lockstep extends LockstepBase<SystemUnderTest> {
+  /** Compares the initial observations; returns a divergence or null. */
+  start(): Divergence | null {
+    return this.compare(null, attempt(() => this.sut.observe()));
+  }
+
+  /** Takes one event on both sides; returns a divergence or null. */
+  step(event: ModelEvent): Divergence | null {
+    const step = this.expect(event);
+    return this.settle(step, attempt(() => this.sut.apply(event))) ?? this.compare(step, attempt(() => this.sut.observe()));
+  }
+}
+
+/** {@link Lockstep} over a system whose calls are promises: the same comparisons, each call awaited. */
+export class AsyncLockstep extends LockstepBase<AsyncSystemUnderTest> {
+  /** Compares the initial observations; resolves with a divergence or null. */
+  async start(): Promise<Divergence | null> {
+    return this.compare(null, await attemptAsync(() => this.sut.observe()));
+  }
+
+  /** Takes one event on both sides; resolves with a divergence or null. */
+  async step(event: ModelEvent): Promise<Divergence | null> {
+    const step = this.expect(event);
+    return this.settle(step, await attemptAsync(() => this.sut.apply(event))) ?? this.compare(step, await attemptAsync(() => this.sut.observe()));
+  }
+}
+
 /** Drives one whole path; stops at the first divergence. */
 export function runPath(
   params: ModelParams,
@@ -163,14 +223,39 @@ export function runPath(
   const sut = makeSut(params);
   try {
     const lockstep = new Lockstep(params, sut, coverage, machine);
-    const initial = lockstep.start();
-    if (initial) return { steps: 0, divergence: initial, expected: lockstep.expected };
-    for (const [i, event] of events.entries()) {
-      const divergence = lockstep.step(event);
-      if (divergence) return { steps: i + 1, divergence, expected: lockstep.expected };
+    let divergence = lockstep.start();
+    let steps = 0;
+    for (const event of events) {
+      if (divergence) break;
+      steps += 1;
+      divergence = lockstep.step(event);
     }
-    return { steps: events.length, divergence: null, expected: lockstep.expected };
+    return { steps, divergence, expected: lockstep.expected };
   } finally {
     sut.close();
+  }
+}
+
+/** {@link runPath} on an asynchronous system under test (`AsyncSystemUnderTest`), each call awaited. */
+export async function runPathAsync(
+  params: ModelParams,
+  events: readonly ModelEvent[],
+  makeSut: AsyncSutFactory,
+  coverage: CoverageTracker | null = null,
+  machine: ReplicationMachine = replicationMachine,
+): Promise<PathRun> {
+  const sut = await makeSut(params);
+  try {
+    const lockstep = new AsyncLockstep(params, sut, coverage, machine);
+    let divergence = await lockstep.start();
+    let steps = 0;
+    for (const event of events) {
+      if (divergence) break;
+      steps += 1;
+      divergence = await lockstep.step(event);
+    }
+    return { steps, divergence, expected: lockstep.expected };
+  } finally {
+    await sut.close();
   }
 }

@@ -131,6 +131,8 @@ const usage = `usage: npm start -- [options]
   --gate D=F,...      coverage each dimension must reach, as a fraction
                       (default ${defaultGatesText()}; graphEdges=1 with --edges)
   --no-faults         skip the fault catalogue
+  --no-deployment     skip the in-process deployment stage (the targeted paths on three site nodes, the
+                      operator and the NBD exports in this process)
   --sut S             the system under test: inprocess (default); processes, the three site processes
                       (threesite serve) driven over NBD and their control ports by impl/drivers/driver-processes.ts;
                       or a driver command run with sh -c that speaks the driver protocol (README), e.g.
@@ -183,6 +185,12 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
         ? 'skipped (in-process only)'
         : `${report.fileBackend.paths} paths on the file backends, ${report.fileBackend.failed} failed: ${report.fileBackend.crashes} crashes (${report.fileBackend.tornTails} torn journal tails), ${report.fileBackend.recoveries} recoveries from files`,
     ],
+    [
+      'in-process deployment',
+      report.deployment === null
+        ? 'skipped (in-process only, or --no-deployment)'
+        : `${report.deployment.paths} paths on three site nodes, the operator and NBD exports in this process, ${report.deployment.steps} steps, ${report.deployment.divergences} diverged`,
+    ],
     ['byte-range writes', `${report.byteRangeWrites} host writes of a byte range in the generated paths`],
     ['random walks', `${report.walks.runs} walks, ${report.walks.steps} steps`],
     [
@@ -207,7 +215,7 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
   rows.push(['divergences', String(report.divergences.length)]);
   for (const failure of report.gateFailures) rows.push(['COVERAGE GATE', failure]);
   const t = report.timings;
-  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, files ${(t.fileMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, interleavings ${(t.interleavingsMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
+  rows.push(['time', `${(report.ms / 1000).toFixed(1)} s (plan ${(t.planMs / 1000).toFixed(1)}, paths ${(t.pathsMs / 1000).toFixed(1)}, files ${(t.fileMs / 1000).toFixed(1)}, deployment ${(t.deploymentMs / 1000).toFixed(1)}, walks ${(t.walksMs / 1000).toFixed(1)}, interleavings ${(t.interleavingsMs / 1000).toFixed(1)}, faults ${(t.faultsMs / 1000).toFixed(1)})`]);
   const width = Math.max(...rows.map(([name]) => name.length));
   console.log('\nconformance summary');
   for (const [name, figure] of rows) console.log(`  ${name.padEnd(width)}  ${figure}`);
@@ -272,6 +280,7 @@ async function main(): Promise<number> {
         blocks: { type: 'string' },
         batch: { type: 'string' },
         'no-faults': { type: 'boolean', default: false },
+        'no-deployment': { type: 'boolean', default: false },
         sut: { type: 'string', default: 'inprocess' },
         edges: { type: 'boolean', default: false },
         gate: { type: 'string' },
@@ -370,6 +379,7 @@ async function main(): Promise<number> {
     largerBounds: true,
     fileBackends: inProcess,
     interleavings: inProcess,
+    deployment: inProcess && !values['no-deployment'],
     fixturesDir: inProcess ? mainDefaults.fixturesDir : mainDefaults.driverFixturesDir,
     makeSut: sut.makeSut,
     progress: (name, done, total) => {

@@ -18,7 +18,7 @@ import type { Observation } from '../model/observation.ts';
 import type { FencePolicy, ModelParams } from '../model/params.ts';
 import { startTypeScriptWorker } from '../model/ts-worker.ts';
 import { clusterConfigFor } from './adapter.ts';
-import { refusalCodeOf, type StepOutcome, type SutFactory, type SystemUnderTest } from './sut.ts';
+import { refusalOfAnswer, type StepOutcome, type SutFactory, type SystemUnderTest } from './sut.ts';
 
 /** The protocol the harness speaks; a driver's `hello` answer must name the same. */
 export const driverProtocol = 'threesite-driver-v1';
@@ -318,9 +318,7 @@ export class DriverSut implements SystemUnderTest {
     if (answer.accepted !== false || typeof answer.code !== 'string' || typeof answer.message !== 'string') {
       throw connection.malformed(request, JSON.stringify(answer), 'apply must answer {"accepted":true} or {"accepted":false,"code":...,"message":...}');
     }
-    const outcome = refusalCodeOf(Object.assign(new Error(answer.message), { code: answer.code }));
-    // A code of the implementation's own (not one of the model's) keeps its name in the message.
-    return outcome.code === 'Other' ? { ...outcome, message: `${answer.code}: ${answer.message}` } : outcome;
+    return refusalOfAnswer(answer.code, answer.message);
   }
 
   observe(): Observation {

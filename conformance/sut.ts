@@ -22,6 +22,22 @@ export interface SystemUnderTest {
 /** Builds a fresh system under test for one path or walk. */
 export type SutFactory = (params: ModelParams) => SystemUnderTest;
 
+/**
+ * A system whose steps take time in the harness's own thread (site nodes exchanging frames on an in-memory
+ * network, `memory-deployment.ts`): the same seam as {@link SystemUnderTest}, each call a promise. The
+ * lockstep loop awaits each one (`runPathAsync`); nothing runs in another thread or process, so a mutation
+ * run sees every line it reaches.
+ */
+export interface AsyncSystemUnderTest {
+  /** Performs the event; a refusal resolves, not rejects. Any rejection is a crash. */
+  apply(event: ModelEvent): Promise<StepOutcome>;
+  observe(): Promise<Observation>;
+  close(): Promise<void>;
+}
+
+/** Builds a fresh asynchronous system under test for one path. */
+export type AsyncSutFactory = (params: ModelParams) => Promise<AsyncSystemUnderTest>;
+
 const refusalCodes: readonly string[] = ['NotWritable', 'OutOfRange', 'SiteFailed', 'SiteUp', 'LinkState', 'NotAllowed', 'RemoteAhead'];
 
 /** Maps a typed error of the implementation to a refusal code: its `code`, or its class name without `Error`. */
@@ -31,6 +47,15 @@ export function refusalCodeOf(error: unknown): StepOutcome & { accepted: false }
   const code = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : named;
   const normal = [code, named].find((candidate) => refusalCodes.includes(candidate));
   return { accepted: false, code: (normal ?? 'Other') as RefusalCode | 'RemoteAhead' | 'Other', message };
+}
+
+/**
+ * A refusal a system answered with a code and a message (a driver's answer, a deployment's): the model's
+ * code, or `Other` for a code of the implementation's own, whose name the message then keeps.
+ */
+export function refusalOfAnswer(code: string, message: string): StepOutcome & { accepted: false } {
+  const outcome = refusalCodeOf(Object.assign(new Error(message), { code }));
+  return outcome.code === 'Other' ? { ...outcome, message: `${code}: ${message}` } : outcome;
 }
 
 /** Whether an error is one of the implementation's typed refusals (anything else is a crash). */

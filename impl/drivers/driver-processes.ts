@@ -117,7 +117,8 @@ function siteCommandOf(): Promise<{ file: string; bundled: boolean }> {
   return siteCommand;
 }
 
-type Json = Record<string, unknown>;
+/** A JSON object of the protocol or of `cluster.json`. */
+export type Json = Record<string, unknown>;
 
 function object(value: unknown, field: string): Json {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MalformedMessageError(field, 'must be a JSON object');
@@ -248,10 +249,142 @@ export function observationOf(status: DeploymentStatus): Observation {
   };
 }
 
-/** What a reset asks for: the bounds of `cluster.json`. */
-type Bounds = Pick<DeploymentConfig, 'volumeCount' | 'volumeBytes' | 'blockBytes' | 'journal' | 'pullBatchEntriesMax' | 'fencePolicy'>;
+/** A host's write of `data` at byte `offset` of export `vol<volume>` of site `host` (host N writes at site N). */
+export type DeploymentHostWrite = (host: SiteId, volume: number, offset: number, data: Uint8Array) => Promise<void>;
 
-function boundsOf(value: unknown): Bounds {
+/** One event of the driver protocol, decoded: what carries it out, and whether it is a host write. */
+export interface DeploymentCommand {
+  hostWrite: boolean;
+  run(): Promise<unknown>;
+}
+
+/**
+ * Decodes an event of the driver protocol (throwing {@link MalformedMessageError} before anything is done)
+ * into what carries it out on a deployment: a host write through `hostWrite` (NBD, for processes), anything
+ * else through the operator. The processes' driver and the in-process deployment of the conformance run
+ * (`conformance/memory-deployment.ts`) both carry events out through this one mapping.
+ */
+export function deploymentCommandOf(operator: Operator, event: Json, hostWrite: DeploymentHostWrite): DeploymentCommand {
+  const call = (run: () => Promise<unknown>) => ({ hostWrite: false, run });
+  switch (event.type) {
+    case 'HOST_WRITE': {
+      const host = integer(event, 'host');
+      const volume = integer(event, 'volume');
+      const offset = integer(event, 'offset');
+      if (typeof event.data !== 'string' || !base64Pattern.test(event.data)) throw new MalformedMessageError('event.data', 'must be base64 text');
+      const data = new Uint8Array(Buffer.from(event.data, 'base64'));
+      return {
+        hostWrite: true,
+        run: async () => {
+          if (host !== 1 && host !== 2) throw new InvalidArgumentError('hostWrite', 'host', host);
+          if (volume < 0) throw new InvalidArgumentError('hostWrite', 'volume', volume);
+          if (offset < 0) throw new InvalidArgumentError('hostWrite', 'offset', offset);
+          // Host h is served by site h (host 2 after a failover).
+          await hostWrite(host, volume, offset, data);
+        },
+      };
+    }
+    case 'PULL_JOURNAL':
+      return call(() => operator.pullJournal());
+    case 'RESTORE_JOURNAL':
+      return call(() => operator.restoreJournal());
+    case 'FAIL_SITE': {
+      const id = integer(event, 'site');
+      return call(() => operator.fail(siteOf(id, [1, 2, 3], 'failSite')));
+    }
+    case 'RECOVER_SITE': {
+      const id = integer(event, 'site');
+      return call(() => operator.recover(siteOf(id, [1, 2, 3], 'recoverSite')));
+    }
+    case 'CUT_LINK':
+    case 'RESTORE_LINK': {
+      const link = event.link;
+      if (link !== '1-2' && link !== '1-3' && link !== '2-3') throw new MalformedMessageError('event.link', 'must be "1-2", "1-3" or "2-3"');
+      const [a, b] = link.split('-').map(Number) as [SiteId, SiteId];
+      const cut = event.type === 'CUT_LINK';
+      return call(() => operator.setLinkCut(a, b, cut));
+    }
+    case 'FENCE_SITE': {
+      const id = integer(event, 'site');
+      return call(() => operator.fence(siteOf(id, [1, 2, 3], 'fenceSite')));
+    }
+    case 'FAILOVER': {
+      const force = event.force;
+      if (typeof force !== 'boolean') throw new MalformedMessageError('event.force', 'must be true or false');
+      return call(() => operator.failover(force));
+    }
+    case 'RESYNC_SITE': {
+      const id = integer(event, 'site');
+      return call(() => operator.resync(siteOf(id, [1, 2], 'resyncSite') as SyncSiteId));
+    }
+    case 'DELTA_RESYNC':
+      return call(() => operator.deltaResync());
+    case 'FULL_COPY':
+      return call(() => operator.fullCopy());
+    case 'FAILBACK':
+      return call(() => operator.failback());
+    default:
+      throw new MalformedMessageError('event.type', `unknown event type ${JSON.stringify(event.type)}`);
+  }
+}
+
+/** A refused step as the protocol answers it. */
+export type RefusalAnswer = {
+  accepted: false;
+  code: string;
+  message: string;
+};
+
+/**
+ * The protocol's answer to an error of a step, or null when it is no refusal (a crash): a site's or the
+ * operator's typed refusal answers with its code; a host write's NBD error with the refusal it stands for
+ * (EPERM `NotWritable`, EINVAL and ENOSPC `OutOfRange`, another `Nbd<errno>`), an export the site does not
+ * have `OutOfRange`.
+ */
+export function refusalAnswerOf(error: unknown): RefusalAnswer | null {
+  if (error instanceof RefusalError) return { accepted: false, code: error.code, message: error.message };
+  if (error instanceof NbdReplyError) {
+    const code = error.errnoName === 'EPERM' ? 'NotWritable' : error.errnoName === 'EINVAL' || error.errnoName === 'ENOSPC' ? 'OutOfRange' : `Nbd${error.errnoName}`;
+    return { accepted: false, code, message: error.message };
+  }
+  if (error instanceof NbdClientError && error.kind === 'unknownExport') return { accepted: false, code: 'OutOfRange', message: error.message };
+  return null;
+}
+
+/** How {@link settleDeployment} waits: between polls, and when to give up. */
+export interface SettleWait {
+  /** Throws when the wait must end (a process exited, a deadline passed); `reason` and `last` are of the last poll (null before the first). */
+  check(reason: string | null, last: string | null): void;
+  /** Waits before the next poll while the deployment is not quiescent (`polls`: polls so far). */
+  pause(polls: number): Promise<void>;
+}
+
+/**
+ * Polls the deployment's status until it is quiescent ({@link unsettledReason}) and the same twice in a row,
+ * and returns that status: the deployment refines the model's atomic steps (a connection seen going down or
+ * coming up moves the pairs; a reattached site 3 is judged; a copy ends with its acknowledgement), and an
+ * observation is taken once those refined steps have settled.
+ */
+export async function settleDeployment(status: () => Promise<DeploymentStatus>, wait: SettleWait): Promise<DeploymentStatus> {
+  let previous: string | null = null;
+  let reason: string | null = null;
+  let last: string | null = null;
+  for (let polls = 0; ; polls += 1) {
+    wait.check(reason, last);
+    const current = await status();
+    reason = unsettledReason(current);
+    last = JSON.stringify(current);
+    if (reason === null && last === previous) return current;
+    previous = reason === null ? last : null;
+    if (reason !== null) await wait.pause(polls);
+  }
+}
+
+/** What a reset asks for: the bounds of `cluster.json`. */
+export type Bounds = Pick<DeploymentConfig, 'volumeCount' | 'volumeBytes' | 'blockBytes' | 'journal' | 'pullBatchEntriesMax' | 'fencePolicy'>;
+
+/** The bounds of a reset's configuration (`clusterConfigOf` checks it: a malformed one throws). */
+export function boundsOf(value: unknown): Bounds {
   const config = clusterConfigOf(value);
   return {
     volumeCount: config.volumeCount,
@@ -260,6 +393,24 @@ function boundsOf(value: unknown): Bounds {
     journal: { ...config.journal },
     pullBatchEntriesMax: config.pullBatchEntriesMax,
     fencePolicy: config.fencePolicy,
+  };
+}
+
+/**
+ * The `cluster.json` of a deployment under the conformance run, with the bounds of its model: site 3's pull
+ * and restore timers effectively off (the model pulls and restores on its own events only, PULL_JOURNAL and
+ * RESTORE_JOURNAL), a fast reconnect, no fsync per write. `endpoint` gives each site's addresses and directory.
+ */
+export function conformanceDeploymentJson(bounds: Bounds, cluster: string, endpoint: (id: SiteId) => Json): Json {
+  return {
+    cluster,
+    ...bounds,
+    pullIntervalMs: intervalMsMax,
+    restoreIntervalMs: intervalMsMax,
+    reconnectDelayMs: processDriverLimits.reconnectDelayMs,
+    reconnectDelayMsMax: processDriverLimits.reconnectDelayMsMax,
+    flushEachWrite: false,
+    sites: { 1: endpoint(1), 2: endpoint(2), 3: endpoint(3) },
   };
 }
 
@@ -389,18 +540,8 @@ class ProcessDeployment {
       controlPort: ports[(id - 1) * 3 + 2] as number,
       dir: path.join(dir, `site-${id}`),
     });
-    const raw = {
-      // A new cluster id each reset: a connection between two incarnations fails its hello.
-      cluster: `conformance-${process.pid}-${deploymentsStarted}`,
-      ...bounds,
-      // The model pulls and restores on its own events only (PULL_JOURNAL, RESTORE_JOURNAL).
-      pullIntervalMs: intervalMsMax,
-      restoreIntervalMs: intervalMsMax,
-      reconnectDelayMs: processDriverLimits.reconnectDelayMs,
-      reconnectDelayMsMax: processDriverLimits.reconnectDelayMsMax,
-      flushEachWrite: false,
-      sites: { 1: endpoint(1), 2: endpoint(2), 3: endpoint(3) },
-    };
+    // A new cluster id each reset: a connection between two incarnations fails its hello.
+    const raw = conformanceDeploymentJson(bounds, `conformance-${process.pid}-${deploymentsStarted}`, endpoint);
     const config = validateDeploymentConfig(raw, processes.home);
     return new ProcessDeployment(processes, dir, raw, config);
   }
@@ -421,22 +562,17 @@ class ProcessDeployment {
   }
 
   /** Waits until the deployment is quiescent ({@link unsettledReason}) and the same twice in a row; returns that status. */
-  async settle(): Promise<DeploymentStatus> {
+  settle(): Promise<DeploymentStatus> {
     const deadline = performance.now() + processDriverLimits.settleTimeoutMs;
-    let previous: string | null = null;
-    let reason: string | null = null;
-    for (let polls = 0; ; polls += 1) {
-      if (this.processes.exited !== null) throw new Error(`${this.processes.exited}\n${this.processes.logText()}`);
-      const status = await this.operator.status(true);
-      reason = unsettledReason(status);
-      const key = JSON.stringify(status);
-      if (reason === null && key === previous) return status;
-      previous = reason === null ? key : null;
-      if (performance.now() > deadline) {
-        throw new Error(`the deployment did not settle within ${processDriverLimits.settleTimeoutMs} ms: ${reason ?? 'its status kept changing'}; last status ${key}\n${this.processes.logText()}`);
-      }
-      if (reason !== null) await pause(Math.min(processDriverLimits.pollDelayMsMax, 2 ** polls / 2));
-    }
+    return settleDeployment(() => this.operator.status(true), {
+      check: (reason, last) => {
+        if (this.processes.exited !== null) throw new Error(`${this.processes.exited}\n${this.processes.logText()}`);
+        if (last !== null && performance.now() > deadline) {
+          throw new Error(`the deployment did not settle within ${processDriverLimits.settleTimeoutMs} ms: ${reason ?? 'its status kept changing'}; last status ${last}\n${this.processes.logText()}`);
+        }
+      },
+      pause: (polls) => pause(Math.min(processDriverLimits.pollDelayMsMax, 2 ** polls / 2)),
+    });
   }
 
   /**
@@ -444,87 +580,19 @@ class ProcessDeployment {
    * anything is done; a refusal (the operator's, a site's, an NBD error) is an answer, not an error.
    */
   async apply(value: unknown): Promise<Json> {
-    const command = this.#commandOf(object(value, 'event'));
+    const command = deploymentCommandOf(this.operator, object(value, 'event'), async (host, volume, offset, data) => {
+      const client = await this.#nbdClient(host, volume);
+      await client.write(offset, data);
+    });
     try {
       await command.run();
     } catch (error) {
-      if (error instanceof RefusalError) return { accepted: false, code: error.code, message: error.message };
-      if (error instanceof NbdReplyError) {
-        const code = error.errnoName === 'EPERM' ? 'NotWritable' : error.errnoName === 'EINVAL' || error.errnoName === 'ENOSPC' ? 'OutOfRange' : `Nbd${error.errnoName}`;
-        return { accepted: false, code, message: error.message };
-      }
-      if (error instanceof NbdClientError && error.kind === 'unknownExport') return { accepted: false, code: 'OutOfRange', message: error.message };
-      throw error;
+      const refusal = refusalAnswerOf(error);
+      if (refusal === null) throw error;
+      return refusal;
     }
     if (!command.hostWrite) this.#epoch += 1;
     return { accepted: true };
-  }
-
-  /** Decodes an event (throwing {@link MalformedMessageError}) into what carries it out. */
-  #commandOf(event: Json): { hostWrite: boolean; run(): Promise<unknown> } {
-    const operator = this.operator;
-    const call = (run: () => Promise<unknown>) => ({ hostWrite: false, run });
-    switch (event.type) {
-      case 'HOST_WRITE': {
-        const host = integer(event, 'host');
-        const volume = integer(event, 'volume');
-        const offset = integer(event, 'offset');
-        if (typeof event.data !== 'string' || !base64Pattern.test(event.data)) throw new MalformedMessageError('event.data', 'must be base64 text');
-        const data = new Uint8Array(Buffer.from(event.data, 'base64'));
-        return {
-          hostWrite: true,
-          run: async () => {
-            if (host !== 1 && host !== 2) throw new InvalidArgumentError('hostWrite', 'host', host);
-            if (volume < 0) throw new InvalidArgumentError('hostWrite', 'volume', volume);
-            if (offset < 0) throw new InvalidArgumentError('hostWrite', 'offset', offset);
-            // Host h is served by site h (host 2 after a failover).
-            const client = await this.#nbdClient(host, volume);
-            await client.write(offset, data);
-          },
-        };
-      }
-      case 'PULL_JOURNAL':
-        return call(() => operator.pullJournal());
-      case 'RESTORE_JOURNAL':
-        return call(() => operator.restoreJournal());
-      case 'FAIL_SITE': {
-        const id = integer(event, 'site');
-        return call(() => operator.fail(siteOf(id, [1, 2, 3], 'failSite')));
-      }
-      case 'RECOVER_SITE': {
-        const id = integer(event, 'site');
-        return call(() => operator.recover(siteOf(id, [1, 2, 3], 'recoverSite')));
-      }
-      case 'CUT_LINK':
-      case 'RESTORE_LINK': {
-        const link = event.link;
-        if (link !== '1-2' && link !== '1-3' && link !== '2-3') throw new MalformedMessageError('event.link', 'must be "1-2", "1-3" or "2-3"');
-        const [a, b] = link.split('-').map(Number) as [SiteId, SiteId];
-        const cut = event.type === 'CUT_LINK';
-        return call(() => operator.setLinkCut(a, b, cut));
-      }
-      case 'FENCE_SITE': {
-        const id = integer(event, 'site');
-        return call(() => operator.fence(siteOf(id, [1, 2, 3], 'fenceSite')));
-      }
-      case 'FAILOVER': {
-        const force = event.force;
-        if (typeof force !== 'boolean') throw new MalformedMessageError('event.force', 'must be true or false');
-        return call(() => operator.failover(force));
-      }
-      case 'RESYNC_SITE': {
-        const id = integer(event, 'site');
-        return call(() => operator.resync(siteOf(id, [1, 2], 'resyncSite') as SyncSiteId));
-      }
-      case 'DELTA_RESYNC':
-        return call(() => operator.deltaResync());
-      case 'FULL_COPY':
-        return call(() => operator.fullCopy());
-      case 'FAILBACK':
-        return call(() => operator.failback());
-      default:
-        throw new MalformedMessageError('event.type', `unknown event type ${JSON.stringify(event.type)}`);
-    }
   }
 
   /** The connection to export `vol<volume>` of `site`, opened again when an event since may have changed its flags. */

@@ -24,7 +24,7 @@ import { readStateFile, writeStateFile } from '../storage/state-file.ts';
 import { serveControl, tcpClient } from './site-control.ts';
 import { siteCredentials } from './credentials.ts';
 import { formatMemoryBound, siteMemoryBound } from './site-memory.ts';
-import { SiteNode, type HostWriteResult, type NodeLinks, type RemoteDurableState } from './site-node.ts';
+import { SiteNode, type HostWriteResult, type NodeConfig, type NodeLinks, type RemoteDurableState } from './site-node.ts';
 import { SiteTrace } from './site-trace.ts';
 import { openSite, rebuildSite, siteConfigOf, siteExists } from '../storage/site-open.ts';
 import { protectSiteDir, siteDirMode } from '../storage/file-modes.ts';
@@ -100,7 +100,8 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
   const write = async (offset: number, data: Uint8Array, fua: boolean): Promise<void> => {
     try {
       // A request larger than one journal entry is journaled as consecutive writes, acknowledged together.
-      const parts: Promise<unknown>[] = [];
+      // A write of no byte goes to the node too, which refuses it (`OutOfRange`, reason `empty`: EINVAL).
+      const parts: Promise<unknown>[] = data.length === 0 ? [hostWrite(volume, offset, data)] : [];
       for (let at = 0; at < data.length; at += chunkBytes) parts.push(hostWrite(volume, offset + at, data.subarray(at, Math.min(data.length, at + chunkBytes))));
       await Promise.all(parts);
       // FUA: answered once the write is on stable storage at both sync members (SiteNode.flush).
@@ -150,6 +151,26 @@ function exportOf(node: SiteNode, volume: number, config: DeploymentConfig, host
     trim: (offset, length) => zeroes(offset, length, false),
     writeZeroes: zeroes,
   };
+}
+
+/** The configuration of a deployment's site node (the same at every site). */
+export function nodeConfigOf(config: DeploymentConfig): NodeConfig {
+  return {
+    pullBatchEntriesMax: config.pullBatchEntriesMax,
+    hostWriteBytesMax: deploymentHostWriteBytesMax(config),
+    answerTimeoutMs: config.answerTimeoutMs,
+    ...(config.inflowControl === null ? {} : { inflowControl: config.inflowControl }),
+  };
+}
+
+/**
+ * The site's volumes as NBD exports (`vol0`, `vol1`, ...), their host writes gathered per event-loop turn
+ * into the node's batches ({@link SiteNode.hostWriteBatch}): what the site's NBD server serves, and what the
+ * conformance run's in-process deployment writes through (`conformance/memory-deployment.ts`).
+ */
+export function siteExports(node: SiteNode, config: DeploymentConfig): NbdExport[] {
+  const hostWrite = writeGatherer(node);
+  return Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config, hostWrite));
 }
 
 /** Starts site `id` of a deployment. `log` receives one line per event worth an operator's attention. */
@@ -223,12 +244,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   if (trace !== null) log(`trace: ${trace.file}`);
   const node = new SiteNode(
     site,
-    {
-      pullBatchEntriesMax: config.pullBatchEntriesMax,
-      hostWriteBytesMax: deploymentHostWriteBytesMax(config),
-      answerTimeoutMs: config.answerTimeoutMs,
-      ...(config.inflowControl === null ? {} : { inflowControl: config.inflowControl }),
-    },
+    nodeConfigOf(config),
     links,
     log,
     { saved: savedRemote, save: id === 3 ? (state) => writeStateFile(remoteFile, remoteStateFormat, state) : null },
@@ -244,8 +260,7 @@ export async function serveSite(config: DeploymentConfig, id: SiteId, log: (line
   network.onFrame((peer, payload) => node.onFrame(peer, payload));
   await network.start();
 
-  const hostWrite = writeGatherer(node);
-  const exports = Array.from({ length: config.volumeCount }, (_, v) => exportOf(node, v, config, hostWrite));
+  const exports = siteExports(node, config);
   // Hosts start TLS with a certificate of the cluster (required unless the configuration says optional).
   const nbd = new NbdServer({
     exports: () => exports,

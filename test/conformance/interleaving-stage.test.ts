@@ -9,6 +9,7 @@ import { interleavingWork, runConformance, runInterleavingChunks, type RunOption
 import type { Cluster } from '../../impl/cluster/cluster.ts';
 import type { JournalEntry } from '../../impl/core/journal.ts';
 import { NotAllowedError } from '../../impl/core/errors.ts';
+import { stageRunOptions } from './stage-run.ts';
 
 /** Planted: site 2 journals each synchronous copy with its first byte changed (its bytes differ from site 1's). */
 function site2JournalsOtherBytes(cluster: Cluster): void {
@@ -48,17 +49,7 @@ describe('the interleaving stage', () => {
   it('fails the conformance run when an interleaving breaks a property', async () => {
     const chunks = [interleavingWork(1).find((chunk) => chunk.storage === 'memory')!, interleavingWork(1).find((chunk) => chunk.storage === 'file')!];
     const options: RunOptions = {
-      params: { faultsMax: 1, volumeCount: 1 },
-      fencePolicies: ['refuse'],
-      seed: 1,
-      walkRuns: 1,
-      walkSteps: 10,
-      simpleDepth: 0,
-      edgePaths: false,
-      gates: {},
-      shard: { index: 1, count: 1 },
-      faults: false,
-      fixturesDir: null,
+      ...stageRunOptions,
       interleavings: true,
       // Two of npm start's chunks, one in memory and one on files (all 220 runs cost a minute here).
       interleavingChunks: chunks,

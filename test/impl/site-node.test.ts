@@ -1,7 +1,8 @@
 /**
  * Site nodes (impl/site/site-node.ts) and the operator (impl/site/operator.ts) without processes: three nodes over an
- * in-memory network that delivers frames in order and reports connections going up and down as a real one
- * does, driven through the operator's control-port client. The patent's story end to end (site 1 crashes,
+ * in-memory network that delivers frames in order and reports connections going up and down at once
+ * (`MemoryNetwork`, conformance/memory-deployment.ts, whose deployment stage of `npm start` uses it too),
+ * driven through the operator's control-port client. The patent's story end to end (site 1 crashes,
  * failover with delta resync, host 2 writes, site 1 returns, resync, reversed writes, failback), with volume
  * bytes compared; then each local rule and each refusal on its own; then epochs: a primary that missed its
  * demotion is deposed by the new primary's announcement and its old-epoch write is refused.
@@ -14,6 +15,7 @@ import { DeviceError, NotAcknowledgedError, NotDurableError, NotWritableError, R
 import { Operator, SiteOneStillSeenError, SiteUnreachableError, type SiteClient } from '../../impl/site/operator.ts';
 import { localClient } from '../../impl/site/site-control.ts';
 import { inflowDelayMsMax, PeerPrimaryError, queuedHostWritesMax, SiteNode, type NodeConfig, type NodeLinks } from '../../impl/site/site-node.ts';
+import { MemoryNetwork } from '../../conformance/memory-deployment.ts';
 import { localDeploymentConfig, validateDeploymentConfig } from '../../impl/site/deployment-config.ts';
 import { openSite } from '../../impl/storage/site-open.ts';
 import { decodeMessage, encodeMessage, type Message } from '../../impl/core/messages.ts';
@@ -28,109 +30,6 @@ import * as path from 'node:path';
 const blockBytes = 512;
 const volumeCount = 2;
 const volumeBytes = 8 * blockBytes;
-
-/** Three nodes' links: a frame queue per direction, connections that follow who is online and what is cut. */
-class MemoryNetwork {
-  readonly nodes = new Map<SiteId, SiteNode>();
-  readonly online = new Map<SiteId, boolean>([
-    [1, true],
-    [2, true],
-    [3, true],
-  ]);
-  readonly cut = new Set<string>();
-  /** Directions (`"1>2"`) whose frames wait undelivered: a slow or stalled receiver, its link filling up. */
-  readonly held = new Set<string>();
-  /** Sites whose control port does not answer their peer (the peer link may still be up). */
-  readonly unaskable = new Set<SiteId>();
-  readonly queue: { from: SiteId; to: SiteId; payload: Uint8Array }[] = [];
-  readonly log: string[] = [];
-  #pumping = false;
-
-  connected(a: SiteId, b: SiteId): boolean {
-    return a !== b && this.online.get(a) === true && this.online.get(b) === true && !this.cut.has(key(a, b)) && this.nodes.has(a) && this.nodes.has(b);
-  }
-
-  links(self: SiteId): NodeLinks {
-    return {
-      send: (peer, payload) => {
-        if (!this.connected(self, peer)) return false;
-        this.queue.push({ from: self, to: peer, payload });
-        this.#schedule();
-        return true;
-      },
-      isConnected: (peer) => this.connected(self, peer),
-      disconnect: (peer, reason) => {
-        this.log.push(`site ${self} disconnects ${peer}: ${reason}`);
-        this.change(() => this.cut.add(key(self, peer)));
-        // A disconnected peer reconnects at once (a real dialer retries).
-        this.change(() => this.cut.delete(key(self, peer)));
-      },
-      setOnline: (online) => this.change(() => this.online.set(self, online)),
-      setCut: (peer, cut) => this.change(() => (cut ? this.cut.add(key(self, peer)) : this.cut.delete(key(self, peer)))),
-      queuedBytes: (peer) => this.queue.reduce((sum, frame) => (frame.from === self && frame.to === peer ? sum + frame.payload.length : sum), 0),
-      // The peer's control port, as a site process asks it: its own status, or no answer while it is unreachable.
-      askPeer: async (peer) => {
-        const node = this.nodes.get(peer);
-        if (node === undefined || this.unaskable.has(peer)) throw new Error(`site ${peer}'s control port does not answer`);
-        const status = node.status(false);
-        return { up: status.up, role: status.role, fenced: status.fenced };
-      },
-    };
-  }
-
-  /** Applies a change and tells each node about the connections it made or broke. */
-  change(action: () => void): void {
-    const pairs: [SiteId, SiteId][] = [
-      [1, 2],
-      [1, 3],
-      [2, 3],
-    ];
-    const before = pairs.map(([a, b]) => this.connected(a, b));
-    action();
-    pairs.forEach(([a, b], i) => {
-      const now = this.connected(a, b);
-      if (now === before[i]) return;
-      // Frames on a broken connection are lost.
-      if (!now) for (let j = this.queue.length - 1; j >= 0; j -= 1) if (key(this.queue[j]!.from, this.queue[j]!.to) === key(a, b)) this.queue.splice(j, 1);
-      for (const [self, peer] of [
-        [a, b],
-        [b, a],
-      ] as [SiteId, SiteId][]) {
-        const node = this.nodes.get(self);
-        if (node === undefined) continue;
-        if (now) node.onPeerUp(peer);
-        else node.onPeerDown(peer, 'connection closed');
-      }
-    });
-  }
-
-  #schedule(): void {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    queueMicrotask(() => {
-      this.#pumping = false;
-      this.deliverAll();
-    });
-  }
-
-  deliverAll(): void {
-    let k = 0;
-    while (k < this.queue.length) {
-      const frame = this.queue[k]!;
-      if (this.held.has(`${frame.from}>${frame.to}`)) {
-        k += 1;
-        continue;
-      }
-      this.queue.splice(k, 1);
-      if (!this.connected(frame.from, frame.to)) continue;
-      this.nodes.get(frame.to)!.onFrame(frame.from, frame.payload);
-    }
-  }
-}
-
-function key(a: SiteId, b: SiteId): string {
-  return a < b ? `${a}-${b}` : `${b}-${a}`;
-}
 
 interface Deployment {
   net: MemoryNetwork;

@@ -9,7 +9,9 @@
  * policies, the small bounds' exhaustive plan and the larger bounds' plan, in memory; then those that fail a
  * site again on the file backends with crashes (`fileBackendWork`). The model is not mutated, so the plans are
  * made once and cached under `THREESITE_PATHS_CACHE_DIR`. Then the run's interleavings (`interleavingWork`), one
- * test per chunk.
+ * test per chunk. Then the deployment stage's paths (`deploymentWork`) on the in-process deployment
+ * (`conformance/memory-deployment.ts`: site nodes, the operator, NBD exports, in this thread, so that the
+ * mutants of the storage system only a site node reaches are seen), grouped as the paths in memory are.
  *
  * The paths are grouped, `pathsPerTest` to a test (by fence policy, bounds and plan strategy), not one test
  * each: Stryker's vitest runner selects a mutant's covering tests with one regular expression that alternates
@@ -23,9 +25,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ClusterSut } from '../../conformance/adapter.ts';
 import { crashingFileSutFactory } from '../../conformance/crash-sut.ts';
-import { runPath } from '../../conformance/lockstep.ts';
+import { runPath, runPathAsync } from '../../conformance/lockstep.ts';
+import { MemoryDeploymentSut } from '../../conformance/memory-deployment.ts';
 import { coveragePlan, largerBounds } from '../../conformance/paths.ts';
-import { fileBackendWork, generatedWork, interleavingWork, runInterleavingChunks, withoutPrefixes, type WorkItem } from '../../conformance/run.ts';
+import { deploymentWork, fileBackendWork, generatedWork, interleavingWork, runInterleavingChunks, withoutPrefixes, type WorkItem } from '../../conformance/run.ts';
 import { formatEvent } from '../../model/events.ts';
 import { defaultParams, validateParams } from '../../model/params.ts';
 
@@ -79,6 +82,16 @@ function divergences(items: readonly WorkItem[], sut: Parameters<typeof runPath>
   });
 }
 
+/** {@link divergences} on the in-process deployment, one path after the other. */
+async function deploymentDivergences(items: readonly WorkItem[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const item of items) {
+    const run = await runPathAsync(item.params, item.path.events, MemoryDeploymentSut.create);
+    if (run.divergence) found.push(`${run.divergence.summary} on ${item.path.events.map(formatEvent).join(', ')}`);
+  }
+  return found;
+}
+
 const work = plannedWork();
 
 describe('npm start: generated paths in memory', () => {
@@ -98,5 +111,11 @@ describe('npm start: interleavings (writes in flight, a crash, the failover stor
   it.each(interleavingWork(startDefaults.seed).map((chunk) => ({ name: `${chunk.storage}, ${chunk.runs} runs, seed ${chunk.seed}`, chunk })))('$name', async ({ chunk }) => {
     const result = await runInterleavingChunks([chunk]);
     expect(result.violations.map((violation) => violation.report.split('\n')[0])).toEqual([]);
+  });
+});
+
+describe('npm start: generated paths on the in-process deployment (site nodes, operator, NBD exports)', () => {
+  it.each(groups(deploymentWork(work)))('$name', async ({ items }) => {
+    expect(await deploymentDivergences(items)).toEqual([]);
   });
 });
