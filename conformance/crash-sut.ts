@@ -8,7 +8,9 @@
  *   data files (its volumes and its `journal/` directory) as they are at that instant, and tears the journal:
  *   the entry the site was appending when it died (update number `last + 1`, never acknowledged, so never
  *   part of the model's history) is in its last segment up to a seeded byte, cut anywhere inside its
- *   header or its data. Nothing the site wrote after that instant reaches those files.
+ *   header or its data; or, at every other crash by the seed, whole in length with one seeded byte flipped
+ *   (the corruption branches of the entry decoder, not only its short reads). Nothing the site wrote after
+ *   that instant reaches those files.
  * - **RECOVER_SITE** reopens the site from its directory: the cluster closes the failed site's storage and
  *   reopens it (`Cluster.recoverSite`); this layer puts the crash image back between the two, so the reopen
  *   sees the files a crash leaves, not the ones a clean close writes: the journal's metadata as last saved
@@ -38,8 +40,13 @@ import type { StepOutcome, SutFactory, SystemUnderTest } from './sut.ts';
 export interface CrashCounts {
   /** Site failures carried out as crashes. */
   crashes: number;
-  /** Crashes whose journal got a torn tail (a site with an empty journal directory gets none). */
+  /** Crashes whose journal got a torn tail: the entry cut short (a site with an empty journal directory gets none). */
   tornTails: number;
+  /**
+   * Crashes whose journal got a corrupt tail instead: the entry whole in length, one of its bytes flipped (a
+   * sector that landed garbled). Recovery must find it by its checksums and discard it like a torn one.
+   */
+  corruptTails: number;
   /** Sites reopened from a crash image. */
   recoveries: number;
 }
@@ -92,7 +99,7 @@ function seeded(seed: number): () => number {
  * crash image. Its directory is removed at {@link close}.
  */
 export class CrashingFileSut implements SystemUnderTest {
-  readonly counts: CrashCounts = { crashes: 0, tornTails: 0, recoveries: 0 };
+  readonly counts: CrashCounts = { crashes: 0, tornTails: 0, corruptTails: 0, recoveries: 0 };
   readonly #inner: ClusterSut;
   readonly #dir: string;
   readonly #images = new Map<1 | 2 | 3, CrashImage>();
@@ -143,7 +150,7 @@ export class CrashingFileSut implements SystemUnderTest {
     return path.join(this.#dir, `site-${site}`);
   }
 
-  /** Takes the crash image of a site that just failed, with its journal's last entry torn. */
+  /** Takes the crash image of a site that just failed, with its journal's last entry torn or corrupt. */
   #crash(site: 1 | 2 | 3): void {
     const siteDir = this.#siteDir(site);
     const image: CrashImage = new Map();
@@ -160,14 +167,26 @@ export class CrashingFileSut implements SystemUnderTest {
       const journal = this.cluster.site(site).journal;
       const data = new Uint8Array(this.cluster.config.blockBytes).fill(0xee);
       const entry = encodeEntry({ updateNumber: journal.last + 1, volume: 0, offset: 0, data });
-      // Torn anywhere: 1 byte of its header at least, one byte short of the whole entry at most.
-      const torn = 1 + Math.floor(this.#random() * (entry.length - 1));
       const segment = image.get(last)!;
-      const withTail = new Uint8Array(segment.length + torn);
-      withTail.set(segment);
-      withTail.set(entry.subarray(0, torn), segment.length);
-      image.set(last, withTail);
-      this.counts.tornTails += 1;
+      if (this.#random() < 0.5) {
+        // Torn anywhere: 1 byte of its header at least, one byte short of the whole entry at most.
+        const torn = 1 + Math.floor(this.#random() * (entry.length - 1));
+        const withTail = new Uint8Array(segment.length + torn);
+        withTail.set(segment);
+        withTail.set(entry.subarray(0, torn), segment.length);
+        image.set(last, withTail);
+        this.counts.tornTails += 1;
+      } else {
+        // Whole in length, one byte anywhere in it flipped (every bit of it).
+        const flipped = entry.slice();
+        const at = Math.floor(this.#random() * flipped.length);
+        flipped[at] = flipped[at]! ^ 0xff;
+        const withTail = new Uint8Array(segment.length + flipped.length);
+        withTail.set(segment);
+        withTail.set(flipped, segment.length);
+        image.set(last, withTail);
+        this.counts.corruptTails += 1;
+      }
     }
     this.#images.set(site, image);
     this.counts.crashes += 1;

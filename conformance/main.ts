@@ -183,7 +183,7 @@ function printSummary(report: ConformanceReport, sut: SutDescription): void {
       'files and crashes',
       report.fileBackend === null
         ? 'skipped (in-process only)'
-        : `${report.fileBackend.paths} paths on the file backends, ${report.fileBackend.failed} failed: ${report.fileBackend.crashes} crashes (${report.fileBackend.tornTails} torn journal tails), ${report.fileBackend.recoveries} recoveries from files`,
+        : `${report.fileBackend.paths} paths on the file backends, ${report.fileBackend.failed} failed: ${report.fileBackend.crashes} crashes (${report.fileBackend.tornTails} torn and ${report.fileBackend.corruptTails} corrupt journal tails), ${report.fileBackend.recoveries} recoveries from files`,
     ],
     [
       'in-process deployment',

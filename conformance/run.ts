@@ -446,8 +446,13 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     }
     progress('generated paths on files, with crashes', fileWork.length, fileWork.length);
     const counts = crashing.made.reduce<CrashCounts>(
-      (sum, sut) => ({ crashes: sum.crashes + sut.counts.crashes, tornTails: sum.tornTails + sut.counts.tornTails, recoveries: sum.recoveries + sut.counts.recoveries }),
-      { crashes: 0, tornTails: 0, recoveries: 0 },
+      (sum, sut) => ({
+        crashes: sum.crashes + sut.counts.crashes,
+        tornTails: sum.tornTails + sut.counts.tornTails,
+        corruptTails: sum.corruptTails + sut.counts.corruptTails,
+        recoveries: sum.recoveries + sut.counts.recoveries,
+      }),
+      { crashes: 0, tornTails: 0, corruptTails: 0, recoveries: 0 },
     );
     fileBackend = { paths: fileWork.length, failed, ...counts, byteRangeWrites: fileWork.reduce((sum, item) => sum + countByteRangeWrites(item.path.events), 0) };
   }
@@ -573,7 +578,7 @@ export async function runConformance(options: RunOptions): Promise<ConformanceRe
     faults.every((fault) => fault.caught) &&
     gateFailures.length === 0 &&
     (!fullShard || mustHappen.every((check) => check.happened)) &&
-    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0));
+    (!fullShard || fileBackend === null || (fileBackend.recoveries > 0 && fileBackend.tornTails > 0 && fileBackend.corruptTails > 0));
   return {
     seed: options.seed,
     params: { ...paramsList[0]!, fencePolicies: options.fencePolicies },
