@@ -168,7 +168,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
     const context = snapshot.context;
     // P4 on the chart itself: the sites whose host write some variant takes here (not the primary field).
     const writers = chartWriters(machine, snapshot, rootIds);
-    if (writers.length > 1) report(index, 'P4', `the chart takes a host write at sites ${writers.join(' and ')}`);
+    if (writers.length > 1) report(index, 'P4', twoWriters(writers));
     const candidates = candidateEvents(params, context);
     for (const event of options.refusals ? [...candidates, ...probes] : []) {
       // Once every condition of an event type has its witness, its events need no more looking at.
@@ -193,7 +193,7 @@ export function explore(options: ExploreOptions = {}): ExploreResult {
       if (enabled.length === 0) continue;
       if (chosen === undefined) {
         // A region moved on an event no variant takes: the chart moves where the semantics refuse.
-        report(index, 'MIRROR', `a region moves on ${formatEvent(event)}, which no variant of the system region takes`, event);
+        report(index, 'MIRROR', moveWithoutVariant(event), event);
         continue;
       }
       const [next] = transition(machine, snapshot, event);
@@ -288,7 +288,7 @@ export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>
   let [snapshot] = initialTransition(chart, validateParams(params));
   const writersFound = (steps: number): Counterexample | null => {
     const writers = chartWriters(chart, snapshot, rootIds);
-    return writers.length > 1 ? found({ property: 'P4', message: `the chart takes a host write at sites ${writers.join(' and ')}` }, steps, false) : null;
+    return writers.length > 1 ? found({ property: 'P4', message: twoWriters(writers) }, steps, false) : null;
   };
   const atStart = found(checkChartStructure(chart)[0] ?? checkState(snapshot.context, snapshot.value)[0], 0, false) ?? writersFound(0);
   if (atStart) return atStart;
@@ -296,7 +296,7 @@ export function checkPath(machine: AnyStateMachine, params: Partial<ModelParams>
     const enabled = chart.getTransitionData(snapshot, event);
     if (enabled.length === 0) return null;
     if (!enabled.some((definition) => rootIds.has(definition))) {
-      return found({ property: 'MIRROR', message: `a region moves on ${formatEvent(event)}, which no variant of the system region takes` }, index + 1, true);
+      return found({ property: 'MIRROR', message: moveWithoutVariant(event) }, index + 1, true);
     }
     const [next] = transition(chart, snapshot, event);
     const inTransition = found(checkTransition(snapshot.context, event, next.context)[0] ?? checkMirror(next.context, next.value)[0], index + 1, true);
@@ -343,6 +343,12 @@ export function firstUnrecoverable(states: number, goal: (index: number) => bool
   const first = recovers.indexOf(0);
   return first === -1 ? null : first;
 }
+
+/** P4's message when the chart takes a host write at more than one site. */
+const twoWriters = (writers: readonly number[]): string => `the chart takes a host write at sites ${writers.join(' and ')}`;
+
+/** MIRROR's message when a region moves on an event that no variant of the system region takes. */
+const moveWithoutVariant = (event: ModelEvent): string => `a region moves on ${formatEvent(event)}, which no variant of the system region takes`;
 
 /** The sites whose host write (P4's probe) a root variant of the chart takes in this state. */
 function chartWriters(machine: ReplicationMachine, snapshot: Snapshot, rootIds: ReadonlyMap<AnyTransitionDefinition, string> | ReadonlySet<AnyTransitionDefinition>): (1 | 2)[] {
